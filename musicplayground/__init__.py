@@ -1,0 +1,1 @@
+"""Composition root: builds the application from settings. Nothing imports this package."""

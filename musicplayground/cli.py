@@ -1,0 +1,75 @@
+"""The ``musicplayground`` command: run the server and manage its database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import click
+from aiohttp import web
+
+from settings import ConfigError, Settings
+from storage.database import Database
+from storage.migrate import current_revision, head_revision, upgrade
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.group(
+    help="Music Playground server. Configuration comes from environment variables "
+    "(see README.md); with none set it runs on the embedded default: SQLite in ./data."
+)
+def main() -> None:
+    pass
+
+
+@main.command(help="Run the HTTP + Socket.IO server.")
+@click.option("--host", default=None, help="Interface to bind (default: $HOST or 0.0.0.0).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default: $PORT or 3001).")
+def serve(host: str | None, port: int | None) -> None:
+    from musicplayground.app import create_app
+
+    settings = _settings()
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = settings.replace(**overrides)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
+        shutdown_timeout=10,
+        print=lambda _msg: logging.getLogger("musicplayground").info(
+            "serving on http://%s:%s", settings.host, settings.port
+        ),
+    )
+
+
+@main.group(help="Database schema (Alembic migrations).")
+def db() -> None:
+    pass
+
+
+@db.command("upgrade", help="Apply every pending migration (creates the SQLite file if needed).")
+def db_upgrade() -> None:
+    async def run() -> None:
+        async with Database(_settings().effective_database_url) as database:
+            await upgrade(database)
+            click.echo(f"database at revision {await current_revision(database)}")
+
+    asyncio.run(run())
+
+
+@db.command("current", help="Show the database's revision and the code's.")
+def db_current() -> None:
+    async def run() -> None:
+        async with Database(_settings().effective_database_url) as database:
+            click.echo(f"database: {await current_revision(database) or 'empty'}")
+            click.echo(f"code:     {head_revision()}")
+
+    asyncio.run(run())

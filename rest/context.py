@@ -1,0 +1,145 @@
+"""What REST handlers need, stored on the app under one typed key, and who is calling."""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from identity.errors import InvalidToken
+from identity.firebase import FirebaseVerifier
+from identity.tokens import TokenIssuer, is_our_token
+from rest.errors import BadRequest, UnsupportedMediaType, validation_error
+from settings import Settings
+from storage.database import Database
+from storage.errors import Unauthorized
+from storage.users import get_or_create_firebase_user
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: uuid.UUID
+    is_anonymous: bool
+
+
+class FirebaseAccounts:
+    """Maps verified Firebase identities to our user ids (a small in-process cache)."""
+
+    def __init__(self, verifier: FirebaseVerifier | None, db: Database, *, size: int = 10_000) -> None:
+        self.verifier = verifier
+        self._db = db
+        self._size = size
+        self._user_ids: OrderedDict[str, uuid.UUID] = OrderedDict()
+
+    async def caller_for(self, id_token: str) -> Caller:
+        if self.verifier is None:
+            raise InvalidToken("Firebase sign-in is not enabled on this server")
+        identity = await self.verifier.verify(id_token)
+        user_id = self._user_ids.get(identity.uid)
+        if user_id is None:
+            async with self._db.write_session() as session:
+                user = await get_or_create_firebase_user(
+                    session,
+                    uid=identity.uid,
+                    email=identity.email,
+                    display_name=identity.display_name,
+                    avatar_url=identity.avatar_url,
+                )
+                user_id = user.id
+            self.remember(identity.uid, user_id)
+        self._user_ids.move_to_end(identity.uid)
+        return Caller(user_id, is_anonymous=False)
+
+    def remember(self, uid: str, user_id: uuid.UUID) -> None:
+        self._user_ids[uid] = user_id
+        while len(self._user_ids) > self._size:
+            self._user_ids.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class RestContext:
+    settings: Settings
+    db: Database
+    tokens: TokenIssuer
+    firebase: FirebaseAccounts
+
+
+REST_CONTEXT = web.AppKey("rest_context", RestContext)
+
+
+def context(request: web.Request) -> RestContext:
+    return request.app[REST_CONTEXT]
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+async def optional_caller(request: web.Request) -> Caller | None:
+    """The authenticated caller, None without a token; a bad token is always a 401."""
+    if "caller" in request:
+        return request["caller"]  # type: ignore[no-any-return]
+    token = bearer_token(request)
+    caller: Caller | None = None
+    if token is not None:
+        ctx = context(request)
+        if is_our_token(token):
+            claims = ctx.tokens.verify_access(token)
+            caller = Caller(claims.user_id, claims.is_anonymous)
+        else:
+            caller = await ctx.firebase.caller_for(token)
+    request["caller"] = caller
+    return caller
+
+
+async def require_caller(request: web.Request) -> Caller:
+    caller = await optional_caller(request)
+    if caller is None:
+        raise Unauthorized("sign in first: send 'Authorization: Bearer <token>'")
+    return caller
+
+
+async def read_json(request: web.Request, model: type[M]) -> M:
+    """Validate a JSON body against ``model`` (the size limit is the app's client_max_size)."""
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType("send the body as application/json")
+    body = await request.read()
+    if not body:
+        raise BadRequest("request body is empty; send a JSON object")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def read_query(request: web.Request, model: type[M]) -> M:
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise validation_error(exc, what="query string") from None
+
+
+def path_uuid(request: web.Request, name: str = "id") -> uuid.UUID:
+    raw = request.match_info[name]
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise BadRequest(f"{raw!r} is not a valid id (expected a UUID)", details=[{"field": name}]) from None
+
+
+def json_model(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(
+        body=model.model_dump_json(by_alias=True), status=status, content_type="application/json"
+    )

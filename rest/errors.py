@@ -1,0 +1,107 @@
+"""One middleware turns every failure into the error JSON of DESIGN.md.
+
+``{"error": "<human message>", "code": "<machine_code>", "details": [...]}``
+Domain errors carry their own status and code; anything unexpected is logged and
+answered with a 500 that reveals nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from identity.errors import InvalidToken
+from identity.firebase import FirebaseUnavailable
+from storage.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+
+class BadRequest(DomainError):
+    status = 400
+    code = "validation_error"
+
+
+class UnsupportedMediaType(DomainError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    return web.json_response(
+        {"error": message, "code": code, "details": details or []}, status=status, headers=headers
+    )
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    details = []
+    for err in exc.errors(include_url=False, include_input=False):
+        field = _location(err["loc"])
+        if err["type"] == "extra_forbidden":
+            message = f"unknown field {field!r}"
+        elif err["type"] == "missing":
+            message = f"{field} is required"
+        else:
+            message = f"{field}: {err['msg']}" if field else err["msg"]
+        details.append({"field": field, "message": message, "type": err["type"]})
+    return details
+
+
+def validation_error(exc: ValidationError, *, what: str = "request body") -> BadRequest:
+    details = validation_details(exc)
+    if any(d["type"] == "json_invalid" for d in details):
+        return BadRequest(f"{what} is not valid JSON", details=details)
+    first = details[0]["message"] if details else "invalid input"
+    extra = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    return BadRequest(f"invalid {what}: {first}{extra}", details=details)
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except DomainError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+    except InvalidToken as exc:
+        return error_response(401, "invalid_token", exc.reason, headers={"WWW-Authenticate": "Bearer"})
+    except FirebaseUnavailable:
+        log.exception("Firebase certificates unavailable")
+        return error_response(
+            503, "identity_provider_unavailable", "sign-in verification is temporarily unavailable"
+        )
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error_response(413, "payload_too_large", f"request body too large: {exc.text}")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        message = exc.reason.lower() if exc.status != 404 else "no such endpoint"
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return error_response(exc.status, code, message, headers=allow)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "internal server error")

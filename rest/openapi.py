@@ -1,0 +1,132 @@
+"""The route table and the OpenAPI document generated from it and the pydantic models."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from rest.schemas import ErrorBody
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_ERROR_TEXT = {
+    400: "Invalid input",
+    401: "Missing or invalid token",
+    403: "Not allowed, or quota reached",
+    404: "Unknown, or private to someone else",
+    409: "Conflict",
+    413: "Body too large",
+    415: "Body is not JSON",
+    503: "A dependency is unavailable",
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint: how aiohttp dispatches it and how OpenAPI describes it."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    auth: str = "required"  # "required" | "optional" | "none"
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    errors: tuple[int, ...] = field(default=())
+
+
+def build_openapi(routes: list[Route], *, title: str, version: str, server_url: str) -> dict[str, Any]:
+    models: set[type[BaseModel]] = {ErrorBody}
+    for route in routes:
+        models.update(m for m in (route.body, route.response) if m is not None)
+    ordered = sorted(models, key=lambda m: m.__name__)
+    refs, schema = models_json_schema(
+        [(m, "validation") for m in ordered if m in {r.body for r in routes}]
+        + [(m, "serialization") for m in ordered if m not in {r.body for r in routes}],
+        ref_template="#/components/schemas/{model}",
+    )
+    components = schema.get("$defs", {})
+
+    def ref(model: type[BaseModel], mode: str) -> dict[str, Any]:
+        return refs[(model, mode)]  # type: ignore[index]
+
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        operation: dict[str, Any] = {
+            "summary": route.summary,
+            "tags": [route.tag],
+            "operationId": f"{route.method.lower()}_{route.handler.__name__}_{route.tag}",
+            "responses": {},
+        }
+        if route.auth != "none":
+            operation["security"] = [{"bearer": []}] + ([{}] if route.auth == "optional" else [])
+        parameters = [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "format": "uuid"},
+            }
+            for name in _path_params(route.path)
+        ]
+        if route.query is not None:
+            query_schema = route.query.model_json_schema()
+            for name, prop in query_schema.get("properties", {}).items():
+                parameters.append({"name": name, "in": "query", "required": False, "schema": prop})
+        if parameters:
+            operation["parameters"] = parameters
+        if route.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ref(route.body, "validation")}},
+            }
+        ok: dict[str, Any] = {"description": "Success"}
+        if route.response is not None:
+            ok["content"] = {"application/json": {"schema": ref(route.response, "serialization")}}
+        operation["responses"][str(route.status)] = ok
+        codes = set(route.errors)
+        if route.body is not None:
+            codes |= {400, 413, 415}
+        if route.auth == "required":
+            codes.add(401)
+        for code in sorted(codes):
+            operation["responses"][str(code)] = {
+                "description": _ERROR_TEXT.get(code, "Error"),
+                "content": {"application/json": {"schema": ref(ErrorBody, "serialization")}},
+            }
+        paths.setdefault(_openapi_path(route.path), {})[route.method.lower()] = operation
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "servers": [{"url": server_url}],
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Our access token (POST /api/auth/anonymous) or a Firebase ID token",
+                }
+            },
+        },
+    }
+
+
+def _path_params(path: str) -> list[str]:
+    return [part[1:-1].split(":")[0] for part in path.split("/") if part.startswith("{")]
+
+
+def _openapi_path(path: str) -> str:
+    return "/".join(
+        "{" + part[1:-1].split(":")[0] + "}" if part.startswith("{") else part for part in path.split("/")
+    )

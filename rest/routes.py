@@ -1,0 +1,145 @@
+"""Every REST endpoint, in one table: aiohttp routes and OpenAPI come from it."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from rest import auth, system
+from rest.documents import LOOPS, SONGS, DocumentHandlers
+from rest.openapi import Route, build_openapi
+from rest.schemas import (
+    AuthSession,
+    Health,
+    LinkRequest,
+    ListQuery,
+    RefreshRequest,
+    Success,
+    UserPublic,
+)
+
+
+def _document_routes(handlers: DocumentHandlers) -> list[Route]:
+    kind = handlers.kind
+    base, item, tag = f"/api/{kind.plural}", f"/api/{kind.plural}/{{id}}", kind.plural
+    return [
+        Route(
+            "GET",
+            base,
+            handlers.list,
+            f"List your {kind.plural} (paginated)",
+            tag,
+            query=ListQuery,
+            response=kind.listing,
+            errors=(400,),
+        ),
+        Route(
+            "POST",
+            base,
+            handlers.create,
+            f"Create a {kind.name}",
+            tag,
+            body=kind.create,
+            response=kind.public,
+            status=201,
+            errors=(403,),
+        ),
+        Route(
+            "GET",
+            item,
+            handlers.get,
+            f"Get a {kind.name} (yours, or public)",
+            tag,
+            auth="optional",
+            response=kind.public,
+            errors=(400, 401, 404),
+        ),
+        Route(
+            "PATCH",
+            item,
+            handlers.update,
+            f"Update your {kind.name} (partial)",
+            tag,
+            body=kind.update,
+            response=kind.public,
+            errors=(403, 404),
+        ),
+        Route(
+            "DELETE",
+            item,
+            handlers.delete,
+            f"Delete your {kind.name}",
+            tag,
+            response=Success,
+            errors=(400, 403, 404),
+        ),
+    ]
+
+
+def api_routes() -> list[Route]:
+    return [
+        Route(
+            "POST",
+            "/api/auth/anonymous",
+            auth.create_anonymous,
+            "Create an anonymous account and sign in",
+            "auth",
+            auth="none",
+            response=AuthSession,
+            status=201,
+        ),
+        Route(
+            "POST",
+            "/api/auth/refresh",
+            auth.refresh,
+            "Trade a refresh token for new tokens (rotates it)",
+            "auth",
+            auth="none",
+            body=RefreshRequest,
+            response=AuthSession,
+            errors=(401,),
+        ),
+        Route(
+            "POST",
+            "/api/auth/logout",
+            auth.sign_out,
+            "Revoke a refresh token and its chain",
+            "auth",
+            auth="none",
+            body=RefreshRequest,
+            response=Success,
+        ),
+        Route(
+            "POST",
+            "/api/auth/link",
+            auth.link,
+            "Link the caller's anonymous account to a Firebase identity (merging if it exists)",
+            "auth",
+            body=LinkRequest,
+            response=AuthSession,
+            errors=(404, 409, 503),
+        ),
+        Route("GET", "/api/users/me", auth.me, "The caller's account", "users", response=UserPublic),
+        *_document_routes(DocumentHandlers(LOOPS)),
+        *_document_routes(DocumentHandlers(SONGS)),
+        Route("GET", "/healthz", system.healthz, "Liveness", "system", auth="none", response=Health),
+        Route(
+            "GET",
+            "/readyz",
+            system.readyz,
+            "Readiness (database reachable)",
+            "system",
+            auth="none",
+            response=Health,
+            errors=(503,),
+        ),
+    ]
+
+
+def add_routes(app: web.Application, *, public_base_url: str, version: str) -> None:
+    routes = api_routes()
+    for route in routes:
+        app.router.add_route(route.method, route.path, route.handler)
+    app[system.OPENAPI_DOCUMENT] = build_openapi(
+        routes, title="Music Playground API", version=version, server_url=public_base_url
+    )
+    app.router.add_get("/api/openapi.json", system.openapi)

@@ -1,0 +1,114 @@
+"""The SQL database: one async engine, SQLite (embedded default) or Postgres (asyncpg)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (see _sqlite_on_begin).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers proceed while one writer commits; busy_timeout queues writers
+    # instead of failing with "database is locked".
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Any) -> None:
+    # A deferred transaction that reads and then writes fails with SQLITE_BUSY when
+    # another writer committed in between; write sessions take the write lock up front.
+    mode = "IMMEDIATE" if conn.get_execution_options().get("sqlite_write") else "DEFERRED"
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Database:
+    """Owns the engine. Use as ``async with Database(url) as db`` (or start/stop)."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = url
+        self._pool_size = pool_size
+        self._echo = echo
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._write_sessions: async_sessionmaker[AsyncSession] | None = None
+
+    @property
+    def dialect(self) -> str:
+        return make_url(self.url).get_backend_name()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("Database is not started")
+        return self._engine
+
+    async def start(self) -> None:
+        url = make_url(self.url)
+        kwargs: dict[str, Any] = {"echo": self._echo, "pool_pre_ping": False}
+        if url.get_backend_name() == "sqlite":
+            if url.database and url.database != ":memory:":
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 10}
+        else:
+            kwargs.update(pool_size=self._pool_size, max_overflow=self._pool_size)
+        self._engine = create_async_engine(url, **kwargs)
+        if url.get_backend_name() == "sqlite":
+            event.listen(self._engine.sync_engine, "connect", _sqlite_on_connect)
+            event.listen(self._engine.sync_engine, "begin", _sqlite_on_begin)
+        self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+        self._write_sessions = async_sessionmaker(
+            self._engine.execution_options(sqlite_write=True), expire_on_commit=False
+        )
+
+    async def stop(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+        self._engine = None
+        self._sessions = None
+        self._write_sessions = None
+
+    async def __aenter__(self) -> Database:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A read session in a transaction: committed on success, rolled back on error."""
+        if self._sessions is None:
+            raise RuntimeError("Database is not started")
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def write_session(self) -> AsyncIterator[AsyncSession]:
+        """A session for a transaction that writes (takes SQLite's write lock at BEGIN)."""
+        if self._write_sessions is None:
+            raise RuntimeError("Database is not started")
+        async with self._write_sessions() as session, session.begin():
+            yield session
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
