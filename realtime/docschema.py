@@ -53,10 +53,11 @@ Numbers: Yjs stores every number as a float64 (pycrdt returns ``float``), so rea
 integral floats back to ``int``; writers may write ints or floats.
 
 Reading (``*_doc_to_content``) never raises on content, whatever a malicious or buggy client
-wrote into the document: entries of the wrong type, out of range, with an unparseable key or
-beyond the size limits are skipped, scalars of the wrong type fall back to defaults, unknown
-attributes are ignored, and several entries describing the same cell collapse to one. Its
-output therefore always satisfies the input bounds below, so GET -> PUT round-trips.
+wrote into the document: entries that are not objects, lack a valid required attribute or
+have an unparseable key are skipped; invalid optional attributes and unknown attributes are
+dropped (a missing/invalid velocity reads as 0.8); scalars of the wrong type fall back to
+defaults; several entries describing the same cell collapse to one; lists are cut at the size
+limits. Its output therefore always satisfies the input bounds below (GET -> PUT works).
 (Call it outside pycrdt observer callbacks: it may need a write transaction to type a root.)
 
 Writing (``*_content_to_update``, ``apply_*_content``) validates strictly and raises
@@ -402,9 +403,10 @@ def _check_fields(
     return selected
 
 
-def _strict(where: str, fn: Callable[[], Any]) -> Any:
+def _strict(where: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, turning a schema violation into a ``ValueError`` at ``where``."""
     try:
-        return fn()
+        return fn(*args, **kwargs)
     except _Invalid as exc:
         raise ValueError(f"{where}: {exc}") from None
 
@@ -428,7 +430,7 @@ def _desired_meta(
             # An optional scalar with a default (loop colour) is stored explicitly.
             out[key] = defaults.get(key)
             continue
-        out[key] = _strict(key, lambda v=value, f=validator: f(v))
+        out[key] = _strict(key, validator, value)
     return out
 
 
@@ -446,7 +448,7 @@ def _list(content: Mapping[str, Any], key: str, max_len: int) -> list[Any]:
 def _desired_chords(content: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for i, raw in enumerate(_list(content, "chordProgression", MAX_CHORD_CELLS)):
-        cell = _strict(f"chordProgression[{i}]", lambda r=raw: _clean_chord(r, strict=True))
+        cell = _strict(f"chordProgression[{i}]", _clean_chord, raw, strict=True)
         key = str(cell.pop("bar"))
         if key in out:
             raise ValueError(f"chordProgression[{i}]: a second chord cell for bar {key}")
@@ -457,7 +459,7 @@ def _desired_chords(content: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 def _desired_steps(content: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for i, raw in enumerate(_list(content, "iconSequence", MAX_STEPS)):
-        step = _strict(f"iconSequence[{i}]", lambda r=raw: _clean_step(r, strict=True))
+        step = _strict(f"iconSequence[{i}]", _clean_step, raw, strict=True)
         key = step_key(step)
         out.pop(key, None)  # same cell twice: the later one wins
         out[key] = step
@@ -467,7 +469,7 @@ def _desired_steps(content: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 def _desired_blocks(content: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for i, raw in enumerate(_list(content, "timeline", MAX_TIMELINE_BLOCKS)):
-        block = _strict(f"timeline[{i}]", lambda r=raw: _clean_block(r, strict=True))
+        block = _strict(f"timeline[{i}]", _clean_block, raw, strict=True)
         key = block.pop("id")
         if key in out:
             raise ValueError(f"timeline[{i}]: a second block with id {key!r}")

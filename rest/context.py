@@ -71,6 +71,8 @@ class RestContext:
 
 
 REST_CONTEXT = web.AppKey("rest_context", RestContext)
+# Set once per request by optional_caller(); None means "no token sent".
+CALLER = web.RequestKey[Caller | None]("caller")
 
 
 def context(request: web.Request) -> RestContext:
@@ -89,8 +91,8 @@ def bearer_token(request: web.Request) -> str | None:
 
 async def optional_caller(request: web.Request) -> Caller | None:
     """The authenticated caller, None without a token; a bad token is always a 401."""
-    if "caller" in request:
-        return request["caller"]  # type: ignore[no-any-return]
+    if CALLER in request:
+        return request[CALLER]
     token = bearer_token(request)
     caller: Caller | None = None
     if token is not None:
@@ -100,7 +102,7 @@ async def optional_caller(request: web.Request) -> Caller | None:
             caller = Caller(claims.user_id, claims.is_anonymous)
         else:
             caller = await ctx.firebase.caller_for(token)
-    request["caller"] = caller
+    request[CALLER] = caller
     return caller
 
 

@@ -1,0 +1,108 @@
+"""Fixtures shared by every tier: real databases (SQLite and Postgres), the real app."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from musicplayground.app import create_app
+from settings import Settings
+from storage.database import Database
+from storage.migrate import upgrade
+from tests.firebase_fakes import FakeFirebase
+from tests.services import fresh_postgres_database, postgres_server, redis_server
+
+TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+FIREBASE_PROJECT = "mp-test"
+
+
+async def _migrate(url: str) -> None:
+    async with Database(url) as db:
+        await upgrade(db)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh Postgres database for this run, migrated to head (asyncpg URL)."""
+    with postgres_server() as admin_url, fresh_postgres_database(admin_url) as url:
+        async_url = url.replace("postgresql://", "postgresql+asyncpg://", 1)
+        asyncio.run(_migrate(async_url))
+        yield async_url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file; each test copies it instead of migrating again."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.sqlite3"
+    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+async def _truncate_postgres(url: str) -> None:
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        tables = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        )
+        if tables:
+            names = ", ".join(f'"{t["tablename"]}"' for t in tables)
+            await conn.execute(f"TRUNCATE {names} CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty, migrated database on the parametrized backend."""
+    if backend == "sqlite":
+        path = tmp_path / "musicplayground.sqlite3"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite+aiosqlite:///{path}"
+    url = str(request.getfixturevalue("postgres_url"))
+    asyncio.run(_truncate_postgres(url))
+    return url
+
+
+@pytest.fixture
+async def fake_firebase() -> AsyncIterator[FakeFirebase]:
+    async with FakeFirebase(project_id=FIREBASE_PROJECT) as fb:
+        yield fb
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, fake_firebase: FakeFirebase) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        secret_key=TEST_SECRET,
+        public_base_url="http://testserver",
+        cors_origins=("http://composer.test",),
+        firebase_project_id=fake_firebase.project_id,
+        firebase_cert_url=fake_firebase.cert_url,
+        max_loops_per_user=5,
+        max_songs_per_user=3,
+    )
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings) -> TestClient:
+    """The real app on a real socket (aiohttp's TestServer), on one backend."""
+    return await aiohttp_client(create_app(settings))

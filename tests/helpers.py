@@ -1,0 +1,54 @@
+"""Small helpers for API tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def sign_up(client: TestClient) -> dict[str, Any]:
+    """A new anonymous account: ``{token, refreshToken, expiresIn, user}``."""
+    resp = await client.post("/api/auth/anonymous")
+    assert resp.status == 201, await resp.text()
+    return dict(await resp.json())
+
+
+async def expect_error(resp: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    """Assert the DESIGN.md error shape and return the body."""
+    body = await resp.json()
+    assert resp.status == status, body
+    assert isinstance(body["error"], str) and body["error"], body
+    assert isinstance(body["code"], str) and body["code"], body
+    assert isinstance(body["details"], list), body
+    if code is not None:
+        assert body["code"] == code, body
+    return dict(body)
+
+
+LOOP = {
+    "name": "Pop I-V-vi-IV",
+    "length": 4,
+    "bpm": 120,
+    "color": "#FFD11A",
+    "chordProgression": [{"bar": 0, "chord": "C maj7", "roman": "I"}, {"bar": 4, "chord": "G"}],
+    "iconSequence": [
+        {"step": 0, "soundId": "drum-kick", "velocity": 1.0},
+        {"step": 4, "soundId": "synth-lead", "note": "G4"},
+    ],
+    "isPublic": False,
+}
+
+SONG = {
+    "name": "First song",
+    "bpm": 110,
+    "timeSignature": "4/4",
+    "timeline": [
+        {"id": "block-1", "loopId": "loop-a", "startBar": 0, "duration": 4},
+        {"id": "block-2", "loopId": "loop-b", "startBar": 4, "bars": 8, "color": "#7B61FF"},
+    ],
+}
