@@ -71,9 +71,20 @@ def _throwaway_postgres() -> Iterator[str]:
     data = os.path.join(root, "data")
     subprocess.run([*run_as, initdb, "-D", data, "-U", user, "-A", "trust"], check=True, capture_output=True)
     subprocess.run(
-        [*run_as, pg_ctl, "-D", data, "-w", "-o", f"-p {port} -k {root} -h 127.0.0.1", "start",
-         "-l", os.path.join(root, "log")],
-        check=True, capture_output=True,
+        [
+            *run_as,
+            pg_ctl,
+            "-D",
+            data,
+            "-w",
+            "-o",
+            f"-p {port} -k {root} -h 127.0.0.1",
+            "start",
+            "-l",
+            os.path.join(root, "log"),
+        ],
+        check=True,
+        capture_output=True,
     )
     try:
         yield f"postgresql://{user}@127.0.0.1:{port}/postgres"
@@ -136,7 +147,8 @@ def redis_server() -> Iterator[str]:
     port = _free_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     started = f"redis://127.0.0.1:{port}/0"
     try:

@@ -66,7 +66,11 @@ async def test_composer_spellings_are_accepted(client: TestClient) -> None:
     song = await create(client, "songs", owner["token"])
     assert song["totalBars"] == 12
     assert song["timeline"][1] == {
-        "id": "block-2", "loopId": "loop-b", "startBar": 4, "duration": 8, "color": "#7B61FF"
+        "id": "block-2",
+        "loopId": "loop-b",
+        "startBar": 4,
+        "duration": 8,
+        "color": "#7B61FF",
     }
 
 
@@ -89,8 +93,16 @@ async def test_composer_spellings_are_accepted(client: TestClient) -> None:
         ("loops", {**LOOP, "iconSequence": [{"step": 1, "soundId": "k", "extra": 1}]}, "unknown field"),
         ("loops", {**LOOP, "isPublic": "yes"}, "isPublic"),
         ("songs", {**SONG, "timeSignature": "5/4"}, "timeSignature"),
-        ("songs", {**SONG, "timeline": [{"id": "a", "loopId": "l", "startBar": 0, "duration": 0}]}, "duration"),
-        ("songs", {**SONG, "timeline": [{"id": "a", "loopId": "l", "startBar": 0, "duration": 1}] * 2}, "unique"),
+        (
+            "songs",
+            {**SONG, "timeline": [{"id": "a", "loopId": "l", "startBar": 0, "duration": 0}]},
+            "duration",
+        ),
+        (
+            "songs",
+            {**SONG, "timeline": [{"id": "a", "loopId": "l", "startBar": 0, "duration": 1}] * 2},
+            "unique",
+        ),
         ("songs", {"bpm": 100}, "name is required"),
     ],
 )
@@ -164,7 +176,9 @@ async def test_authorization_for_every_endpoint(client: TestClient, kind: str) -
 async def test_list_paginates_filters_and_summarizes(client: TestClient) -> None:
     owner = await sign_up(client)
     headers = bearer(owner["token"])
-    made = [await create(client, "loops", owner["token"], name=f"loop {i}", isPublic=i % 2 == 0) for i in range(5)]
+    made = [
+        await create(client, "loops", owner["token"], name=f"loop {i}", isPublic=i % 2 == 0) for i in range(5)
+    ]
 
     page1 = await (await client.get("/api/loops?limit=2", headers=headers)).json()
     assert page1["total"] == 5 and page1["page"] == 1 and page1["hasMore"] is True

@@ -1,0 +1,3 @@
+from musicplayground.cli import main
+
+main()
