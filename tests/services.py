@@ -16,8 +16,8 @@ import subprocess
 import tempfile
 import time
 import uuid
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import asyncpg
 import redis
