@@ -44,6 +44,19 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be > 0, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the server. See the configuration table in README.md."""
@@ -64,6 +77,13 @@ class Settings:
     max_loops_per_user: int = 1000
     max_songs_per_user: int = 100
     log_level: str = "INFO"
+    # Real-time collaboration.
+    snapshot_interval: float = 10.0
+    room_idle_seconds: float = 30.0
+    max_update_bytes: int = 256 * 1024
+    max_document_bytes: int = 8 * 1024 * 1024
+    max_clients_per_room: int = 64
+    max_messages_per_second: int = 100
 
     @property
     def effective_database_url(self) -> str:
@@ -100,6 +120,12 @@ class Settings:
             max_loops_per_user=_int(env, "MAX_LOOPS_PER_USER", 1000, minimum=1),
             max_songs_per_user=_int(env, "MAX_SONGS_PER_USER", 100, minimum=1),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            snapshot_interval=_float(env, "SNAPSHOT_INTERVAL_SECONDS", 10.0),
+            room_idle_seconds=_float(env, "ROOM_IDLE_SECONDS", 30.0),
+            max_update_bytes=_int(env, "RT_MAX_UPDATE_BYTES", 256 * 1024, minimum=1024),
+            max_document_bytes=_int(env, "RT_MAX_DOCUMENT_BYTES", 8 * 1024 * 1024, minimum=4096),
+            max_clients_per_room=_int(env, "RT_MAX_CLIENTS_PER_ROOM", 64, minimum=1),
+            max_messages_per_second=_int(env, "RT_MAX_MESSAGES_PER_SECOND", 100, minimum=1),
         )
 
     def replace(self, **changes: object) -> Settings:

@@ -83,6 +83,21 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def git_dirty() -> bool | None:
+    """True if the work tree has uncommitted changes (the benchmark measures the work tree)."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
 def machine_info() -> dict[str, Any]:
     cpu_model = None
     with contextlib.suppress(OSError):
@@ -192,6 +207,7 @@ class Server:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.proc: asyncio.subprocess.Process | None = None
+        self.startup_s: float | None = None
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "PORT", "HOST"}}
@@ -205,7 +221,8 @@ class Server:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         return ""
 
-    async def start(self, startup_timeout: float = 60.0) -> None:
+    async def start(self, startup_timeout: float = 90.0) -> None:
+        started = time.perf_counter()
         env = self._env()
         upgrade = await asyncio.create_subprocess_exec(
             *server_command(),
@@ -244,6 +261,7 @@ class Server:
                         self.base_url + "/healthz", timeout=aiohttp.ClientTimeout(total=2)
                     ) as resp:
                         if resp.status == 200:
+                            self.startup_s = round(time.perf_counter() - started, 2)
                             return
                 if time.monotonic() > deadline:
                     raise ServerError(f"server not healthy after {startup_timeout:.0f}s:\n{self.log_tail()}")
@@ -486,6 +504,10 @@ async def run_scenario(
         "db_cpu_s": None if db_cpu is None else round(db_cpu, 3),
         "db_cpu_ms_per_req": per_request_ms(db_cpu, completed),
         "client_cpu_s": round(client_cpu, 3),
+        "client_cpu_util": round(client_cpu / window, 3),
+        # The server is one event loop: 1 s of CPU / CPU per request bounds its throughput.
+        "est_max_rps_one_core": round(completed / server_cpu) if server_cpu and completed else None,
+        "server_startup_s": server.startup_s,
         "server_rss_mb": None if rss_kb is None else round(rss_kb / 1024, 1),
         "server_peak_rss_mb": None if hwm_kb is None else round(hwm_kb / 1024, 1),
     }
@@ -562,6 +584,8 @@ def print_table(results: list[dict[str, Any]]) -> None:
         "srv CPU ms/req",
         "db CPU ms/req",
         "srv CPU %",
+        "cli CPU %",
+        "max req/s est",
         "RSS MB",
     )
     rows = [header]
@@ -583,6 +607,8 @@ def print_table(results: list[dict[str, Any]]) -> None:
                 fmt(r["server_cpu_ms_per_req"], 3),
                 fmt(r["db_cpu_ms_per_req"], 3),
                 fmt(None if r["server_cpu_util"] is None else r["server_cpu_util"] * 100, 0),
+                fmt(r["client_cpu_util"] * 100, 0),
+                str(r["est_max_rps_one_core"] or "-"),
                 fmt(r["server_rss_mb"], 1),
             )
         )
@@ -643,6 +669,7 @@ async def amain(args: argparse.Namespace) -> int:
         "benchmark": "rest",
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "machine": machine_info(),
         "config": {
             "backends": args.backends,

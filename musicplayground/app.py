@@ -1,11 +1,16 @@
-"""The app factory: every resource is opened here, in dependency order, and closed in reverse."""
+"""The app factory: builds every component from settings and wires them.
+
+Components are constructed here (nothing connects yet) and started in one cleanup context,
+in dependency order: database, update log, document service. aiohttp runs ``on_shutdown``
+(close sockets, telling clients to reconnect) before the cleanup context unwinds, so dirty
+documents are flushed while the database is still open.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from functools import partial
 from importlib.metadata import version
 
 import aiohttp_cors
@@ -13,40 +18,70 @@ from aiohttp import web
 
 from identity.firebase import FirebaseVerifier
 from identity.tokens import TokenIssuer
-from rest.context import REST_CONTEXT, FirebaseAccounts, RestContext
+from realtime.documents import DocumentService, RealtimeLimits
+from realtime.sockets import CollabSocketServer
+from rest.context import REST_CONTEXT, RestContext
 from rest.errors import error_middleware
 from rest.routes import add_routes
 from settings import Settings, load_or_create_secret
+from storage.accounts import Authenticator
 from storage.database import Database
 from storage.migrate import check_up_to_date
+from storage.update_log import UpdateLog
 
 log = logging.getLogger(__name__)
 
 
-async def _resources(settings: Settings, app: web.Application) -> AsyncIterator[None]:
-    secret = load_or_create_secret(settings)
-    async with AsyncExitStack() as stack:
-        db = await stack.enter_async_context(Database(settings.effective_database_url))
-        await check_up_to_date(db)
-        verifier = None
-        if settings.firebase_project_id:
-            verifier = await stack.enter_async_context(
-                FirebaseVerifier(settings.firebase_project_id, settings.firebase_cert_url)
-            )
-        app[REST_CONTEXT] = RestContext(
-            settings=settings,
-            db=db,
-            tokens=TokenIssuer(secret, access_ttl=settings.access_token_ttl),
-            firebase=FirebaseAccounts(verifier, db),
-        )
-        log.info("database: %s; firebase: %s", db.dialect, settings.firebase_project_id or "off")
-        yield
+def realtime_limits(settings: Settings) -> RealtimeLimits:
+    return RealtimeLimits(
+        max_update_bytes=settings.max_update_bytes,
+        max_document_bytes=settings.max_document_bytes,
+        max_clients_per_room=settings.max_clients_per_room,
+        max_messages_per_second=settings.max_messages_per_second,
+        snapshot_interval=settings.snapshot_interval,
+        room_idle_seconds=settings.room_idle_seconds,
+    )
 
 
 def create_app(settings: Settings) -> web.Application:
+    """The whole product as one aiohttp application. Raises ``ConfigError`` for bad settings."""
+    secret = load_or_create_secret(settings)
+    db = Database(settings.effective_database_url)
+    verifier = (
+        FirebaseVerifier(settings.firebase_project_id, settings.firebase_cert_url)
+        if settings.firebase_project_id
+        else None
+    )
+    auth = Authenticator(TokenIssuer(secret, access_ttl=settings.access_token_ttl), verifier, db)
+    update_log = UpdateLog(db)
+    documents = DocumentService(db, update_log, realtime_limits(settings))
+    sockets = CollabSocketServer(documents, auth, cors_origins=list(settings.cors_origins))
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if verifier is not None:
+                stack.callback(verifier.close)
+            await stack.enter_async_context(db)
+            await check_up_to_date(db)
+            await stack.enter_async_context(update_log)
+            await stack.enter_async_context(documents)
+            log.info("database: %s; firebase: %s", db.dialect, settings.firebase_project_id or "off")
+            yield
+
+    async def close_sockets(app: web.Application) -> None:
+        await sockets.shutdown()
+
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_json_body_bytes)
-    app.cleanup_ctx.append(partial(_resources, settings))
+    app[REST_CONTEXT] = RestContext(settings=settings, db=db, auth=auth, documents=documents)
+    app.cleanup_ctx.append(resources)
+    app.on_shutdown.append(close_sockets)
+    sockets.attach(app)
     add_routes(app, public_base_url=settings.public_base_url, version=version("musicplayground-server"))
+    _allow_cors(app, settings.cors_origins)
+    return app
+
+
+def _allow_cors(app: web.Application, origins: tuple[str, ...]) -> None:
     cors = aiohttp_cors.setup(
         app,
         defaults={
@@ -57,9 +92,9 @@ def create_app(settings: Settings) -> web.Application:
                 allow_methods=("GET", "POST", "PATCH", "PUT", "DELETE"),
                 max_age=3600,
             )
-            for origin in settings.cors_origins
+            for origin in origins
         },
     )
     for route in list(app.router.routes()):
-        cors.add(route)
-    return app
+        if not route.resource or not route.resource.canonical.startswith("/socket.io"):
+            cors.add(route)

@@ -1,0 +1,1 @@
+"""Who is in each room: awareness states (cursors, selections) and the authoritative member list."""

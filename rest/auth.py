@@ -35,9 +35,9 @@ async def _new_session(
         family_id=family_id,  # type: ignore[arg-type]
     )
     return AuthSession(
-        token=ctx.tokens.issue_access(user.id, is_anonymous=user.is_anonymous),
+        token=ctx.auth.tokens.issue_access(user.id, is_anonymous=user.is_anonymous),
         refresh_token=refresh,
-        expires_in=ctx.tokens.access_ttl,
+        expires_in=ctx.auth.tokens.access_ttl,
         user=UserPublic.model_validate(user),
     )
 
@@ -82,9 +82,9 @@ async def link(request: web.Request) -> web.Response:
     ctx = context(request)
     caller = await require_caller(request)
     body = await read_json(request, LinkRequest)
-    if ctx.firebase.verifier is None:
+    if ctx.auth.firebase is None:
         raise NotFound("Firebase sign-in is not enabled on this server")
-    identity = await ctx.firebase.verifier.verify(body.id_token)
+    identity = await ctx.auth.firebase.verify(body.id_token)
     async with ctx.db.write_session() as session:
         user = await get_user(session, caller.user_id)
         if user is None:
@@ -98,7 +98,7 @@ async def link(request: web.Request) -> web.Response:
             avatar_url=identity.avatar_url,
         )
         result = await _new_session(ctx, session, account)
-    ctx.firebase.remember(identity.uid, account.id)
+    ctx.auth.remember(identity.uid, account.id)
     return json_model(result)
 
 

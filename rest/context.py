@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -11,63 +10,22 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from identity.errors import InvalidToken
-from identity.firebase import FirebaseVerifier
-from identity.tokens import TokenIssuer, is_our_token
+from realtime.documents import DocumentService
 from rest.errors import BadRequest, UnsupportedMediaType, validation_error
 from settings import Settings
+from storage.accounts import Authenticator, Caller
 from storage.database import Database
 from storage.errors import Unauthorized
-from storage.users import get_or_create_firebase_user
 
 M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class Caller:
-    user_id: uuid.UUID
-    is_anonymous: bool
-
-
-class FirebaseAccounts:
-    """Maps verified Firebase identities to our user ids (a small in-process cache)."""
-
-    def __init__(self, verifier: FirebaseVerifier | None, db: Database, *, size: int = 10_000) -> None:
-        self.verifier = verifier
-        self._db = db
-        self._size = size
-        self._user_ids: OrderedDict[str, uuid.UUID] = OrderedDict()
-
-    async def caller_for(self, id_token: str) -> Caller:
-        if self.verifier is None:
-            raise InvalidToken("Firebase sign-in is not enabled on this server")
-        identity = await self.verifier.verify(id_token)
-        user_id = self._user_ids.get(identity.uid)
-        if user_id is None:
-            async with self._db.write_session() as session:
-                user = await get_or_create_firebase_user(
-                    session,
-                    uid=identity.uid,
-                    email=identity.email,
-                    display_name=identity.display_name,
-                    avatar_url=identity.avatar_url,
-                )
-                user_id = user.id
-            self.remember(identity.uid, user_id)
-        self._user_ids.move_to_end(identity.uid)
-        return Caller(user_id, is_anonymous=False)
-
-    def remember(self, uid: str, user_id: uuid.UUID) -> None:
-        self._user_ids[uid] = user_id
-        while len(self._user_ids) > self._size:
-            self._user_ids.popitem(last=False)
 
 
 @dataclass(frozen=True)
 class RestContext:
     settings: Settings
     db: Database
-    tokens: TokenIssuer
-    firebase: FirebaseAccounts
+    auth: Authenticator
+    documents: DocumentService
 
 
 REST_CONTEXT = web.AppKey("rest_context", RestContext)
@@ -96,12 +54,7 @@ async def optional_caller(request: web.Request) -> Caller | None:
     token = bearer_token(request)
     caller: Caller | None = None
     if token is not None:
-        ctx = context(request)
-        if is_our_token(token):
-            claims = ctx.tokens.verify_access(token)
-            caller = Caller(claims.user_id, claims.is_anonymous)
-        else:
-            caller = await ctx.firebase.caller_for(token)
+        caller = await context(request).auth.authenticate(token)
     request[CALLER] = caller
     return caller
 

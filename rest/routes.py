@@ -12,6 +12,7 @@ from rest.schemas import (
     Health,
     LinkRequest,
     ListQuery,
+    Presence,
     RefreshRequest,
     Success,
     UserPublic,
@@ -71,6 +72,16 @@ def _document_routes(handlers: DocumentHandlers) -> list[Route]:
             tag,
             response=Success,
             errors=(400, 403, 404),
+        ),
+        Route(
+            "GET",
+            f"{item}/presence",
+            handlers.presence,
+            f"Who is editing the {kind.name} right now",
+            tag,
+            auth="optional",
+            response=Presence,
+            errors=(400, 401, 404),
         ),
     ]
 

@@ -176,10 +176,6 @@ class SongUpdate(_DocumentInput):
     is_public: bool = None  # type: ignore[assignment]
 
 
-def total_bars(timeline: list[dict[str, Any]]) -> int:
-    return max((b["startBar"] + b["duration"] for b in timeline), default=0)
-
-
 # --- query strings ----------------------------------------------------------------------
 
 
@@ -302,6 +298,19 @@ class ErrorBody(OutputModel):
     error: str = Field(description="a human-readable message")
     code: str = Field(description="a machine-readable code")
     details: list[Any] = Field(default_factory=list)
+
+
+class PresenceMember(OutputModel):
+    user_id: uuid.UUID | None
+    display_name: str
+    role: Literal["owner", "editor", "viewer"]
+    connections: int
+
+
+class Presence(OutputModel):
+    """Who is connected to a document right now (from their tokens, not their claims)."""
+
+    members: list[PresenceMember]
 
 
 class Health(OutputModel):

@@ -5,7 +5,10 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
-from storage.models import Loop, Song
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Loop, SharedLink, Song, utcnow
 
 
 class Role(StrEnum):
@@ -19,9 +22,46 @@ class Role(StrEnum):
 
 
 def role_for(document: Loop | Song, user_id: uuid.UUID | None) -> Role | None:
-    """The caller's role on ``document``, or None when they may not even see it."""
+    """The caller's role on ``document`` from ownership and visibility alone."""
     if user_id is not None and document.user_id == user_id:
         return Role.OWNER
     if document.is_public:
         return Role.VIEWER
+    return None
+
+
+async def share_grants_access(
+    session: AsyncSession, *, resource_type: str, resource_id: uuid.UUID, share_token: str
+) -> bool:
+    """A share token that is live (not revoked, not expired) for this document."""
+    now = utcnow()
+    found = await session.scalar(
+        select(SharedLink.id).where(
+            SharedLink.share_token == share_token,
+            SharedLink.resource_type == resource_type,
+            SharedLink.resource_id == resource_id,
+            SharedLink.revoked_at.is_(None),
+            or_(SharedLink.expires_at.is_(None), SharedLink.expires_at > now),
+        )
+    )
+    return found is not None
+
+
+async def resolve_role(
+    session: AsyncSession,
+    document: Loop | Song,
+    *,
+    user_id: uuid.UUID | None,
+    share_token: str | None = None,
+) -> Role | None:
+    """The best role the caller holds: ownership, public visibility or a share token."""
+    role = role_for(document, user_id)
+    if role is not None:
+        return role
+    if share_token:
+        resource_type = "loop" if isinstance(document, Loop) else "song"
+        if await share_grants_access(
+            session, resource_type=resource_type, resource_id=document.id, share_token=share_token
+        ):
+            return Role.VIEWER
     return None

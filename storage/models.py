@@ -12,12 +12,14 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Uuid,
@@ -35,6 +37,8 @@ NAMING_CONVENTION = {
 }
 
 JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only autoincrements an ``INTEGER PRIMARY KEY`` (a rowid alias), not a BIGINT one.
+BigIntegerKey = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def utcnow() -> datetime:
@@ -100,6 +104,10 @@ class Loop(Base):
     forked_from: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("loops.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The Yjs document (the source of truth for the content), encoded as one update,
+    # and the id of the last ``document_updates`` entry already folded into it.
+    doc_state: Mapped[bytes | None] = mapped_column(LargeBinary)
+    doc_log_position: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Song(Base):
@@ -118,6 +126,10 @@ class Song(Base):
     view_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The Yjs document (the source of truth for the content), encoded as one update,
+    # and the id of the last ``document_updates`` entry already folded into it.
+    doc_state: Mapped[bytes | None] = mapped_column(LargeBinary)
+    doc_log_position: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Sample(Base):
@@ -149,3 +161,26 @@ class SharedLink(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class DocumentUpdate(Base):
+    """The durable update log: one Yjs update of a loop or a song, in commit order.
+
+    Entries with ``id`` greater than the document's ``doc_log_position`` are not yet in
+    its ``doc_state``; a snapshot folds them in and deletes them. No foreign key: the
+    entry belongs to either table (``resource_type`` says which).
+    """
+
+    __tablename__ = "document_updates"
+    __table_args__ = (
+        Index("ix_document_updates_resource_id_id", "resource_id", "id"),
+        # AUTOINCREMENT: never hand out an id again once a snapshot deleted the newest
+        # rows (a plain SQLite rowid would, and the reused id would count as folded in).
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
+    resource_type: Mapped[str] = mapped_column(String(8))
+    resource_id: Mapped[uuid.UUID]
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

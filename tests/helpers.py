@@ -52,3 +52,18 @@ SONG = {
         {"id": "block-2", "loopId": "loop-b", "startBar": 4, "bars": 8, "color": "#7B61FF"},
     ],
 }
+
+
+async def eventually(predicate: Any, timeout: float = 5.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it is truthy (for conditions spanning several clients)."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)

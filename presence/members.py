@@ -1,0 +1,48 @@
+"""The authoritative list of who is in a room, built from verified tokens (not client claims)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Member:
+    user_id: uuid.UUID
+    display_name: str
+    role: str
+
+
+class RoomMembers:
+    """Connected sessions of one room, grouped by user for display."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, Member] = {}
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def add(self, session_id: str, member: Member) -> None:
+        self._sessions[session_id] = member
+
+    def remove(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+
+    def as_json(self) -> list[dict[str, Any]]:
+        """One entry per user: ``{userId, displayName, role, connections}``."""
+        by_user: dict[uuid.UUID, dict[str, Any]] = {}
+        for member in self._sessions.values():
+            entry = by_user.get(member.user_id)
+            if entry is None:
+                by_user[member.user_id] = {
+                    "userId": str(member.user_id),
+                    "displayName": member.display_name,
+                    "role": member.role,
+                    "connections": 1,
+                }
+            else:
+                entry["connections"] += 1
+                if member.role in ("owner", "editor") and entry["role"] == "viewer":
+                    entry["role"] = member.role
+        return sorted(by_user.values(), key=lambda m: (m["displayName"], m["userId"]))

@@ -1,0 +1,265 @@
+"""The Socket.IO edge: the y-socket.io protocol on python-socketio, one namespace per document.
+
+Namespaces are ``/yjs|loop:<uuid>`` and ``/yjs|song:<uuid>``. Events (all payloads binary):
+``sync-step-1`` (state vector; the ack returns what the sender lacks; the server sends its
+own on connect), ``sync-update`` and ``awareness-update``. Our own events: ``error``
+``{code, message}``, ``presence`` ``{members}``, ``role-changed`` ``{role}``,
+``server-shutdown`` ``{message}``. See docs/realtime.md.
+
+Fan-out does not use ``AsyncServer.emit`` per room: that creates a task per recipient. A
+packet is encoded once and put straight on each recipient's Engine.IO send queue, whose
+writer task drains it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import socketio
+from aiohttp import web
+from engineio import packet as eio_packet
+from socketio import packet as sio_packet
+from socketio.exceptions import ConnectionRefusedError as SocketRefused
+
+from identity.errors import InvalidToken
+from identity.firebase import FirebaseUnavailable
+from realtime import docschema
+from realtime.documents import DocumentService
+from realtime.errors import RealtimeError
+from realtime.rooms import Room, Session, TokenBucket
+from storage.accounts import Authenticator
+from storage.errors import NotFound
+from storage.users import get_user
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = re.compile(r"^/yjs\|(loop|song):([0-9a-fA-F-]{36})$")
+EMPTY_UPDATE = b"\x00\x00"
+
+
+class CollabSocketServer:
+    """python-socketio server wired to the document service; also the rooms' transport."""
+
+    def __init__(
+        self, service: DocumentService, auth: Authenticator, *, cors_origins: list[str] | str
+    ) -> None:
+        self.service = service
+        self.auth = auth
+        self.sio = socketio.AsyncServer(
+            async_mode="aiohttp",
+            namespaces="*",
+            transports=["websocket"],
+            cors_allowed_origins=cors_origins,
+            # Above our own update limit, so an oversize update gets an error event instead
+            # of a closed transport (which y-socket.io would answer with the same update).
+            max_http_buffer_size=service.limits.max_update_bytes + 64 * 1024,
+            logger=False,
+            engineio_logger=False,
+        )
+        self.sessions: dict[str, tuple[Room, Session]] = {}
+        self.accepting = True
+        service.attach_transport(self)
+        self.sio.on("connect", self._on_connect, namespace="*")
+        self.sio.on("disconnect", self._on_disconnect, namespace="*")
+        self.sio.on("sync-step-1", self._on_sync_step_1, namespace="*")
+        self.sio.on("sync-update", self._on_sync_update, namespace="*")
+        self.sio.on("awareness-update", self._on_awareness_update, namespace="*")
+        self.sio.on("*", self._on_unknown_event, namespace="*")
+
+    def attach(self, app: web.Application) -> None:
+        self.sio.attach(app)
+
+    # --- transport (RoomTransport) ----------------------------------------------------
+
+    def _encode(self, namespace: str, event: str, data: Any) -> list[eio_packet.Packet]:
+        pkt = self.sio.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, data])
+        encoded = pkt.encode()
+        if not isinstance(encoded, list):
+            encoded = [encoded]
+        return [eio_packet.Packet(eio_packet.MESSAGE, part) for part in encoded]
+
+    def send(self, namespace: str, sessions: Iterable[Session], event: str, data: Any) -> None:
+        packets = self._encode(namespace, event, data)
+        sockets = self.sio.eio.sockets
+        for session in sessions:
+            socket = sockets.get(session.transport_id)
+            if socket is None or socket.closed:
+                continue
+            for pkt in packets:
+                socket.queue.put_nowait(pkt)
+
+    async def disconnect(self, namespace: str, session: Session, code: str, message: str) -> None:
+        await self.sio.emit("error", {"code": code, "message": message}, to=session.sid, namespace=namespace)
+        await self.sio.disconnect(session.sid, namespace=namespace)
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        """Refuse new sockets, tell everyone, then drop the transports so clients reconnect."""
+        self.accepting = False
+        for room, session in list(self.sessions.values()):
+            self.send(
+                room.namespace, [session], "server-shutdown", {"message": "server restarting; reconnect"}
+            )
+        await asyncio.sleep(0.05)  # let the writer tasks flush the notice
+        for room, session in list(self.sessions.values()):
+            await self.service.leave(room, session)
+            socket = self.sio.eio.sockets.get(session.transport_id)
+            if socket is not None:
+                # A transport close (not a Socket.IO disconnect) makes clients reconnect.
+                await socket.close(wait=False, abort=True)
+        self.sessions.clear()
+
+    # --- handlers -----------------------------------------------------------------------
+
+    async def _on_connect(self, namespace: str, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        if not self.accepting:
+            raise SocketRefused("server is shutting down; try again")
+        match = NAMESPACE.match(namespace)
+        if match is None:
+            raise SocketRefused("unknown namespace; use /yjs|loop:<id> or /yjs|song:<id>")
+        kind = docschema.DocKind(match.group(1))
+        try:
+            doc_id = uuid.UUID(match.group(2))
+        except ValueError:
+            raise SocketRefused("unknown namespace; the document id must be a UUID") from None
+        auth = auth if isinstance(auth, dict) else {}
+        token, share_token = auth.get("token"), auth.get("shareToken")
+        if not isinstance(token, str | None) or not isinstance(share_token, str | None):
+            raise SocketRefused("auth.token and auth.shareToken must be strings")
+        if not token and not share_token:
+            raise SocketRefused("authentication required: connect with auth {token} or {shareToken}")
+        user_id, display_name = None, "Guest"
+        try:
+            if token:
+                caller = await self.auth.authenticate(token)
+                user_id = caller.user_id
+                display_name = await self._display_name(user_id)
+            role = await self.service.role_of(kind, doc_id, user_id=user_id, share_token=share_token)
+        except InvalidToken as exc:
+            raise SocketRefused(f"invalid token: {exc.reason}") from None
+        except FirebaseUnavailable:
+            raise SocketRefused("sign-in verification is temporarily unavailable") from None
+        except NotFound:
+            raise SocketRefused(f"{kind.value} not found") from None
+        if role is None:
+            raise SocketRefused(f"{kind.value} not found")  # private documents of others do not exist
+        room = await self.service.open_room(kind, doc_id)
+        session = Session(
+            sid=sid,
+            user_id=user_id,
+            display_name=display_name,
+            role=role,
+            share_token=share_token,
+            bucket=TokenBucket(self.service.limits.max_messages_per_second),
+            transport_id=self.sio.manager.eio_sid_from_sid(sid, namespace),
+        )
+        try:
+            self.service.join(room, session)
+        except RealtimeError as exc:
+            raise SocketRefused(exc.message) from None
+        self.sessions[sid] = (room, session)
+        self.send(namespace, [session], "role-changed", {"role": role.value})
+        await self.sio.emit(
+            "sync-step-1",
+            room.state_vector(),
+            to=sid,
+            namespace=namespace,
+            callback=lambda *reply: self._on_sync_step_1_reply(sid, reply),
+        )
+        awareness = room.awareness.encode_all()
+        if awareness is not None:
+            self.send(namespace, [session], "awareness-update", awareness)
+
+    async def _display_name(self, user_id: uuid.UUID) -> str:
+        async with self.service.db.session() as db_session:
+            user = await get_user(db_session, user_id)
+        if user is None:
+            raise InvalidToken("this account no longer exists")
+        return user.display_name or user.username or f"Anonymous {str(user_id)[:4]}"
+
+    async def _on_disconnect(self, namespace: str, sid: str, reason: Any = None) -> None:
+        entry = self.sessions.pop(sid, None)
+        if entry is not None:
+            await self.service.leave(*entry)
+
+    def _session(self, sid: str) -> tuple[Room, Session] | None:
+        entry = self.sessions.get(sid)
+        if entry is None:
+            return None
+        room, session = entry
+        if not session.bucket.take():
+            self._error(room, session, "rate_limited", "too many messages; slow down")
+            return None
+        return entry
+
+    def _error(self, room: Room, session: Session, code: str, message: str) -> None:
+        now = time.monotonic()
+        if code == "rate_limited" and now - session.last_error_at < 1.0:
+            return  # one rate-limit notice a second is enough
+        session.last_error_at = now
+        self.send(room.namespace, [session], "error", {"code": code, "message": message})
+
+    async def _on_sync_step_1(self, namespace: str, sid: str, *args: Any) -> bytes:
+        entry = self._session(sid)
+        if entry is None:
+            return EMPTY_UPDATE
+        room, session = entry
+        state_vector = args[0] if args else None
+        if not isinstance(state_vector, bytes):
+            self._error(room, session, "malformed_message", "sync-step-1 takes one binary state vector")
+            return room.missing_update(b"\x00")
+        try:
+            return room.missing_update(state_vector)
+        except Exception:
+            self._error(
+                room, session, "malformed_message", "not a valid Yjs state vector; sent the whole document"
+            )
+            return room.missing_update(b"\x00")
+
+    async def _on_sync_step_1_reply(self, sid: str, reply: tuple[Any, ...]) -> None:
+        entry = self.sessions.get(sid)
+        if entry is None:
+            return
+        room, session = entry
+        if not session.role.can_write:
+            return  # a viewer's local edits are never taken, not even through the handshake
+        await self._apply_update(room, session, reply[0] if reply else None, "sync-step-1 reply")
+
+    async def _on_sync_update(self, namespace: str, sid: str, *args: Any) -> None:
+        entry = self._session(sid)
+        if entry is not None:
+            await self._apply_update(*entry, args[0] if len(args) == 1 else None, "sync-update")
+
+    async def _apply_update(self, room: Room, session: Session, update: Any, what: str) -> None:
+        if not isinstance(update, bytes):
+            self._error(room, session, "malformed_update", f"{what} takes one binary Yjs update")
+            return
+        try:
+            await self.service.client_update(room, session, update)
+        except RealtimeError as exc:
+            self._error(room, session, exc.code, exc.message)
+
+    async def _on_awareness_update(self, namespace: str, sid: str, *args: Any) -> None:
+        entry = self._session(sid)
+        if entry is None:
+            return
+        room, session = entry
+        if len(args) != 1 or not isinstance(args[0], bytes):
+            self._error(room, session, "malformed_awareness", "awareness-update takes one binary update")
+            return
+        try:
+            self.service.client_awareness(room, session, args[0])
+        except ValueError as exc:
+            self._error(room, session, "malformed_awareness", str(exc))
+
+    async def _on_unknown_event(self, event: str, namespace: str, sid: str, *args: Any) -> None:
+        entry = self._session(sid)
+        if entry is not None:
+            self._error(*entry, "unknown_event", f"unknown event {event!r}")

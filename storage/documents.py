@@ -1,0 +1,213 @@
+"""Durable storage of the collaborative documents (every loop and song is a Yjs document).
+
+A document is stored as two parts:
+
+- ``doc_state`` on its ``loops`` / ``songs`` row: the full Yjs state encoded as one
+  update (``None`` until the first snapshot), and ``doc_log_position``: the id of the
+  last ``document_updates`` entry already folded into that state;
+- the update log, ``document_updates``: every Yjs update accepted since, in id order.
+
+The document is ``doc_state`` with every log entry of id > ``doc_log_position`` applied.
+A snapshot writes a new state and position and deletes the entries it folded in, in one
+transaction.
+
+Ordering guarantee: log ids become visible in increasing order. On SQLite, write
+transactions are serialized (``BEGIN IMMEDIATE``); on Postgres :func:`append_updates`
+takes a transaction-scoped advisory lock before it draws ids, so the sequence is drawn
+and committed in the same order. Once an id is visible, no smaller id can appear later,
+so "everything up to position N" is well defined.
+
+All functions run in the caller's transaction (``Database.write_session()`` for the
+ones that write) and never commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Table, delete, exists, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import DocumentUpdate, Loop, Song, utcnow
+
+RESOURCE_MODELS: dict[str, type[Loop] | type[Song]] = {"loop": Loop, "song": Song}
+
+# Key of the Postgres advisory lock that orders log appends (any fixed 64-bit value).
+_APPEND_LOCK_KEY = 0x6D705F646F636C67  # "mp_doclg"
+
+# 4 bound parameters a row: far below SQLite's limit of 32766 per statement.
+_SQLITE_ROWS_PER_INSERT = 1000
+
+# Columns save_snapshot manages itself (or that must never change through it).
+_RESERVED_COLUMNS = frozenset({"id", "user_id", "doc_state", "doc_log_position"})
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """What the database holds for one document.
+
+    ``state`` is the last snapshot (``None`` if none was taken yet), ``position`` the id
+    of the last log entry folded into it, and ``updates`` the log entries after it as
+    ``(id, update)`` pairs in id order. Apply ``state`` then every update, in order.
+    """
+
+    state: bytes | None
+    position: int
+    updates: list[tuple[int, bytes]]
+
+
+def document_model(resource_type: str) -> type[Loop] | type[Song]:
+    """The table of a resource type (``"loop"`` or ``"song"``); ValueError otherwise."""
+    try:
+        return RESOURCE_MODELS[resource_type]
+    except KeyError:
+        raise ValueError(f"unknown resource type {resource_type!r}") from None
+
+
+async def load_document(
+    session: AsyncSession, *, resource_type: str, resource_id: uuid.UUID
+) -> StoredDocument | None:
+    """The stored state of a loop or song and the log entries after it; None if no such row.
+
+    The row is read ``FOR SHARE`` on Postgres, so a snapshot committing between the two
+    reads cannot pair an old state with a log it already trimmed (SQLite transactions
+    read from one snapshot anyway).
+    """
+    model = document_model(resource_type)
+    row = (
+        await session.execute(
+            select(model.doc_state, model.doc_log_position)
+            .where(model.id == resource_id)
+            .with_for_update(read=True)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    state, position = row
+    updates = await updates_after(
+        session, resource_type=resource_type, resource_id=resource_id, position=position
+    )
+    return StoredDocument(state=state, position=int(position), updates=updates)
+
+
+async def append_updates(session: AsyncSession, entries: Sequence[tuple[str, uuid.UUID, bytes]]) -> list[int]:
+    """Insert ``(resource_type, resource_id, update)`` log entries; their ids, in order.
+
+    One multi-row ``INSERT ... RETURNING id``. On Postgres this first takes the log's
+    advisory lock until the end of the transaction (see the module docstring): commit
+    promptly after calling it.
+    """
+    if not entries:
+        return []
+    for resource_type, _, _ in entries:
+        document_model(resource_type)
+    now = utcnow()
+    rows = [
+        {"resource_type": resource_type, "resource_id": resource_id, "data": bytes(data), "created_at": now}
+        for resource_type, resource_id, data in entries
+    ]
+    table = cast(Table, DocumentUpdate.__table__)
+    if (await session.connection()).dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK_KEY})
+        # One INSERT ... SELECT ... ORDER BY ... RETURNING, rows returned in input order.
+        ids = await session.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
+        return [int(i) for i in ids]
+    # SQLite: SQLAlchemy would fall back to one INSERT per row to keep RETURNING in input
+    # order. A multi-row VALUES inserts its rows in order and AUTOINCREMENT ids only grow,
+    # so the ids sorted are the ids of the rows in input order.
+    assigned: list[int] = []
+    for start in range(0, len(rows), _SQLITE_ROWS_PER_INSERT):
+        chunk = rows[start : start + _SQLITE_ROWS_PER_INSERT]
+        assigned.extend(await session.scalars(insert(table).values(chunk).returning(table.c.id)))
+    return sorted(int(i) for i in assigned)
+
+
+async def updates_after(
+    session: AsyncSession, *, resource_type: str, resource_id: uuid.UUID, position: int
+) -> list[tuple[int, bytes]]:
+    """The log entries of one document with id > ``position``, as ``(id, update)`` in id order."""
+    document_model(resource_type)
+    rows = await session.execute(
+        select(DocumentUpdate.id, DocumentUpdate.data)
+        .where(
+            DocumentUpdate.resource_id == resource_id,
+            DocumentUpdate.resource_type == resource_type,
+            DocumentUpdate.id > position,
+        )
+        .order_by(DocumentUpdate.id)
+    )
+    return [(int(i), bytes(data)) for i, data in rows]
+
+
+async def has_unsnapshotted_updates(
+    session: AsyncSession, *, resource_type: str, resource_id: uuid.UUID
+) -> bool:
+    """Whether the log holds entries of this document not yet folded into its state.
+
+    False when the document row no longer exists (there is nothing to snapshot into).
+    """
+    model = document_model(resource_type)
+    position = select(model.doc_log_position).where(model.id == resource_id).scalar_subquery()
+    found = await session.scalar(
+        select(
+            exists().where(
+                DocumentUpdate.resource_id == resource_id,
+                DocumentUpdate.resource_type == resource_type,
+                DocumentUpdate.id > position,
+            )
+        )
+    )
+    return bool(found)
+
+
+async def save_snapshot(
+    session: AsyncSession,
+    *,
+    resource_type: str,
+    resource_id: uuid.UUID,
+    state: bytes,
+    position: int,
+    columns: Mapping[str, Any],
+) -> bool:
+    """Store ``state`` as the document, folding in every log entry up to ``position``.
+
+    ``state`` must contain every log entry of this document with id <= ``position``.
+    Also sets the given extra ``columns`` (the JSON mirror of the content, ``name``,
+    ``updated_at``, ...: the caller passes them) and deletes the folded log entries.
+    Never moves backwards: returns False, changing nothing, if the row is gone or
+    already holds a later position (an equal position is accepted).
+    """
+    model = document_model(resource_type)
+    reserved = _RESERVED_COLUMNS.intersection(columns)
+    if reserved:
+        raise ValueError(f"save_snapshot cannot set {sorted(reserved)} through columns")
+    updated = await session.execute(
+        update(model)
+        .where(model.id == resource_id, model.doc_log_position <= position)
+        .values(**columns, doc_state=bytes(state), doc_log_position=position)
+        .returning(model.id)
+    )
+    if updated.first() is None:
+        return False
+    await session.execute(
+        delete(DocumentUpdate).where(
+            DocumentUpdate.resource_id == resource_id,
+            DocumentUpdate.resource_type == resource_type,
+            DocumentUpdate.id <= position,
+        )
+    )
+    return True
+
+
+async def delete_document_log(session: AsyncSession, *, resource_type: str, resource_id: uuid.UUID) -> None:
+    """Delete every log entry of a document (call it when the loop or song is deleted)."""
+    document_model(resource_type)
+    await session.execute(
+        delete(DocumentUpdate).where(
+            DocumentUpdate.resource_id == resource_id,
+            DocumentUpdate.resource_type == resource_type,
+        )
+    )

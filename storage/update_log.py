@@ -1,0 +1,198 @@
+"""Group commit into the durable update log (``document_updates``).
+
+The real-time layer calls :meth:`UpdateLog.append` for every accepted Yjs update and
+broadcasts it only once the call returns: by then the entry is committed. One writer
+task does all the writing: it waits for the first entry, takes everything queued (up to
+a batch limit) and commits it in one write transaction; entries arriving while a commit
+is in flight form the next batch. At low load an entry is written at once; under load
+many entries share one commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import deque
+from dataclasses import dataclass
+
+from storage.database import Database
+from storage.documents import RESOURCE_MODELS, append_updates
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Entry:
+    resource_type: str
+    resource_id: uuid.UUID
+    data: bytes
+    future: asyncio.Future[int]
+
+
+def _retrieve(future: asyncio.Future[int]) -> None:
+    # A caller that was cancelled never reads its future; keep asyncio from reporting
+    # "exception was never retrieved" for it.
+    if not future.cancelled():
+        future.exception()
+
+
+class UpdateLog:
+    """Group-committing appender to the update log. ``async with UpdateLog(db) as log:``.
+
+    ``max_batch_entries`` / ``max_batch_bytes`` bound one transaction (a batch always
+    takes at least one entry). ``max_delay`` (seconds, default 0) lets the writer wait
+    that long after the first entry of a batch to gather more; at 0 it never sleeps.
+
+    Counters: ``batches`` and ``entries`` (committed), ``failed_batches`` and
+    ``failed_entries``; ``pending`` is the number of entries not yet taken by the writer.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        max_batch_entries: int = 512,
+        max_batch_bytes: int = 4 * 1024 * 1024,
+        max_delay: float = 0.0,
+        name: str = "update-log-writer",
+    ) -> None:
+        if max_batch_entries < 1 or max_batch_bytes < 1 or max_delay < 0:
+            raise ValueError("batch limits must be positive and max_delay >= 0")
+        self._db = db
+        self._max_entries = max_batch_entries
+        self._max_bytes = max_batch_bytes
+        self._max_delay = max_delay
+        self._name = name
+        self._queue: deque[_Entry] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.batches = 0
+        self.entries = 0
+        self.failed_batches = 0
+        self.failed_entries = 0
+
+    @property
+    def running(self) -> bool:
+        """Started, and not stopping: :meth:`append` is accepted."""
+        return self._task is not None and not self._closing
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    async def start(self) -> None:
+        """Start the writer task."""
+        if self._task is not None:
+            raise RuntimeError("UpdateLog is already started")
+        self._closing = False
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=self._name)
+
+    async def stop(self, *, drain_timeout: float | None = 30.0) -> None:
+        """Refuse new entries, write everything already queued, then end the writer.
+
+        If draining takes longer than ``drain_timeout`` seconds (or ``stop`` is cancelled) the
+        writer is cancelled; entries it could not confirm fail with RuntimeError.
+        """
+        task = self._task
+        if task is None:
+            return
+        self._closing = True
+        self._wakeup.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), drain_timeout)
+        except TimeoutError:
+            log.error("update log did not drain in %ss; %d entries left", drain_timeout, len(self._queue))
+        finally:
+            if not task.done():
+                task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # the writer never raises, but never let stop() hide it
+                log.exception("update log writer failed")
+            self._fail_queued(RuntimeError("UpdateLog stopped before this entry was written"))
+            self._task = None
+
+    async def __aenter__(self) -> UpdateLog:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def append(self, resource_type: str, resource_id: uuid.UUID, data: bytes) -> int:
+        """Append one update of a loop or song; returns its log id once it is committed.
+
+        Raises the batch's exception if its transaction failed (the entry is then not
+        stored). If the caller is cancelled while waiting, the entry is still written.
+        """
+        if self._task is None:
+            raise RuntimeError("UpdateLog is not started")
+        if self._closing:
+            raise RuntimeError("UpdateLog is stopping")
+        if resource_type not in RESOURCE_MODELS:
+            raise ValueError(f"unknown resource type {resource_type!r}")
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError("an update must be bytes")
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)
+        self._queue.append(_Entry(resource_type, resource_id, bytes(data), future))
+        self._wakeup.set()
+        # shield: cancelling the caller must not cancel the entry, only the wait for it.
+        return await asyncio.shield(future)
+
+    def _take_batch(self) -> list[_Entry]:
+        batch = [self._queue.popleft()]
+        size = len(batch[0].data)
+        while self._queue and len(batch) < self._max_entries:
+            size += len(self._queue[0].data)
+            if size > self._max_bytes:
+                break
+            batch.append(self._queue.popleft())
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            while not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            if self._max_delay > 0 and len(self._queue) < self._max_entries and not self._closing:
+                await asyncio.sleep(self._max_delay)
+            batch = self._take_batch()
+            try:
+                async with self._db.write_session() as session:
+                    ids = await append_updates(
+                        session, [(e.resource_type, e.resource_id, e.data) for e in batch]
+                    )
+            except asyncio.CancelledError:
+                # The commit may or may not have happened: these callers cannot be told.
+                self._fail(batch, RuntimeError("UpdateLog stopped while writing this entry"))
+                raise
+            except Exception as exc:
+                self.failed_batches += 1
+                self.failed_entries += len(batch)
+                log.exception("update log: writing a batch of %d entries failed", len(batch))
+                self._fail(batch, exc)
+                continue
+            self.batches += 1
+            self.entries += len(batch)
+            for entry, entry_id in zip(batch, ids, strict=True):
+                if not entry.future.done():
+                    entry.future.set_result(entry_id)
+
+    @staticmethod
+    def _fail(batch: list[_Entry], exc: BaseException) -> None:
+        for entry in batch:
+            if not entry.future.done():
+                entry.future.set_exception(exc)
+
+    def _fail_queued(self, exc: BaseException) -> None:
+        batch = list(self._queue)
+        self._queue.clear()
+        self._fail(batch, exc)
