@@ -32,20 +32,21 @@ import asyncio
 import contextlib
 import functools
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
+import engineio
 import socketio
-from pycrdt import Awareness, Doc, TransactionEvent
+from pycrdt import Awareness, Decoder, Doc, TransactionEvent
 
 __all__ = [
     "CollabClient",
     "CollabConnectionError",
     "CollabConnectionRefused",
+    "decode_state_vector",
     "namespace_for",
 ]
 
@@ -89,6 +90,16 @@ def namespace_for(kind: str, doc_id: str | uuid.UUID) -> str:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     return f"/yjs|{kind}:{doc_id}"
+
+
+def decode_state_vector(state_vector: bytes) -> dict[int, int]:
+    """A Yjs state vector (``doc.get_state()``) as ``{client_id: clock}``.
+
+    Compare documents with this, never with the raw bytes: the encoding's entry order is not
+    canonical, so two replicas in the same state can have different state-vector bytes.
+    """
+    decoder = Decoder(state_vector)
+    return {decoder.read_var_uint(): decoder.read_var_uint() for _ in range(decoder.read_var_uint())}
 
 
 @dataclass(slots=True)
@@ -232,6 +243,11 @@ class CollabClient:
         """Our Yjs client id (``doc.client_id``), the key of our awareness entry."""
         return int(self.doc.client_id)
 
+    def state_vector(self) -> dict[int, int]:
+        """Our document's state vector as ``{client_id: clock}`` (see :func:`decode_state_vector`);
+        two replicas hold the same content when these are equal."""
+        return decode_state_vector(self.doc.get_state())
+
     @property
     def connected(self) -> bool:
         """Whether the document's namespace is currently connected."""
@@ -251,7 +267,7 @@ class CollabClient:
             data["shareToken"] = self.share_token
         return data
 
-    async def connect(self, timeout: float = 10, *, wait_synced: bool = True) -> None:  # noqa: ASYNC109
+    async def connect(self, timeout: float = 10, *, wait_synced: bool = True) -> None:
         """Connect, then (by default) wait until the two-way sync handshake is done.
 
         Raises:
@@ -275,6 +291,11 @@ class CollabClient:
             )
         except socketio.exceptions.ConnectionError as exc:
             await self._stop_sender()
+            await self._close_http_session()
+            if isinstance(exc.__cause__, engineio.exceptions.ConnectionError):
+                # No Engine.IO session at all (server down, HTTP error): not a refusal.
+                detail = self.refusal if self.refusal is not None else exc
+                raise CollabConnectionError(f"cannot connect to {self.base_url}: {detail}") from exc
             if self.refusal is not None:
                 message, data = _refusal_parts(self.refusal)
                 raise CollabConnectionRefused(message, data) from exc
@@ -305,7 +326,7 @@ class CollabClient:
         if self._awareness_task is not None:
             with contextlib.suppress(Exception):
                 await self.awareness.stop()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception):
                 await self._awareness_task
             self._awareness_task = None
         try:
@@ -313,9 +334,17 @@ class CollabClient:
         except Exception:  # a half-open transport must not make close() fail
             log.debug("error while disconnecting %s", self.namespace, exc_info=True)
         await self._stop_sender()
+        await self._close_http_session()
 
     async def __aenter__(self) -> CollabClient:
-        await self.connect()
+        """Connects (unless already connected) and waits for the sync; closes on failure."""
+        if self.connected:
+            return self
+        try:
+            await self.connect()
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def __aexit__(
@@ -338,11 +367,11 @@ class CollabClient:
         """The peers' awareness states by client id (ours excluded)."""
         return {cid: s for cid, s in self.awareness.states.items() if cid != self.client_id}
 
-    async def flush(self, timeout: float = 5) -> None:  # noqa: ASYNC109
+    async def flush(self, timeout: float = 5) -> None:
         """Wait until every queued message was handed to the transport."""
         await asyncio.wait_for(self._outbox.join(), timeout)
 
-    async def wait_for(self, predicate: Callable[[], T], timeout: float | None = 5) -> T:  # noqa: ASYNC109
+    async def wait_for(self, predicate: Callable[[], T], timeout: float | None = 5) -> T:
         """Wait until ``predicate()`` is truthy and return its value.
 
         The predicate is re-checked after every incoming event, (dis)connect, document or
@@ -351,17 +380,18 @@ class CollabClient:
         Raises:
             TimeoutError: still false after ``timeout`` seconds (``None``: wait forever).
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            wakeup = self._wakeup
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"condition not met within {timeout} s")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), remaining)
+        value = predicate()
+        if value:
+            return value
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    await self._wakeup.wait()  # _notify() sets this event and replaces it
+                    value = predicate()
+                    if value:
+                        return value
+        except TimeoutError:
+            raise TimeoutError(f"condition not met within {timeout} s") from None
 
     async def emit_raw(self, event: str, *args: Any) -> None:
         """Send an arbitrary event with arbitrary arguments (after what is queued).
@@ -373,7 +403,7 @@ class CollabClient:
             await self.flush(5)
         await self.sio.emit(event, tuple(args), namespace=self.namespace)
 
-    async def call_raw(self, event: str, *args: Any, timeout: float = 5) -> Any:  # noqa: ASYNC109
+    async def call_raw(self, event: str, *args: Any, timeout: float = 5) -> Any:
         """Like :meth:`emit_raw`, but request an ack and return it (one argument: that value;
         several: a tuple). Raises ``TimeoutError`` if no ack comes."""
         with contextlib.suppress(TimeoutError):
@@ -383,7 +413,7 @@ class CollabClient:
         except socketio.exceptions.TimeoutError as exc:
             raise TimeoutError(f"no ack for {event!r} within {timeout} s") from exc
 
-    async def sync(self, timeout: float = 5) -> None:  # noqa: ASYNC109
+    async def sync(self, timeout: float = 5) -> None:
         """An extra ``sync-step-1`` round trip: afterwards the doc has all the server had when it
         answered (useful before asserting on content)."""
         update = await self.call_raw(SYNC_STEP_1, self.doc.get_state(), timeout=timeout)
@@ -415,6 +445,14 @@ class CollabClient:
                 await self._sender
             self._sender = None
         self._drop_queued()
+
+    async def _close_http_session(self) -> None:
+        # python-engineio leaves its aiohttp session open when a connection attempt fails at
+        # the transport level (server down) or a reconnect loop is aborted.
+        http = getattr(self.sio.eio, "http", None)
+        if http is not None and not http.closed:
+            with contextlib.suppress(Exception):
+                await http.close()
 
     def _queue(self, event: str, payload: Any, callback: Callable[..., Any] | None = None) -> None:
         self._outbox.put_nowait(_Outgoing(self._generation, event, payload, callback))
@@ -515,7 +553,7 @@ class CollabClient:
             self._queue(AWARENESS_UPDATE, self.awareness.encode_awareness_update([self.client_id]))
         self._notify()
 
-    def _on_connect_error(self, data: Any = None) -> None:
+    def _on_connect_error(self, data: Any = None, *_: Any) -> None:
         self.refusal = data
         self.events.append(("connect_error", data))
         self._notify()
@@ -534,7 +572,7 @@ class CollabClient:
             self.awareness.remove_awareness_states(peers, self._remote_origin)
         self._notify()
 
-    def _on_sync_step_1(self, state_vector: Any = None) -> bytes:
+    def _on_sync_step_1(self, state_vector: Any = None, *_: Any) -> bytes:
         """The server's state vector: answer (the ack) with what it lacks."""
         try:
             if not isinstance(state_vector, bytes):

@@ -105,6 +105,7 @@ class DocumentService:
 
     async def stop(self) -> None:
         """Flush every dirty document (the database must still be open)."""
+        log.info("flushing %d open documents", len(self.rooms))
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -191,14 +192,17 @@ class DocumentService:
             first = initial_state(kind, _row_content(kind, row))
             doc.apply_update(first)
             async with self.db.write_session() as session:
-                await stored.save_snapshot(
+                created = await stored.save_snapshot(
                     session,
                     resource_type=kind.value,
                     resource_id=doc_id,
                     state=first,
                     position=found.position,
                     columns={},
+                    only_if_no_state=True,
                 )
+            if not created:  # another process made the first state meanwhile: use that one
+                return await self._load(kind, doc_id)
             room.stored_bytes = len(first)
         else:
             doc.apply_update(found.state)
@@ -232,13 +236,18 @@ class DocumentService:
     async def _persist_and_relay(self, room: Room, delta: bytes, sender: str | None) -> None:
         if room.stored_bytes + len(delta) > self.limits.max_document_bytes:
             log.warning("%s is over the document size limit", room.namespace)
-        entry_id = await self.update_log.append(room.kind.value, room.doc_id, delta)
-        room.position = max(room.position, entry_id)
+        # ``room.position`` moves only with ids read back from the log (see snapshot()): an
+        # entry another process committed with a lower id may not have reached us yet.
+        await self.update_log.append(room.kind.value, room.doc_id, delta)
         room.stored_bytes += len(delta)
         room.queue_broadcast(delta, sender)
 
     async def snapshot(self, room: Room) -> None:
-        """Fold the log into the document row and refresh the JSON columns."""
+        """Fold the log into the document row and refresh the JSON columns.
+
+        Re-reads the log after ``room.position`` (our own entries included: re-applying them
+        is a no-op) so the new position only covers entries known to be in the state.
+        """
         async with room.snapshot_lock:
             async with self.db.session() as session:
                 missing = await stored.updates_after(

@@ -63,6 +63,7 @@ class CollabSocketServer:
             engineio_logger=False,
         )
         self.sessions: dict[str, tuple[Room, Session]] = {}
+        self._requests: dict[str, web.BaseRequest] = {}  # the HTTP request under each socket
         self.accepting = True
         service.attach_transport(self)
         self.sio.on("connect", self._on_connect, namespace="*")
@@ -103,6 +104,7 @@ class CollabSocketServer:
     async def shutdown(self) -> None:
         """Refuse new sockets, tell everyone, then drop the transports so clients reconnect."""
         self.accepting = False
+        log.info("shutting down: closing %d sockets", len(self.sessions))
         for room, session in list(self.sessions.values()):
             self.send(
                 room.namespace, [session], "server-shutdown", {"message": "server restarting; reconnect"}
@@ -110,11 +112,13 @@ class CollabSocketServer:
         await asyncio.sleep(0.05)  # let the writer tasks flush the notice
         for room, session in list(self.sessions.values()):
             await self.service.leave(room, session)
-            socket = self.sio.eio.sockets.get(session.transport_id)
-            if socket is not None:
-                # A transport close (not a Socket.IO disconnect) makes clients reconnect.
-                await socket.close(wait=False, abort=True)
+            # Drop the connection itself: a lost transport (unlike a Socket.IO or Engine.IO
+            # disconnect) is what makes clients reconnect, to this server's successor.
+            request = self._requests.pop(session.sid, None)
+            if request is not None and request.transport is not None:
+                request.transport.close()
         self.sessions.clear()
+        log.info("sockets closed")
 
     # --- handlers -----------------------------------------------------------------------
 
@@ -165,6 +169,9 @@ class CollabSocketServer:
         except RealtimeError as exc:
             raise SocketRefused(exc.message) from None
         self.sessions[sid] = (room, session)
+        request = environ.get("aiohttp.request")
+        if request is not None:
+            self._requests[sid] = request
         self.send(namespace, [session], "role-changed", {"role": role.value})
         await self.sio.emit(
             "sync-step-1",
@@ -186,6 +193,7 @@ class CollabSocketServer:
 
     async def _on_disconnect(self, namespace: str, sid: str, reason: Any = None) -> None:
         entry = self.sessions.pop(sid, None)
+        self._requests.pop(sid, None)
         if entry is not None:
             await self.service.leave(*entry)
 

@@ -171,6 +171,7 @@ async def save_snapshot(
     state: bytes,
     position: int,
     columns: Mapping[str, Any],
+    only_if_no_state: bool = False,
 ) -> bool:
     """Store ``state`` as the document, folding in every log entry up to ``position``.
 
@@ -179,14 +180,23 @@ async def save_snapshot(
     ``updated_at``, ...: the caller passes them) and deletes the folded log entries.
     Never moves backwards: returns False, changing nothing, if the row is gone or
     already holds a later position (an equal position is accepted).
+
+    ``only_if_no_state``: store only if the row has no state yet, else return False.
+    For a first state built from the JSON columns of a document that predates the CRDT
+    state: two processes doing that at once would each build one (as different Yjs
+    clients), and edits made on top of the overwritten one would never apply again. The
+    loser must reload the document instead.
     """
     model = document_model(resource_type)
     reserved = _RESERVED_COLUMNS.intersection(columns)
     if reserved:
         raise ValueError(f"save_snapshot cannot set {sorted(reserved)} through columns")
+    where = [model.id == resource_id, model.doc_log_position <= position]
+    if only_if_no_state:
+        where.append(model.doc_state.is_(None))
     updated = await session.execute(
         update(model)
-        .where(model.id == resource_id, model.doc_log_position <= position)
+        .where(*where)
         .values(**columns, doc_state=bytes(state), doc_log_position=position)
         .returning(model.id)
     )

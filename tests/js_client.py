@@ -118,7 +118,7 @@ class JsClient:
         client.client_id = int(ready["clientId"])
         return client
 
-    async def close(self, timeout: float = 10) -> int | None:  # noqa: ASYNC109
+    async def close(self, timeout: float = 10) -> int | None:
         """Ask the script to close (``provider.destroy()``), then make sure the process is gone.
         Returns the exit code."""
         if self.proc.returncode is None:
@@ -158,7 +158,7 @@ class JsClient:
         self.proc.stdin.write((json.dumps({"cmd": cmd, **args}) + "\n").encode())
         await self.proc.stdin.drain()
 
-    async def command(self, cmd: str, *, timeout: float = 10, **args: Any) -> Event:  # noqa: ASYNC109
+    async def command(self, cmd: str, *, timeout: float = 10, **args: Any) -> Event:
         """Run a command and return its ``done`` event (e.g. ``toggle-step`` gives ``key``, ``on``).
 
         Raises:
@@ -175,7 +175,7 @@ class JsClient:
             raise JsClientError(f"{cmd}: {event.get('message')}")
         return event
 
-    async def dump(self, timeout: float = 10) -> dict[str, Any]:  # noqa: ASYNC109
+    async def dump(self, timeout: float = 10) -> dict[str, Any]:
         """The document as plain JSON: ``{meta, chords, steps}`` (loop) or ``{meta, timeline}``
         (song); also the latest ``dump`` event is in :attr:`events` with ``states``."""
         start = len(self.events)
@@ -183,7 +183,7 @@ class JsClient:
         event = await self.wait_event("dump", lambda e: e.get("ref") == done["ref"], since=start)
         return dict(event["content"])
 
-    async def awareness_states(self, timeout: float = 10) -> dict[int, Any]:  # noqa: ASYNC109
+    async def awareness_states(self, timeout: float = 10) -> dict[int, Any]:
         """All awareness states the provider knows, by client id (its own included)."""
         start = len(self.events)
         done = await self.command("dump", timeout=timeout)
@@ -201,7 +201,7 @@ class JsClient:
         name: str | tuple[str, ...],
         predicate: Callable[[Event], bool] | None = None,
         *,
-        timeout: float = 10,  # noqa: ASYNC109
+        timeout: float = 10,
         since: int = 0,
     ) -> Event:
         """The first event (at index >= ``since``) named ``name`` (or one of the names) that

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,28 @@ async def test_snapshot_never_moves_backwards(database_url: str) -> None:
             await snapshot(db, loop_id, state=b"S", position=ids[1], doc_log_position=0)
 
 
+async def test_a_first_state_is_stored_only_once(database_url: str) -> None:
+    async with Database(database_url) as db:
+        (loop_id,) = await make_documents(db)
+
+        async def first_state(state: bytes) -> bool:
+            async with db.write_session() as session:
+                return await documents.save_snapshot(
+                    session,
+                    resource_type="loop",
+                    resource_id=loop_id,
+                    state=state,
+                    position=0,
+                    columns={},
+                    only_if_no_state=True,
+                )
+
+        assert await first_state(b"A")
+        assert not await first_state(b"B")  # another process got there first
+        assert (await load(db, loop_id)).state == b"A"
+        assert await snapshot(db, loop_id, state=b"C", position=0)  # ordinary snapshots go on
+
+
 async def test_snapshot_updates_an_object_loaded_in_the_same_session(database_url: str) -> None:
     async with Database(database_url) as db:
         (loop_id,) = await make_documents(db)
@@ -257,6 +280,21 @@ async def test_log_ids_are_never_reused_after_the_newest_rows_are_deleted(databa
         (next_id,) = await append(db, [("loop", loop_id, b"c")])
         assert next_id > ids[-1]
         assert (await load(db, loop_id)).updates == [(next_id, b"c")]
+
+
+async def test_log_ids_become_visible_in_increasing_order(database_url: str) -> None:
+    # Two processes appending at once: the later id must not commit before the earlier
+    # one, or a snapshot could pass over (and delete) an entry it never saw.
+    async with Database(database_url) as db:
+        (loop_id,) = await make_documents(db)
+        async with db.write_session() as first:
+            (first_id,) = await documents.append_updates(first, [("loop", loop_id, b"first")])
+            second = asyncio.create_task(append(db, [("loop", loop_id, b"second")]))
+            await asyncio.sleep(0.3)
+            assert not second.done()  # waits for the first transaction to end
+        (second_id,) = await second
+        assert second_id > first_id
+        assert [data for _, data in (await load(db, loop_id)).updates] == [b"first", b"second"]
 
 
 async def test_real_yjs_updates_round_trip_through_log_and_snapshot(database_url: str) -> None:

@@ -21,6 +21,7 @@ from realtime.client import (
     SYNC_UPDATE,
     CollabClient,
     _refusal_parts,
+    decode_state_vector,
     namespace_for,
 )
 
@@ -257,3 +258,18 @@ def _ack(c: CollabClient) -> Any:
         if item.event == SYNC_STEP_1:
             return item.callback
     raise AssertionError("no sync-step-1 queued")
+
+
+def test_decode_state_vector() -> None:
+    assert decode_state_vector(b"\x00") == {}
+    a: Doc[Any] = Doc(client_id=7)
+    a.get("meta", type=Map)["name"] = "x"
+    a.get("meta", type=Map)["bpm"] = 90
+    b: Doc[Any] = Doc(client_id=300)
+    b.apply_update(a.get_update())
+    b.get("meta", type=Map)["length"] = 4
+    assert decode_state_vector(b.get_state()) == {7: 2, 300: 1}
+    # The same entries in another order decode equal (the byte encoding is not canonical).
+    assert decode_state_vector(b"\x02\x07\x02\xac\x02\x01") == decode_state_vector(
+        b"\x02\xac\x02\x01\x07\x02"
+    )
