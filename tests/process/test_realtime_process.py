@@ -103,7 +103,10 @@ async def test_sigterm_flushes_and_clients_reconnect(tmp_path: Path) -> None:
         # even before anyone opens the document.
         with ServerProcess(env, log_path=tmp_path / "server.log", port=server.port) as restarted:
             headers = {"Authorization": f"Bearer {token}"}
-            got = requests.get(f"{restarted.url}/api/loops/{loop_id}", headers=headers, timeout=5).json()
+            resp = await asyncio.to_thread(
+                requests.get, f"{restarted.url}/api/loops/{loop_id}", headers=headers, timeout=5
+            )
+            got = resp.json()
             assert got["name"] == "Before restart"
             # Clients reconnect on their own and keep collaborating.
             await eventually(lambda: a.connected and b.connected and a.synced.is_set(), timeout=20)
