@@ -9,7 +9,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Member:
-    user_id: uuid.UUID
+    user_id: uuid.UUID | None  # None: a guest with only a share link
     display_name: str
     role: str
 
@@ -31,12 +31,13 @@ class RoomMembers:
 
     def as_json(self) -> list[dict[str, Any]]:
         """One entry per user: ``{userId, displayName, role, connections}``."""
-        by_user: dict[uuid.UUID, dict[str, Any]] = {}
-        for member in self._sessions.values():
-            entry = by_user.get(member.user_id)
+        by_user: dict[uuid.UUID | str, dict[str, Any]] = {}
+        for session_id, member in self._sessions.items():
+            key = member.user_id or f"guest:{session_id}"  # guests are not one person
+            entry = by_user.get(key)
             if entry is None:
-                by_user[member.user_id] = {
-                    "userId": str(member.user_id),
+                by_user[key] = {
+                    "userId": str(member.user_id) if member.user_id else None,
                     "displayName": member.display_name,
                     "role": member.role,
                     "connections": 1,
@@ -45,4 +46,4 @@ class RoomMembers:
                 entry["connections"] += 1
                 if member.role in ("owner", "editor") and entry["role"] == "viewer":
                     entry["role"] = member.role
-        return sorted(by_user.values(), key=lambda m: (m["displayName"], m["userId"]))
+        return sorted(by_user.values(), key=lambda m: (m["displayName"], m["userId"] or ""))

@@ -17,7 +17,6 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -87,7 +86,7 @@ class DocumentService:
         self._loading: dict[tuple[docschema.DocKind, uuid.UUID], asyncio.Future[Room]] = {}
         self._transport: RoomTransport | None = None
         self._maintenance: asyncio.Task[None] | None = None
-        self.on_room_closed: Callable[[Room], None] | None = None
+        self.loads = 0  # documents loaded from storage (a join storm loads once)
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -177,6 +176,7 @@ class DocumentService:
         return await asyncio.shield(pending)
 
     async def _load(self, kind: docschema.DocKind, doc_id: uuid.UUID) -> Room:
+        self.loads += 1
         async with self.db.session() as session:
             found = await stored.load_document(session, resource_type=kind.value, resource_id=doc_id)
             row = None
@@ -228,8 +228,6 @@ class DocumentService:
         room.closed = True
         self.rooms.pop((room.kind, room.doc_id), None)
         room.doc.unobserve(room._subscription)
-        if self.on_room_closed is not None:
-            self.on_room_closed(room)
 
     # --- persistence ------------------------------------------------------------------
 

@@ -98,6 +98,7 @@ class Room:
         self._full_update: bytes | None = None
         self._state_vector: bytes | None = None
         self._content: dict[str, Any] | None = None
+        self.full_encodes = 0  # how often the whole document was encoded (join storms: once)
         self._subscription = self.doc.observe(self._on_transaction)
 
     # --- the document ---------------------------------------------------------------
@@ -138,6 +139,7 @@ class Room:
         cached full state, so a join storm encodes the document once."""
         if state_vector == b"\x00":
             if self._full_update is None:
+                self.full_encodes += 1
                 self._full_update = self.doc.get_update()
             return self._full_update
         return self.doc.get_update(state_vector)

@@ -1,0 +1,74 @@
+"""Room lifecycle in one process: join storms, periodic snapshots, unloading idle documents."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from pycrdt import Map
+
+from realtime import docschema
+from realtime.client import CollabClient
+from rest.context import REST_CONTEXT
+from settings import Settings
+from storage import documents as stored
+from tests.helpers import bearer, eventually
+from tests.realtime.conftest import ClientFactory
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.replace(snapshot_interval=0.3, room_idle_seconds=0.5)
+
+
+async def test_join_storm_loads_and_encodes_once(
+    client: TestClient, base_url: str, owner: dict[str, Any], loop: dict[str, Any]
+) -> None:
+    service = client.app[REST_CONTEXT].documents
+    joiners = [CollabClient(base_url, "loop", loop["id"], token=owner["token"]) for _ in range(25)]
+    try:
+        await asyncio.gather(*(c.connect() for c in joiners))
+        room = service.loaded(docschema.DocKind.LOOP, __import__("uuid").UUID(loop["id"]))
+        assert room is not None and len(room.sessions) == 25
+        assert service.loads == 1
+        assert room.full_encodes == 1
+        for c in joiners:
+            assert docschema.loop_doc_to_content(c.doc)["name"] == loop["name"]
+    finally:
+        await asyncio.gather(*(c.close() for c in joiners))
+
+
+async def test_snapshots_fold_the_log_and_idle_rooms_unload(
+    client: TestClient, connect: ClientFactory, owner: dict[str, Any], loop: dict[str, Any]
+) -> None:
+    import uuid
+
+    ctx = client.app[REST_CONTEXT]
+    doc_id = uuid.UUID(loop["id"])
+
+    c = await connect(loop["id"], token=owner["token"])
+    c.doc.get("meta", type=Map)["name"] = "Snapshotted"
+    # While the client stays connected, the periodic snapshot folds the log into the row.
+    Loop = __import__("storage.models", fromlist=["Loop"]).Loop
+
+    async def folded() -> bool:
+        async with ctx.db.session() as session:
+            row = await session.get(Loop, doc_id)
+            pending = await stored.has_unsnapshotted_updates(
+                session, resource_type="loop", resource_id=doc_id
+            )
+            return row.name == "Snapshotted" and row.doc_log_position > 0 and not pending
+
+    for _ in range(100):
+        if await folded():
+            break
+        await asyncio.sleep(0.05)
+    assert await folded()
+    assert c.connected
+
+    await c.close()
+    await eventually(lambda: ctx.documents.loaded(docschema.DocKind.LOOP, doc_id) is None, timeout=5)
+    got = await (await client.get(f"/api/loops/{loop['id']}", headers=bearer(owner["token"]))).json()
+    assert got["name"] == "Snapshotted"
