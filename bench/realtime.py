@@ -37,6 +37,7 @@ import shutil
 import sqlite3
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -610,7 +611,10 @@ async def worker_main() -> None:
                 break
             if cmd["cmd"] == "run":
                 result = await client.run(cmd["t0"], cmd["warmup"], cmd["duration"], cmd["grace"])
-                result.update(await client.verify(session))
+                if cfg.get("verify", True):
+                    result.update(await client.verify(session))
+                else:
+                    result.update(rooms_checked=0, rooms_converged=0, clients_compared=0, convergence_problems=[])
                 _emit(result)
             elif cmd["cmd"] == "report":
                 _emit({"event": "report", **client.conn_health()})
@@ -674,6 +678,100 @@ class WorkerProc:
                 await proc.wait()
 
 
+# --- a bare relay: the client-bound ceiling ------------------------------------------------
+
+
+async def relay_main(port: int) -> None:
+    """``--relay-server PORT``: the same wire protocol, no auth, no CRDT, no storage, no
+    batching: each ``sync-update`` is forwarded as it came to the other sockets of its
+    namespace. With ``--target relay`` the load runs against it to show what the load client
+    itself can sustain on this machine."""
+    from aiohttp import web
+
+    rooms: dict[str, set[Any]] = {}
+    open_packet = json.dumps(
+        {"sid": "relay", "upgrades": [], "pingInterval": 25000, "pingTimeout": 20000, "maxPayload": 1000000}
+    )
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=0)
+        await ws.prepare(request)
+        write = ws._writer._write_websocket_frame  # noqa: SLF001 - header + attachment stay adjacent
+        write(("0" + open_packet).encode(), 1, 0)
+        joined: list[str] = []
+        pending: str | None = None  # the text header whose attachment comes next
+        try:
+            async for msg in ws:
+                if msg.type is TEXT:
+                    data = msg.data
+                    if data.startswith("40"):
+                        ns = data[2 : data.index(",")] if "," in data else data[2:]
+                        rooms.setdefault(ns, set()).add(write)
+                        joined.append(ns)
+                        write(f'40{ns},{{"sid":"{id(ws)}"}}'.encode(), 1, 0)
+                        write(f'451-{ns},1["sync-step-1",{PLACEHOLDER}]'.encode(), 1, 0)
+                        write(b"\x00", 2, 0)
+                    elif data.startswith("45") or data.startswith("46"):
+                        pending = data
+                elif msg.type is BINARY and pending is not None:
+                    header, pending = pending, None
+                    ns = header[4 : header.index(",")]
+                    rest = header[header.index(",") + 1 :]
+                    if rest.startswith('["sync-update"'):
+                        encoded = header.encode()
+                        for other in rooms.get(ns, ()):
+                            if other is not write:
+                                with contextlib.suppress(Exception):
+                                    other(encoded, 1, 0)
+                                    other(msg.data, 2, 0)
+                    elif '"sync-step-1"' in rest:  # our ack: an empty update
+                        ack = rest[: rest.index("[")]
+                        write(f"461-{ns},{ack}[{PLACEHOLDER}]".encode(), 1, 0)
+                        write(b"\x00\x00", 2, 0)
+                elif msg.type not in (TEXT, BINARY):
+                    break
+        finally:
+            for ns in joined:
+                rooms.get(ns, set()).discard(write)
+        return ws
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/socket.io/", handler)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await asyncio.Event().wait()
+
+
+class RelayServer(Server):
+    """The bare relay in its own process, with the interface of :class:`Server`."""
+
+    async def start(self, startup_timeout: float = 30.0) -> None:
+        started = perf_counter()
+        with self.log_path.open("wb") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.realtime", "--relay-server", str(self.port),
+                cwd=REPO, stdout=log, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + startup_timeout
+        async with aiohttp.ClientSession() as session:
+            while True:
+                if self.proc.returncode is not None:
+                    raise ServerError(f"relay exited with {self.proc.returncode}:\n{self.log_tail()}")
+                with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                    async with session.get(self.base_url + "/healthz") as resp:
+                        if resp.status == 200:
+                            self.startup_s = round(perf_counter() - started, 2)
+                            return
+                if time.monotonic() > deadline:
+                    raise ServerError("relay not up")
+                await asyncio.sleep(0.1)
+
+
 # --- orchestration ---------------------------------------------------------------------------
 
 
@@ -692,8 +790,11 @@ class Bench:
     async def __aenter__(self) -> Bench:
         if self.pg:
             await self.pg.create()
-        self.server = Server(self.args.backend, self.pg.url if self.pg else None, extra_env=self.extra_env)
-        print(f"  starting server on {self.server.base_url} ({self.args.backend}) ...", flush=True)
+        if self.args.target == "relay":
+            self.server = RelayServer("relay", None)
+        else:
+            self.server = Server(self.args.backend, self.pg.url if self.pg else None, extra_env=self.extra_env)
+        print(f"  starting {self.args.target} on {self.server.base_url} ({self.args.backend}) ...", flush=True)
         await self.server.start()
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16))
         return self
@@ -717,6 +818,8 @@ class Bench:
     async def seed(self, rooms: int, rooms_per_user: int = 1) -> list[dict[str, Any]]:
         """One loop per room; the editors of a room use its owner's token."""
         assert self.server is not None and self.session is not None
+        if self.args.target == "relay":  # nothing to create: any namespace works
+            return [{"room": r, "loop_id": str(uuid.uuid4()), "token": "relay"} for r in range(rooms)]
         base = self.server.base_url
         sem = asyncio.Semaphore(8)
         rng = random.Random(42)
@@ -740,6 +843,8 @@ class Bench:
         """Every loop still reads back through REST (content comes from the live document)."""
         assert self.server is not None and self.session is not None
         statuses: dict[str, int] = {}
+        if self.args.target == "relay":
+            return statuses
         for spec in rooms:
             async with self.session.get(
                 f"{self.server.base_url}/api/loops/{spec['loop_id']}",
@@ -767,6 +872,7 @@ class Bench:
                         "apply": self.args.apply,
                         "seed": n + 1,
                         "concurrency": self.args.connect_concurrency,
+                        "verify": self.args.target == "server",
                     }
                 )
             readies = list(await asyncio.gather(*(w.recv(timeout=600) for w in workers)))
@@ -909,7 +1015,8 @@ async def run_edit_load(
         "rest_get_statuses": rest_statuses,
         "pass_p99": lat["p99"] is not None and lat["p99"] <= TARGET_P99_MS,
         "nothing_lost": lost_pairs == 0,
-        "converged": rooms_converged == len(rooms),
+        "converged": rooms_converged == len(rooms) or args.target == "relay",
+        "target": args.target,
     }
 
 
@@ -1381,7 +1488,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out", default="bench/results/realtime.json", help="JSON results (merged per preset)"
     )
+    parser.add_argument("--target", choices=("server", "relay"), default="server",
+                        help="relay: a bare relay without auth/CRDT/storage (the load client's ceiling)")  # fmt: skip
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--relay-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.preset is None:
         args.preset = "custom" if (args.rooms or args.editors or args.rate) else "all"
@@ -1434,6 +1544,9 @@ async def amain(args: argparse.Namespace) -> int:
                 "latency_from_scheduled_ms from its open-loop scheduled instant",
             },
         }
+        if args.target == "relay" and name == "open":
+            print("[open] skipped: the relay has no documents", flush=True)
+            continue
         print(f"[{name}] ...", flush=True)
         try:
             preset = PRESETS.get(name, {})
@@ -1453,6 +1566,8 @@ async def amain(args: argparse.Namespace) -> int:
             data = {"failure": f"{type(exc).__name__}: {exc}", "verdict": {"pass": False}}
             exit_code = 1
         key = name if args.backend == "sqlite" else f"{name}-{args.backend}"
+        if args.target == "relay":
+            key = f"{name}-relay"
         report["presets"][key] = {**meta, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **data}
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
@@ -1463,6 +1578,9 @@ async def amain(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.relay_server:
+        asyncio.run(relay_main(args.relay_server))
+        return 0
     if args.worker:
         asyncio.run(worker_main())
         return 0

@@ -18,6 +18,18 @@ from tests.js_client import JsClient
 from tests.realtime.conftest import ClientFactory
 
 
+async def dump_until(js: JsClient, predicate: Any, timeout: float = 10.0) -> dict[str, Any]:
+    """Poll the JS client's document until ``predicate(dump)`` holds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        dump = await js.dump()
+        if predicate(dump):
+            return dump
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"JS document never matched: {dump}")
+        await asyncio.sleep(0.05)
+
+
 async def test_js_and_python_clients_converge_with_rest(
     client: TestClient, base_url: str, connect: ClientFactory, owner: dict[str, Any], loop: dict[str, Any]
 ) -> None:
@@ -62,10 +74,13 @@ async def test_js_and_python_clients_converge_with_rest(
 
         # Both JS documents hold exactly the same data as the Python one and the server.
         for js in (js1, js2):
-            await js.command("ping")
-            dump = await js.dump()
-            assert dump["meta"]["name"] == "Made by three clients"
-            assert set(dump["steps"]) == set(py_steps.keys())
+            await dump_until(
+                js,
+                lambda d: (
+                    d["meta"].get("name") == "Made by three clients"
+                    and set(d["steps"]) == set(py_steps.keys())
+                ),
+            )
         rest = await (await client.get(f"/api/loops/{loop['id']}", headers=bearer(owner["token"]))).json()
         assert rest["iconSequence"] == python_view["iconSequence"]
         assert rest["chordProgression"] == python_view["chordProgression"]
@@ -87,14 +102,6 @@ async def test_js_viewer_is_refused_writes_and_sees_presence(
         await js.wait_event("error", lambda e: e["code"] == "read_only")
         editor.doc.get("meta", type=Map)["bpm"] = 77
         await eventually(lambda: editor.remote_updates == 0)  # nothing arrives from the viewer
-
-        async def js_bpm() -> Any:
-            return (await js.dump())["meta"].get("bpm")
-
-        for _ in range(100):
-            if await js_bpm() == 77:
-                break
-            await asyncio.sleep(0.05)
-        assert await js_bpm() == 77
+        await dump_until(js, lambda d: d["meta"].get("bpm") == 77)
     got = await (await client.get(f"/api/loops/{loop['id']}")).json()
     assert got["name"] == loop["name"]
