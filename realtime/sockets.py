@@ -154,7 +154,10 @@ class CollabSocketServer:
             raise SocketRefused(f"{kind.value} not found") from None
         if role is None:
             raise SocketRefused(f"{kind.value} not found")  # private documents of others do not exist
-        room = await self.service.open_room(kind, doc_id)
+        try:
+            room = await self.service.open_room(kind, doc_id)
+        except NotFound:
+            raise SocketRefused(f"{kind.value} not found") from None
         session = Session(
             sid=sid,
             user_id=user_id,
