@@ -35,6 +35,7 @@ import random
 import re
 import shutil
 import sqlite3
+import struct
 import sys
 import time
 import uuid
@@ -123,7 +124,7 @@ class Conn:
         self._out: bytes | None = None
         self._sub = self.doc.observe(self._on_txn)
         self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self._writer: Any = None
+        self._transport: Any = None
         self.reader: asyncio.Task[None] | None = None
         self._next_ack = 1
         self._acks: dict[int, Callable[..., None]] = {}
@@ -142,19 +143,16 @@ class Conn:
         if self._local:
             self._out = event.update
 
-    # --- sending (synchronous frame writes: a text header and its binary attachment can
-    # never be interleaved with another frame of this connection) ---
-
-    def _write(self, data: bytes, opcode: int) -> None:
-        self._writer._write_websocket_frame(data, opcode, 0)
+    # --- sending: frames are built here and written with ONE transport.write per message
+    # (a text header and its binary attachment in one syscall, never interleaved with
+    # another frame of this connection). Client frames must be masked; the mask key is
+    # all zeros, which RFC 6455 allows (the server XORs with it), so no payload copy. ---
 
     def send_text(self, text: str) -> None:
-        self._write(text.encode(), 1)
+        self._transport.write(ws_frame(1, text.encode()))
 
     def send_binary(self, header: str, payload: bytes) -> None:
-        write = self._writer._write_websocket_frame
-        write(header.encode(), 1, 0)
-        write(payload, 2, 0)
+        self._transport.write(ws_frame(1, header.encode()) + ws_frame(2, payload))
 
     def local_edit(self, key: str, value: str) -> bytes:
         """Set ``bench[key] = value`` in our doc; return the update to send."""
@@ -174,7 +172,7 @@ class Conn:
         self.t_start = perf_counter()
         self.ws = await asyncio.wait_for(session.ws_connect(url, autoping=True, max_msg_size=0), timeout)
         self.t_ws = perf_counter()
-        self._writer = self.ws._writer
+        self._transport = self.ws._writer.transport  # our own frames: see send_binary
         self.reader = asyncio.create_task(self._read())
         await asyncio.wait_for(asyncio.shield(self.ready), timeout)
 
@@ -296,6 +294,21 @@ class Conn:
         if self._server_step1 and self._own_step1 and not self.ready.done():
             self.t_synced = perf_counter()
             self.ready.set_result(None)
+
+
+_ZERO_MASK = b"\x00\x00\x00\x00"
+
+
+def ws_frame(opcode: int, payload: bytes) -> bytes:
+    """One final, masked (zero key) WebSocket frame, client to server."""
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x80 | opcode, 0x80 | n))
+    elif n < 65536:
+        header = struct.pack("!BBH", 0x80 | opcode, 0xFE, n)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 0xFF, n)
+    return header + _ZERO_MASK + payload
 
 
 def decode_state_vector(sv: bytes) -> dict[int, int]:
@@ -614,7 +627,9 @@ async def worker_main() -> None:
                 if cfg.get("verify", True):
                     result.update(await client.verify(session))
                 else:
-                    result.update(rooms_checked=0, rooms_converged=0, clients_compared=0, convergence_problems=[])
+                    result.update(
+                        rooms_checked=0, rooms_converged=0, clients_compared=0, convergence_problems=[]
+                    )
                 _emit(result)
             elif cmd["cmd"] == "report":
                 _emit({"event": "report", **client.conn_health()})
@@ -793,8 +808,12 @@ class Bench:
         if self.args.target == "relay":
             self.server = RelayServer("relay", None)
         else:
-            self.server = Server(self.args.backend, self.pg.url if self.pg else None, extra_env=self.extra_env)
-        print(f"  starting {self.args.target} on {self.server.base_url} ({self.args.backend}) ...", flush=True)
+            self.server = Server(
+                self.args.backend, self.pg.url if self.pg else None, extra_env=self.extra_env
+            )
+        print(
+            f"  starting {self.args.target} on {self.server.base_url} ({self.args.backend}) ...", flush=True
+        )
         await self.server.start()
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16))
         return self
@@ -939,6 +958,11 @@ async def run_edit_load(
         if py_spy is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(py_spy.wait(), 30)
+            raw = Path(args.py_spy) / f"server-{label}.txt"
+            if raw.exists():
+                summary = summarize_py_spy(raw)
+                raw.with_suffix(".summary.txt").write_text(summary + "\n")
+                print("\n".join(summary.splitlines()[:16]), flush=True)
     rest_statuses = await bench.check_rest(rooms)
 
     def total(key: str) -> int:
@@ -1000,6 +1024,9 @@ async def run_edit_load(
         "client_cpu_s": round(client_cpu, 3),
         "client_cpu_util": round(client_cpu / duration, 3),
         "machine_cpu_busy_pct": round(100 * busy / machine_total, 1),
+        # CPU used by other processes of the machine during the window, in cores: above
+        # ~0.1 something else competed with the server and the latencies are suspect.
+        "other_cpu_util": round((busy - (server_cpu or 0.0) - client_cpu - (db_cpu or 0.0)) / duration, 3),
         "server_rss_mb": None if rss_kb is None else round(rss_kb / 1024, 1),
         "server_peak_rss_mb": None if hwm_kb is None else round(hwm_kb / 1024, 1),
         "sending_late_s": max(r["sending_late_s"] for r in results),
@@ -1035,6 +1062,77 @@ async def start_py_spy(
         "--format", "raw", "-o", f"{base}.txt", "--nonblocking",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
+
+
+# Where the server's time goes, from a py-spy raw profile: each stack goes to the first
+# bucket whose marker appears in it (checked leaf first for "idle").
+PROFILE_BUCKETS: list[tuple[str, tuple[str, ...]]] = [
+    ("SQLite C calls (aiosqlite thread)", ("_connection_worker_thread",)),
+    ("SQL statement build/compile/bind (SQLAlchemy)", ("sqlalchemy/",)),
+    ("snapshots / maintenance", ("DocumentService._maintain", "DocumentService.snapshot")),
+    ("sync-update: CRDT apply (Room.apply)", ("Room.apply",)),
+    ("update log writer task (excl. SQL)", ("UpdateLog._run",)),
+    ("sync-update handler, rest (rate limit, log append wait)", ("_on_sync_update", "client_update",
+                                                                  "_persist_and_relay", "UpdateLog.append")),
+    ("fan-out: Room._flush (merge, encode once, enqueue)", ("Room._flush", "queue_broadcast")),
+    ("engine.io writer tasks (queue -> ws.send)", ("_websocket_handler.<locals>.writer", "WebSocket.send",
+                                                    "send_frame", "send_str", "send_bytes")),
+    ("socket.io/engine.io receive + decode + task per event", ("_websocket_handler", "_handle_eio_message",
+                                                               "socketio/packet.py", "engineio/packet.py",
+                                                               "_trigger_event", "start_background_task",
+                                                               "web_ws.py")),
+    ("socket reads/writes (asyncio transports)", ("_read_ready", "_SelectorSocketTransport.write",
+                                                 "data_received")),
+]  # fmt: skip
+IDLE_LEAVES = (
+    "EpollSelector.select",
+    "aiosqlite/core.py:59)",
+    "SimpleQueue.get",
+    "Condition.wait",
+    "Thread.wait",
+)
+
+
+def summarize_py_spy(path: Path, top: int = 25) -> str:
+    """Buckets and top functions of a ``py-spy record --format raw`` file (idle samples excluded)."""
+    import collections
+
+    buckets: collections.Counter[str] = collections.Counter()
+    leaves: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = idle = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = stack.split(";")
+        leaf = frames[-1]
+        if any(marker in leaf for marker in IDLE_LEAVES):
+            idle += n
+            continue
+        total += n
+        leaves[leaf] += n
+        for name in {re.sub(r" \(.*", "", f) for f in frames if f}:
+            inclusive[name] += n
+        for bucket, markers in PROFILE_BUCKETS:
+            if any(marker in frame for frame in frames for marker in markers):
+                buckets[bucket] += n
+                break
+        else:
+            buckets["asyncio loop / other"] += n
+    if not total:
+        return f"{path}: no samples"
+    out = [f"{path}: {total} busy samples ({idle} idle samples left out); % of busy samples", "", "where:"]
+    out += [f"  {100 * n / total:5.1f}%  {name}" for name, n in buckets.most_common()]
+    out += ["", "self (leaf frame):"]
+    out += [f"  {100 * n / total:5.1f}%  {name}" for name, n in leaves.most_common(top)]
+    skip = ("<module>", "Command.", "Group.invoke", "Context.invoke", "serve", "run_app", "BaseEventLoop.run_",
+            "BaseEventLoop._run_once", "Handle._run", "_run_module", "_run_code", "main", "run")  # fmt: skip
+    out += ["", "inclusive (function and what it calls):"]
+    shown = [(name, n) for name, n in inclusive.most_common() if not name.startswith(skip)][: top * 2]
+    out += [f"  {100 * n / total:5.1f}%  {name}" for name, n in shown]
+    return "\n".join(out)
 
 
 # --- presets --------------------------------------------------------------------------------
@@ -1353,7 +1451,8 @@ def print_edit_line(r: dict[str, Any]) -> None:
         f"  {r['label']}: {r['deliveries_per_s']:,.0f}/{r['offered_deliveries_per_s']:,.0f} deliveries/s, "
         f"p50 {fmt(lat['p50'])} p99 {fmt(lat['p99'])} max {fmt(lat['max'])} ms, "
         f"lost {r['lost_pairs']}, srv CPU {fmt((r['server_cpu_util'] or 0) * 100, 0)}%, "
-        f"cli CPU {fmt(r['client_cpu_util'] * 100, 0)}%, converged {r['rooms_converged']}/{r['rooms']}",
+        f"cli CPU {fmt(r['client_cpu_util'] * 100, 0)}%, other CPU {fmt(r['other_cpu_util'] * 100, 0)}%, "
+        f"converged {r['rooms_converged']}/{r['rooms']}",
         flush=True,
     )
 
@@ -1361,7 +1460,7 @@ def print_edit_line(r: dict[str, Any]) -> None:
 def print_edit_table(runs: list[dict[str, Any]]) -> None:
     header = (
         "scenario", "offered/s", "deliv/s", "p50", "p95", "p99", "max", "p99 sched", "lost",
-        "conv", "srv CPU%", "ms/1k deliv", "cli CPU%", "mach%", "edits/upd", "RSS MB", "pass",
+        "conv", "srv CPU%", "ms/1k deliv", "cli CPU%", "other CPU%", "edits/upd", "RSS MB", "pass",
     )  # fmt: skip
     rows = [header]
     for r in runs:
@@ -1381,14 +1480,14 @@ def print_edit_table(runs: list[dict[str, Any]]) -> None:
                 fmt(None if r["server_cpu_util"] is None else r["server_cpu_util"] * 100, 0),
                 fmt(r["server_cpu_ms_per_1000_deliveries"], 1),
                 fmt(r["client_cpu_util"] * 100, 0),
-                fmt(r["machine_cpu_busy_pct"], 0),
+                fmt(r["other_cpu_util"] * 100, 0),
                 fmt(r["edits_per_received_update"], 2),
                 fmt(r["server_rss_mb"], 1),
                 "yes" if r["pass_p99"] and r["nothing_lost"] and r["converged"] else "NO",
             )
         )
-    print("latencies in ms from the actual send (p99 sched: from the scheduled instant); "
-          "CPU% of one core; ms/1k deliv = server CPU ms per 1,000 deliveries")  # fmt: skip
+    print("latencies in ms from the actual send (p99 sched: from the scheduled instant); CPU% of one core "
+          "(other: processes outside the benchmark); ms/1k deliv = server CPU ms per 1,000 deliveries")  # fmt: skip
     print_rows(rows)
 
 
@@ -1490,6 +1589,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--target", choices=("server", "relay"), default="server",
                         help="relay: a bare relay without auth/CRDT/storage (the load client's ceiling)")  # fmt: skip
+    parser.add_argument(
+        "--summarize-profile", metavar="RAW", help="print the summary of a py-spy raw file, exit"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--relay-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1578,6 +1680,9 @@ async def amain(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.summarize_profile:
+        print(summarize_py_spy(Path(args.summarize_profile)))
+        return 0
     if args.relay_server:
         asyncio.run(relay_main(args.relay_server))
         return 0

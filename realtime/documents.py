@@ -25,6 +25,7 @@ from pycrdt import Doc
 
 from realtime import docschema
 from realtime.errors import RealtimeError
+from realtime.read_cache import ReadCache
 from realtime.rooms import Room, RoomTransport, Session
 from storage import documents as stored
 from storage.access import Role, resolve_role
@@ -87,6 +88,7 @@ class DocumentService:
         self._transport: RoomTransport | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self.loads = 0  # documents loaded from storage (a join storm loads once)
+        self.read_cache = ReadCache()
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -269,6 +271,7 @@ class DocumentService:
                     position=position,
                     columns=columns,
                 )
+            self.read_cache.invalidate(room.kind.value, room.doc_id)
             if not saved:
                 log.info("%s was deleted; dropping its room", room.namespace)
                 self._close_room(room)
@@ -371,6 +374,7 @@ class DocumentService:
         return room.content()
 
     async def document_deleted(self, kind: docschema.DocKind, doc_id: uuid.UUID) -> None:
+        self.read_cache.invalidate(kind.value, doc_id)
         room = self.loaded(kind, doc_id)
         if room is None:
             return

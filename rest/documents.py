@@ -18,6 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from realtime import docschema
 from realtime.documents import content_columns, initial_state
+from realtime.read_cache import CachedDocument
 from rest.context import (
     context,
     json_model,
@@ -46,7 +47,7 @@ from rest.schemas import (
 from settings import Settings
 from storage import documents as stored
 from storage import library
-from storage.access import Role, role_for
+from storage.access import Role, role_for, role_from
 from storage.errors import Forbidden, NotFound
 from storage.models import Loop, Song
 
@@ -196,9 +197,29 @@ class DocumentHandlers:
         return row, role, stale
 
     async def get(self, request: web.Request) -> web.Response:
+        documents = context(request).documents
+        document_id = path_uuid(request)
+        cached = documents.read_cache.get(self.kind.name, document_id)
+        if cached is not None and documents.loaded(self.kind.doc_kind, document_id) is None:
+            caller = await optional_caller(request)
+            role = role_from(
+                owner_id=cached.owner_id, is_public=cached.is_public, user_id=caller and caller.user_id
+            )
+            if role is None:
+                raise self._not_found()
+            return web.Response(body=cached.body, content_type="application/json")
+        read_at = documents.read_cache.generation()
         row, _role, stale = await self._readable(request)
-        content = await context(request).documents.read_content(self.kind.doc_kind, row.id, stale=stale)
-        return self._public(row, content)
+        content = await documents.read_content(self.kind.doc_kind, row.id, stale=stale)
+        response = self._public(row, content)
+        if content is None:  # nobody is editing it: the row is the whole truth, keep it
+            documents.read_cache.put(
+                self.kind.name,
+                row.id,
+                CachedDocument(row.user_id, row.is_public, bytes(response.body)),  # type: ignore[arg-type]
+                read_at=read_at,
+            )
+        return response
 
     async def presence(self, request: web.Request) -> web.Response:
         row, _role, _stale = await self._readable(request)
@@ -238,6 +259,7 @@ class DocumentHandlers:
                 raise self._not_found()
             if is_public:
                 await library.update_document(session, fresh, is_public)
+        ctx.documents.read_cache.invalidate(self.kind.name, row.id)
         if is_public and is_public["is_public"] != row.is_public:
             await ctx.documents.access_changed(self.kind.doc_kind, row.id)
         return self._public(fresh, live)

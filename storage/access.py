@@ -23,9 +23,13 @@ class Role(StrEnum):
 
 def role_for(document: Loop | Song, user_id: uuid.UUID | None) -> Role | None:
     """The caller's role on ``document`` from ownership and visibility alone."""
-    if user_id is not None and document.user_id == user_id:
+    return role_from(owner_id=document.user_id, is_public=document.is_public, user_id=user_id)
+
+
+def role_from(*, owner_id: uuid.UUID, is_public: bool, user_id: uuid.UUID | None) -> Role | None:
+    if user_id is not None and owner_id == user_id:
         return Role.OWNER
-    if document.is_public:
+    if is_public:
         return Role.VIEWER
     return None
 

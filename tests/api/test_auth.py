@@ -66,12 +66,13 @@ async def test_logout_revokes_refresh_token(client: TestClient) -> None:
 async def test_expired_access_token_is_refused(client: TestClient) -> None:
     import jwt
 
+    from identity.tokens import KEY_ID
     from tests.conftest import TEST_SECRET
 
     session = await sign_up(client)
     claims = jwt.decode(session["token"], options={"verify_signature": False})
     claims["exp"] = int(time.time()) - 10
-    expired = jwt.encode(claims, TEST_SECRET, algorithm="HS256")
+    expired = jwt.encode(claims, TEST_SECRET, algorithm="HS256", headers={"kid": KEY_ID})
     body = await expect_error(await client.get("/api/users/me", headers=bearer(expired)), 401)
     assert "expired" in body["error"]
 

@@ -227,3 +227,19 @@ async def test_bad_ids_unknown_ids(client: TestClient, kind: str) -> None:
     await expect_error(
         await client.patch(f"/api/{kind}/{uuid.uuid4()}", json={"name": "x"}, headers=headers), 404
     )
+
+
+async def test_reads_never_serve_a_stale_copy(client: TestClient, kind: str) -> None:
+    owner, other = await sign_up(client), await sign_up(client)
+    owner_h, other_h = bearer(owner["token"]), bearer(other["token"])
+    doc = await create(client, kind, owner["token"], isPublic=True)
+    item = f"/api/{kind}/{doc['id']}"
+    for _ in range(2):  # the second read may come from the read cache
+        assert (await (await client.get(item, headers=other_h)).json())["name"] == doc["name"]
+    await client.patch(item, json={"name": "Renamed"}, headers=owner_h)
+    assert (await (await client.get(item, headers=other_h)).json())["name"] == "Renamed"
+    await client.patch(item, json={"isPublic": False}, headers=owner_h)
+    await expect_error(await client.get(item, headers=other_h), 404)
+    assert (await (await client.get(item, headers=owner_h)).json())["isPublic"] is False
+    await client.delete(item, headers=owner_h)
+    await expect_error(await client.get(item, headers=owner_h), 404)
