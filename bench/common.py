@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -433,7 +434,7 @@ def fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def print_rows(rows: list[tuple[str, ...]], left: int = 1) -> None:
+def print_rows(rows: Sequence[Sequence[str]], left: int = 1) -> None:
     """A plain aligned table; the first row is the header, the first ``left`` columns left-aligned."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):

@@ -34,6 +34,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import sqlite3
 import struct
 import sys
@@ -113,7 +114,7 @@ class Conn:
         self.ns = f"/yjs|loop:{loop_id}"
         self.token = token
         self.update_header = f'451-{self.ns},["sync-update",{PLACEHOLDER}]'
-        self.doc = Doc()
+        self.doc: Doc = Doc()
         self.map = self.doc.get("bench", type=Map)
         self.key = f"e{index}"
         self.bit = 1 << index
@@ -497,7 +498,7 @@ class LoadClient:
                 await asyncio.sleep(max(0.0, heap[0][0] - perf_counter()))
         sending_done = perf_counter()
         deadline = max(sending_done, t_stop) + grace
-        while self.outstanding > 0 and perf_counter() < deadline:
+        while self.outstanding > 0 and perf_counter() < deadline:  # noqa: ASYNC110 - polling is fine here
             await asyncio.sleep(0.01)
         drained_after = perf_counter() - max(sending_done, t_stop)
         lost_edits = sum(1 for rec in self.edits.values() if rec[4] and rec[2] > 0)
@@ -711,7 +712,8 @@ async def relay_main(port: int) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
-        write = ws._writer._write_websocket_frame  # noqa: SLF001 - header + attachment stay adjacent
+        assert ws._writer is not None
+        write = ws._writer._write_websocket_frame  # header + attachment stay adjacent
         write(("0" + open_packet).encode(), 1, 0)
         joined: list[str] = []
         pending: str | None = None  # the text header whose attachment comes next
@@ -955,14 +957,7 @@ async def run_edit_load(
         hwm_kb = proc_status_kb(server.pid, "VmHWM")
     finally:
         await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
-        if py_spy is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(py_spy.wait(), 30)
-            raw = Path(args.py_spy) / f"server-{label}.txt"
-            if raw.exists():
-                summary = summarize_py_spy(raw)
-                raw.with_suffix(".summary.txt").write_text(summary + "\n")
-                print("\n".join(summary.splitlines()[:16]), flush=True)
+        await stop_py_spy(py_spy, args.py_spy, label, wait=True)
     rest_statuses = await bench.check_rest(rooms)
 
     def total(key: str) -> int:
@@ -1048,20 +1043,38 @@ async def run_edit_load(
 
 
 async def start_py_spy(
-    out_dir: str, label: str, pid: int, duration: float
+    out_dir: str, label: str, pid: int, duration: float, rate: int = 100
 ) -> asyncio.subprocess.Process | None:
     """py-spy record on the server for the measured window (needs `uv run --with py-spy`)."""
     exe = shutil.which("py-spy")
     if exe is None:
         print("  py-spy not found: run with `uv run --with py-spy python -m bench.realtime ...`", flush=True)
         return None
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - instant, before the window
     base = Path(out_dir) / f"server-{label}"
     return await asyncio.create_subprocess_exec(
-        exe, "record", "-p", str(pid), "-d", str(max(1, int(duration))), "-r", "100",
+        exe, "record", "-p", str(pid), "-d", str(max(1, int(duration))), "-r", str(rate),
         "--format", "raw", "-o", f"{base}.txt", "--nonblocking",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
+
+
+async def stop_py_spy(
+    proc: asyncio.subprocess.Process | None, out_dir: str | None, label: str, wait: bool = False
+) -> None:
+    """End a py-spy recording (SIGINT makes it write its file), summarize it."""
+    if proc is None or out_dir is None:
+        return
+    if not wait and proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(proc.wait(), 30)
+    raw = Path(out_dir) / f"server-{label}.txt"
+    if raw.exists():
+        summary = summarize_py_spy(raw)
+        raw.with_suffix(".summary.txt").write_text(summary + "\n")
+        print("\n".join(summary.splitlines()[:16]), flush=True)
 
 
 # Where the server's time goes, from a py-spy raw profile: each stack goes to the first
@@ -1070,6 +1083,8 @@ PROFILE_BUCKETS: list[tuple[str, tuple[str, ...]]] = [
     ("SQLite C calls (aiosqlite thread)", ("_connection_worker_thread",)),
     ("SQL statement build/compile/bind (SQLAlchemy)", ("sqlalchemy/",)),
     ("snapshots / maintenance", ("DocumentService._maintain", "DocumentService.snapshot")),
+    ("document load: snapshot + log replay (DocumentService._load)", ("DocumentService._load",)),
+    ("socket connect handler: auth, role, join, sync-step-1 (_on_connect)", ("_on_connect",)),
     ("sync-update: CRDT apply (Room.apply)", ("Room.apply",)),
     ("update log writer task (excl. SQL)", ("UpdateLog._run",)),
     ("sync-update handler, rest (rate limit, log append wait)", ("_on_sync_update", "client_update",
@@ -1084,7 +1099,9 @@ PROFILE_BUCKETS: list[tuple[str, tuple[str, ...]]] = [
     ("socket reads/writes (asyncio transports)", ("_read_ready", "_SelectorSocketTransport.write",
                                                  "data_received")),
 ]  # fmt: skip
-IDLE_LEAVES = (
+# py-spy --nonblocking leaves out sleeping threads; samples whose leaf is a wait were taken
+# while the thread was runnable (waking up): kept, in their own bucket.
+WAIT_LEAVES = (
     "EpollSelector.select",
     "aiosqlite/core.py:59)",
     "SimpleQueue.get",
@@ -1094,7 +1111,7 @@ IDLE_LEAVES = (
 
 
 def summarize_py_spy(path: Path, top: int = 25) -> str:
-    """Buckets and top functions of a ``py-spy record --format raw`` file (idle samples excluded)."""
+    """Buckets and top functions of a ``py-spy record --format raw --nonblocking`` file."""
     import collections
 
     buckets: collections.Counter[str] = collections.Counter()
@@ -1108,10 +1125,12 @@ def summarize_py_spy(path: Path, top: int = 25) -> str:
         n = int(count)
         frames = stack.split(";")
         leaf = frames[-1]
-        if any(marker in leaf for marker in IDLE_LEAVES):
-            idle += n
-            continue
         total += n
+        if any(marker in leaf for marker in WAIT_LEAVES):
+            idle += n
+            buckets["waking up: epoll_wait / aiosqlite queue (runnable)"] += n
+            leaves[leaf] += n
+            continue
         leaves[leaf] += n
         for name in {re.sub(r" \(.*", "", f) for f in frames if f}:
             inclusive[name] += n
@@ -1123,12 +1142,19 @@ def summarize_py_spy(path: Path, top: int = 25) -> str:
             buckets["asyncio loop / other"] += n
     if not total:
         return f"{path}: no samples"
-    out = [f"{path}: {total} busy samples ({idle} idle samples left out); % of busy samples", "", "where:"]
+    out = [
+        f"{path}: {total} samples of running threads (sleeping ones are not sampled), "
+        f"{idle} of them in a wait call; % of samples",
+        "",
+        "where:",
+    ]
     out += [f"  {100 * n / total:5.1f}%  {name}" for name, n in buckets.most_common()]
     out += ["", "self (leaf frame):"]
     out += [f"  {100 * n / total:5.1f}%  {name}" for name, n in leaves.most_common(top)]
-    skip = ("<module>", "Command.", "Group.invoke", "Context.invoke", "serve", "run_app", "BaseEventLoop.run_",
-            "BaseEventLoop._run_once", "Handle._run", "_run_module", "_run_code", "main", "run")  # fmt: skip
+    skip = (
+        "<module>", "Command.", "Group.invoke", "Context.invoke", "serve", "run_app", "BaseEventLoop.run_",
+        "BaseEventLoop._run_once", "Handle._run", "_run_module", "_run_code", "main", "run",
+    )  # fmt: skip
     out += ["", "inclusive (function and what it calls):"]
     shown = [(name, n) for name, n in inclusive.most_common() if not name.startswith(skip)][: top * 2]
     out += [f"  {100 * n / total:5.1f}%  {name}" for name, n in shown]
@@ -1155,7 +1181,9 @@ async def preset_edit(
     if name == "throughput":
         best = max(passing, key=lambda r: r["deliveries_per_s"], default=None)
         out["verdict"] = {
-            "target": f">= {TARGET_THROUGHPUT_DPS:,.0f} deliveries/s at p99 <= {TARGET_P99_MS:g} ms, nothing lost",
+            "target": (
+                f">= {TARGET_THROUGHPUT_DPS:,.0f} deliveries/s at p99 <= {TARGET_P99_MS:g} ms, nothing lost"
+            ),
             "max_passing_rate_per_editor": best["rate_per_editor"] if best else None,
             "max_passing_deliveries_per_s": best["deliveries_per_s"] if best else None,
             "pass": bool(best and best["deliveries_per_s"] >= TARGET_THROUGHPUT_DPS * 0.98),
@@ -1192,11 +1220,13 @@ async def preset_idle(args: argparse.Namespace, rooms_n: int, editors: int) -> d
             rss_a = server.rss_kb() or 0
             print(f"  idle: {rooms_n} x {editors - 1} more sockets ...", flush=True)
             t = perf_counter()
+            spy = await start_py_spy(args.py_spy, "idle-connect", server.pid, 600) if args.py_spy else None
             rest, ready_b = await bench.spawn(
                 rooms, list(range(1, editors)), 0.0, args.client_procs, "idle-b"
             )
             workers += rest
             connect_b_s = perf_counter() - t
+            await stop_py_spy(spy, args.py_spy, "idle-connect")
             await asyncio.sleep(2.0)
             rss_b = server.rss_kb() or 0
             readies = ready_a + ready_b
@@ -1204,8 +1234,14 @@ async def preset_idle(args: argparse.Namespace, rooms_n: int, editors: int) -> d
             connect_cpu1 = server.cpu_seconds()
             print(f"  idle: {connected} sockets synced; holding {args.idle_hold:g} s ...", flush=True)
             cpu0, mach0 = server.cpu_seconds(), machine_cpu()
+            spy = (
+                await start_py_spy(args.py_spy, "idle-hold", server.pid, args.idle_hold)
+                if args.py_spy
+                else None
+            )
             await asyncio.sleep(args.idle_hold)
             cpu1, mach1 = server.cpu_seconds(), machine_cpu()
+            await stop_py_spy(spy, args.py_spy, "idle-hold")
             rss_c = server.rss_kb() or 0
             hwm = proc_status_kb(server.pid, "VmHWM") or 0
             for w in workers:
@@ -1275,7 +1311,7 @@ async def _count_log_rows(server: Server, pg: ThrowawayDatabase | None) -> int |
 
 async def _timed_open(
     session: aiohttp.ClientSession, url: str, spec: dict[str, Any], index: int
-) -> tuple[Conn, dict[str, float]]:
+) -> tuple[Conn, dict[str, Any]]:
     conn = Conn(None, 0, index, spec["loop_id"], spec["token"])
     await conn.open(session, url)
     ms = 1000.0
@@ -1363,7 +1399,7 @@ async def preset_open(args: argparse.Namespace, updates: int) -> dict[str, Any]:
                     client.outstanding += 1
                     expected[key] = token_s
                 deadline = perf_counter() + 30
-                while client.outstanding > 0 and perf_counter() < deadline:
+                while client.outstanding > 0 and perf_counter() < deadline:  # noqa: ASYNC110
                     await asyncio.sleep(0.005)
                 if client.outstanding > 0:
                     raise ServerError(f"open: {client.outstanding} updates never relayed")
@@ -1378,7 +1414,14 @@ async def preset_open(args: argparse.Namespace, updates: int) -> dict[str, Any]:
             for _ in range(trials):
                 server = await start()
                 await _warm_up(session, url(server), other)
+                label = f"open-cold-from-log-{len(from_log) + 1}"
+                spy = (
+                    await start_py_spy(args.py_spy, label, server.pid, 5, rate=2000) if args.py_spy else None
+                )
+                if spy is not None:
+                    await asyncio.sleep(1.0)  # attached
                 conn, timing = await _timed_open(session, url(server), spec, 5)
+                await stop_py_spy(spy, args.py_spy, label)
                 timing["content_ok"] = (conn.map.to_py() or {}) == expected
                 timing["log_rows"] = await _count_log_rows(server, pg)
                 from_log.append(timing)
@@ -1435,7 +1478,9 @@ async def preset_open(args: argparse.Namespace, updates: int) -> dict[str, Any]:
     return {
         "result": result,
         "verdict": {
-            "target": f"open a document with a {updates:,}-update log < {TARGET_OPEN_MS:g} ms (connect to synced)",
+            "target": (
+                f"open a document with a {updates:,}-update log < {TARGET_OPEN_MS:g} ms (connect to synced)"
+            ),
             "cold_open_from_log_worst_ms": worst,
             "pass": ok,
         },
@@ -1486,8 +1531,10 @@ def print_edit_table(runs: list[dict[str, Any]]) -> None:
                 "yes" if r["pass_p99"] and r["nothing_lost"] and r["converged"] else "NO",
             )
         )
-    print("latencies in ms from the actual send (p99 sched: from the scheduled instant); CPU% of one core "
-          "(other: processes outside the benchmark); ms/1k deliv = server CPU ms per 1,000 deliveries")  # fmt: skip
+    print(
+        "latencies in ms from the actual send (p99 sched: from the scheduled instant); CPU% of one core "
+        "(other: processes outside the benchmark); ms/1k deliv = server CPU ms per 1,000 deliveries"
+    )
     print_rows(rows)
 
 
@@ -1498,7 +1545,7 @@ def print_report(presets: dict[str, Any]) -> None:
             print_edit_table(data["runs"])
         elif name == "idle":
             r = data["result"]
-            rows = [("metric", "value")]
+            rows: list[tuple[str, ...]] = [("metric", "value")]
             for key in (
                 "connected", "connect_failures", "connect_to_synced_ms", "connect_rate_per_s",
                 "server_cpu_ms_per_connect",
@@ -1571,8 +1618,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--client-procs", type=int, default=1, help="load-client processes (rooms never split)"
     )
-    parser.add_argument("--no-apply", dest="apply", action="store_false",
-                        help="editors do not apply received updates (convergence then only checks the server)")  # fmt: skip
+    parser.add_argument(
+        "--no-apply",
+        dest="apply",
+        action="store_false",
+        help="editors do not apply received updates (convergence then only checks the server)",
+    )
     parser.add_argument(
         "--idle-hold", type=float, default=30.0, help="idle preset: seconds to hold the sockets"
     )
@@ -1587,8 +1638,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out", default="bench/results/realtime.json", help="JSON results (merged per preset)"
     )
-    parser.add_argument("--target", choices=("server", "relay"), default="server",
-                        help="relay: a bare relay without auth/CRDT/storage (the load client's ceiling)")  # fmt: skip
+    parser.add_argument(
+        "--target",
+        choices=("server", "relay"),
+        default="server",
+        help="relay: a bare relay without auth/CRDT/storage (the load client's ceiling)",
+    )
     parser.add_argument(
         "--summarize-profile", metavar="RAW", help="print the summary of a py-spy raw file, exit"
     )
@@ -1672,7 +1727,7 @@ async def amain(args: argparse.Namespace) -> int:
             key = f"{name}-relay"
         report["presets"][key] = {**meta, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **data}
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
+        out.write_text(json.dumps(report, indent=2) + "\n")  # noqa: ASYNC240
     print_report({k: report["presets"][k] for k in report["presets"] if k.split("-")[0] in names})
     print(f"\nresults written to {out}")
     return exit_code

@@ -209,10 +209,14 @@ class DocumentService:
         else:
             doc.apply_update(found.state)
             room.stored_bytes = len(found.state)
-        for entry_id, update in found.updates:
-            doc.apply_update(update)
-            room.stored_bytes += len(update)
-            room.position = max(room.position, entry_id)
+        if found.updates:
+            # One transaction for the whole log: half the cost of one per update (and far
+            # cheaper than merge_updates, which grows superlinearly with the log).
+            with doc.transaction():
+                for _, update in found.updates:
+                    doc.apply_update(update)
+            room.stored_bytes += sum(len(update) for _, update in found.updates)
+            room.position = max(room.position, found.updates[-1][0])
         room.persisted_version = room.version
         if found.updates:
             room.dirty_since = time.monotonic()  # fold the replayed log into a snapshot soon
