@@ -360,6 +360,7 @@ class LoadClient:
         self.edits: dict[bytes, list[Any]] = {}
         self.lat_sent = array.array("d")
         self.lat_sched = array.array("d")
+        self.lat_at = array.array("d")  # send time of each sample, s since the window opened
         self.send_lag = array.array("d")
         self.t_meas0 = math.inf
         self.t_meas1 = math.inf
@@ -444,6 +445,7 @@ class LoadClient:
             if rec[4]:
                 self.lat_sent.append(now - rec[1])
                 self.lat_sched.append(now - rec[0])
+                self.lat_at.append(rec[1] - self.t_meas0)
                 self.outstanding -= 1
             if in_window:
                 self.obs_window += 1
@@ -525,6 +527,7 @@ class LoadClient:
             "drain_s": round(drained_after, 3),
             "lat_sent": _b64(self.lat_sent),
             "lat_sched": _b64(self.lat_sched),
+            "lat_at": _b64(self.lat_at),
             "send_lag": _b64(self.send_lag),
             **self.conn_health(),
         }
@@ -800,6 +803,7 @@ class Bench:
         self.pg = ThrowawayDatabase(args.postgres_url) if args.backend == "postgres" else None
         env = {"RT_MAX_MESSAGES_PER_SECOND": str(args.max_messages_per_second)}
         env.update(extra_env or {})
+        env.update(args.server_env)
         self.extra_env = env
         self.server: Server | None = None
         self.session: aiohttp.ClientSession | None = None
@@ -825,6 +829,9 @@ class Bench:
             if self.session is not None:
                 await self.session.close()
             if self.server is not None:
+                if self.args.server_log:
+                    Path(self.args.server_log).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
+                    shutil.copy(self.server.log_path, Path(self.args.server_log) / self.server.log_path.name)
                 code = await self.server.stop()
                 print(f"  server stopped (exit {code})", flush=True)
         finally:
@@ -965,10 +972,12 @@ async def run_edit_load(
 
     lat_sent = array.array("d")
     lat_sched = array.array("d")
+    lat_at = array.array("d")
     send_lag = array.array("d")
     for r in results:
         lat_sent.extend(_unb64(r["lat_sent"]))
         lat_sched.extend(_unb64(r["lat_sched"]))
+        lat_at.extend(_unb64(r["lat_at"]))
         send_lag.extend(_unb64(r["send_lag"]))
     server_cpu = None if srv0 is None or srv1 is None else srv1 - srv0
     client_cpu = sum((b or 0.0) - (a or 0.0) for a, b in zip(cli0, cli1, strict=True))
@@ -1007,6 +1016,8 @@ async def run_edit_load(
         "latency_ms": lat,
         "latency_from_scheduled_ms": latency_summary(lat_sched),
         "send_lag_ms": latency_summary(send_lag),
+        # p50/p99/max of the edits sent in each second of the window: periodic stalls show here
+        "latency_by_second_ms": by_second(lat_at, lat_sent, duration),
         "updates_received_per_s": round(total("updates_in_window") / duration, 1),
         "edits_per_received_update": round(total("tokens_in") / max(total("updates_in"), 1), 2),
         "server_cpu_s": None if server_cpu is None else round(server_cpu, 3),
@@ -1040,6 +1051,22 @@ async def run_edit_load(
         "converged": rooms_converged == len(rooms) or args.target == "relay",
         "target": args.target,
     }
+
+
+def by_second(at: array.array[float], values: array.array[float], duration: float) -> list[list[float]]:
+    """[second, p50, p99, max] (ms) of the samples sent in each second of the window."""
+    seconds: list[list[float]] = [[] for _ in range(max(1, math.ceil(duration)))]
+    for t, v in zip(at, values, strict=True):
+        i = int(t)
+        if 0 <= i < len(seconds):
+            seconds[i].append(v * 1000)
+    out = []
+    for i, vs in enumerate(seconds):
+        if vs:
+            vs.sort()
+            out.append([i, round(vs[len(vs) // 2], 1), round(vs[min(len(vs) - 1, int(len(vs) * 0.99))], 1),
+                        round(vs[-1], 1)])  # fmt: skip
+    return out
 
 
 async def start_py_spy(
@@ -1647,6 +1674,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--summarize-profile", metavar="RAW", help="print the summary of a py-spy raw file, exit"
     )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra server environment (repeatable), e.g. SNAPSHOT_INTERVAL_SECONDS=60 or PYTHONASYNCIODEBUG=1",
+    )
+    parser.add_argument("--server-log", metavar="DIR", help="keep a copy of each server's log in DIR")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--relay-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1666,6 +1701,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.editors is not None and not 2 <= args.editors <= 60:
         parser.error("--editors must be 2..60")
     args.postgres_url = os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    try:
+        args.server_env = dict(item.split("=", 1) for item in args.server_env)
+    except ValueError:
+        parser.error("--server-env takes KEY=VALUE")
     return args
 
 

@@ -32,7 +32,8 @@ from realtime.docschema import (
     step_key,
 )
 
-FIXTURE = Path("/work/shared/fixtures/composer-localstorage.json")
+# A copy of shared/fixtures/composer-localstorage.json: what the composer keeps in localStorage.
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "composer-localstorage.json"
 
 
 # --------------------------------------------------------------------------- helpers
