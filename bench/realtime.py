@@ -1679,7 +1679,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra server environment (repeatable), e.g. SNAPSHOT_INTERVAL_SECONDS=60 or PYTHONASYNCIODEBUG=1",
+        help="extra server environment (repeatable), e.g. SNAPSHOT_INTERVAL_SECONDS=60",
     )
     parser.add_argument("--server-log", metavar="DIR", help="keep a copy of each server's log in DIR")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -44,6 +44,7 @@ def serve(host: str | None, port: int | None) -> None:
         raise click.UsageError(str(exc)) from None
     web.run_app(
         app,
+        loop=_event_loop(),
         host=settings.host,
         port=settings.port,
         access_log=None,
@@ -52,6 +53,16 @@ def serve(host: str | None, port: int | None) -> None:
             "serving on http://%s:%s", settings.host, settings.port
         ),
     )
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (Linux, macOS): the fan-out to many sockets is mostly
+    event-loop work, which uvloop does several times faster than the stock loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 @main.group(help="Database schema (Alembic migrations).")
