@@ -1548,7 +1548,7 @@ def print_edit_table(runs: list[dict[str, Any]]) -> None:
                 fmt(lat["max"], 1),
                 fmt(sched["p99"], 1),
                 str(r["lost_pairs"]),
-                f"{r['rooms_converged']}/{r['rooms']}",
+                f"{r['rooms_converged']}/{r['rooms']}" if r.get("target") != "relay" else "-",
                 fmt(None if r["server_cpu_util"] is None else r["server_cpu_util"] * 100, 0),
                 fmt(r["server_cpu_ms_per_1000_deliveries"], 1),
                 fmt(r["client_cpu_util"] * 100, 0),

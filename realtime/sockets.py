@@ -59,9 +59,6 @@ class CollabSocketServer:
             # Above our own update limit, so an oversize update gets an error event instead
             # of a closed transport (which y-socket.io would answer with the same update).
             max_http_buffer_size=service.limits.max_update_bytes + 64 * 1024,
-            # Engine.IO already runs each incoming message in its own task; a second task per
-            # Socket.IO event would only add scheduling work to the hot path.
-            async_handlers=False,
             logger=False,
             engineio_logger=False,
         )
