@@ -237,14 +237,33 @@ class DocumentService:
 
     # --- persistence ------------------------------------------------------------------
 
-    async def _persist_and_relay(self, room: Room, delta: bytes, sender: str | None) -> None:
-        if room.stored_bytes + len(delta) > self.limits.max_document_bytes:
-            log.warning("%s is over the document size limit", room.namespace)
+    def _persist_then_relay(self, room: Room, delta: bytes, sender: Session | None) -> asyncio.Future[int]:
+        """Queue ``delta`` for the durable log; relay it to the room once it is committed.
+
+        Nothing waits here: a socket keeps reading while its edits are being committed, and
+        edits committed in one batch are relayed together (``Room.queue_broadcast``).
+        """
+        room.stored_bytes += len(delta)
         # ``room.position`` moves only with ids read back from the log (see snapshot()): an
         # entry another process committed with a lower id may not have reached us yet.
-        await self.update_log.append(room.kind.value, room.doc_id, delta)
-        room.stored_bytes += len(delta)
-        room.queue_broadcast(delta, sender)
+        committed = self.update_log.submit(room.kind.value, room.doc_id, delta)
+
+        def relay(future: asyncio.Future[int]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                log.error("%s: an update could not be stored; not relayed", room.namespace)
+                if sender is not None and sender.sid in room.sessions:
+                    room.transport.send(
+                        room.namespace,
+                        [sender],
+                        "error",
+                        {"code": "storage_unavailable", "message": "your last edit could not be saved"},
+                    )
+                return
+            if not room.closed:
+                room.queue_broadcast(delta, sender.sid if sender is not None else None)
+
+        committed.add_done_callback(relay)
+        return committed
 
     async def snapshot(self, room: Room) -> None:
         """Fold the log into the document row and refresh the JSON columns.
@@ -313,8 +332,9 @@ class DocumentService:
                 except Exception:
                     log.exception("snapshot of %s after the last client left failed", room.namespace)
 
-    async def client_update(self, room: Room, session: Session, update: bytes) -> None:
-        """A ``sync-update`` (or a sync-step-1 reply) from a client."""
+    def client_update(self, room: Room, session: Session, update: bytes) -> None:
+        """A ``sync-update`` (or a sync-step-1 reply) from a client: applied now, relayed to
+        the others once durable."""
         if not session.role.can_write:
             raise RealtimeError("read_only", "you can view this document but not edit it")
         if len(update) > self.limits.max_update_bytes:
@@ -330,7 +350,7 @@ class DocumentService:
         except Exception as exc:  # pycrdt raises ValueError, sometimes others, on junk
             raise RealtimeError("malformed_update", "not a valid Yjs update") from exc
         if delta is not None:
-            await self._persist_and_relay(room, delta, session.sid)
+            self._persist_then_relay(room, delta, session)
 
     def client_awareness(self, room: Room, session: Session, update: bytes) -> None:
         relay = room.awareness.apply(session.sid, update)
@@ -373,7 +393,7 @@ class DocumentService:
         room = await self.open_room(kind, doc_id)
         delta = room.apply_content(content, fields)
         if delta is not None:
-            await self._persist_and_relay(room, delta, None)
+            await asyncio.shield(self._persist_then_relay(room, delta, None))
             await self.snapshot(room)
         return room.content()
 

@@ -61,7 +61,12 @@ class CollabSocketServer:
             max_http_buffer_size=service.limits.max_update_bytes + 64 * 1024,
             logger=False,
             engineio_logger=False,
+            # Handlers never wait on storage (edits are relayed from the log's commit
+            # callback), so each socket's messages are handled inline, in order, without a
+            # task per message at either the Socket.IO or the Engine.IO layer.
+            async_handlers=False,
         )
+        self.sio.eio.async_handlers = False
         self.sessions: dict[str, tuple[Room, Session]] = {}
         self._requests: dict[str, web.BaseRequest] = {}  # the HTTP request under each socket
         self.accepting = True
@@ -241,19 +246,19 @@ class CollabSocketServer:
         room, session = entry
         if not session.role.can_write:
             return  # a viewer's local edits are never taken, not even through the handshake
-        await self._apply_update(room, session, reply[0] if reply else None, "sync-step-1 reply")
+        self._apply_update(room, session, reply[0] if reply else None, "sync-step-1 reply")
 
     async def _on_sync_update(self, namespace: str, sid: str, *args: Any) -> None:
         entry = self._session(sid)
         if entry is not None:
-            await self._apply_update(*entry, args[0] if len(args) == 1 else None, "sync-update")
+            self._apply_update(*entry, args[0] if len(args) == 1 else None, "sync-update")
 
-    async def _apply_update(self, room: Room, session: Session, update: Any, what: str) -> None:
+    def _apply_update(self, room: Room, session: Session, update: Any, what: str) -> None:
         if not isinstance(update, bytes):
             self._error(room, session, "malformed_update", f"{what} takes one binary Yjs update")
             return
         try:
-            await self.service.client_update(room, session, update)
+            self.service.client_update(room, session, update)
         except RealtimeError as exc:
             self._error(room, session, exc.code, exc.message)
 

@@ -124,12 +124,9 @@ class UpdateLog:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def append(self, resource_type: str, resource_id: uuid.UUID, data: bytes) -> int:
-        """Append one update of a loop or song; returns its log id once it is committed.
-
-        Raises the batch's exception if its transaction failed (the entry is then not
-        stored). If the caller is cancelled while waiting, the entry is still written.
-        """
+    def submit(self, resource_type: str, resource_id: uuid.UUID, data: bytes) -> asyncio.Future[int]:
+        """Queue one update of a loop or song; the future resolves with its log id once the
+        entry is COMMITTED (or fails with the batch's exception). Never blocks."""
         if self._task is None:
             raise RuntimeError("UpdateLog is not started")
         if self._closing:
@@ -142,8 +139,16 @@ class UpdateLog:
         future.add_done_callback(_retrieve)
         self._queue.append(_Entry(resource_type, resource_id, bytes(data), future))
         self._wakeup.set()
+        return future
+
+    async def append(self, resource_type: str, resource_id: uuid.UUID, data: bytes) -> int:
+        """Append one update of a loop or song; returns its log id once it is committed.
+
+        Raises the batch's exception if its transaction failed (the entry is then not
+        stored). If the caller is cancelled while waiting, the entry is still written.
+        """
         # shield: cancelling the caller must not cancel the entry, only the wait for it.
-        return await asyncio.shield(future)
+        return await asyncio.shield(self.submit(resource_type, resource_id, data))
 
     def _take_batch(self) -> list[_Entry]:
         batch = [self._queue.popleft()]
