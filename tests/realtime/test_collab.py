@@ -176,3 +176,27 @@ async def test_making_private_drops_public_viewers(
     await viewer.wait_for(lambda: any(e["code"] == "access_revoked" for e in viewer.errors))
     await viewer.wait_for(lambda: not viewer.connected)
     assert editor.connected
+
+
+async def test_share_token_grants_live_read_access(
+    client: TestClient, connect: ClientFactory, owner: dict[str, Any], loop: dict[str, Any]
+) -> None:
+    import secrets
+    import uuid
+
+    from rest.context import REST_CONTEXT
+    from storage.models import SharedLink
+
+    # The share-link API is another issue; the row it will create is enough here.
+    token = secrets.token_urlsafe(24)
+    async with client.app[REST_CONTEXT].db.write_session() as session:
+        session.add(SharedLink(resource_type="loop", resource_id=uuid.UUID(loop["id"]), share_token=token))
+    guest = await connect(loop["id"], share_token=token)
+    assert guest.role == "viewer"
+    assert docschema.loop_doc_to_content(guest.doc)["name"] == loop["name"]
+    await guest.wait_for(lambda: guest.presence and guest.presence[0]["displayName"] == "Guest")
+    assert guest.presence[0]["userId"] is None
+    meta(guest)["name"] = "Guest edit"
+    await guest.wait_for(lambda: any(e["code"] == "read_only" for e in guest.errors))
+    with pytest.raises(CollabConnectionRefused, match="not found"):
+        await connect(loop["id"], share_token="not-a-real-share-token")
