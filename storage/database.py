@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -108,6 +109,12 @@ class Database:
             raise RuntimeError("Database is not started")
         async with self._write_sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def write_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection in a write transaction, for hot paths that need no ORM session."""
+        async with self.engine.execution_options(sqlite_write=True).begin() as conn:
+            yield conn
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

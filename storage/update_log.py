@@ -171,9 +171,9 @@ class UpdateLog:
                 await asyncio.sleep(self._max_delay)
             batch = self._take_batch()
             try:
-                async with self._db.write_session() as session:
+                async with self._db.write_connection() as conn:
                     ids = await append_updates(
-                        session, [(e.resource_type, e.resource_id, e.data) for e in batch]
+                        conn, [(e.resource_type, e.resource_id, e.data) for e in batch]
                     )
             except asyncio.CancelledError:
                 # The commit may or may not have happened: these callers cannot be told.
