@@ -1,9 +1,9 @@
 """Helpers shared by the benchmarks: a real server process, a throwaway Postgres database,
 /proc readings and latency summaries.
 
-Copied from ``bench/rest.py`` (which keeps its own copies) and extended for the real-time
-benchmark: extra environment, a reusable data directory and secret (to restart a server
-on the same data), ``kill -9``, and a raised file-descriptor limit for thousands of sockets.
+Used by ``bench/rest.py`` and ``bench/realtime.py``. Extended for the real-time benchmark:
+extra environment, a reusable data directory and secret (to restart a server on the same
+data), ``kill -9``, and a raised file-descriptor limit for thousands of sockets.
 """
 
 from __future__ import annotations
@@ -357,7 +357,7 @@ SOUNDS = ["drum-kick", "drum-snare", "drum-hihat", "drum-clap", "synth-lead", "s
 NOTES = ["C4", "D4", "E4", "G4", "A4", "C5", "E3", "G3"]
 
 
-def loop_payload(i: int, rng: random.Random) -> dict[str, Any]:
+def loop_payload(i: int, rng: random.Random, *, public: bool = False) -> dict[str, Any]:
     progression = rng.choice(PROGRESSIONS)
     steps: list[dict[str, Any]] = []
     for step in range(32):
@@ -381,7 +381,7 @@ def loop_payload(i: int, rng: random.Random) -> dict[str, Any]:
             {"bar": bar, "chord": chord, "roman": roman} for bar, (chord, roman) in enumerate(progression)
         ],
         "iconSequence": steps,
-        "isPublic": False,
+        "isPublic": public,
     }
 
 
@@ -393,10 +393,17 @@ async def anonymous_token(session: aiohttp.ClientSession, base: str) -> str:
 
 
 async def create_loop(
-    session: aiohttp.ClientSession, base: str, token: str, i: int, rng: random.Random
+    session: aiohttp.ClientSession,
+    base: str,
+    token: str,
+    i: int,
+    rng: random.Random,
+    *,
+    public: bool = False,
 ) -> str:
     headers = {"Authorization": f"Bearer {token}"}
-    async with session.post(base + "/api/loops", json=loop_payload(i, rng), headers=headers) as resp:
+    payload = loop_payload(i, rng, public=public)
+    async with session.post(base + "/api/loops", json=payload, headers=headers) as resp:
         if resp.status != 201:
             raise ServerError(f"POST /api/loops -> {resp.status}: {await resp.text()}")
         return str((await resp.json())["id"])

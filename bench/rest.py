@@ -16,342 +16,54 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import math
 import os
-import platform
 import random
-import secrets
-import shutil
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.common import (
+    DEFAULT_POSTGRES_URL,
+    Server,
+    ServerError,
+    ThrowawayDatabase,
+    anonymous_token,
+    create_loop,
+    fmt,
+    git_commit,
+    git_dirty,
+    latency_summary,
+    machine_cpu,
+    machine_info,
+    print_rows,
+    proc_cpu_seconds,
+    proc_status_kb,
+)
+
 TARGET_SCENARIO = "get"
 TARGET_RATE = 500.0
 TARGET_P95_MS = 10.0
 MAX_ERROR_RATE = 0.01
 REQUEST_TIMEOUT_S = 10.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-# --- /proc and machine helpers ----------------------------------------------------------
-
-
-def proc_cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a whole process (all threads), in seconds."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2 :].split()  # skip "pid (comm) "; fields[0] is field 3
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def proc_status_kb(pid: int, key: str) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-    total = sum(values[:8])  # guest time is already counted in user
-    return (total - idle) / CLK_TCK, total / CLK_TCK
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() or None
-
-
-def git_dirty() -> bool | None:
-    """True if the work tree has uncommitted changes (the benchmark measures the work tree)."""
-    try:
-        out = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return bool(out.stdout.strip()) if out.returncode == 0 else None
-
-
-def machine_info() -> dict[str, Any]:
-    cpu_model = None
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_model": cpu_model,
-        "loadavg_at_start": list(os.getloadavg()),
-        "mem_total_mb": (meminfo_kb("MemTotal") or 0) // 1024 or None,
-        "python": platform.python_version(),
-        "aiohttp": aiohttp.__version__,
-        "platform": platform.platform(),
-    }
-
-
-def meminfo_kb(key: str) -> int | None:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def server_command() -> list[str]:
-    """The ``musicplayground`` console script of this interpreter's environment.
-
-    ``python -m musicplayground.cli`` does not work (cli.py has no ``__main__`` guard).
-    """
-    script = Path(sys.executable).parent / "musicplayground"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("musicplayground")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "from musicplayground.cli import main; main()"]
-
-
-# --- Postgres: a throwaway database ------------------------------------------------------
-
-
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
-
-
-class ThrowawayDatabase:
-    def __init__(self, admin_url: str) -> None:
-        self.admin_url = admin_url
-        self.name = f"mp_bench_{secrets.token_hex(6)}"
-        self.created = False
-
-    @property
-    def url(self) -> str:
-        return _with_database(self.admin_url, self.name)
-
-    async def create(self) -> None:
-        conn = await asyncpg.connect(self.admin_url, timeout=10)
-        try:
-            await conn.execute(f'CREATE DATABASE "{self.name}"')
-            self.created = True
-        finally:
-            await conn.close()
-
-    async def backend_pids(self) -> list[int]:
-        conn = await asyncpg.connect(self.admin_url, timeout=10)
-        try:
-            rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", self.name)
-        finally:
-            await conn.close()
-        return [int(r["pid"]) for r in rows]
-
-    async def drop(self) -> None:
-        if not self.created:
-            return
-        conn = await asyncpg.connect(self.admin_url, timeout=10)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-            self.created = False
-        finally:
-            await conn.close()
-
-
-# --- the server under test ---------------------------------------------------------------
-
-
-class ServerError(RuntimeError):
-    pass
-
-
-class Server:
-    """``musicplayground db upgrade`` then ``musicplayground serve`` in a fresh data dir."""
-
-    def __init__(self, backend: str, database_url: str | None) -> None:
-        self.backend = backend
-        self.database_url = database_url
-        self.data_dir = Path(tempfile.mkdtemp(prefix=f"mp-bench-{backend}-"))
-        self.log_path = self.data_dir / "server.log"
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.proc: asyncio.subprocess.Process | None = None
-        self.startup_s: float | None = None
-
-    def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "PORT", "HOST"}}
-        env.update(DATA_DIR=str(self.data_dir), SECRET_KEY=secrets.token_urlsafe(36), LOG_LEVEL="WARNING")
-        if self.database_url:
-            env["DATABASE_URL"] = self.database_url
-        return env
-
-    def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-    async def start(self, startup_timeout: float = 90.0) -> None:
-        started = time.perf_counter()
-        env = self._env()
-        upgrade = await asyncio.create_subprocess_exec(
-            *server_command(),
-            "db",
-            "upgrade",
-            cwd=REPO,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        out, _ = await upgrade.communicate()
-        if upgrade.returncode != 0:
-            raise ServerError(f"`db upgrade` failed ({upgrade.returncode}):\n{out.decode(errors='replace')}")
-        with self.log_path.open("wb") as log:
-            # A new session: a Ctrl-C in the terminal reaches us only; we stop the server.
-            self.proc = await asyncio.create_subprocess_exec(
-                *server_command(),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                cwd=REPO,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + startup_timeout
-        async with aiohttp.ClientSession() as session:
-            while True:
-                if self.proc.returncode is not None:
-                    raise ServerError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
-                with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                    async with session.get(
-                        self.base_url + "/healthz", timeout=aiohttp.ClientTimeout(total=2)
-                    ) as resp:
-                        if resp.status == 200:
-                            self.startup_s = round(time.perf_counter() - started, 2)
-                            return
-                if time.monotonic() > deadline:
-                    raise ServerError(f"server not healthy after {startup_timeout:.0f}s:\n{self.log_tail()}")
-                await asyncio.sleep(0.1)
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    async def stop(self) -> int | None:
-        code = None
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                code = await asyncio.wait_for(proc.wait(), timeout=20)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                code = await proc.wait()
-        elif proc is not None:
-            code = proc.returncode
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-        return code
 
 
 # --- seeding ------------------------------------------------------------------------------
 
-PROGRESSIONS = [
-    [("C", "I"), ("G", "V"), ("Am", "vi"), ("F", "IV")],
-    [("Am", "i"), ("F", "VI"), ("C", "III"), ("G", "VII")],
-    [("D m7", "ii"), ("G7", "V"), ("C maj7", "I"), ("A7", "VI")],
-    [("E", "I"), ("C#m", "vi"), ("A", "IV"), ("B", "V")],
-]
-SOUNDS = ["drum-kick", "drum-snare", "drum-hihat", "drum-clap", "synth-lead", "synth-bass", "pad-warm"]
-NOTES = ["C4", "D4", "E4", "G4", "A4", "C5", "E3", "G3"]
-
-
-def loop_payload(i: int, rng: random.Random) -> dict[str, Any]:
-    progression = rng.choice(PROGRESSIONS)
-    steps: list[dict[str, Any]] = []
-    for step in range(32):
-        sound = SOUNDS[(step + i) % len(SOUNDS)]
-        item: dict[str, Any] = {
-            "step": step,
-            "soundId": sound,
-            "velocity": round(rng.uniform(0.5, 1.0), 2),
-            "row": step % 4,
-        }
-        if sound.startswith(("synth", "pad")):
-            item["note"] = rng.choice(NOTES)
-            item["duration16"] = rng.choice([1, 2, 4])
-        steps.append(item)
-    return {
-        "name": f"Bench loop {i:02d}",
-        "length": 4,
-        "bpm": rng.randint(80, 140),
-        "color": f"#{rng.randrange(0x1000000):06X}",
-        "chordProgression": [
-            {"bar": bar, "chord": chord, "roman": roman} for bar, (chord, roman) in enumerate(progression)
-        ],
-        "iconSequence": steps,
-        "isPublic": i % 3 == 0,
-    }
-
 
 async def seed(session: aiohttp.ClientSession, base: str, count: int) -> tuple[str, list[str]]:
-    async with session.post(base + "/api/auth/anonymous") as resp:
-        if resp.status != 201:
-            raise ServerError(f"POST /api/auth/anonymous -> {resp.status}: {await resp.text()}")
-        token = (await resp.json())["token"]
-    headers = {"Authorization": f"Bearer {token}"}
+    """One anonymous user with ``count`` loops (every third one public)."""
+    token = await anonymous_token(session, base)
     rng = random.Random(42)
-    ids = []
-    for i in range(count):
-        async with session.post(base + "/api/loops", json=loop_payload(i, rng), headers=headers) as resp:
-            if resp.status != 201:
-                raise ServerError(f"POST /api/loops -> {resp.status}: {await resp.text()}")
-            ids.append((await resp.json())["id"])
+    ids = [await create_loop(session, base, token, i, rng, public=i % 3 == 0) for i in range(count)]
     return token, ids
 
 
@@ -433,29 +145,6 @@ async def open_loop(
         for task in list(pending):  # cannot happen with the client timeout; counted as errors
             task.cancel()
     return samples
-
-
-def percentile(sorted_values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile of an ascending list (q in 0..100)."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
-def latency_summary(values: list[float]) -> dict[str, float | None]:
-    ms = sorted(v * 1000 for v in values)
-
-    def r(v: float | None) -> float | None:
-        return None if v is None else round(v, 3)
-
-    return {
-        "p50": r(percentile(ms, 50)),
-        "p95": r(percentile(ms, 95)),
-        "p99": r(percentile(ms, 99)),
-        "max": r(ms[-1] if ms else None),
-        "mean": r(sum(ms) / len(ms) if ms else None),
-    }
 
 
 def per_request_ms(cpu_s: float | None, completed: int) -> float | None:
@@ -586,10 +275,6 @@ async def bench_backend(backend: str, args: argparse.Namespace) -> list[dict[str
 # --- report -------------------------------------------------------------------------------
 
 
-def fmt(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def print_table(results: list[dict[str, Any]]) -> None:
     header = (
         "backend",
@@ -638,14 +323,9 @@ def print_table(results: list[dict[str, Any]]) -> None:
                 fmt(r["server_rss_mb"], 1),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     print()
     print("latencies in ms, measured from the scheduled send time; p95(sent) from the actual send")
-    for n, row in enumerate(rows):
-        cells = zip(row, widths, strict=True)
-        print("  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(cells)))
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
+    print_rows(rows, left=2)
 
 
 def verdicts(results: list[dict[str, Any]], backends: list[str]) -> list[dict[str, Any]]:
@@ -701,7 +381,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--rate must be numbers, got {args.rate!r}")
     if not args.rates or min(args.rates) <= 0 or args.duration <= 0:
         parser.error("--rate and --duration must be positive")
-    args.postgres_url = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    args.postgres_url = os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL)
     return args
 
 
