@@ -3,8 +3,6 @@
 The Node script speaks JSON lines: commands on its stdin, events on its stdout (the protocol is
 documented at the top of the script). Typical use::
 
-    pytestmark = pytest.mark.skipif(not js_harness_available(), reason=JS_HARNESS_MISSING)
-
     async with JsClient.start(url, f"loop:{loop_id}", auth={"token": token}) as js:
         await js.wait_event("synced")
         await js.command("toggle-step", step=0, soundId="drum-kick")
@@ -29,22 +27,20 @@ from types import TracebackType
 from typing import Any
 
 __all__ = [
-    "JS_HARNESS_MISSING",
     "SCRIPT",
     "JsClient",
     "JsClientError",
-    "js_harness_available",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tests" / "js" / "ysio-client.mjs"
 NODE_MODULES = ROOT / "node_modules"
-JS_HARNESS_MISSING = "node and the npm packages (run `npm ci` at the repository root) are needed"
+HARNESS_MISSING = "node and the npm packages are needed: run `npm ci` at the repository root"
 
 Event = dict[str, Any]
 
 
-def js_harness_available() -> bool:
+def _harness_ready() -> bool:
     """Whether ``node`` is on PATH and ``npm ci`` installed the pinned packages."""
     return shutil.which(os.environ.get("NODE", "node")) is not None and all(
         (NODE_MODULES / name / "package.json").exists() for name in ("yjs", "y-socket.io", "socket.io-client")
@@ -92,6 +88,8 @@ class JsClient:
         handshake auth (``{"token": ...}`` or ``{"shareToken": ...}``); ``path`` the Engine.IO
         path if not ``/socket.io``. Use as ``async with JsClient.start(...) as js`` or
         ``js = await JsClient.start(...)`` (then ``await js.close()``)."""
+        if not _harness_ready():  # a missing harness fails the test; it is never skipped
+            raise JsClientError(HARNESS_MISSING)
         config: dict[str, Any] = {"url": url, "room": room, "auth": auth or {}, "autoConnect": auto_connect}
         if path is not None:
             config["path"] = path
