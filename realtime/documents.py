@@ -36,11 +36,6 @@ from storage.update_log import UpdateLog
 
 log = logging.getLogger(__name__)
 
-MODELS: dict[docschema.DocKind, type[Loop] | type[Song]] = {
-    docschema.DocKind.LOOP: Loop,
-    docschema.DocKind.SONG: Song,
-}
-
 # REST JSON field -> SQL column, for the columns refreshed from the document.
 _COLUMNS = {
     "name": "name",
@@ -183,7 +178,7 @@ class DocumentService:
             found = await stored.load_document(session, resource_type=kind.value, resource_id=doc_id)
             row = None
             if found is not None and found.state is None:
-                row = await session.get(MODELS[kind], doc_id)
+                row = await session.get(stored.document_model(kind.value), doc_id)
         if found is None:
             raise NotFound(f"{kind.value} not found")
         doc = Doc()
@@ -191,7 +186,7 @@ class DocumentService:
         if found.state is None:
             # A document created before the CRDT era: its JSON becomes its first update, once.
             assert row is not None
-            first = initial_state(kind, _row_content(kind, row))
+            first = initial_state(kind, _row_content(row))
             doc.apply_update(first)
             async with self.db.write_session() as session:
                 created = await stored.save_snapshot(
@@ -366,7 +361,7 @@ class DocumentService:
         share_token: str | None,
     ) -> Role | None:
         async with self.db.session() as session:
-            document = await session.get(MODELS[kind], doc_id)
+            document = await session.get(stored.document_model(kind.value), doc_id)
             if document is None:
                 raise NotFound(f"{kind.value} not found")
             return await resolve_role(session, document, user_id=user_id, share_token=share_token)
@@ -414,7 +409,7 @@ class DocumentService:
         if room is None:
             return
         async with self.db.session() as db_session:
-            document = await db_session.get(MODELS[kind], doc_id)
+            document = await db_session.get(stored.document_model(kind.value), doc_id)
             roles = {
                 sid: (
                     await resolve_role(db_session, document, user_id=s.user_id, share_token=s.share_token)
@@ -445,21 +440,6 @@ class DocumentService:
         return room.members.as_json() if room is not None else []
 
 
-def _row_content(kind: docschema.DocKind, row: Loop | Song) -> dict[str, Any]:
-    if isinstance(row, Loop):
-        return {
-            "name": row.name,
-            "length": row.length,
-            "bpm": row.bpm,
-            "color": row.color,
-            "schemaVersion": row.schema_version,
-            "chordProgression": row.chord_progression,
-            "iconSequence": row.icon_sequence,
-        }
-    return {
-        "name": row.name,
-        "bpm": row.bpm,
-        "timeSignature": row.time_signature,
-        "schemaVersion": row.schema_version,
-        "timeline": row.timeline,
-    }
+def _row_content(row: Loop | Song) -> dict[str, Any]:
+    """The content mirrored in a row's columns (the inverse of :func:`content_columns`)."""
+    return {key: getattr(row, column) for key, column in _COLUMNS.items() if hasattr(row, column)}

@@ -241,7 +241,7 @@ class DocumentHandlers:
 
     async def update(self, request: web.Request) -> web.Response:
         ctx = context(request)
-        path_uuid(request)
+        path_uuid(request)  # a bad id or a missing token is reported before the body is read
         await require_caller(request)
         payload = await read_json(request, self.kind.update)
         row = await self._owned(request)
@@ -266,8 +266,6 @@ class DocumentHandlers:
 
     async def delete(self, request: web.Request) -> web.Response:
         ctx = context(request)
-        path_uuid(request)
-        await require_caller(request)
         row = await self._owned(request)
         async with ctx.db.write_session() as session:
             fresh = await library.get_document(session, self.kind.model, row.id)

@@ -34,15 +34,18 @@ async def _email_is_free(session: AsyncSession, email: str | None, *, for_user: 
     return owner is None or owner == for_user
 
 
-def _apply_firebase_profile(
+async def _attach_identity(
+    session: AsyncSession,
     user: User,
     *,
     uid: str,
     email: str | None,
     display_name: str | None,
     avatar_url: str | None,
-    email_free: bool,
 ) -> None:
+    """Mark ``user`` as signed in with ``uid``, filling profile fields it does not have yet
+    (the e-mail only if no other account holds it)."""
+    email_free = await _email_is_free(session, email, for_user=user.id)
     user.firebase_uid = uid
     user.is_anonymous = False
     if email_free:
@@ -64,13 +67,8 @@ async def get_or_create_firebase_user(
     if user is not None:
         return user
     user = User(is_anonymous=False)
-    _apply_firebase_profile(
-        user,
-        uid=uid,
-        email=email,
-        display_name=display_name,
-        avatar_url=avatar_url,
-        email_free=await _email_is_free(session, email, for_user=None),
+    await _attach_identity(
+        session, user, uid=uid, email=email, display_name=display_name, avatar_url=avatar_url
     )
     session.add(user)
     await session.flush()
@@ -97,13 +95,8 @@ async def link_firebase_identity(
         raise Conflict("this account is already linked to another sign-in identity")
     existing = await get_user_by_firebase_uid(session, uid)
     if existing is None:
-        _apply_firebase_profile(
-            user,
-            uid=uid,
-            email=email,
-            display_name=display_name,
-            avatar_url=avatar_url,
-            email_free=await _email_is_free(session, email, for_user=user.id),
+        await _attach_identity(
+            session, user, uid=uid, email=email, display_name=display_name, avatar_url=avatar_url
         )
         await session.flush()
         return user

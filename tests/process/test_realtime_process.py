@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
-from typing import Any
 
 import requests
 from pycrdt import Map
@@ -16,10 +15,10 @@ from tests.helpers import LOOP, eventually
 from tests.server_process import ServerProcess, run_cli
 
 
-def _prepare(tmp_path: Path) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
+def _prepare(tmp_path: Path) -> dict[str, str]:
     env = {"DATA_DIR": str(tmp_path / "data"), "SECRET_KEY": TEST_SECRET, "LOG_LEVEL": "WARNING"}
     assert run_cli("db", "upgrade", env=env).returncode == 0
-    return env, {}, {}
+    return env
 
 
 def _account_and_loop(url: str) -> tuple[str, str]:
@@ -34,7 +33,7 @@ def _keys(client: CollabClient, prefix: str) -> set[str]:
 
 
 async def test_sigkill_mid_burst_loses_nothing_anyone_received(tmp_path: Path) -> None:
-    env, _, _ = _prepare(tmp_path)
+    env = _prepare(tmp_path)
     server = ServerProcess(env, log_path=tmp_path / "server.log").start()
     clients: list[CollabClient] = []
     try:
@@ -83,7 +82,7 @@ async def test_sigkill_mid_burst_loses_nothing_anyone_received(tmp_path: Path) -
 
 
 async def test_sigterm_flushes_and_clients_reconnect(tmp_path: Path) -> None:
-    env, _, _ = _prepare(tmp_path)
+    env = _prepare(tmp_path)
     server = ServerProcess(env, log_path=tmp_path / "server.log").start()
     token, loop_id = _account_and_loop(server.url)
     a = CollabClient(server.url, "loop", loop_id, token=token, reconnection=True)

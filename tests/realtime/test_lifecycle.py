@@ -72,3 +72,28 @@ async def test_snapshots_fold_the_log_and_idle_rooms_unload(
     await eventually(lambda: ctx.documents.loaded(docschema.DocKind.LOOP, doc_id) is None, timeout=5)
     got = await (await client.get(f"/api/loops/{loop['id']}", headers=bearer(owner["token"]))).json()
     assert got["name"] == "Snapshotted"
+
+
+async def test_row_without_crdt_state_gets_its_first_update_once(
+    client: TestClient, connect: ClientFactory, owner: dict[str, Any]
+) -> None:
+    import uuid
+
+    from storage import library
+    from storage.models import Loop
+
+    ctx = client.app[REST_CONTEXT]
+    content = {"name": "Pre-CRDT", "length": 2, "bpm": 90, "color": "#123456", "schema_version": 1}
+    content.update(chord_progression=[{"bar": 0, "chord": "Dm"}], icon_sequence=[], is_public=False)
+    async with ctx.db.write_session() as session:
+        row = await library.create_document(
+            session, Loop, user_id=uuid.UUID(owner["user"]["id"]), values=content, quota=10
+        )
+    assert row.doc_state is None
+    c = await connect(str(row.id), token=owner["token"])
+    got = docschema.loop_doc_to_content(c.doc)
+    assert (got["name"], got["length"], got["bpm"], got["color"]) == ("Pre-CRDT", 2, 90, "#123456")
+    assert got["chordProgression"] == [{"bar": 0, "chord": "Dm"}]
+    async with ctx.db.session() as session:
+        stored_row = await session.get(Loop, row.id)
+        assert stored_row.doc_state is not None
