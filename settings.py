@@ -84,6 +84,10 @@ class Settings:
     max_document_bytes: int = 8 * 1024 * 1024
     max_clients_per_room: int = 64
     max_messages_per_second: int = 100
+    # Hardening against hostile clients (issue 6).
+    max_connections_per_user: int = 8
+    http_idle_timeout: float = 15.0  # also bounds how long a client may take to send headers
+    http_body_timeout: float = 30.0
 
     @property
     def effective_database_url(self) -> str:
@@ -126,6 +130,9 @@ class Settings:
             max_document_bytes=_int(env, "RT_MAX_DOCUMENT_BYTES", 8 * 1024 * 1024, minimum=4096),
             max_clients_per_room=_int(env, "RT_MAX_CLIENTS_PER_ROOM", 64, minimum=1),
             max_messages_per_second=_int(env, "RT_MAX_MESSAGES_PER_SECOND", 100, minimum=1),
+            max_connections_per_user=_int(env, "RT_MAX_CONNECTIONS_PER_USER", 8, minimum=1),
+            http_idle_timeout=_float(env, "HTTP_IDLE_TIMEOUT_SECONDS", 15.0),
+            http_body_timeout=_float(env, "HTTP_BODY_TIMEOUT_SECONDS", 30.0),
         )
 
     def replace(self, **changes: object) -> Settings:

@@ -37,6 +37,7 @@ def realtime_limits(settings: Settings) -> RealtimeLimits:
         max_update_bytes=settings.max_update_bytes,
         max_document_bytes=settings.max_document_bytes,
         max_clients_per_room=settings.max_clients_per_room,
+        max_connections_per_user=settings.max_connections_per_user,
         max_messages_per_second=settings.max_messages_per_second,
         snapshot_interval=settings.snapshot_interval,
         room_idle_seconds=settings.room_idle_seconds,

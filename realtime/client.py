@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -183,7 +184,9 @@ class CollabClient:
         self.token = token
         self.share_token = share_token
         self.socketio_path = socketio_path
-        self.doc = doc if doc is not None else Doc()
+        # Yjs client ids are uint32 (pycrdt picks up to 2^53, which the server refuses in
+        # awareness updates: stock JS clients may not read it back).
+        self.doc = doc if doc is not None else Doc(client_id=secrets.randbelow(2**32))
         # pycrdt's Awareness starts with a local state {}: we only announce ourselves once
         # set_awareness() gave a state (a null state is "not present").
         self.awareness = Awareness(self.doc)

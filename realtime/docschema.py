@@ -94,6 +94,7 @@ __all__ = [
     "apply_content",
     "apply_loop_content",
     "apply_song_content",
+    "check_live_bounds",
     "content_to_update",
     "doc_to_content",
     "loop_content_to_update",
@@ -102,6 +103,7 @@ __all__ = [
     "song_content_to_update",
     "song_doc_to_content",
     "step_key",
+    "storable_text",
 ]
 
 log = logging.getLogger(__name__)
@@ -154,6 +156,10 @@ MIN_DURATION16: Final = 1
 MAX_DURATION16: Final = 64
 MAX_START_BAR: Final = 100_000
 MAX_BLOCK_DURATION: Final = 1024
+MAX_META_KEYS: Final = 32  # the schema uses five; room for clients' own settings
+# Neither database stores NUL (asyncpg refuses 0x00 in text and JSONB) nor a lone UTF-16
+# surrogate (not encodable as UTF-8): such text is refused on input and skipped on reading.
+UNSTORABLE_TEXT: Final = re.compile("[\x00\ud800-\udfff]")
 
 DEFAULT_VELOCITY: Final = 0.8
 DEFAULT_LOOP_COLOR: Final = "#FFD11A"
@@ -202,12 +208,22 @@ def _float(value: Any, lo: float, hi: float) -> float:
     return value
 
 
+def storable_text(value: str) -> str:
+    """``value`` if both databases can store it. Raises ``ValueError`` (pydantic-compatible)."""
+    if UNSTORABLE_TEXT.search(value):
+        raise ValueError("text contains a character that cannot be stored (NUL or a lone surrogate)")
+    return value
+
+
 def _str(value: Any, max_len: int, min_len: int = 1) -> str:
     if not isinstance(value, str):
         raise _Invalid(f"expected a string, got {_describe(value)}")
     if not min_len <= len(value) <= max_len:
         raise _Invalid(f"expected a string of {min_len} to {max_len} characters")
-    return value
+    try:
+        return storable_text(value)
+    except ValueError as exc:
+        raise _Invalid(str(exc)) from None
 
 
 def _note(value: Any) -> str:
@@ -735,6 +751,31 @@ def song_doc_to_content(doc: Doc) -> dict[str, Any]:
     content["timeline"] = [_block_out(b) for b in blocks]
     content["totalBars"] = max((b["startBar"] + b["duration"] for b in blocks), default=0)
     return content
+
+
+# --------------------------------------------------------------------------- live bounds
+
+_LIVE_COLLECTIONS: Final[dict[DocKind, tuple[tuple[str, int], ...]]] = {
+    DocKind.LOOP: ((CHORDS, MAX_CHORD_CELLS), (STEPS, MAX_STEPS)),
+    DocKind.SONG: ((TIMELINE, MAX_TIMELINE_BLOCKS),),
+}
+
+
+def check_live_bounds(kind: DocKind | str, doc: Doc) -> None:
+    """Refuse a live document holding more entries than REST content may have.
+
+    Live edits arrive as CRDT updates, not as JSON; this keeps them within the same bounds
+    (so reads stay cheap) at the cost of one length per collection. Entries that are invalid
+    in other ways are tolerated: readers skip them.
+
+    Raises:
+        ValueError: a collection or ``meta`` is over its bound (the message names it).
+    """
+    kind = DocKind(kind)
+    with doc.transaction():
+        for name, bound in ((META, MAX_META_KEYS), *_LIVE_COLLECTIONS[kind]):
+            if name in doc.keys() and len(_root(doc, name)) > bound:
+                raise ValueError(f"{name}: at most {bound} entries")
 
 
 # --------------------------------------------------------------------------- by kind

@@ -25,6 +25,7 @@ from pycrdt import Doc
 
 from realtime import docschema
 from realtime.errors import RealtimeError
+from realtime.limits import MalformedPayload, admission_refusal, check_update_header
 from realtime.read_cache import ReadCache
 from realtime.rooms import Room, RoomTransport, Session
 from storage import documents as stored
@@ -66,6 +67,7 @@ class RealtimeLimits:
     max_update_bytes: int = 256 * 1024
     max_document_bytes: int = 8 * 1024 * 1024
     max_clients_per_room: int = 64
+    max_connections_per_user: int = 8
     max_messages_per_second: int = 100
     snapshot_interval: float = 10.0
     room_idle_seconds: float = 30.0
@@ -228,7 +230,7 @@ class DocumentService:
             return
         room.closed = True
         self.rooms.pop((room.kind, room.doc_id), None)
-        room.doc.unobserve(room._subscription)
+        room.close()
 
     # --- persistence ------------------------------------------------------------------
 
@@ -279,7 +281,8 @@ class DocumentService:
             version, position = room.version, room.position
             state = room.doc.get_update()
             columns = content_columns(room.content())
-            columns["updated_at"] = datetime.fromtimestamp(room.last_edit_at, UTC)
+            if room.last_edit_at is not None:  # a flush with no edit leaves updatedAt alone
+                columns["updated_at"] = datetime.fromtimestamp(room.last_edit_at, UTC)
             async with self.db.write_session() as session:
                 saved = await stored.save_snapshot(
                     session,
@@ -302,8 +305,15 @@ class DocumentService:
     # --- sockets ----------------------------------------------------------------------
 
     def join(self, room: Room, session: Session) -> None:
-        if len(room.sessions) >= self.limits.max_clients_per_room:
-            raise RealtimeError("room_full", f"this document already has {len(room.sessions)} connections")
+        refusal = admission_refusal(
+            [(s.identity, s.role.can_write) for s in room.sessions.values()],
+            identity=session.identity,
+            can_write=session.role.can_write,
+            max_clients=self.limits.max_clients_per_room,
+            max_per_user=self.limits.max_connections_per_user,
+        )
+        if refusal is not None:
+            raise RealtimeError("room_full", refusal)
         room.sessions[session.sid] = session
         room.members.add(session.sid, session.member)
         room.empty_since = None
@@ -341,14 +351,15 @@ class DocumentService:
                 "document_too_large", f"a document may be at most {self.limits.max_document_bytes} bytes"
             )
         try:
-            delta = room.apply(update)
-        except Exception as exc:  # pycrdt raises ValueError, sometimes others, on junk
-            raise RealtimeError("malformed_update", "not a valid Yjs update") from exc
+            check_update_header(update)
+        except MalformedPayload as exc:
+            raise RealtimeError("malformed_update", f"not a valid Yjs update: {exc}") from None
+        delta = room.apply_untrusted(update)
         if delta is not None:
             self._persist_then_relay(room, delta, session)
 
     def client_awareness(self, room: Room, session: Session, update: bytes) -> None:
-        relay = room.awareness.apply(session.sid, update)
+        relay = room.awareness.apply(session.sid, update, session.identity)
         if relay is not None:
             room.send_to_others(session.sid, "awareness-update", relay)
 
@@ -386,7 +397,8 @@ class DocumentService:
     ) -> dict[str, Any]:
         """A REST write: becomes one CRDT update, relayed live, then snapshotted at once."""
         room = await self.open_room(kind, doc_id)
-        delta = room.apply_content(content, fields)
+        room_left = self.limits.max_document_bytes - room.stored_bytes
+        delta = room.apply_content(content, fields, max_growth=room_left)
         if delta is not None:
             await asyncio.shield(self._persist_then_relay(room, delta, None))
             await self.snapshot(room)

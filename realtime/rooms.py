@@ -9,11 +9,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pycrdt import Doc, TransactionEvent, merge_updates
+from pycrdt import Doc, TransactionEvent, get_state, merge_updates
 
 from presence.awareness import RoomAwareness
 from presence.members import Member, RoomMembers
 from realtime import docschema
+from realtime.errors import RealtimeError
+from realtime.limits import MalformedPayload, decode_state_vector
 from storage.access import Role
 
 
@@ -48,6 +50,14 @@ class Session:
     bucket: TokenBucket
     transport_id: Any = None  # the transport's handle for fast sends
     last_error_at: float = 0.0
+    refused_updates: int = 0  # updates refused after a trial on the scratch copy
+
+    @property
+    def identity(self) -> str:
+        """Who is behind the socket, across reconnects: the user, else the share link."""
+        if self.user_id is not None:
+            return f"user:{self.user_id}"
+        return f"share:{self.share_token}"
 
     @property
     def member(self) -> Member:
@@ -84,7 +94,7 @@ class Room:
     persisted_version: int = 0
     dirty_since: float | None = None
     empty_since: float | None = None
-    last_edit_at: float = field(default_factory=time.time)
+    last_edit_at: float | None = None  # wall-clock time of the last edit made while loaded
     snapshot_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closed: bool = False
 
@@ -99,6 +109,9 @@ class Room:
         self._state_vector: bytes | None = None
         self._content: dict[str, Any] | None = None
         self.full_encodes = 0  # how often the whole document was encoded (join storms: once)
+        # A copy of ``doc`` on which untrusted updates are tried first (see apply_untrusted).
+        self._scratch: Doc | None = None
+        self._mirroring = True
         self._subscription = self.doc.observe(self._on_transaction)
 
     # --- the document ---------------------------------------------------------------
@@ -107,6 +120,54 @@ class Room:
         self._delta = event.update
         self.version += 1
         self._full_update = self._state_vector = self._content = None
+        if self._scratch is not None and self._mirroring:
+            self._scratch.apply_update(event.update)
+
+    def _scratch_doc(self) -> Doc:
+        if self._scratch is None:
+            self._scratch = Doc()
+            self._scratch.apply_update(self.doc.get_update())
+        return self._scratch
+
+    def apply_untrusted(self, update: bytes) -> bytes | None:
+        """Apply a client's update only if the document stays within bounds.
+
+        The update is tried on a scratch copy of the document first. It is refused (and the
+        live document left untouched) if pycrdt would keep part of it pending -- yrs holds
+        structs whose dependencies never arrived, uncounted and unbounded -- or if the
+        content would exceed what REST accepts (:func:`docschema.check_live_bounds`).
+
+        Raises:
+            RealtimeError: ``malformed_update``, ``missing_dependencies`` or ``content_too_large``.
+        """
+        scratch = self._scratch_doc()
+        try:
+            scratch.apply_update(update)
+        except Exception as exc:  # pycrdt raises ValueError, sometimes others, on junk
+            self._scratch = None
+            raise RealtimeError("malformed_update", "not a valid Yjs update") from exc
+        try:
+            try:
+                pending = _leaves_pending(update, scratch)
+            except MalformedPayload:
+                raise RealtimeError("malformed_update", "client id or clock out of range") from None
+            if pending:
+                raise RealtimeError(
+                    "missing_dependencies",
+                    "this update depends on changes the server does not have; it was not applied",
+                )
+            try:
+                docschema.check_live_bounds(self.kind, scratch)
+            except ValueError as exc:
+                raise RealtimeError("content_too_large", str(exc)) from None
+        except RealtimeError:
+            self._scratch = None  # rebuilt from the live document on the next trial
+            raise
+        self._mirroring = False  # the scratch copy already has it
+        try:
+            return self.apply(update)
+        finally:
+            self._mirroring = True
 
     def apply(self, update: bytes) -> bytes | None:
         """Apply a Yjs update; return what it changed (None if nothing). Raises ValueError."""
@@ -115,11 +176,32 @@ class Room:
             self.doc.apply_update(update)
         return self._take_delta()
 
-    def apply_content(self, content: dict[str, Any], fields: set[str] | None) -> bytes | None:
-        """Make the document match ``content`` for ``fields`` (a REST write)."""
-        self._delta = None
-        docschema.apply_content(self.kind, self.doc, content, fields=fields)
-        return self._take_delta()
+    def apply_content(
+        self, content: dict[str, Any], fields: set[str] | None, *, max_growth: int | None = None
+    ) -> bytes | None:
+        """Make the document match ``content`` for ``fields`` (a REST write).
+
+        The change is made on the scratch copy first, so a refused write (``ValueError`` for
+        bad content, ``RealtimeError`` ``document_too_large`` when the change is larger than
+        ``max_growth`` bytes) leaves the live document as it was.
+        """
+        scratch = self._scratch_doc()
+        deltas: list[bytes] = []
+        subscription = scratch.observe(lambda event: deltas.append(event.update))
+        try:
+            docschema.apply_content(self.kind, scratch, content, fields=fields)  # validates first
+        finally:
+            scratch.unobserve(subscription)
+        if not deltas:
+            return None
+        if max_growth is not None and len(deltas[0]) > max_growth:
+            self._scratch = None
+            raise RealtimeError("document_too_large", "this change would make the document too large")
+        self._mirroring = False
+        try:
+            return self.apply(deltas[0])
+        finally:
+            self._mirroring = True
 
     def _take_delta(self) -> bytes | None:
         delta, self._delta = self._delta, None
@@ -149,6 +231,10 @@ class Room:
         if self._content is None:
             self._content = docschema.doc_to_content(self.kind, self.doc)
         return self._content
+
+    def close(self) -> None:
+        self.doc.unobserve(self._subscription)
+        self._scratch = None
 
     # --- fan-out ----------------------------------------------------------------------
 
@@ -188,3 +274,12 @@ class Room:
             self.transport.send(
                 self.namespace, self.sessions.values(), "presence", {"members": self.members.as_json()}
             )
+
+
+def _leaves_pending(update: bytes, doc: Doc) -> bool:
+    """Whether ``doc`` failed to integrate some of ``update``'s structs (yrs keeps them as
+    "pending" until their dependencies arrive): its clock for a client stays below the
+    update's."""
+    wanted = decode_state_vector(get_state(update))
+    have = decode_state_vector(doc.get_state())
+    return any(have.get(client, 0) < clock for client, clock in wanted.items())

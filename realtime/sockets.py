@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -29,9 +28,9 @@ from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
 from identity.errors import InvalidToken
 from identity.firebase import FirebaseUnavailable
-from realtime import docschema
 from realtime.documents import DocumentService
 from realtime.errors import RealtimeError
+from realtime.limits import NAMESPACE_HELP, MalformedPayload, check_state_vector, parse_namespace
 from realtime.rooms import Room, Session, TokenBucket
 from storage.accounts import Authenticator
 from storage.errors import NotFound
@@ -39,8 +38,10 @@ from storage.users import get_user
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = re.compile(r"^/yjs\|(loop|song):([0-9a-fA-F-]{36})$")
 EMPTY_UPDATE = b"\x00\x00"
+# Refused updates each cost a rebuild of the room's scratch copy: a socket that keeps
+# sending them is hostile or broken, and is disconnected.
+MAX_REFUSED_UPDATES = 10
 
 
 class CollabSocketServer:
@@ -70,6 +71,7 @@ class CollabSocketServer:
         self.sessions: dict[str, tuple[Room, Session]] = {}
         self._requests: dict[str, web.BaseRequest] = {}  # the HTTP request under each socket
         self.accepting = True
+        self._disconnects: set[asyncio.Task[None]] = set()
         service.attach_transport(self)
         self.sio.on("connect", self._on_connect, namespace="*")
         self.sio.on("disconnect", self._on_disconnect, namespace="*")
@@ -130,14 +132,10 @@ class CollabSocketServer:
     async def _on_connect(self, namespace: str, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         if not self.accepting:
             raise SocketRefused("server is shutting down; try again")
-        match = NAMESPACE.match(namespace)
-        if match is None:
-            raise SocketRefused("unknown namespace; use /yjs|loop:<id> or /yjs|song:<id>")
-        kind = docschema.DocKind(match.group(1))
-        try:
-            doc_id = uuid.UUID(match.group(2))
-        except ValueError:
-            raise SocketRefused("unknown namespace; the document id must be a UUID") from None
+        parsed = parse_namespace(namespace)
+        if parsed is None:
+            raise SocketRefused(NAMESPACE_HELP)
+        kind, doc_id = parsed
         auth = auth if isinstance(auth, dict) else {}
         token, share_token = auth.get("token"), auth.get("shareToken")
         if not isinstance(token, str | None) or not isinstance(share_token, str | None):
@@ -232,8 +230,9 @@ class CollabSocketServer:
             self._error(room, session, "malformed_message", "sync-step-1 takes one binary state vector")
             return room.missing_update(b"\x00")
         try:
+            check_state_vector(state_vector, max_bytes=self.service.limits.max_update_bytes)
             return room.missing_update(state_vector)
-        except Exception:
+        except (MalformedPayload, ValueError):
             self._error(
                 room, session, "malformed_message", "not a valid Yjs state vector; sent the whole document"
             )
@@ -261,6 +260,17 @@ class CollabSocketServer:
             self.service.client_update(room, session, update)
         except RealtimeError as exc:
             self._error(room, session, exc.code, exc.message)
+            if exc.code in ("malformed_update", "missing_dependencies", "content_too_large"):
+                session.refused_updates += 1
+                if session.refused_updates == MAX_REFUSED_UPDATES:
+                    task = asyncio.get_running_loop().create_task(
+                        self.disconnect(
+                            room.namespace, session, "too_many_refused_updates", "too many refused updates"
+                        ),
+                        name=f"disconnect-{session.sid}",
+                    )
+                    self._disconnects.add(task)  # owned until done
+                    task.add_done_callback(self._disconnects.discard)
 
     async def _on_awareness_update(self, namespace: str, sid: str, *args: Any) -> None:
         entry = self._session(sid)

@@ -22,17 +22,17 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-MAX_NAME = 100
-MAX_CHORD_CELLS = 64
-MAX_ICON_STEPS = 2048
-MAX_TIMELINE_BLOCKS = 512
-DEFAULT_LOOP_COLOR = "#FFD11A"
+from realtime import docschema as bounds  # every content bound is defined once, there
+from realtime.docschema import DEFAULT_LOOP_COLOR, storable_text
 
+# Text that both databases can store (no NUL, no lone surrogate); every input string uses it.
+Text = Annotated[str, AfterValidator(storable_text)]
 Color = Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$", examples=["#FFD11A"])]
-Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
-Bpm = Annotated[int, Field(ge=40, le=300)]
-SchemaVersion = Annotated[int, Field(ge=1, le=1000)]
-ShortText = Annotated[str, Field(min_length=1, max_length=20)]
+Name = Annotated[Text, Field(min_length=1, max_length=bounds.MAX_NAME_LEN)]
+Bpm = Annotated[int, Field(ge=bounds.MIN_BPM, le=bounds.MAX_BPM)]
+SchemaVersion = Annotated[int, Field(ge=bounds.MIN_SCHEMA_VERSION, le=bounds.MAX_SCHEMA_VERSION)]
+ShortText = Annotated[Text, Field(min_length=1, max_length=bounds.MAX_SHORT_TEXT)]
+Identifier = Annotated[Text, Field(min_length=1, max_length=bounds.MAX_ID_LEN)]
 
 # Fields the server owns. A client that sends back what it fetched is not an error.
 SERVER_MANAGED = frozenset(
@@ -57,7 +57,7 @@ def _reject_both(data: Any, *names: str) -> Any:
 
 
 class ChordCell(InputModel):
-    bar: int = Field(ge=0, le=1023)
+    bar: int = Field(ge=0, le=bounds.MAX_CHORD_BAR)
     chord: ShortText
     roman: ShortText | None = None
     root: ShortText | None = None
@@ -65,13 +65,13 @@ class ChordCell(InputModel):
 
 
 class IconStep(InputModel):
-    step: int = Field(ge=0, le=63, validation_alias=AliasChoices("step", "bar"))
-    sound_id: str = Field(min_length=1, max_length=64)
-    velocity: float = Field(default=0.8, ge=0, le=1)
-    note: str | None = Field(default=None, pattern=r"^[A-Ga-g][#b]?-?[0-9]$")
-    pitch: int | None = Field(default=None, ge=0, le=127)
-    row: int | None = Field(default=None, ge=0, le=3)
-    duration16: int | None = Field(default=None, ge=1, le=64)
+    step: int = Field(ge=0, le=bounds.MAX_STEP, validation_alias=AliasChoices("step", "bar"))
+    sound_id: Text = Field(min_length=1, max_length=bounds.MAX_SOUND_ID_LEN)
+    velocity: float = Field(default=bounds.DEFAULT_VELOCITY, ge=0, le=1)
+    note: str | None = Field(default=None, pattern=f"^{bounds.NOTE_PATTERN}$")
+    pitch: int | None = Field(default=None, ge=0, le=bounds.MAX_PITCH)
+    row: int | None = Field(default=None, ge=0, le=bounds.MAX_ROW)
+    duration16: int | None = Field(default=None, ge=bounds.MIN_DURATION16, le=bounds.MAX_DURATION16)
 
     @model_validator(mode="before")
     @classmethod
@@ -80,10 +80,12 @@ class IconStep(InputModel):
 
 
 class TimelineBlock(InputModel):
-    id: str = Field(min_length=1, max_length=64)
-    loop_id: str = Field(min_length=1, max_length=64)
-    start_bar: int = Field(ge=0, le=100_000)
-    duration: int = Field(ge=1, le=1024, validation_alias=AliasChoices("duration", "bars"))
+    id: Identifier
+    loop_id: Identifier
+    start_bar: int = Field(ge=0, le=bounds.MAX_START_BAR)
+    duration: int = Field(
+        ge=1, le=bounds.MAX_BLOCK_DURATION, validation_alias=AliasChoices("duration", "bars")
+    )
     color: Color | None = None
 
     @model_validator(mode="before")
@@ -106,10 +108,12 @@ def _unique_block_ids(blocks: list[TimelineBlock]) -> list[TimelineBlock]:
     return blocks
 
 
-ChordProgression = Annotated[list[ChordCell], Field(max_length=MAX_CHORD_CELLS), AfterValidator(_unique_bars)]
-IconSequence = Annotated[list[IconStep], Field(max_length=MAX_ICON_STEPS)]
+ChordProgression = Annotated[
+    list[ChordCell], Field(max_length=bounds.MAX_CHORD_CELLS), AfterValidator(_unique_bars)
+]
+IconSequence = Annotated[list[IconStep], Field(max_length=bounds.MAX_STEPS)]
 Timeline = Annotated[
-    list[TimelineBlock], Field(max_length=MAX_TIMELINE_BLOCKS), AfterValidator(_unique_block_ids)
+    list[TimelineBlock], Field(max_length=bounds.MAX_TIMELINE_BLOCKS), AfterValidator(_unique_block_ids)
 ]
 
 
@@ -283,11 +287,11 @@ class AuthSession(OutputModel):
 
 
 class RefreshRequest(InputModel):
-    refresh_token: str = Field(min_length=1, max_length=200)
+    refresh_token: Text = Field(min_length=1, max_length=200)
 
 
 class LinkRequest(InputModel):
-    id_token: str = Field(min_length=1, max_length=8192, description="a Firebase ID token")
+    id_token: Text = Field(min_length=1, max_length=8192, description="a Firebase ID token")
 
 
 class Success(OutputModel):
