@@ -65,6 +65,9 @@ class TokenIssuer:
             raise InvalidToken("invalid access token") from None
         if claims.get("typ") != "access":
             raise InvalidToken("invalid access token")
+        # RFC 7519 NumericDate is a JSON number; PyJWT also takes "1700000000" (a string).
+        if any(type(claims.get(name)) is not int for name in ("exp", "iat")):
+            raise InvalidToken("invalid access token")
         try:
             user_id = uuid.UUID(claims["sub"])
         except (ValueError, TypeError):

@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from importlib.metadata import version
+from typing import Any
 
 import aiohttp_cors
 from aiohttp import web
@@ -21,7 +22,7 @@ from identity.tokens import TokenIssuer
 from realtime.documents import DocumentService, RealtimeLimits
 from realtime.sockets import CollabSocketServer
 from rest.context import REST_CONTEXT, RestContext
-from rest.errors import error_middleware
+from rest.errors import OneLineServerLog, error_middleware
 from rest.routes import add_routes
 from settings import Settings, load_or_create_secret
 from storage.accounts import Authenticator
@@ -42,6 +43,20 @@ def realtime_limits(settings: Settings) -> RealtimeLimits:
         snapshot_interval=settings.snapshot_interval,
         room_idle_seconds=settings.room_idle_seconds,
     )
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments of aiohttp's HTTP server (``web.run_app`` / ``TestServer``).
+
+    aiohttp has no separate header-read timeout: its keep-alive timer also runs from the
+    moment a connection opens until a complete request has arrived, so it bounds how long a
+    half-open or trickling connection is held.
+    """
+    return {"keepalive_timeout": settings.http_idle_timeout, "logger": OneLineServerLog()}
+
+
+async def _hide_server_version(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = "musicplayground"
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -78,6 +93,7 @@ def create_app(settings: Settings) -> web.Application:
     app[REST_CONTEXT] = RestContext(settings=settings, db=db, auth=auth, documents=documents)
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(close_sockets)
+    app.on_response_prepare.append(_hide_server_version)
     sockets.attach(app)
     add_routes(app, public_base_url=settings.public_base_url, version=version("musicplayground-server"))
     _allow_cors(app, settings.cors_origins)

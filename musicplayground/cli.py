@@ -32,7 +32,7 @@ def main() -> None:
 @click.option("--host", default=None, help="Interface to bind (default: $HOST or 0.0.0.0).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default: $PORT or 3001).")
 def serve(host: str | None, port: int | None) -> None:
-    from musicplayground.app import create_app
+    from musicplayground.app import create_app, server_options
 
     settings = _settings()
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
@@ -49,6 +49,7 @@ def serve(host: str | None, port: int | None) -> None:
         port=settings.port,
         access_log=None,
         shutdown_timeout=10,
+        **server_options(settings),
         print=lambda _msg: logging.getLogger("musicplayground").info(
             "serving on http://%s:%s", settings.host, settings.port
         ),

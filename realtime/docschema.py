@@ -90,6 +90,7 @@ __all__ = [
     "SONG_FIELDS",
     "STEPS",
     "TIMELINE",
+    "ContentReader",
     "DocKind",
     "apply_content",
     "apply_loop_content",
@@ -104,6 +105,7 @@ __all__ = [
     "song_doc_to_content",
     "step_key",
     "storable_text",
+    "touched_keys",
 ]
 
 log = logging.getLogger(__name__)
@@ -157,6 +159,7 @@ MAX_DURATION16: Final = 64
 MAX_START_BAR: Final = 100_000
 MAX_BLOCK_DURATION: Final = 1024
 MAX_META_KEYS: Final = 32  # the schema uses five; room for clients' own settings
+MAX_ENTRY_FIELDS: Final = 16  # attributes of one chord cell, step or block (the schema uses <= 7)
 # Neither database stores NUL (asyncpg refuses 0x00 in text and JSONB) nor a lone UTF-16
 # surrogate (not encodable as UTF-8): such text is refused on input and skipped on reading.
 UNSTORABLE_TEXT: Final = re.compile("[\x00\ud800-\udfff]")
@@ -669,8 +672,14 @@ def _read_meta(doc: Doc, validators: Mapping[str, Validator], defaults: Mapping[
 def _read_entries(
     doc: Doc, name: str, clean: Callable[[str, Any], dict[str, Any]]
 ) -> list[tuple[str, dict[str, Any]]]:
+    return _read_entries_of(name, _root(doc, name).items(), clean)
+
+
+def _read_entries_of(
+    name: str, items: Iterable[tuple[str, Any]], clean: Callable[[str, Any], dict[str, Any]]
+) -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = []
-    for key, value in _root(doc, name).items():
+    for key, value in items:
         try:
             out.append((key, clean(key, _plain(value))))
         except _Invalid:
@@ -721,20 +730,38 @@ def loop_doc_to_content(doc: Doc) -> dict[str, Any]:
     docstring).
     """
     with doc.transaction():
-        content = _read_meta(doc, _LOOP_META, _LOOP_META_DEFAULTS)
-        chords = sorted((c for _, c in _read_entries(doc, CHORDS, _read_chord)), key=lambda c: c["bar"])
-        # Entries describing the same cell collapse; the one under its canonical key wins,
-        # otherwise the one with the smallest key (deterministic on every replica).
-        by_cell: dict[str, tuple[bool, str, dict[str, Any]]] = {}
-        for key, step in _read_entries(doc, STEPS, _read_step):
-            ident = step_key(step)
-            rank = (ident != key, key)
-            best = by_cell.get(ident)
-            if best is None or rank < best[:2]:
-                by_cell[ident] = (*rank, step)
-        steps = sorted((s for *_, s in by_cell.values()), key=_step_sort_key)
+        meta = _read_meta(doc, _LOOP_META, _LOOP_META_DEFAULTS)
+        chords = _read_entries(doc, CHORDS, _read_chord)
+        steps = _read_entries(doc, STEPS, _read_step)
+    return _loop_content(meta, chords, (_step_record(key, step) for key, step in steps))
+
+
+_StepRecord = tuple[str, str, tuple[Any, ...], dict[str, Any]]  # key, cell, sort key, output
+
+
+def _step_record(key: str, step: dict[str, Any]) -> _StepRecord:
+    return key, step_key(step), _step_sort_key(step), _step_out(step)
+
+
+def _loop_content(
+    meta: dict[str, Any],
+    chord_entries: Iterable[tuple[str, dict[str, Any]]],
+    step_records: Iterable[_StepRecord],
+) -> dict[str, Any]:
+    chords = sorted((c for _, c in chord_entries), key=lambda c: c["bar"])
+    # Entries describing the same cell collapse; the one under its canonical key wins,
+    # otherwise the one with the smallest key (deterministic on every replica).
+    by_cell: dict[str, tuple[bool, str, _StepRecord]] = {}
+    for record in step_records:
+        key, ident = record[0], record[1]
+        rank = (ident != key, key)
+        best = by_cell.get(ident)
+        if best is None or rank < best[:2]:
+            by_cell[ident] = (*rank, record)
+    steps = sorted((r for *_, r in by_cell.values()), key=lambda r: r[2])
+    content = dict(meta)
     content["chordProgression"] = [_chord_out(c) for c in chords[:MAX_CHORD_CELLS]]
-    content["iconSequence"] = [_step_out(s) for s in steps[:MAX_STEPS]]
+    content["iconSequence"] = [dict(r[3]) for r in steps[:MAX_STEPS]]
     return content
 
 
@@ -743,39 +770,148 @@ def song_doc_to_content(doc: Doc) -> dict[str, Any]:
     timeline, totalBars}``, blocks sorted by (startBar, id), ``totalBars`` = max(startBar + duration)
     or 0. Never raises on document content."""
     with doc.transaction():
-        content = _read_meta(doc, _SONG_META, _SONG_META_DEFAULTS)
-        blocks = sorted(
-            (b for _, b in _read_entries(doc, TIMELINE, _read_block)), key=lambda b: (b["startBar"], b["id"])
-        )
+        meta = _read_meta(doc, _SONG_META, _SONG_META_DEFAULTS)
+        blocks = _read_entries(doc, TIMELINE, _read_block)
+    return _song_content(meta, blocks)
+
+
+def _song_content(
+    meta: dict[str, Any], block_entries: Iterable[tuple[str, dict[str, Any]]]
+) -> dict[str, Any]:
+    blocks = sorted((b for _, b in block_entries), key=lambda b: (b["startBar"], b["id"]))
     blocks = blocks[:MAX_TIMELINE_BLOCKS]
+    content = dict(meta)
     content["timeline"] = [_block_out(b) for b in blocks]
     content["totalBars"] = max((b["startBar"] + b["duration"] for b in blocks), default=0)
     return content
 
 
+_ENTRY_READERS: Final[dict[str, Callable[[str, Any], dict[str, Any]]]] = {
+    CHORDS: _read_chord,
+    STEPS: _read_step,
+    TIMELINE: _read_block,
+}
+
+
+class ContentReader:
+    """The content of one live document, re-reading only the entries changed since last time.
+
+    Reading a whole loop at its bounds (2,048 steps, each a nested map) costs hundreds of
+    milliseconds of pycrdt calls; after a small edit only the touched entries are read again
+    (they are found by deep-observing each collection), and the rest comes from the cache.
+    The result is what :func:`doc_to_content` returns. Call :meth:`close` to stop observing.
+    """
+
+    def __init__(self, kind: DocKind | str, doc: Doc) -> None:
+        self.kind = DocKind(kind)
+        self.doc = doc
+        names = [name for name, _ in LIVE_COLLECTIONS[self.kind]]
+        self._entries: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in names}
+        self._stale: dict[str, set[str] | None] = dict.fromkeys(names)  # None: read everything
+        self._step_records: dict[str, _StepRecord] = {}  # derived from the cached steps
+        self._changed_steps: set[str] = set()
+        self._subscriptions = []
+        for name in names:
+            root = _root(doc, name)
+            self._subscriptions.append((root, root.observe_deep(self._on_change(name))))
+
+    def _on_change(self, name: str) -> Callable[[list[Any]], None]:
+        def changed(events: list[Any]) -> None:  # one parameter: pycrdt passes only the events
+            stale = self._stale[name]
+            if stale is not None:
+                stale.update(touched_keys(events))
+
+        return changed
+
+    def close(self) -> None:
+        for root, subscription in self._subscriptions:
+            root.unobserve(subscription)
+        self._subscriptions.clear()
+
+    def content(self) -> dict[str, Any]:
+        with self.doc.transaction():
+            for name, entries in self._entries.items():
+                stale = self._stale[name]
+                root = _root(self.doc, name)
+                if stale is None:
+                    entries.clear()
+                keys = list(root.keys()) if stale is None else stale
+                read = _ENTRY_READERS[name]
+                if name == STEPS:
+                    if stale is None:
+                        self._step_records.clear()
+                    self._changed_steps.update(keys)
+                for key in keys:
+                    entries.pop(key, None)
+                    if key in root:
+                        for entry_key, entry in _read_entries_of(name, [(key, root[key])], read):
+                            entries[entry_key] = entry
+                self._stale[name] = set()
+            if self.kind is DocKind.LOOP:
+                meta = _read_meta(self.doc, _LOOP_META, _LOOP_META_DEFAULTS)
+            else:
+                meta = _read_meta(self.doc, _SONG_META, _SONG_META_DEFAULTS)
+        if self.kind is DocKind.LOOP:
+            steps = self._step_records
+            for key in self._changed_steps:
+                entry = self._entries[STEPS].get(key)
+                if entry is None:
+                    steps.pop(key, None)
+                else:
+                    steps[key] = _step_record(key, entry)
+            self._changed_steps = set()
+            return _loop_content(meta, self._entries[CHORDS].items(), steps.values())
+        return _song_content(meta, self._entries[TIMELINE].items())
+
+
+def touched_keys(events: Iterable[Any]) -> set[str]:
+    """The keys of a collection's entries that a deep-observed change touched."""
+    keys: set[str] = set()
+    for event in events:
+        path = event.path
+        if path:
+            keys.add(str(path[0]))
+        else:
+            keys.update(getattr(event, "keys", {}))
+    return keys
+
+
 # --------------------------------------------------------------------------- live bounds
 
-_LIVE_COLLECTIONS: Final[dict[DocKind, tuple[tuple[str, int], ...]]] = {
+LIVE_COLLECTIONS: Final[dict[DocKind, tuple[tuple[str, int], ...]]] = {
     DocKind.LOOP: ((CHORDS, MAX_CHORD_CELLS), (STEPS, MAX_STEPS)),
     DocKind.SONG: ((TIMELINE, MAX_TIMELINE_BLOCKS),),
 }
 
 
-def check_live_bounds(kind: DocKind | str, doc: Doc) -> None:
-    """Refuse a live document holding more entries than REST content may have.
+def check_live_bounds(
+    kind: DocKind | str, doc: Doc, touched: Mapping[str, Iterable[str]] | None = None
+) -> None:
+    """Refuse a live document holding more than REST content may have.
 
-    Live edits arrive as CRDT updates, not as JSON; this keeps them within the same bounds
-    (so reads stay cheap) at the cost of one length per collection. Entries that are invalid
-    in other ways are tolerated: readers skip them.
+    Live edits arrive as CRDT updates, not as JSON; this keeps them within the same bounds,
+    so reads stay cheap: the number of entries of ``meta`` and of each collection, and the
+    number of attributes of the entries in ``touched`` (collection name -> entry keys, those
+    an update changed; checking only them keeps the cost proportional to the update).
+    Entries that are invalid in other ways are tolerated: readers skip them.
 
     Raises:
-        ValueError: a collection or ``meta`` is over its bound (the message names it).
+        ValueError: a collection, ``meta`` or an entry is over its bound (the message names it).
     """
     kind = DocKind(kind)
+    touched = touched or {}
     with doc.transaction():
-        for name, bound in ((META, MAX_META_KEYS), *_LIVE_COLLECTIONS[kind]):
-            if name in doc.keys() and len(_root(doc, name)) > bound:
+        roots = set(doc.keys())
+        for name, bound in ((META, MAX_META_KEYS), *LIVE_COLLECTIONS[kind]):
+            if name not in roots:
+                continue
+            root = _root(doc, name)
+            if len(root) > bound:
                 raise ValueError(f"{name}: at most {bound} entries")
+            for key in touched.get(name, ()):
+                value = root.get(key)
+                if isinstance(value, Map | Mapping) and len(value) > MAX_ENTRY_FIELDS:
+                    raise ValueError(f"{name}: an entry may have at most {MAX_ENTRY_FIELDS} attributes")
 
 
 # --------------------------------------------------------------------------- by kind

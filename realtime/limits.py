@@ -23,6 +23,7 @@ __all__ = [
     "check_state_vector",
     "check_update_header",
     "decode_state_vector",
+    "parse_canonical_uuid",
     "parse_namespace",
     "read_var_uint",
 ]
@@ -30,9 +31,9 @@ __all__ = [
 # One spelling per document: ``uuid.UUID()`` accepts upper case and shifted dashes, which
 # would open the same document under a second namespace (rooms, fan-out and revocation all
 # address the canonical one).
-NAMESPACE: Final = re.compile(
-    r"/yjs\|(loop|song):([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
-)
+CANONICAL_UUID: Final = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+NAMESPACE: Final = re.compile(rf"/yjs\|(loop|song):({CANONICAL_UUID})")
+_CANONICAL_UUID_RE: Final = re.compile(CANONICAL_UUID)
 NAMESPACE_HELP: Final = (
     "unknown namespace; use /yjs|loop:<id> or /yjs|song:<id> with the id as a lowercase UUID "
     "(8-4-4-4-12 hex digits)"
@@ -45,6 +46,12 @@ def parse_namespace(namespace: str) -> tuple[docschema.DocKind, uuid.UUID] | Non
     if match is None:
         return None
     return docschema.DocKind(match.group(1)), uuid.UUID(match.group(2))
+
+
+def parse_canonical_uuid(text: str) -> uuid.UUID | None:
+    """A UUID in its one canonical spelling (lowercase 8-4-4-4-12), None for any other text:
+    the same id for every path, room and cache key."""
+    return uuid.UUID(text) if _CANONICAL_UUID_RE.fullmatch(text) else None
 
 
 def decode_state_vector(state_vector: bytes) -> dict[int, int]:

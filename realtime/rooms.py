@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pycrdt import Doc, TransactionEvent, get_state, merge_updates
+from pycrdt import Doc, Map, TransactionEvent, get_state, merge_updates
 
 from presence.awareness import RoomAwareness
 from presence.members import Member, RoomMembers
@@ -111,6 +111,8 @@ class Room:
         self.full_encodes = 0  # how often the whole document was encoded (join storms: once)
         # A copy of ``doc`` on which untrusted updates are tried first (see apply_untrusted).
         self._scratch: Doc | None = None
+        self._touched: dict[str, set[str]] = {}
+        self._reader: docschema.ContentReader | None = None  # made on the first read
         self._mirroring = True
         self._subscription = self.doc.observe(self._on_transaction)
 
@@ -125,8 +127,15 @@ class Room:
 
     def _scratch_doc(self) -> Doc:
         if self._scratch is None:
-            self._scratch = Doc()
-            self._scratch.apply_update(self.doc.get_update())
+            scratch = Doc()
+            scratch.apply_update(self.doc.get_update())
+            # Which entries each trial touches, so only those are checked (check_live_bounds).
+            self._touched = {name: set() for name, _ in docschema.LIVE_COLLECTIONS[self.kind]}
+            for name, touched in self._touched.items():
+                scratch.get(name, type=Map).observe_deep(
+                    lambda events, touched=touched: touched.update(docschema.touched_keys(events))
+                )
+            self._scratch = scratch
         return self._scratch
 
     def apply_untrusted(self, update: bytes) -> bytes | None:
@@ -141,6 +150,8 @@ class Room:
             RealtimeError: ``malformed_update``, ``missing_dependencies`` or ``content_too_large``.
         """
         scratch = self._scratch_doc()
+        for touched in self._touched.values():
+            touched.clear()
         try:
             scratch.apply_update(update)
         except Exception as exc:  # pycrdt raises ValueError, sometimes others, on junk
@@ -157,7 +168,7 @@ class Room:
                     "this update depends on changes the server does not have; it was not applied",
                 )
             try:
-                docschema.check_live_bounds(self.kind, scratch)
+                docschema.check_live_bounds(self.kind, scratch, self._touched)
             except ValueError as exc:
                 raise RealtimeError("content_too_large", str(exc)) from None
         except RealtimeError:
@@ -229,11 +240,15 @@ class Room:
     def content(self) -> dict[str, Any]:
         """The document as REST JSON (cached until the next change)."""
         if self._content is None:
-            self._content = docschema.doc_to_content(self.kind, self.doc)
+            if self._reader is None:
+                self._reader = docschema.ContentReader(self.kind, self.doc)
+            self._content = self._reader.content()
         return self._content
 
     def close(self) -> None:
         self.doc.unobserve(self._subscription)
+        if self._reader is not None:
+            self._reader.close()
         self._scratch = None
 
     # --- fan-out ----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from typing import TypeVar
@@ -11,13 +12,15 @@ from pydantic import BaseModel, ValidationError
 
 from identity.errors import InvalidToken
 from realtime.documents import DocumentService
-from rest.errors import BadRequest, UnsupportedMediaType, validation_error
+from realtime.limits import parse_canonical_uuid
+from rest.errors import BadRequest, RequestTimeout, UnsupportedMediaType, validation_error
 from settings import Settings
 from storage.accounts import Authenticator, Caller
 from storage.database import Database
 from storage.errors import Unauthorized
 
 M = TypeVar("M", bound=BaseModel)
+MAX_ECHOED_ID = 64  # how much of a bad path id an error message repeats
 
 
 @dataclass(frozen=True)
@@ -70,13 +73,23 @@ async def read_json(request: web.Request, model: type[M]) -> M:
     """Validate a JSON body against ``model`` (the size limit is the app's client_max_size)."""
     if request.content_type != "application/json":
         raise UnsupportedMediaType("send the body as application/json")
-    body = await request.read()
+    body = await read_body(request)
     if not body:
         raise BadRequest("request body is empty; send a JSON object")
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
         raise validation_error(exc) from None
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole request body, within ``HTTP_BODY_TIMEOUT_SECONDS`` (a client that trickles
+    its body holds a connection and a buffer for no longer than that)."""
+    try:
+        async with asyncio.timeout(context(request).settings.http_body_timeout):
+            return await request.read()
+    except TimeoutError:
+        raise RequestTimeout("the request body did not arrive in time") from None
 
 
 def read_query(request: web.Request, model: type[M]) -> M:
@@ -88,10 +101,12 @@ def read_query(request: web.Request, model: type[M]) -> M:
 
 def path_uuid(request: web.Request, name: str = "id") -> uuid.UUID:
     raw = request.match_info[name]
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise BadRequest(f"{raw!r} is not a valid id (expected a UUID)", details=[{"field": name}]) from None
+    parsed = parse_canonical_uuid(raw)
+    if parsed is None:  # one spelling per id, as for socket namespaces
+        shown = raw if len(raw) <= MAX_ECHOED_ID else raw[:MAX_ECHOED_ID] + "..."
+        message = f"{shown!r} is not a valid id (expected a lowercase UUID)"
+        raise BadRequest(message, details=[{"field": name}])
+    return parsed
 
 
 def json_model(model: BaseModel, status: int = 200) -> web.Response:

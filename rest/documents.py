@@ -18,6 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from realtime import docschema
 from realtime.documents import content_columns, initial_state
+from realtime.errors import RealtimeError
 from realtime.read_cache import CachedDocument
 from rest.context import (
     context,
@@ -28,7 +29,7 @@ from rest.context import (
     read_query,
     require_caller,
 )
-from rest.errors import BadRequest
+from rest.errors import BadRequest, PayloadTooLarge
 from rest.schemas import (
     ListQuery,
     LoopCreate,
@@ -48,8 +49,9 @@ from settings import Settings
 from storage import documents as stored
 from storage import library
 from storage.access import Role, role_for, role_from
-from storage.errors import Forbidden, NotFound
+from storage.errors import Forbidden, NotFound, Unauthorized
 from storage.models import Loop, Song
+from storage.users import get_user
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,10 @@ class DocumentHandlers:
                 limit=query.limit,
                 include_content=with_content,
             )
+            # Tokens are verified without a database round trip; a deleted account has no
+            # rows left, so only an empty listing needs to ask whether the caller still exists.
+            if total == 0 and await get_user(session, caller.user_id) is None:
+                raise Unauthorized("this account no longer exists")
         item = self.kind.public if with_content else self.kind.summary
         items = []
         for row in rows:
@@ -252,6 +258,8 @@ class DocumentHandlers:
                 live = await ctx.documents.write_content(self.kind.doc_kind, row.id, content, set(content))
             except ValueError as exc:
                 raise BadRequest(f"invalid {self.kind.name}: {exc}") from None
+            except RealtimeError as exc:  # the document would pass its size limit
+                raise PayloadTooLarge(exc.message) from None
         is_public = payload.model_dump(include=SQL_FIELDS, exclude_unset=True)
         async with ctx.db.write_session() as session:
             fresh = await library.get_document(session, self.kind.model, row.id)

@@ -25,6 +25,16 @@ class BadRequest(DomainError):
     code = "validation_error"
 
 
+class PayloadTooLarge(DomainError):
+    status = 413
+    code = "document_too_large"
+
+
+class RequestTimeout(DomainError):
+    status = 408
+    code = "request_timeout"
+
+
 class UnsupportedMediaType(DomainError):
     status = 415
     code = "unsupported_media_type"
@@ -80,6 +90,27 @@ _HTTP_CODES = {
 }
 
 
+class OneLineServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The HTTP server's error log (``aiohttp.server``), one WARNING line per event.
+
+    aiohttp logs malformed requests (oversized headers, invalid bytes) and broken
+    connections with a full traceback at ERROR; they are the client's doing, not ours.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        error = exc_info if isinstance(exc_info, BaseException) else None
+        reason = f"{type(error).__name__}: {_first_line(error)}" if error is not None else "no detail"
+        self.logger.warning("%s: %s", str(msg) % args if args else msg, reason)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
@@ -102,6 +133,9 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         message = exc.reason.lower() if exc.status != 404 else "no such endpoint"
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(exc.status, code, message, headers=allow)
+    except ConnectionError as exc:  # the client hung up (mid-body, mid-response)
+        log.warning("client went away during %s %s: %s", request.method, request.path[:200], exc)
+        raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal server error")
