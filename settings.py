@@ -57,6 +57,12 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _redis_prefix(raw: str) -> str:
+    if not raw or len(raw) > 64 or any(c.isspace() for c in raw):
+        raise ConfigError("REDIS_PREFIX must be 1-64 characters without spaces")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the server. See the configuration table in README.md."""
@@ -84,6 +90,10 @@ class Settings:
     max_document_bytes: int = 8 * 1024 * 1024
     max_clients_per_room: int = 64
     max_messages_per_second: int = 100
+    # Several instances: the bus (REDIS_URL), cluster-wide presence, the REST read cache.
+    redis_prefix: str = "mp:"
+    presence_timeout: float = 30.0
+    read_cache_ttl: float = 30.0
 
     @property
     def effective_database_url(self) -> str:
@@ -126,6 +136,9 @@ class Settings:
             max_document_bytes=_int(env, "RT_MAX_DOCUMENT_BYTES", 8 * 1024 * 1024, minimum=4096),
             max_clients_per_room=_int(env, "RT_MAX_CLIENTS_PER_ROOM", 64, minimum=1),
             max_messages_per_second=_int(env, "RT_MAX_MESSAGES_PER_SECOND", 100, minimum=1),
+            redis_prefix=_redis_prefix(env.get("REDIS_PREFIX", "mp:")),
+            presence_timeout=_float(env, "PRESENCE_TIMEOUT_SECONDS", 30.0),
+            read_cache_ttl=_float(env, "READ_CACHE_TTL_SECONDS", 30.0),
         )
 
     def replace(self, **changes: object) -> Settings:
