@@ -111,14 +111,17 @@ class Bus(ABC):
     async def unsubscribe(self, channel: str) -> None:
         """Stop delivering ``channel`` and have the backend follow."""
         self.drop(channel)
-        await self._reconcile(channel)
+        await self.settle(channel)
 
     def drop(self, channel: str) -> None:
-        """Stop delivering ``channel`` at once (call :meth:`unsubscribe` soon after to have the
-        backend follow). Subscribing again meanwhile is safe: the backend always ends up
-        matching the latest call."""
+        """Stop delivering ``channel`` at once, from synchronous code; await :meth:`settle`
+        soon after to have the backend follow. Subscribing again meanwhile is safe."""
         if self._handlers.pop(channel, None) is not None:
             self._received = {k: v for k, v in self._received.items() if k[1] != channel}
+
+    async def settle(self, channel: str) -> None:
+        """Make the backend's subscription to ``channel`` match the latest call."""
+        await self._reconcile(channel)
 
     async def _reconcile(self, channel: str) -> None:
         async with self._subscription_lock:

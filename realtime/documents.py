@@ -347,7 +347,7 @@ class DocumentService:
         if self.bus.state is not BusState.STOPPED:
             channel = self._channel(room.kind, room.doc_id)
             self.bus.drop(channel)
-            self._spawn(self.bus.unsubscribe(channel), f"unsubscribe {room.namespace}")
+            self._spawn(self.bus.settle(channel), f"unsubscribe {room.namespace}")
 
     # --- persistence ------------------------------------------------------------------
 
