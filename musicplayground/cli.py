@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import ExitStack
 
 import click
 from aiohttp import web
@@ -11,6 +12,7 @@ from aiohttp import web
 from settings import ConfigError, Settings
 from storage.database import Database
 from storage.migrate import current_revision, head_revision, upgrade
+from storage.single_instance import AlreadyServing, only_instance, sqlite_path
 
 
 def _settings() -> Settings:
@@ -38,10 +40,21 @@ def serve(host: str | None, port: int | None) -> None:
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = settings.replace(**overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        app = create_app(settings)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+    with ExitStack() as stack:
+        database = sqlite_path(settings.effective_database_url)
+        if database is not None:
+            try:
+                stack.enter_context(only_instance(database))
+            except AlreadyServing as exc:
+                raise click.ClickException(str(exc)) from None
+        try:
+            app = create_app(settings)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+        _run(app, settings)
+
+
+def _run(app: web.Application, settings: Settings) -> None:
     web.run_app(
         app,
         loop=_event_loop(),
