@@ -57,6 +57,12 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _redis_prefix(raw: str) -> str:
+    if not raw or len(raw) > 64 or any(c.isspace() for c in raw):
+        raise ConfigError("REDIS_PREFIX must be 1-64 characters without spaces")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the server. See the configuration table in README.md."""
@@ -88,6 +94,10 @@ class Settings:
     max_connections_per_user: int = 8
     http_idle_timeout: float = 15.0  # also bounds how long a client may take to send headers
     http_body_timeout: float = 30.0
+    # Several instances: the bus (REDIS_URL), cluster-wide presence, the REST read cache.
+    redis_prefix: str = "mp:"
+    presence_timeout: float = 30.0
+    read_cache_ttl: float = 30.0
 
     @property
     def effective_database_url(self) -> str:
@@ -133,6 +143,9 @@ class Settings:
             max_connections_per_user=_int(env, "RT_MAX_CONNECTIONS_PER_USER", 8, minimum=1),
             http_idle_timeout=_float(env, "HTTP_IDLE_TIMEOUT_SECONDS", 15.0),
             http_body_timeout=_float(env, "HTTP_BODY_TIMEOUT_SECONDS", 30.0),
+            redis_prefix=_redis_prefix(env.get("REDIS_PREFIX", "mp:")),
+            presence_timeout=_float(env, "PRESENCE_TIMEOUT_SECONDS", 30.0),
+            read_cache_ttl=_float(env, "READ_CACHE_TTL_SECONDS", 30.0),
         )
 
     def replace(self, **changes: object) -> Settings:

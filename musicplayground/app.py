@@ -1,7 +1,7 @@
 """The app factory: builds every component from settings and wires them.
 
 Components are constructed here (nothing connects yet) and started in one cleanup context,
-in dependency order: database, update log, document service. aiohttp runs ``on_shutdown``
+in dependency order: database, update log, bus, document service. aiohttp runs ``on_shutdown``
 (close sockets, telling clients to reconnect) before the cleanup context unwinds, so dirty
 documents are flushed while the database is still open.
 """
@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp_cors
 from aiohttp import web
 
+from bus import open_bus
 from identity.firebase import FirebaseVerifier
 from identity.tokens import TokenIssuer
 from realtime.documents import DocumentService, RealtimeLimits
@@ -42,6 +43,8 @@ def realtime_limits(settings: Settings) -> RealtimeLimits:
         max_messages_per_second=settings.max_messages_per_second,
         snapshot_interval=settings.snapshot_interval,
         room_idle_seconds=settings.room_idle_seconds,
+        presence_timeout=settings.presence_timeout,
+        read_cache_ttl=settings.read_cache_ttl,
     )
 
 
@@ -72,7 +75,10 @@ def create_app(settings: Settings) -> web.Application:
     # Group commit: gather what arrives within 2 ms into one transaction (the issue asks
     # for "a few ms"); without it the writer commits back to back and burns a core.
     update_log = UpdateLog(db, max_delay=0.002)
-    documents = DocumentService(db, update_log, realtime_limits(settings))
+    bus = open_bus(settings.redis_url)  # in-process without REDIS_URL
+    documents = DocumentService(
+        db, update_log, realtime_limits(settings), bus=bus, channel_prefix=settings.redis_prefix
+    )
     sockets = CollabSocketServer(documents, auth, cors_origins=list(settings.cors_origins))
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
@@ -82,8 +88,15 @@ def create_app(settings: Settings) -> web.Application:
             await stack.enter_async_context(db)
             await check_up_to_date(db)
             await stack.enter_async_context(update_log)
+            await stack.enter_async_context(bus)
             await stack.enter_async_context(documents)
-            log.info("database: %s; firebase: %s", db.dialect, settings.firebase_project_id or "off")
+            log.info(
+                "database: %s; bus: %s (instance %s); firebase: %s",
+                db.dialect,
+                type(bus).__name__,
+                bus.instance_id[:8],
+                settings.firebase_project_id or "off",
+            )
             yield
 
     async def close_sockets(app: web.Application) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import ExitStack
 
 import click
 from aiohttp import web
@@ -11,6 +12,7 @@ from aiohttp import web
 from settings import ConfigError, Settings
 from storage.database import Database
 from storage.migrate import current_revision, head_revision, upgrade
+from storage.single_instance import AlreadyServing, only_instance, sqlite_path
 
 
 def _settings() -> Settings:
@@ -32,16 +34,29 @@ def main() -> None:
 @click.option("--host", default=None, help="Interface to bind (default: $HOST or 0.0.0.0).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default: $PORT or 3001).")
 def serve(host: str | None, port: int | None) -> None:
-    from musicplayground.app import create_app, server_options
+    from musicplayground.app import create_app
 
     settings = _settings()
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = settings.replace(**overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        app = create_app(settings)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+    with ExitStack() as stack:
+        database = sqlite_path(settings.effective_database_url)
+        if database is not None:
+            try:
+                stack.enter_context(only_instance(database))
+            except AlreadyServing as exc:
+                raise click.ClickException(str(exc)) from None
+        try:
+            app = create_app(settings)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+        _run(app, settings)
+
+
+def _run(app: web.Application, settings: Settings) -> None:
+    from musicplayground.app import server_options
+
     web.run_app(
         app,
         loop=_event_loop(),

@@ -182,3 +182,8 @@ class RoomAwareness:
         if pos != len(update):
             raise MalformedAwareness("malformed awareness update: trailing bytes")
         return entries
+
+    def encode_session(self, session_id: str) -> bytes | None:
+        """The current states of one session's client ids (to share them with other instances)."""
+        present = [cid for cid in self.client_ids_of(session_id) if cid in self._awareness.states]
+        return self._awareness.encode_awareness_update(present) if present else None

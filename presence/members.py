@@ -26,6 +26,9 @@ class RoomMembers:
     def add(self, session_id: str, member: Member) -> None:
         self._sessions[session_id] = member
 
+    def items(self) -> list[tuple[str, Member]]:
+        return list(self._sessions.items())
+
     def remove(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
 

@@ -8,22 +8,34 @@ Durability: an update is applied in memory, appended to the durable log (group c
 and only then relayed, so a crash never loses an update any client has received. Snapshots
 fold the log into the document row every ``snapshot_interval`` while dirty, when the last
 client leaves, and at shutdown; idle rooms are then unloaded.
+
+Several instances (see ``realtime.cluster``): every loaded document is subscribed to its bus
+channel. Durable updates, awareness, members and control events are published there and
+applied by every other instance that has the document loaded. Snapshots lock the row, and
+merge what another instance stored before writing, so they never lose its content. After a
+bus outage (or a gap in an origin's sequence numbers) a room catches up from the row and
+the log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from pycrdt import Doc
 
-from realtime import docschema
+from bus import Bus, BusState, Envelope, MemoryBus
+from presence.members import Member
+from realtime import cluster, docschema
+from realtime.cluster import ClusterMessage, RemotePeers
 from realtime.errors import RealtimeError
 from realtime.limits import MalformedPayload, admission_refusal, check_update_header
 from realtime.read_cache import ReadCache
@@ -33,7 +45,7 @@ from storage.access import Role, resolve_role
 from storage.database import Database
 from storage.errors import NotFound
 from storage.models import Loop, Song
-from storage.update_log import UpdateLog
+from storage.update_log import UpdateLog, UpdateLogFull
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +83,76 @@ class RealtimeLimits:
     max_messages_per_second: int = 100
     snapshot_interval: float = 10.0
     room_idle_seconds: float = 30.0
+    presence_timeout: float = 30.0  # a silent instance's members and cursors vanish after it
+    awareness_interval: float = 0.05  # at most one awareness message a client per this, on the bus
+    read_cache_ttl: float = 30.0
+    presence_roll_call: float = 0.2  # how long REST presence waits for other instances' answers
+
+
+class SnapshotOutcome(enum.Enum):
+    SAVED = "saved"
+    MERGED = "merged"  # the row had moved (another instance stored it): merged, then saved
+    DELETED = "deleted"  # the row is gone: the room was dropped and its sockets told
+
+
+RoomKey = tuple[docschema.DocKind, uuid.UUID]
+
+
+@dataclass
+class _AwarenessOut:
+    """Awareness of one local session waiting for its turn on the bus (coalescing)."""
+
+    room: Room
+    pending: list[bytes]
+    last_sent: float = 0.0
+    timer: asyncio.TimerHandle | None = None
 
 
 class DocumentService:
     """Loads, edits, persists and unloads live documents."""
 
-    def __init__(self, db: Database, update_log: UpdateLog, limits: RealtimeLimits) -> None:
+    def __init__(
+        self,
+        db: Database,
+        update_log: UpdateLog,
+        limits: RealtimeLimits,
+        *,
+        bus: Bus | None = None,
+        channel_prefix: str = "mp:",
+    ) -> None:
         self.db = db
         self.update_log = update_log
         self.limits = limits
-        self.rooms: dict[tuple[docschema.DocKind, uuid.UUID], Room] = {}
-        self._loading: dict[tuple[docschema.DocKind, uuid.UUID], asyncio.Future[Room]] = {}
+        self.bus = bus if bus is not None else MemoryBus()
+        self.prefix = channel_prefix
+        self.rooms: dict[RoomKey, Room] = {}
+        self._loading: dict[RoomKey, asyncio.Future[Room]] = {}
+        self._early: dict[RoomKey, list[Envelope]] = {}  # bus messages that arrived mid-load
+        self._peers: dict[RoomKey, RemotePeers] = {}
+        self._awareness_out: dict[str, _AwarenessOut] = {}
+        self._members_dirty: set[RoomKey] = set()
+        self._catching_up: set[RoomKey] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._transport: RoomTransport | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self.loads = 0  # documents loaded from storage (a join storm loads once)
-        self.read_cache = ReadCache()
+        self.snapshots: list[tuple[RoomKey, float, SnapshotOutcome]] = []  # recent, for tests/metrics
+        self.catch_ups = 0
+        self._message_handlers: dict[str, Callable[[Room, str, ClusterMessage], None]] = {
+            "update": self._remote_update,
+            "awareness": self._remote_awareness,
+            "awareness-gone": self._remote_awareness_gone,
+            "members": self._remote_members,
+            "hello": self._remote_hello,
+            "deleted": self._remote_deleted,
+            "access": self._remote_access,
+            "event": self._remote_event,
+        }
+        self.read_cache = ReadCache(
+            ttl=limits.read_cache_ttl,
+            on_invalidate=self._publish_invalidation,
+            trusted=lambda: self.bus.state is BusState.UP,
+        )
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -99,6 +166,8 @@ class DocumentService:
         return self._transport
 
     async def start(self) -> None:
+        self.bus.on_restored(self._after_outage)
+        await self.bus.subscribe(cluster.cache_channel(self.prefix), self._on_cache_message)
         self._maintenance = asyncio.create_task(self._maintain(), name="documents-maintenance")
 
     async def stop(self) -> None:
@@ -114,7 +183,28 @@ class DocumentService:
                 await self.snapshot(room)
             except Exception:
                 log.exception("final snapshot of %s failed; its updates stay in the log", room.namespace)
+        for room in list(self.rooms.values()):
+            self._close_room(room)
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         self.rooms.clear()
+        with contextlib.suppress(Exception):
+            await self.bus.unsubscribe(cluster.cache_channel(self.prefix))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        """An owned background task: tracked, logged if it fails, cancelled at stop."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("%s failed", name, exc_info=t.exception())
+
+        task.add_done_callback(done)
 
     async def __aenter__(self) -> DocumentService:
         await self.start()
@@ -126,10 +216,21 @@ class DocumentService:
     async def _maintain(self) -> None:
         """Periodic snapshots of dirty rooms, unloading of idle ones. Logs and keeps going."""
         tick = min(1.0, self.limits.snapshot_interval / 2)
+        heartbeat_every = self.limits.presence_timeout / 3
+        last_heartbeat = time.monotonic()
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
+            heartbeat = now - last_heartbeat >= heartbeat_every
+            if heartbeat:
+                last_heartbeat = now
             for room in list(self.rooms.values()):
+                try:
+                    self._expire_peers(room)
+                    if heartbeat and room.sessions:
+                        self._publish_members(room)
+                except Exception:
+                    log.exception("presence upkeep of %s failed; will retry", room.namespace)
                 try:
                     if (
                         room.dirty_since is not None
@@ -160,16 +261,28 @@ class DocumentService:
         if pending is None:
             pending = asyncio.get_running_loop().create_future()
             self._loading[key] = pending
+            self._early[key] = []
+            channel = self._channel(kind, doc_id)
             try:
+                # Subscribe before reading storage: an update committed after our read is
+                # then certain to arrive on the bus (it is published after its commit).
+                await self.bus.subscribe(channel, lambda envelope: self._on_document_message(key, envelope))
                 room = await self._load(kind, doc_id)
             except BaseException as exc:
+                self._early.pop(key, None)
+                with contextlib.suppress(Exception):
+                    await self.bus.unsubscribe(channel)
                 pending.set_exception(exc)
                 pending.exception()  # mark retrieved; the waiters re-raise it
                 raise
             finally:
                 self._loading.pop(key, None)
             self.rooms[key] = room
+            self._peers[key] = RemotePeers()
             room.empty_since = time.monotonic()
+            for envelope in self._early.pop(key, []):
+                self._on_document_message(key, envelope)
+            self._publish(room, ClusterMessage("hello"))
             pending.set_result(room)
             return room
         return await asyncio.shield(pending)
@@ -229,8 +342,15 @@ class DocumentService:
         if room.closed:
             return
         room.closed = True
-        self.rooms.pop((room.kind, room.doc_id), None)
+        key = (room.kind, room.doc_id)
+        self.rooms.pop(key, None)
+        self._peers.pop(key, None)
+        self._members_dirty.discard(key)
         room.close()
+        if self.bus.state is not BusState.STOPPED:
+            channel = self._channel(room.kind, room.doc_id)
+            self.bus.drop(channel)
+            self._spawn(self.bus.settle(channel), f"unsubscribe {room.namespace}")
 
     # --- persistence ------------------------------------------------------------------
 
@@ -238,7 +358,8 @@ class DocumentService:
         """Queue ``delta`` for the durable log; relay it to the room once it is committed.
 
         Nothing waits here: a socket keeps reading while its edits are being committed, and
-        edits committed in one batch are relayed together (``Room.queue_broadcast``).
+        edits committed in one batch are relayed together (``Room.queue_broadcast``). Once
+        durable, the update is also published to the other instances.
         """
         room.stored_bytes += len(delta)
         # ``room.position`` moves only with ids read back from the log (see snapshot()): an
@@ -247,6 +368,7 @@ class DocumentService:
 
         def relay(future: asyncio.Future[int]) -> None:
             if future.cancelled() or future.exception() is not None:
+                # Only at shutdown (the log retries database errors until they are durable).
                 log.error("%s: an update could not be stored; not relayed", room.namespace)
                 if sender is not None and sender.sid in room.sessions:
                     room.transport.send(
@@ -258,55 +380,156 @@ class DocumentService:
                 return
             if not room.closed:
                 room.queue_broadcast(delta, sender.sid if sender is not None else None)
+                self._publish(room, ClusterMessage("update", {"id": future.result()}, delta))
 
         committed.add_done_callback(relay)
         return committed
 
-    async def snapshot(self, room: Room) -> None:
+    async def snapshot(self, room: Room) -> SnapshotOutcome:
         """Fold the log into the document row and refresh the JSON columns.
 
-        Re-reads the log after ``room.position`` (our own entries included: re-applying them
-        is a no-op) so the new position only covers entries known to be in the state.
+        The row is locked for the whole fold, so snapshots of one document by several
+        instances take turns. If the row moved past what this room has seen (another
+        instance stored it and trimmed the log), its state is merged into the room first:
+        the CRDT merge is idempotent, so nothing stored by anyone is ever overwritten.
+        Then the log after the row's position is applied (our own entries included:
+        re-applying them is a no-op) so the new position only covers entries in the state.
         """
         async with room.snapshot_lock:
-            async with self.db.session() as session:
-                missing = await stored.updates_after(
-                    session, resource_type=room.kind.value, resource_id=room.doc_id, position=room.position
-                )
-            for entry_id, update in missing:  # written by another process; idempotent here
-                delta = room.apply(update)
-                room.position = max(room.position, entry_id)
-                if delta is not None:
-                    room.queue_broadcast(delta, None)
-            version, position = room.version, room.position
-            state = room.doc.get_update()
-            columns = content_columns(room.content())
-            if room.last_edit_at is not None:  # a flush with no edit leaves updatedAt alone
-                columns["updated_at"] = datetime.fromtimestamp(room.last_edit_at, UTC)
+            if room.closed:
+                return SnapshotOutcome.DELETED
+            outcome = SnapshotOutcome.SAVED
             async with self.db.write_session() as session:
-                saved = await stored.save_snapshot(
-                    session,
-                    resource_type=room.kind.value,
-                    resource_id=room.doc_id,
-                    state=state,
-                    position=position,
-                    columns=columns,
+                locked = await stored.lock_document_state(
+                    session, resource_type=room.kind.value, resource_id=room.doc_id
                 )
+                if locked is None:
+                    outcome = SnapshotOutcome.DELETED
+                else:
+                    row_state, row_position = locked
+                    if row_position > room.position and row_state is not None:
+                        outcome = SnapshotOutcome.MERGED
+                        self._apply_stored(room, row_state)
+                        room.position = row_position
+                    missing = await stored.updates_after(
+                        session,
+                        resource_type=room.kind.value,
+                        resource_id=room.doc_id,
+                        position=room.position,
+                    )
+                    for entry_id, update in missing:
+                        self._apply_stored(room, update)
+                        room.position = max(room.position, entry_id)
+                    version, position = room.version, room.position
+                    state = room.doc.get_update()
+                    columns = content_columns(room.content())
+                    if room.last_edit_at is not None:  # a flush with no edit leaves updatedAt alone
+                        columns["updated_at"] = datetime.fromtimestamp(room.last_edit_at, UTC)
+                    await stored.save_snapshot(
+                        session,
+                        resource_type=room.kind.value,
+                        resource_id=room.doc_id,
+                        state=state,
+                        position=position,
+                        columns=columns,
+                    )
             self.read_cache.invalidate(room.kind.value, room.doc_id)
-            if not saved:
+            self._record_snapshot(room, outcome)
+            if outcome is SnapshotOutcome.DELETED:
                 log.info("%s was deleted; dropping its room", room.namespace)
-                self._close_room(room)
-                return
+                await self._drop_deleted(room)
+                return outcome
+            if outcome is SnapshotOutcome.MERGED:
+                log.info("%s: the row had moved (another instance stored it); merged it", room.namespace)
             room.persisted_version = version
             room.stored_bytes = len(state)
-            if room.version == version:
-                room.dirty_since = None
+            # The next periodic snapshot is due one interval after this one, even if edits
+            # kept arriving meanwhile (otherwise sustained editing snapshots every tick).
+            room.dirty_since = None if room.version == version else time.monotonic()
+            return outcome
+
+    def _record_snapshot(self, room: Room, outcome: SnapshotOutcome) -> None:
+        self.snapshots.append(((room.kind, room.doc_id), time.monotonic(), outcome))
+        del self.snapshots[:-1000]
+
+    def _apply_stored(self, room: Room, update: bytes) -> int:
+        """Apply durable content (row state or log entry) and relay what was new to us."""
+        delta = room.apply(update)
+        if delta is None:
+            return 0
+        room.queue_broadcast(delta, None)
+        return 1
+
+    async def catch_up(self, room: Room) -> int:
+        """Bring a room up to date from the row and the log (after a bus outage or a gap).
+
+        Returns how many stored pieces held something the room lacked.
+        """
+        async with room.snapshot_lock:
+            if room.closed:
+                return 0
+            async with self.db.session() as session:
+                found = await stored.load_document(
+                    session, resource_type=room.kind.value, resource_id=room.doc_id
+                )
+            if found is None:
+                await self._drop_deleted(room)
+                return 0
+            changed = 0
+            if found.position > room.position and found.state is not None:
+                changed += self._apply_stored(room, found.state)
+                room.position = found.position
+            for entry_id, update in found.updates:
+                if entry_id > room.position:
+                    changed += self._apply_stored(room, update)
+                    room.position = entry_id
+            self.catch_ups += 1
+            return changed
+
+    def _schedule_catch_up(self, room: Room, why: str) -> None:
+        key = (room.kind, room.doc_id)
+        if key in self._catching_up:
+            return
+        self._catching_up.add(key)
+
+        async def run() -> None:
+            try:
+                changed = await self.catch_up(room)
+                log.info(
+                    "%s caught up after %s: %d stored updates were new here", room.namespace, why, changed
+                )
+            finally:
+                self._catching_up.discard(key)
+
+        self._spawn(run(), f"catch-up {room.namespace}")
+
+    async def _after_outage(self) -> None:
+        """The bus is back: anything may have been missed meanwhile."""
+        self.read_cache.clear()
+        rooms = list(self.rooms.values())
+        if not rooms:
+            return
+        changed = 0
+        for room in rooms:
+            try:
+                changed += await self.catch_up(room)
+            except Exception:
+                log.exception("catch-up of %s failed", room.namespace)
+            if room.sessions:
+                self._publish_members(room)
+                self._publish_awareness_of_sessions(room)
+        log.warning(
+            "bus restored: %d rooms caught up from storage, %d stored updates were new here",
+            len(rooms),
+            changed,
+        )
 
     # --- sockets ----------------------------------------------------------------------
 
     def join(self, room: Room, session: Session) -> None:
+        # Every instance's members count: the room limit is cluster-wide.
         refusal = admission_refusal(
-            [(s.identity, s.role.can_write) for s in room.sessions.values()],
+            [_admission_entry(room, sid, member) for sid, member in room.members.items()],
             identity=session.identity,
             can_write=session.role.can_write,
             max_clients=self.limits.max_clients_per_room,
@@ -318,17 +541,23 @@ class DocumentService:
         room.members.add(session.sid, session.member)
         room.empty_since = None
         room.send_presence()
+        self._members_changed(room)
 
     async def leave(self, room: Room, session: Session) -> None:
         if room.sessions.pop(session.sid, None) is None:
             return
         room.members.remove(session.sid)
+        outgoing = self._awareness_out.pop(session.sid, None)
+        if outgoing is not None and outgoing.timer is not None:
+            outgoing.timer.cancel()
         if room.closed:
             return
         removal = room.awareness.remove_session(session.sid)
         if removal is not None:
             room.send_to_others(session.sid, "awareness-update", removal)
+            self._publish(room, ClusterMessage("awareness-gone", {"sid": session.sid}))
         room.send_presence()
+        self._members_changed(room)
         if not room.sessions:
             room.empty_since = time.monotonic()
             if room.version != room.persisted_version:
@@ -350,18 +579,28 @@ class DocumentService:
             raise RealtimeError(
                 "document_too_large", f"a document may be at most {self.limits.max_document_bytes} bytes"
             )
+        if self.update_log.full:
+            # Refused before it is applied: nothing half-done, and the sender is told.
+            raise RealtimeError(
+                "storage_backlog",
+                "the server cannot store edits fast enough right now; this edit was not taken",
+            )
         try:
             check_update_header(update)
         except MalformedPayload as exc:
             raise RealtimeError("malformed_update", f"not a valid Yjs update: {exc}") from None
         delta = room.apply_untrusted(update)
         if delta is not None:
-            self._persist_then_relay(room, delta, session)
+            try:
+                self._persist_then_relay(room, delta, session)
+            except UpdateLogFull:  # checked above; only a race with another room could get here
+                raise RealtimeError("storage_backlog", "the server cannot store edits right now") from None
 
     def client_awareness(self, room: Room, session: Session, update: bytes) -> None:
         relay = room.awareness.apply(session.sid, update, session.identity)
         if relay is not None:
             room.send_to_others(session.sid, "awareness-update", relay)
+            self._queue_awareness(room, session.sid, relay)
 
     async def role_of(
         self,
@@ -397,6 +636,8 @@ class DocumentService:
     ) -> dict[str, Any]:
         """A REST write: becomes one CRDT update, relayed live, then snapshotted at once."""
         room = await self.open_room(kind, doc_id)
+        if self.update_log.full:
+            raise RealtimeError("storage_backlog", "the server cannot store edits right now")
         room_left = self.limits.max_document_bytes - room.stored_bytes
         delta = room.apply_content(content, fields, max_growth=room_left)
         if delta is not None:
@@ -405,18 +646,28 @@ class DocumentService:
         return room.content()
 
     async def document_deleted(self, kind: docschema.DocKind, doc_id: uuid.UUID) -> None:
+        """The row was deleted (REST): every instance drops the room and its sockets."""
         self.read_cache.invalidate(kind.value, doc_id)
+        self.bus.publish(self._channel(kind, doc_id), ClusterMessage("deleted").encode())
         room = self.loaded(kind, doc_id)
-        if room is None:
-            return
+        if room is not None:
+            await self._drop_deleted(room)
+
+    async def _drop_deleted(self, room: Room) -> None:
         self._close_room(room)
         for session in list(room.sessions.values()):
             await self.transport.disconnect(
-                room.namespace, session, "document_deleted", f"this {kind.value} was deleted"
+                room.namespace, session, "document_deleted", f"this {room.kind.value} was deleted"
             )
 
     async def access_changed(self, kind: docschema.DocKind, doc_id: uuid.UUID) -> None:
-        """Re-check every connected session's role (visibility, shares, collaborators)."""
+        """Access rules changed (visibility, shares, collaborators): every instance re-checks
+        its sockets' roles, and no read cache keeps the old answer."""
+        self.read_cache.invalidate(kind.value, doc_id)
+        self.bus.publish(self._channel(kind, doc_id), ClusterMessage("access").encode())
+        await self._recheck_roles(kind, doc_id)
+
+    async def _recheck_roles(self, kind: docschema.DocKind, doc_id: uuid.UUID) -> None:
         room = self.loaded(kind, doc_id)
         if room is None:
             return
@@ -446,10 +697,209 @@ class DocumentService:
                 room.members.add(sid, session.member)
                 room.transport.send(room.namespace, [session], "role-changed", {"role": role.value})
         room.send_presence()
+        self._members_changed(room)
 
-    def presence(self, kind: docschema.DocKind, doc_id: uuid.UUID) -> list[dict[str, Any]]:
+    async def broadcast(self, kind: docschema.DocKind, doc_id: uuid.UUID, event: str, data: Any) -> None:
+        """Deliver a named event (e.g. ``comment``) to every socket of the document, on every
+        instance. ``data`` must be JSON-serializable."""
+        self.bus.publish(
+            self._channel(kind, doc_id), ClusterMessage("event", {"event": event, "data": data}).encode()
+        )
         room = self.loaded(kind, doc_id)
-        return room.members.as_json() if room is not None else []
+        if room is not None:
+            room.send_to_others(None, event, data)
+
+    async def presence(self, kind: docschema.DocKind, doc_id: uuid.UUID) -> list[dict[str, Any]]:
+        """Members of every instance. A document not loaded here is opened, and the other
+        instances answer its ``hello`` within one bus round trip (waited for briefly)."""
+        room = self.loaded(kind, doc_id)
+        if room is None:
+            if isinstance(self.bus, MemoryBus):
+                return []  # a single instance: not loaded means nobody is connected
+            room = await self.open_room(kind, doc_id)
+            if self.bus.state is BusState.UP:
+                await asyncio.sleep(self.limits.presence_roll_call)
+        return room.members.as_json()
+
+    # --- the bus ----------------------------------------------------------------------
+
+    def _channel(self, kind: docschema.DocKind, doc_id: uuid.UUID) -> str:
+        return cluster.document_channel(self.prefix, kind.value, doc_id)
+
+    def _publish(self, room: Room, message: ClusterMessage) -> None:
+        if self.bus.state is not BusState.STOPPED:
+            self.bus.publish(self._channel(room.kind, room.doc_id), message.encode())
+
+    def _publish_invalidation(self, kind: str, doc_id: uuid.UUID) -> None:
+        if self.bus.state is not BusState.STOPPED:
+            message = ClusterMessage("invalidate", {"kind": kind, "id": str(doc_id)})
+            self.bus.publish(cluster.cache_channel(self.prefix), message.encode())
+
+    def _on_cache_message(self, envelope: Envelope) -> None:
+        message = ClusterMessage.decode(envelope.data)
+        if message.kind == "invalidate":
+            self.read_cache.invalidate_local(str(message.header["kind"]), uuid.UUID(message.header["id"]))
+        if envelope.after_gap:
+            self.read_cache.clear()  # an invalidation may have been lost
+
+    def _on_document_message(self, key: RoomKey, envelope: Envelope) -> None:
+        room = self.rooms.get(key)
+        if room is None:
+            early = self._early.get(key)
+            if early is not None:  # still loading: applied once the room exists
+                early.append(envelope)
+            return
+        message = ClusterMessage.decode(envelope.data)
+        handler = self._message_handlers.get(message.kind)
+        if handler is not None:
+            handler(room, envelope.origin, message)
+        if envelope.after_gap:
+            self._schedule_catch_up(room, f"a gap in the messages of instance {envelope.origin[:8]}")
+
+    def _remote_update(self, room: Room, origin: str, message: ClusterMessage) -> None:
+        try:
+            delta = room.apply(message.body)
+        except Exception:
+            log.exception("%s: a malformed update from instance %s", room.namespace, origin[:8])
+            return
+        if delta is not None:
+            room.stored_bytes += len(delta)
+            room.queue_broadcast(delta, None)
+
+    def _remote_awareness(self, room: Room, origin: str, message: ClusterMessage) -> None:
+        owner = cluster.pseudo_sid(origin, str(message.header.get("sid")))
+        peers = self._peers[(room.kind, room.doc_id)]
+        peers.awareness.setdefault(origin, set()).add(owner)
+        peers.touch(origin)
+        for update in cluster.read_awareness(message):
+            try:
+                relay = room.awareness.apply(owner, update)
+            except ValueError:
+                continue
+            if relay is not None:
+                room.send_to_others(None, "awareness-update", relay)
+
+    def _remote_awareness_gone(self, room: Room, origin: str, message: ClusterMessage) -> None:
+        owner = cluster.pseudo_sid(origin, str(message.header.get("sid")))
+        self._peers[(room.kind, room.doc_id)].awareness.get(origin, set()).discard(owner)
+        removal = room.awareness.remove_session(owner)
+        if removal is not None:
+            room.send_to_others(None, "awareness-update", removal)
+
+    def _remote_members(self, room: Room, origin: str, message: ClusterMessage) -> None:
+        peers = self._peers[(room.kind, room.doc_id)]
+        peers.touch(origin)
+        members = {cluster.pseudo_sid(origin, sid): m for sid, m in cluster.read_members(message).items()}
+        before = peers.members.get(origin, set())
+        changed = False
+        for gone in before - members.keys():
+            room.members.remove(gone)
+            changed = True
+        for pseudo, member in members.items():
+            if pseudo not in before:
+                changed = True
+            room.members.add(pseudo, member)
+        if members:
+            peers.members[origin] = set(members)
+        else:
+            peers.forget(origin)
+        if changed:
+            room.send_presence()
+
+    def _remote_hello(self, room: Room, origin: str, message: ClusterMessage) -> None:
+        if room.sessions:
+            self._publish_members(room)
+            self._publish_awareness_of_sessions(room)
+
+    def _remote_deleted(self, room: Room, origin: str, message: ClusterMessage) -> None:
+        self.read_cache.invalidate_local(room.kind.value, room.doc_id)
+        self._spawn(self._drop_deleted(room), f"deleted {room.namespace}")
+
+    def _remote_access(self, room: Room, origin: str, message: ClusterMessage) -> None:
+        self.read_cache.invalidate_local(room.kind.value, room.doc_id)
+        self._spawn(self._recheck_roles(room.kind, room.doc_id), f"access {room.namespace}")
+
+    def _remote_event(self, room: Room, origin: str, message: ClusterMessage) -> None:
+        room.send_to_others(None, str(message.header["event"]), message.header.get("data"))
+
+    def _members_changed(self, room: Room) -> None:
+        """Publish this instance's members of ``room`` soon (a join storm sends one message)."""
+        key = (room.kind, room.doc_id)
+        if key in self._members_dirty:
+            return
+        self._members_dirty.add(key)
+
+        def publish() -> None:
+            self._members_dirty.discard(key)
+            if not room.closed:
+                self._publish_members(room)
+
+        asyncio.get_running_loop().call_later(0.01, publish)
+
+    def _publish_members(self, room: Room) -> None:
+        local = {sid: session.member for sid, session in room.sessions.items()}
+        self._publish(room, cluster.members_message(local))
+
+    def _publish_awareness_of_sessions(self, room: Room) -> None:
+        for sid in room.sessions:
+            encoded = room.awareness.encode_session(sid)
+            if encoded is not None:
+                self._publish(room, cluster.awareness_message(sid, [encoded]))
+
+    def _queue_awareness(self, room: Room, sid: str, update: bytes) -> None:
+        """Publish a session's awareness, at most one bus message per ``awareness_interval``
+        (what arrives meanwhile travels together in the next one)."""
+        outgoing = self._awareness_out.get(sid)
+        if outgoing is None:
+            outgoing = self._awareness_out[sid] = _AwarenessOut(room, [])
+        outgoing.pending.append(update)
+        if outgoing.timer is not None:
+            return
+        wait = outgoing.last_sent + self.limits.awareness_interval - time.monotonic()
+        if wait <= 0:
+            self._flush_awareness(sid)
+        else:
+            outgoing.timer = asyncio.get_running_loop().call_later(wait, self._flush_awareness, sid)
+
+    def _flush_awareness(self, sid: str) -> None:
+        outgoing = self._awareness_out.get(sid)
+        if outgoing is None:
+            return
+        outgoing.timer = None
+        pending, outgoing.pending = outgoing.pending, []
+        if pending and not outgoing.room.closed:
+            outgoing.last_sent = time.monotonic()
+            self._publish(outgoing.room, cluster.awareness_message(sid, pending))
+
+    def _expire_peers(self, room: Room) -> None:
+        """Forget instances not heard from within the presence timeout (crashed, cut off)."""
+        peers = self._peers.get((room.kind, room.doc_id))
+        if peers is None:
+            return
+        for origin in peers.expired(self.limits.presence_timeout):
+            members, owners = peers.forget(origin)
+            for pseudo in members:
+                room.members.remove(pseudo)
+            for owner in owners:
+                removal = room.awareness.remove_session(owner)
+                if removal is not None:
+                    room.send_to_others(None, "awareness-update", removal)
+            log.info(
+                "%s: instance %s went silent; dropped its %d members",
+                room.namespace,
+                origin[:8],
+                len(members),
+            )
+            room.send_presence()
+
+
+def _admission_entry(room: Room, sid: str, member: Member) -> tuple[str, bool]:
+    """``(identity, can_write)`` of a room member, local or on another instance."""
+    local = room.sessions.get(sid)
+    if local is not None:
+        return local.identity, local.role.can_write
+    identity = f"user:{member.user_id}" if member.user_id else f"guest:{sid}"
+    return identity, member.role in (Role.OWNER.value, Role.EDITOR.value)
 
 
 def _row_content(row: Loop | Song) -> dict[str, Any]:

@@ -229,7 +229,7 @@ class DocumentHandlers:
 
     async def presence(self, request: web.Request) -> web.Response:
         row, _role, _stale = await self._readable(request)
-        members = context(request).documents.presence(self.kind.doc_kind, row.id)
+        members = await context(request).documents.presence(self.kind.doc_kind, row.id)
         return json_model(Presence.model_validate({"members": members}))
 
     async def _owned(self, request: web.Request) -> Loop | Song:

@@ -319,3 +319,16 @@ class Presence(OutputModel):
 
 class Health(OutputModel):
     status: str
+
+
+class BusStatus(OutputModel):
+    state: Literal["up", "down", "stopped"]
+    backend: str
+    outages: int
+
+
+class Readiness(OutputModel):
+    """``ok``, or ``degraded`` while the cross-instance bus is down (still serving)."""
+
+    status: Literal["ok", "degraded"]
+    bus: BusStatus

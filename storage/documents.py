@@ -95,6 +95,26 @@ async def load_document(
     return StoredDocument(state=state, position=int(position), updates=updates)
 
 
+async def lock_document_state(
+    session: AsyncSession, *, resource_type: str, resource_id: uuid.UUID
+) -> tuple[bytes | None, int] | None:
+    """``(state, position)`` of a document row, locked until the end of the transaction.
+
+    The lock serializes snapshots of one document across instances: ``FOR UPDATE`` on
+    Postgres; on SQLite the caller's write transaction (``BEGIN IMMEDIATE``) already
+    excludes every other writer. None if the row is gone.
+    """
+    model = document_model(resource_type)
+    row = (
+        await session.execute(
+            select(model.doc_state, model.doc_log_position).where(model.id == resource_id).with_for_update()
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return row[0], int(row[1])
+
+
 async def append_updates(
     session: AsyncSession | AsyncConnection, entries: Sequence[tuple[str, uuid.UUID, bytes]]
 ) -> list[int]:

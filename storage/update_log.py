@@ -6,20 +6,41 @@ task does all the writing: it waits for the first entry, takes everything queued
 a batch limit) and commits it in one write transaction; entries arriving while a commit
 is in flight form the next batch. At low load an entry is written at once; under load
 many entries share one commit.
+
+When the database refuses a write (connection lost, read-only, disk full, a trigger...), the
+batch is NOT failed: the writer keeps it at the head of the queue and retries with capped
+backoff until it is durable, so an edit already applied in memory is never half-applied
+(relayed to nobody, yet persisted by the next snapshot). The queue is bounded
+(``max_pending``): when it is full, :meth:`submit` raises :class:`UpdateLogFull` and the
+caller refuses the edit before applying it. Errors that are not the database's (a bug, an
+unstarted database) still fail the batch at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
+
+import asyncpg
+from sqlalchemy.exc import DBAPIError
 
 from storage.database import Database
 from storage.documents import RESOURCE_MODELS, append_updates
 
 log = logging.getLogger(__name__)
+
+
+class UpdateLogFull(RuntimeError):
+    """Too many entries wait for the database: the caller must refuse the update."""
+
+
+# What the database raises when it cannot take a write now; worth retrying.
+_RETRIABLE = (DBAPIError, sqlite3.Error, asyncpg.PostgresError, OSError)
 
 
 @dataclass(slots=True)
@@ -55,10 +76,14 @@ class UpdateLog:
         max_batch_entries: int = 512,
         max_batch_bytes: int = 4 * 1024 * 1024,
         max_delay: float = 0.0,
+        max_pending: int = 10_000,
+        max_retry_delay: float = 2.0,
         name: str = "update-log-writer",
     ) -> None:
-        if max_batch_entries < 1 or max_batch_bytes < 1 or max_delay < 0:
+        if max_batch_entries < 1 or max_batch_bytes < 1 or max_delay < 0 or max_pending < 1:
             raise ValueError("batch limits must be positive and max_delay >= 0")
+        self._max_pending = max_pending
+        self._max_retry_delay = max_retry_delay
         self._db = db
         self._max_entries = max_batch_entries
         self._max_bytes = max_batch_bytes
@@ -72,6 +97,14 @@ class UpdateLog:
         self.entries = 0
         self.failed_batches = 0
         self.failed_entries = 0
+        self.retries = 0  # failed attempts that were retried
+        self.failing_since: float | None = None  # monotonic time the database began refusing
+        self._consecutive_failures = 0
+
+    @property
+    def full(self) -> bool:
+        """No room for another entry: :meth:`submit` would raise :class:`UpdateLogFull`."""
+        return len(self._queue) >= self._max_pending
 
     @property
     def running(self) -> bool:
@@ -135,6 +168,8 @@ class UpdateLog:
             raise ValueError(f"unknown resource type {resource_type!r}")
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError("an update must be bytes")
+        if self.full:
+            raise UpdateLogFull(f"{len(self._queue)} updates are waiting for the database")
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
         self._queue.append(_Entry(resource_type, resource_id, bytes(data), future))
@@ -179,17 +214,41 @@ class UpdateLog:
                 # The commit may or may not have happened: these callers cannot be told.
                 self._fail(batch, RuntimeError("UpdateLog stopped while writing this entry"))
                 raise
+            except _RETRIABLE as exc:
+                await self._retry_later(batch, exc)
+                continue
             except Exception as exc:
                 self.failed_batches += 1
                 self.failed_entries += len(batch)
                 log.exception("update log: writing a batch of %d entries failed", len(batch))
                 self._fail(batch, exc)
                 continue
+            if self.failing_since is not None:
+                log.warning(
+                    "update log: the database takes writes again after %.1fs",
+                    time.monotonic() - self.failing_since,
+                )
+                self.failing_since = None
+            self._consecutive_failures = 0
             self.batches += 1
             self.entries += len(batch)
             for entry, entry_id in zip(batch, ids, strict=True):
                 if not entry.future.done():
                     entry.future.set_result(entry_id)
+
+    async def _retry_later(self, batch: list[_Entry], exc: BaseException) -> None:
+        """Put ``batch`` back at the head of the queue and wait before the next attempt."""
+        self.retries += 1
+        self._consecutive_failures += 1
+        now = time.monotonic()
+        if self.failing_since is None:
+            self.failing_since = now
+            log.error("update log: the database refuses writes (%s); retrying until it is durable", exc)
+        self._queue.extendleft(reversed(batch))
+        delay = min(self._max_retry_delay, 0.05 * 2 ** min(self._consecutive_failures, 10))
+        if self._closing:
+            delay = min(delay, 0.2)
+        await asyncio.sleep(delay)
 
     @staticmethod
     def _fail(batch: list[_Entry], exc: BaseException) -> None:

@@ -1,4 +1,4 @@
-"""Dependencies point one way: rest -> realtime -> presence, storage; identity and settings are leaves."""
+"""Dependencies point one way: rest -> realtime -> presence, storage; identity, settings, bus: leaves."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-INTERNAL = {"musicplayground", "rest", "realtime", "presence", "storage", "identity", "settings"}
+INTERNAL = {"musicplayground", "rest", "realtime", "presence", "storage", "identity", "settings", "bus"}
 
 # package -> internal packages it may import (besides itself)
 ALLOWED = {
     "settings": set(),
     "identity": set(),
+    "bus": set(),
     "storage": {"identity"},
-    "presence": set(),
-    "realtime": {"presence", "storage", "identity"},
+    "presence": {"bus"},
+    "realtime": {"bus", "presence", "storage", "identity"},
     "rest": {"realtime", "presence", "storage", "identity", "settings"},
     "musicplayground": INTERNAL - {"musicplayground"},
 }
@@ -25,6 +26,7 @@ FORBIDDEN_THIRD_PARTY = {
     "storage": {"aiohttp", "socketio", "engineio"},
     "presence": {"aiohttp", "socketio", "engineio", "sqlalchemy"},
     "identity": {"sqlalchemy", "socketio"},
+    "bus": {"aiohttp", "socketio", "engineio", "sqlalchemy"},
 }
 
 

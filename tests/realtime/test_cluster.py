@@ -1,0 +1,308 @@
+"""Several document services on one database (in one process, each its own "instance"):
+snapshots that merge instead of overwriting, the bus fan-out, catch-up after missed messages,
+the update log's behaviour when the database refuses writes, and the snapshot cadence.
+Two real server processes are in tests/process/test_cluster_process.py."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from pycrdt import Doc, Map
+from sqlalchemy import delete, text
+
+from bus import MemoryBus, MemoryHub
+from realtime import docschema
+from realtime.documents import DocumentService, RealtimeLimits, SnapshotOutcome
+from realtime.errors import RealtimeError
+from realtime.rooms import Room, Session, TokenBucket
+from storage import documents as stored
+from storage.access import Role
+from storage.database import Database
+from storage.models import Loop
+from storage.update_log import UpdateLog
+from tests.helpers import eventually
+from tests.storage.test_documents import make_documents
+
+LOOP = docschema.DocKind.LOOP
+
+
+@dataclass
+class RecordingTransport:
+    """The rooms' transport without sockets: records what each session would receive."""
+
+    sent: list[tuple[str, str, Any]] = field(default_factory=list)  # (sid, event, data)
+    disconnected: list[tuple[str, str]] = field(default_factory=list)  # (sid, code)
+
+    def send(self, namespace: str, sessions: Iterable[Session], event: str, data: Any) -> None:
+        for session in sessions:
+            self.sent.append((session.sid, event, data))
+
+    async def disconnect(self, namespace: str, session: Session, code: str, message: str) -> None:
+        self.disconnected.append((session.sid, code))
+
+    def updates_for(self, sid: str) -> list[bytes]:
+        return [data for to, event, data in self.sent if to == sid and event == "sync-update"]
+
+
+@dataclass
+class Instance:
+    service: DocumentService
+    transport: RecordingTransport
+    update_log: UpdateLog
+
+    def session(self, sid: str, role: Role = Role.OWNER) -> Session:
+        return Session(sid, uuid.uuid4(), sid, role, None, TokenBucket(1000))
+
+    async def join(self, doc_id: uuid.UUID, sid: str, role: Role = Role.OWNER) -> tuple[Room, Session]:
+        room = await self.service.open_room(LOOP, doc_id)
+        session = self.session(sid, role)
+        self.service.join(room, session)
+        return room, session
+
+
+@asynccontextmanager
+async def instance(
+    database_url: str, hub: MemoryHub | None, *, limits: RealtimeLimits | None = None, **log_options: Any
+) -> AsyncIterator[Instance]:
+    """A database, update log, bus and document service, like one server process."""
+    async with AsyncExitStack() as stack:
+        db = await stack.enter_async_context(Database(database_url))
+        update_log = await stack.enter_async_context(UpdateLog(db, **log_options))
+        bus = await stack.enter_async_context(MemoryBus(hub=hub if hub is not None else MemoryHub()))
+        service = DocumentService(db, update_log, limits or RealtimeLimits(), bus=bus)
+        transport = RecordingTransport()
+        service.attach_transport(transport)
+        await stack.enter_async_context(service)
+        yield Instance(service, transport, update_log)
+
+
+async def new_loop(database_url: str) -> uuid.UUID:
+    async with Database(database_url) as db:
+        (doc_id,) = await make_documents(db)
+    return doc_id
+
+
+def edit(key: str, value: Any) -> bytes:
+    """A Yjs update setting ``bench[key] = value`` from a client of its own."""
+    doc = Doc()
+    doc.get("bench", type=Map)[key] = value
+    return doc.get_update()
+
+
+def bench(room: Room) -> dict[str, Any]:
+    return dict(room.doc.get("bench", type=Map))
+
+
+async def stored_bench(database_url: str, doc_id: uuid.UUID) -> dict[str, Any]:
+    async with Database(database_url) as db, db.session() as session:
+        found = await stored.load_document(session, resource_type="loop", resource_id=doc_id)
+    assert found is not None and found.state is not None
+    doc = Doc()
+    doc.apply_update(found.state)
+    for _, update in found.updates:
+        doc.apply_update(update)
+    return dict(doc.get("bench", type=Map))
+
+
+async def test_snapshots_of_two_instances_merge_instead_of_overwriting(database_url: str) -> None:
+    doc_id = await new_loop(database_url)
+    # No shared hub: the instances never hear each other, the worst case for the row.
+    async with instance(database_url, None) as a, instance(database_url, None) as b:
+        room_a, alice = await a.join(doc_id, "alice")
+        room_b, bob = await b.join(doc_id, "bob")
+        a.service.client_update(room_a, alice, edit("from-a", 1))
+        await eventually(lambda: a.update_log.entries >= 1)
+        assert await a.service.snapshot(room_a) is SnapshotOutcome.SAVED  # folds and trims the log
+
+        b.service.client_update(room_b, bob, edit("from-b", 2))
+        await eventually(lambda: b.update_log.entries >= 1)
+        # B never saw A's entry, which A's snapshot has deleted from the log: B must merge
+        # the row's state rather than overwrite it.
+        assert await b.service.snapshot(room_b) is SnapshotOutcome.MERGED
+        assert bench(room_b) == {"from-a": 1, "from-b": 2}
+        assert await stored_bench(database_url, doc_id) == {"from-a": 1, "from-b": 2}
+        # B's clients got A's content live when it was merged.
+        merged = Doc()
+        for update in b.transport.updates_for("bob"):
+            merged.apply_update(update)
+        assert dict(merged.get("bench", type=Map)) == {"from-a": 1}
+
+        assert await a.service.snapshot(room_a) is SnapshotOutcome.MERGED
+        assert bench(room_a) == {"from-a": 1, "from-b": 2}
+        assert await stored_bench(database_url, doc_id) == {"from-a": 1, "from-b": 2}
+
+
+async def test_a_snapshot_of_a_deleted_row_drops_the_room_and_its_sockets(database_url: str) -> None:
+    doc_id = await new_loop(database_url)
+    async with instance(database_url, None) as a:
+        room, alice = await a.join(doc_id, "alice")
+        a.service.client_update(room, alice, edit("k", 1))
+        async with Database(database_url) as db, db.write_session() as session:
+            await session.execute(delete(Loop).where(Loop.id == doc_id))
+        assert await a.service.snapshot(room) is SnapshotOutcome.DELETED
+        assert room.closed and a.service.loaded(LOOP, doc_id) is None
+        assert a.transport.disconnected == [("alice", "document_deleted")]
+
+
+async def test_updates_awareness_members_and_events_reach_the_other_instance(database_url: str) -> None:
+    doc_id = await new_loop(database_url)
+    hub = MemoryHub()
+    async with instance(database_url, hub) as a, instance(database_url, hub) as b:
+        room_a, alice = await a.join(doc_id, "alice")
+        room_b, _bob = await b.join(doc_id, "bob")
+        await eventually(lambda: len(room_a.members) == 2 and len(room_b.members) == 2)
+        a.service.client_update(room_a, alice, edit("live", 1))
+        await eventually(lambda: bench(room_b) == {"live": 1})
+        assert any(bench_of(u) == {"live": 1} for u in b.transport.updates_for("bob"))
+        # Awareness: y-protocols encoding of client 7's state, relayed to B's sockets.
+        from pycrdt import Awareness
+
+        peer = Awareness(Doc())
+        peer.set_local_state({"user": {"name": "alice"}, "cursor": {"bar": 1}})
+        a.service.client_awareness(room_a, alice, peer.encode_awareness_update([peer.client_id]))
+        await eventually(lambda: peer.client_id in room_b.awareness.states)
+        assert any(to == "bob" and event == "awareness-update" for to, event, _ in b.transport.sent)
+        # A named event (issue 9's comments) reaches every socket of every instance.
+        await a.service.broadcast(LOOP, doc_id, "comment", {"text": "nice"})
+        await eventually(lambda: ("bob", "comment", {"text": "nice"}) in b.transport.sent)
+        assert ("alice", "comment", {"text": "nice"}) in a.transport.sent
+        # Leaving removes the member and their cursor on the other instance too.
+        await a.service.leave(room_a, alice)
+        await eventually(lambda: len(room_b.members) == 1 and peer.client_id not in room_b.awareness.states)
+        # Deleting on A drops B's sockets.
+        await a.service.document_deleted(LOOP, doc_id)
+        await eventually(lambda: b.transport.disconnected == [("bob", "document_deleted")])
+
+
+def bench_of(update: bytes) -> dict[str, Any]:
+    doc = Doc()
+    doc.apply_update(update)
+    return dict(doc.get("bench", type=Map))
+
+
+async def test_the_room_limit_counts_every_instance(database_url: str) -> None:
+    doc_id = await new_loop(database_url)
+    hub = MemoryHub()
+    limits = RealtimeLimits(max_clients_per_room=2)
+    async with (
+        instance(database_url, hub, limits=limits) as a,
+        instance(database_url, hub, limits=limits) as b,
+    ):
+        await a.join(doc_id, "a1")
+        room_b, _ = await b.join(doc_id, "b1")
+        await eventually(lambda: len(room_b.members) == 2)
+        with pytest.raises(RealtimeError) as refused:
+            await b.join(doc_id, "b2")
+        assert refused.value.code == "room_full"
+
+
+async def test_a_missed_message_is_caught_up_from_storage(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doc_id = await new_loop(database_url)
+    hub = MemoryHub()
+    async with instance(database_url, hub) as a, instance(database_url, hub) as b:
+        room_a, alice = await a.join(doc_id, "alice")
+        room_b, _bob = await b.join(doc_id, "bob")
+        # A's bus "loses" one message (pub/sub is at most once).
+        bus_a = a.service.bus
+        real_send = bus_a._send
+        await asyncio.sleep(0.05)  # the members and hello messages of the joins went out
+        before = bus_a.published
+        monkeypatch.setattr(bus_a, "_send", lambda channel, raw: None)
+        a.service.client_update(room_a, alice, edit("lost", 1))
+        await eventually(lambda: bus_a.published > before)
+        monkeypatch.setattr(bus_a, "_send", real_send)
+        assert bench(room_b) == {}
+        a.service.client_update(room_a, alice, edit("next", 2))
+        # The next message shows a gap in A's numbering: B catches up from the log.
+        await eventually(lambda: bench(room_b) == {"lost": 1, "next": 2})
+        assert b.service.catch_ups >= 1
+
+
+async def _refuse_log_writes(database_url: str, refuse: bool) -> None:
+    async with Database(database_url) as db, db.write_session() as session:
+        if db.dialect == "sqlite":
+            if refuse:
+                await session.execute(
+                    text(
+                        "CREATE TRIGGER refuse_log BEFORE INSERT ON document_updates "
+                        "BEGIN SELECT RAISE(ABORT, 'writes refused by the test'); END"
+                    )
+                )
+            else:
+                await session.execute(text("DROP TRIGGER refuse_log"))
+        elif refuse:
+            await session.execute(
+                text(
+                    "CREATE FUNCTION refuse_log() RETURNS trigger AS $$ BEGIN "
+                    "RAISE EXCEPTION 'writes refused by the test'; END $$ LANGUAGE plpgsql"
+                )
+            )
+            await session.execute(
+                text(
+                    "CREATE TRIGGER refuse_log BEFORE INSERT ON document_updates "
+                    "FOR EACH STATEMENT EXECUTE FUNCTION refuse_log()"
+                )
+            )
+        else:
+            await session.execute(text("DROP TRIGGER refuse_log ON document_updates"))
+            await session.execute(text("DROP FUNCTION refuse_log()"))
+
+
+async def test_an_edit_the_database_refuses_is_retried_until_durable_never_half_applied(
+    database_url: str,
+) -> None:
+    doc_id = await new_loop(database_url)
+    hub = MemoryHub()
+    async with instance(database_url, hub, max_pending=3) as a, instance(database_url, hub) as b:
+        room_a, alice = await a.join(doc_id, "alice")
+        _room_a2, carol = await a.join(doc_id, "carol")
+        room_b, _bob = await b.join(doc_id, "bob")
+        await _refuse_log_writes(database_url, True)
+        try:
+            a.service.client_update(room_a, alice, edit("pending", 1))
+            await eventually(lambda: a.update_log.retries >= 2)
+            # Not durable, so not relayed: neither the local peer nor the other instance has it.
+            assert a.transport.updates_for("carol") == [] and bench(room_b) == {}
+            # The bounded queue fills; further edits are refused BEFORE being applied.
+            a.service.client_update(room_a, alice, edit("p2", 2))
+            a.service.client_update(room_a, alice, edit("p3", 3))
+            with pytest.raises(RealtimeError) as full:
+                a.service.client_update(room_a, carol, edit("refused", 4))
+            assert full.value.code == "storage_backlog"
+            assert "refused" not in bench(room_a)
+        finally:
+            await _refuse_log_writes(database_url, False)
+        # The database takes writes again: the queued edits become durable, then are relayed.
+        await eventually(lambda: bench(room_b) == {"pending": 1, "p2": 2, "p3": 3}, timeout=15)
+        assert a.update_log.failed_entries == 0
+        assert {k for u in a.transport.updates_for("carol") for k in bench_of(u)} == {"pending", "p2", "p3"}
+        assert await stored_bench(database_url, doc_id) == {"pending": 1, "p2": 2, "p3": 3}
+
+
+async def test_sustained_editing_snapshots_once_per_interval(database_url: str) -> None:
+    doc_id = await new_loop(database_url)
+    interval = 0.6
+    limits = RealtimeLimits(snapshot_interval=interval)
+    async with instance(database_url, None, limits=limits) as a:
+        room, alice = await a.join(doc_id, "alice")
+        started = time.monotonic()
+        i = 0
+        while len(a.service.snapshots) < 4:
+            a.service.client_update(room, alice, edit(f"k{i}", i))
+            i += 1
+            await asyncio.sleep(0.02)
+            assert time.monotonic() - started < 60, "no periodic snapshots"
+        times = [at for _, at, _ in a.service.snapshots]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+        # Not every maintenance tick (0.3 s here): each snapshot one interval after the last.
+        assert all(gap >= interval * 0.95 for gap in gaps), gaps
