@@ -17,6 +17,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -83,6 +84,10 @@ class DocumentService:
         self._transport: RoomTransport | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self.loads = 0  # documents loaded from storage (a join storm loads once)
+        self.updates_applied = 0  # client updates that changed a document
+        self.updates_relayed = 0  # updates relayed to their room once durable
+        # Called with (seconds, stored bytes) after each snapshot (metrics).
+        self.on_snapshot: Callable[[float, int], None] | None = None
         self.read_cache = ReadCache()
 
     # --- lifecycle --------------------------------------------------------------------
@@ -255,6 +260,7 @@ class DocumentService:
                     )
                 return
             if not room.closed:
+                self.updates_relayed += 1
                 room.queue_broadcast(delta, sender.sid if sender is not None else None)
 
         committed.add_done_callback(relay)
@@ -267,6 +273,7 @@ class DocumentService:
         is a no-op) so the new position only covers entries known to be in the state.
         """
         async with room.snapshot_lock:
+            started = time.perf_counter()
             async with self.db.session() as session:
                 missing = await stored.updates_after(
                     session, resource_type=room.kind.value, resource_id=room.doc_id, position=room.position
@@ -296,6 +303,8 @@ class DocumentService:
                 return
             room.persisted_version = version
             room.stored_bytes = len(state)
+            if self.on_snapshot is not None:
+                self.on_snapshot(time.perf_counter() - started, len(state))
             if room.version == version:
                 room.dirty_since = None
 
@@ -345,6 +354,7 @@ class DocumentService:
         except Exception as exc:  # pycrdt raises ValueError, sometimes others, on junk
             raise RealtimeError("malformed_update", "not a valid Yjs update") from exc
         if delta is not None:
+            self.updates_applied += 1
             self._persist_then_relay(room, delta, session)
 
     def client_awareness(self, room: Room, session: Session, update: bytes) -> None:

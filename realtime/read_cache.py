@@ -24,12 +24,19 @@ class ReadCache:
     def __init__(self, size: int = 10_000) -> None:
         self._entries: LRUCache[tuple[str, uuid.UUID], CachedDocument] = LRUCache(maxsize=size)
         self._generation = 0
+        self.hits = 0
+        self.misses = 0
 
     def generation(self) -> int:
         return self._generation
 
     def get(self, kind: str, doc_id: uuid.UUID) -> CachedDocument | None:
-        return self._entries.get((kind, doc_id))
+        entry = self._entries.get((kind, doc_id))
+        if entry is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return entry
 
     def put(self, kind: str, doc_id: uuid.UUID, entry: CachedDocument, *, read_at: int) -> None:
         if read_at == self._generation:

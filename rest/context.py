@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from identity.errors import InvalidToken
 from realtime.documents import DocumentService
 from rest.errors import BadRequest, UnsupportedMediaType, validation_error
+from rest.responses import json_response
 from settings import Settings
 from storage.accounts import Authenticator, Caller
 from storage.database import Database
@@ -95,6 +96,4 @@ def path_uuid(request: web.Request, name: str = "id") -> uuid.UUID:
 
 
 def json_model(model: BaseModel, status: int = 200) -> web.Response:
-    return web.Response(
-        body=model.model_dump_json(by_alias=True), status=status, content_type="application/json"
-    )
+    return json_response(model, status=status)

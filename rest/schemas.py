@@ -315,3 +315,17 @@ class Presence(OutputModel):
 
 class Health(OutputModel):
     status: str
+
+
+# --- operations ---------------------------------------------------------------------------
+
+
+class CheckResult(OutputModel):
+    name: str = Field(max_length=64)
+    status: Literal["ok", "failing"]
+    detail: str = Field(max_length=500)
+
+
+class Readiness(OutputModel):
+    status: Literal["ok"]
+    checks: list[CheckResult] = Field(max_length=32)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from storage.database import Database
@@ -45,7 +47,9 @@ class UpdateLog:
     that long after the first entry of a batch to gather more; at 0 it never sleeps.
 
     Counters: ``batches`` and ``entries`` (committed), ``failed_batches`` and
-    ``failed_entries``; ``pending`` is the number of entries not yet taken by the writer.
+    ``failed_entries``; ``pending`` is the number of entries not yet taken by the writer;
+    ``last_batch_failed`` says whether the latest transaction failed (readiness).
+    ``on_commit(entries, seconds)`` is called after each committed batch (metrics).
     """
 
     def __init__(
@@ -56,6 +60,7 @@ class UpdateLog:
         max_batch_bytes: int = 4 * 1024 * 1024,
         max_delay: float = 0.0,
         name: str = "update-log-writer",
+        on_commit: Callable[[int, float], None] | None = None,
     ) -> None:
         if max_batch_entries < 1 or max_batch_bytes < 1 or max_delay < 0:
             raise ValueError("batch limits must be positive and max_delay >= 0")
@@ -72,6 +77,8 @@ class UpdateLog:
         self.entries = 0
         self.failed_batches = 0
         self.failed_entries = 0
+        self.last_batch_failed = False
+        self._on_commit = on_commit
 
     @property
     def running(self) -> bool:
@@ -170,6 +177,7 @@ class UpdateLog:
             if self._max_delay > 0 and len(self._queue) < self._max_entries and not self._closing:
                 await asyncio.sleep(self._max_delay)
             batch = self._take_batch()
+            started = time.perf_counter()
             try:
                 async with self._db.write_connection() as conn:
                     ids = await append_updates(
@@ -182,11 +190,15 @@ class UpdateLog:
             except Exception as exc:
                 self.failed_batches += 1
                 self.failed_entries += len(batch)
+                self.last_batch_failed = True
                 log.exception("update log: writing a batch of %d entries failed", len(batch))
                 self._fail(batch, exc)
                 continue
             self.batches += 1
             self.entries += len(batch)
+            self.last_batch_failed = False
+            if self._on_commit is not None:
+                self._on_commit(len(batch), time.perf_counter() - started)
             for entry, entry_id in zip(batch, ids, strict=True):
                 if not entry.future.done():
                     entry.future.set_result(entry_id)
