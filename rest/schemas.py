@@ -40,6 +40,16 @@ SERVER_MANAGED = frozenset(
 )
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class InputModel(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -48,6 +58,14 @@ class InputModel(BaseModel):
         validate_by_name=False,
         validate_by_alias=True,
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_characters(cls, data: Any) -> Any:
+        # Postgres text cannot hold U+0000 (and no client means to send it): a 400, not a 500.
+        if _has_nul(data):
+            raise ValueError("text may not contain NUL (U+0000) characters")
+        return data
 
 
 def _reject_both(data: Any, *names: str) -> Any:

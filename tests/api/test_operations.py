@@ -193,3 +193,13 @@ async def test_a_refresh_token_sent_as_bearer_is_named(client: TestClient) -> No
         await client.get("/api/users/me", headers=bearer(owner["refreshToken"])), 401, "invalid_token"
     )
     assert "looks like a refresh token" in body["error"]
+
+
+async def test_nul_characters_are_a_400_not_a_database_error(client: TestClient) -> None:
+    # Found by the schemathesis run: Postgres text cannot hold U+0000.
+    owner = await sign_up(client)
+    nested = {**LOOP, "chordProgression": [{"bar": 0, "chord": "C\u0000"}]}
+    for body in ({**LOOP, "name": "bad\u0000name"}, nested):
+        resp = await client.post("/api/loops", json=body, headers=bearer(owner["token"]))
+        failure = await expect_error(resp, 400, "validation_error")
+        assert "NUL" in failure["error"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import sqlite3
 import subprocess
@@ -34,7 +35,7 @@ def test_help_explains_every_command() -> None:
 
 @SLOW
 def test_serve_on_an_empty_directory_migrates_and_serves(tmp_path: Path) -> None:
-    env = {"DATA_DIR": str(tmp_path / "data")}
+    env = {"DATA_DIR": str(tmp_path / "data"), "LOG_FORMAT": "json"}
     with ServerProcess(env, log_path=tmp_path / "server.log") as server:
         session = requests.post(f"{server.url}/api/auth/anonymous", timeout=5).json()
         headers = {"Authorization": f"Bearer {session['token']}"}
@@ -43,7 +44,13 @@ def test_serve_on_an_empty_directory_migrates_and_serves(tmp_path: Path) -> None
         assert requests.get(f"{server.url}/readyz", timeout=5).status_code == 200
         servers = requests.get(f"{server.url}/api/openapi.json", timeout=5).json()["servers"]
         assert servers == [{"url": f"http://localhost:{server.port}"}]
-    assert "migrating the SQLite database from revision none" in server.log()
+        assert server.terminate() == 0
+    lines = [json.loads(line) for line in server.log().splitlines() if line.strip()]
+    messages = [line["message"] for line in lines]
+    assert "migrating the SQLite database from revision none" in messages
+    access = [line for line in lines if line["logger"] == "musicplayground.access"]
+    created_line = next(line for line in access if '"POST /api/loops"' in line["message"])
+    assert created_line["request_id"] == created.headers["X-Request-Id"] and created_line["status"] == 201
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
