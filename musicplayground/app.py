@@ -19,6 +19,7 @@ from aiohttp import web
 from identity.firebase import FirebaseVerifier
 from identity.tokens import TokenIssuer
 from musicplayground.observability import METRICS, CacheCounters, Metrics, observe_requests
+from realtime.docschema import DocKind
 from realtime.documents import DocumentService, RealtimeLimits
 from realtime.sockets import CollabSocketServer
 from rest.context import REST_CONTEXT, RestContext
@@ -36,10 +37,12 @@ from storage.migrate import (
     schema_state,
     upgrade,
 )
-from storage.purge import DailyPurge, PurgeHook
+from storage.purge import DailyPurge, PurgedAccount, PurgeHook
 from storage.update_log import UpdateLog
 
 log = logging.getLogger(__name__)
+# What the in-server purge calls per deleted account (tests call it after their own purge).
+PURGE_HOOK = web.AppKey[PurgeHook]("purge_hook")
 
 
 def realtime_limits(settings: Settings) -> RealtimeLimits:
@@ -71,6 +74,7 @@ def create_app(settings: Settings) -> web.Application:
     documents.on_snapshot = metrics.observe_snapshot
     sockets = CollabSocketServer(documents, auth, cors_origins=list(settings.cors_origins))
     _watch(metrics, documents, sockets, update_log)
+    forget = _forget_purged(documents, purge_hook(settings))
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
@@ -82,9 +86,7 @@ def create_app(settings: Settings) -> web.Application:
             await stack.enter_async_context(documents)
             if settings.anonymous_purge:
                 await stack.enter_async_context(
-                    DailyPurge(
-                        db, inactive_days=settings.anonymous_retention_days, on_purged=purge_hook(settings)
-                    )
+                    DailyPurge(db, inactive_days=settings.anonymous_retention_days, on_purged=forget)
                 )
             log.info("database: %s; firebase: %s", db.dialect, settings.firebase_project_id or "off")
             yield
@@ -100,6 +102,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = metrics
     app[METRICS_EXPOSITION] = metrics.render
     app[READINESS_CHECKS] = readiness_checks(db, update_log)
+    app[PURGE_HOOK] = forget
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(close_sockets)
     sockets.attach(app)
@@ -113,6 +116,20 @@ def purge_hook(settings: Settings) -> PurgeHook | None:
     once per deleted account, by the daily purge and by `musicplayground purge-anonymous`.
     Sample files are deleted here once blob storage is wired in."""
     return None
+
+
+def _forget_purged(documents: DocumentService, files: PurgeHook | None) -> PurgeHook:
+    """After an account is purged: drop its documents from memory and the read cache (a
+    public loop must not be served from the cache once gone), then its files."""
+
+    async def forget(account: PurgedAccount) -> None:
+        for kind, ids in ((DocKind.LOOP, account.loop_ids), (DocKind.SONG, account.song_ids)):
+            for doc_id in ids:
+                await documents.document_deleted(kind, doc_id)
+        if files is not None:
+            await files(account)
+
+    return forget
 
 
 async def prepare_schema(db: Database) -> None:

@@ -33,7 +33,7 @@ class ReadinessCheck:
 
 READINESS_CHECKS = web.AppKey("readiness_checks", list[ReadinessCheck])
 # Renders the Prometheus exposition: (body, content type). Set by the composition root.
-METRICS_EXPOSITION = web.AppKey("metrics_exposition", Callable[[], tuple[bytes, str]])
+METRICS_EXPOSITION = web.AppKey[Callable[[], tuple[bytes, str]]]("metrics_exposition")
 
 
 async def healthz(request: web.Request) -> web.Response:

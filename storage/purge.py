@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import ColumnElement, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
@@ -42,28 +42,31 @@ class PurgedAccount:
     songs: int
     samples: int
     sample_storage_keys: tuple[str, ...]
+    loop_ids: tuple[uuid.UUID, ...]
+    song_ids: tuple[uuid.UUID, ...]
 
 
 PurgeHook = Callable[[PurgedAccount], Awaitable[None]]
 
 
-def _is_purgeable(cutoff: datetime) -> list[object]:
+def _is_purgeable(cutoff: datetime) -> list[ColumnElement[bool]]:
     return [User.is_anonymous.is_(True), User.firebase_uid.is_(None), User.last_seen_at < cutoff]
 
 
 async def _describe(session: AsyncSession, user: User) -> PurgedAccount:
-    async def count(model: type[Loop] | type[Song] | type[Sample]) -> int:
-        return int(await session.scalar(select(func.count()).where(model.user_id == user.id)) or 0)
-
+    loops = tuple((await session.scalars(select(Loop.id).where(Loop.user_id == user.id))).all())
+    songs = tuple((await session.scalars(select(Song.id).where(Song.user_id == user.id))).all())
     keys = (await session.scalars(select(Sample.storage_key).where(Sample.user_id == user.id))).all()
     return PurgedAccount(
         user_id=user.id,
         created_at=user.created_at,
         last_seen_at=user.last_seen_at,
-        loops=await count(Loop),
-        songs=await count(Song),
+        loops=len(loops),
+        songs=len(songs),
         samples=len(keys),
         sample_storage_keys=tuple(keys),
+        loop_ids=loops,
+        song_ids=songs,
     )
 
 
@@ -77,10 +80,7 @@ async def _purge_one(session: AsyncSession, user_id: uuid.UUID, cutoff: datetime
     if user is None:
         return None
     account = await _describe(session, user)
-    documents = [
-        *(await session.scalars(select(Loop.id).where(Loop.user_id == user_id))).all(),
-        *(await session.scalars(select(Song.id).where(Song.user_id == user_id))).all(),
-    ]
+    documents = [*account.loop_ids, *account.song_ids]
     if documents:
         await session.execute(delete(DocumentUpdate).where(DocumentUpdate.resource_id.in_(documents)))
         await session.execute(delete(SharedLink).where(SharedLink.resource_id.in_(documents)))

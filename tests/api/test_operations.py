@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pycrdt import Map
+from sqlalchemy import update
 
+from musicplayground.app import PURGE_HOOK
 from musicplayground.observability import METRICS, JsonFormatter, RequestIdFilter
 from realtime.client import CollabClient, CollabConnectionRefused
 from settings import Settings
+from storage.models import User, utcnow
+from storage.purge import purge_anonymous_accounts
 from tests.helpers import LOOP, bearer, eventually, expect_error, sign_up
 
 
@@ -203,3 +209,22 @@ async def test_nul_characters_are_a_400_not_a_database_error(client: TestClient)
         resp = await client.post("/api/loops", json=body, headers=bearer(owner["token"]))
         failure = await expect_error(resp, 400, "validation_error")
         assert "NUL" in failure["error"]
+
+
+async def test_a_purged_public_loop_is_not_served_from_the_cache(client: TestClient) -> None:
+    owner = await sign_up(client)
+    resp = await client.post("/api/loops", json={**LOOP, "isPublic": True}, headers=bearer(owner["token"]))
+    loop = await resp.json()
+    for _ in range(2):  # the second read is answered from the read cache
+        assert (await client.get(f"/api/loops/{loop['id']}")).status == 200
+    documents = client.app[METRICS].components.documents
+    assert documents.read_cache.hits >= 1
+    async with documents.db.write_session() as session:
+        await session.execute(
+            update(User)
+            .where(User.id == uuid.UUID(owner["user"]["id"]))
+            .values(last_seen_at=utcnow() - timedelta(days=365))
+        )
+    purged = await purge_anonymous_accounts(documents.db, inactive_days=90, on_purged=client.app[PURGE_HOOK])
+    assert [str(a.user_id) for a in purged] == [owner["user"]["id"]]
+    await expect_error(await client.get(f"/api/loops/{loop['id']}"), 404, "not_found")
