@@ -66,15 +66,15 @@ def create_app(settings: Settings) -> web.Application:
         else None
     )
     auth = Authenticator(TokenIssuer(secret, access_ttl=settings.access_token_ttl), verifier, db)
+    metrics = Metrics()
     # Group commit: gather what arrives within 2 ms into one transaction (the issue asks
     # for "a few ms"); without it the writer commits back to back and burns a core.
-    metrics = Metrics()
     update_log = UpdateLog(db, max_delay=0.002, on_commit=metrics.observe_commit)
     documents = DocumentService(db, update_log, realtime_limits(settings))
     documents.on_snapshot = metrics.observe_snapshot
     sockets = CollabSocketServer(documents, auth, cors_origins=list(settings.cors_origins))
     _watch(metrics, documents, sockets, update_log)
-    forget = _forget_purged(documents, purge_hook(settings))
+    forget = _forget_purged(documents, purge_files_hook(settings))
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
@@ -111,10 +111,10 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-def purge_hook(settings: Settings) -> PurgeHook | None:
-    """What else goes when an anonymous account is purged (its rows go by cascade): called
-    once per deleted account, by the daily purge and by `musicplayground purge-anonymous`.
-    Sample files are deleted here once blob storage is wired in."""
+def purge_files_hook(settings: Settings) -> PurgeHook | None:
+    """Deletes a purged account's files (``account.sample_storage_keys``); called once per
+    deleted account by the daily purge and by `musicplayground purge-anonymous`. None until
+    blob storage is part of the app: until then no account has files outside the database."""
     return None
 
 

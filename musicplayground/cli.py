@@ -148,7 +148,7 @@ def config() -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Only print what would be removed.")
 def purge_anonymous(inactive_days: int | None, dry_run: bool) -> None:
-    from musicplayground.app import purge_hook
+    from musicplayground.app import purge_files_hook
 
     settings = _settings()
     days = inactive_days or settings.anonymous_retention_days
@@ -158,7 +158,7 @@ def purge_anonymous(inactive_days: int | None, dry_run: bool) -> None:
             await check_up_to_date(database)
             if dry_run:
                 return await purge_anonymous_accounts(database, inactive_days=days, dry_run=True)
-            purged = await purge_with_lock(database, inactive_days=days, on_purged=purge_hook(settings))
+            purged = await purge_with_lock(database, inactive_days=days, on_purged=purge_files_hook(settings))
             if purged is None:
                 raise click.ClickException("another instance is purging right now; try again later")
             return purged
