@@ -1,9 +1,19 @@
+# syntax=docker/dockerfile:1
 FROM python:3.11-slim
+ENV PYTHONUNBUFFERED=1 UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy
 RUN pip install --no-cache-dir uv==0.13.9
 WORKDIR /app
-COPY pyproject.toml uv.lock README.md ./
+# The locked dependencies in a layer of their own: rebuilt only when the lock changes.
+COPY pyproject.toml uv.lock ./
+RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev --no-install-project
 COPY . .
-RUN uv sync --frozen --no-dev
-ENV PATH="/app/.venv/bin:$PATH" PORT=3001
+RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev
+# Run unprivileged; the embedded default's data directory is the only place it writes.
+RUN useradd --system --uid 10001 --no-create-home --home-dir /app app \
+    && mkdir -p /app/data && chown app /app/data
+USER app
+ENV PATH="/app/.venv/bin:$PATH" PORT=3001 DATA_DIR=/app/data
 EXPOSE 3001
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '3001'), timeout=2)"
 CMD ["musicplayground", "serve"]

@@ -6,20 +6,61 @@ which the composition root calls explicitly.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_PORT = 3001
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("plain", "json")
+# Fields whose values `musicplayground config` never prints.
+_SECRET_FIELD = re.compile(r"secret|password|token$|_key$|key_id$")
 
 
 class ConfigError(ValueError):
-    """A configuration value is missing or malformed."""
+    """A configuration value is missing or malformed (one line per problem)."""
 
 
-def _normalize_database_url(url: str) -> str:
+class _Env(dict[str, str]):
+    """The environment being read, plus the problems found so far: the readers below record
+    an error here and return the default, so one start reports every bad setting at once."""
+
+    def __init__(self, source: Mapping[str, str], errors: list[str] | None = None) -> None:
+        super().__init__(source)
+        self.errors: list[str] = [] if errors is None else errors
+
+
+def _collecting(read: Any) -> Any:
+    @functools.wraps(read)
+    def wrapper(env: Mapping[str, str], name: str, default: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return read(env, name, default, *args, **kwargs)
+        except ConfigError as exc:
+            if not isinstance(env, _Env):
+                raise
+            env.errors.append(str(exc))
+            return default
+
+    return wrapper
+
+
+def _normalize_database_url(url: str, errors: list[str] | None = None) -> str:
+    try:
+        return _database_url(url)
+    except ConfigError as exc:
+        if errors is None:
+            raise
+        errors.append(str(exc))
+        return ""
+
+
+def _database_url(url: str) -> str:
     """Accept the URLs hosting providers hand out and pick the async driver."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
@@ -31,6 +72,7 @@ def _normalize_database_url(url: str) -> str:
     raise ConfigError(f"DATABASE_URL must be a postgresql:// or sqlite:// URL, got {url.split(':', 1)[0]}://")
 
 
+@_collecting
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -44,6 +86,7 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
+@_collecting
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -57,10 +100,54 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _redis_prefix(raw: str) -> str:
+@_collecting
+def _redis_prefix(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, default)
     if not raw or len(raw) > 64 or any(c.isspace() for c in raw):
         raise ConfigError("REDIS_PREFIX must be 1-64 characters without spaces")
     return raw
+
+
+@_collecting
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], default: str | None) -> str | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes or not (parts.netloc or parts.path):
+        shown = mask_url(raw)
+        raise ConfigError(f"{name} must be a {' or '.join(s + '://' for s in schemes)} URL, got {shown!r}")
+    return raw
+
+
+@_collecting
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = (env.get(name) or default).strip()
+    for choice in choices:
+        if choice.lower() == raw.lower():
+            return choice
+    raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+
+
+@_collecting
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "on", "true", "yes"):
+        return True
+    if raw in ("0", "off", "false", "no"):
+        return False
+    raise ConfigError(f"{name} must be on or off, got {raw!r}")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for logs and `musicplayground config`)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass(frozen=True)
@@ -98,6 +185,12 @@ class Settings:
     redis_prefix: str = "mp:"
     presence_timeout: float = 30.0
     read_cache_ttl: float = 30.0
+    # Operations: logs, metrics, retention of anonymous accounts.
+    log_format: str = "plain"
+    access_log: bool = True
+    metrics_token: str | None = None
+    anonymous_retention_days: int = 90
+    anonymous_purge: bool = True  # the daily purge inside the server (off: run the command from cron)
 
     @property
     def effective_database_url(self) -> str:
@@ -111,29 +204,34 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
+        """Read and validate every setting; one ``ConfigError`` lists every problem, a line each."""
+        env = _Env(os.environ if env is None else env)
         database_url = env.get("DATABASE_URL", "").strip()
         port = _int(env, "PORT", DEFAULT_PORT, minimum=0)
         cors = tuple(
             o.strip() for o in env.get("CORS_ORIGIN", "http://localhost:5173").split(",") if o.strip()
         )
-        return cls(
+        for origin in cors:
+            _url(_Env({"CORS_ORIGIN": origin}, env.errors), "CORS_ORIGIN", ("http", "https"), None)
+        settings = cls(
             data_dir=Path(env.get("DATA_DIR", "data")),
-            database_url=_normalize_database_url(database_url) if database_url else "",
-            redis_url=env.get("REDIS_URL") or None,
+            database_url=_normalize_database_url(database_url, env.errors) if database_url else "",
+            redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix"), None),
             host=env.get("HOST", "0.0.0.0"),
             port=port,
-            public_base_url=env.get("PUBLIC_BASE_URL", f"http://localhost:{port}").rstrip("/"),
+            public_base_url=str(
+                _url(env, "PUBLIC_BASE_URL", ("http", "https"), f"http://localhost:{port}")
+            ).rstrip("/"),
             cors_origins=cors,
             secret_key=env.get("SECRET_KEY") or None,
             firebase_project_id=env.get("FIREBASE_PROJECT_ID") or None,
-            firebase_cert_url=env.get("FIREBASE_CERT_URL") or None,
+            firebase_cert_url=_url(env, "FIREBASE_CERT_URL", ("http", "https"), None),
             access_token_ttl=_int(env, "ACCESS_TOKEN_TTL", 3600, minimum=60),
             refresh_token_ttl=_int(env, "REFRESH_TOKEN_TTL", 90 * 24 * 3600, minimum=3600),
             max_json_body_bytes=_int(env, "MAX_JSON_BODY_BYTES", 1024 * 1024, minimum=1024),
             max_loops_per_user=_int(env, "MAX_LOOPS_PER_USER", 1000, minimum=1),
             max_songs_per_user=_int(env, "MAX_SONGS_PER_USER", 100, minimum=1),
-            log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "INFO"),
             snapshot_interval=_float(env, "SNAPSHOT_INTERVAL_SECONDS", 10.0),
             room_idle_seconds=_float(env, "ROOM_IDLE_SECONDS", 30.0),
             max_update_bytes=_int(env, "RT_MAX_UPDATE_BYTES", 256 * 1024, minimum=1024),
@@ -143,10 +241,62 @@ class Settings:
             max_connections_per_user=_int(env, "RT_MAX_CONNECTIONS_PER_USER", 8, minimum=1),
             http_idle_timeout=_float(env, "HTTP_IDLE_TIMEOUT_SECONDS", 15.0),
             http_body_timeout=_float(env, "HTTP_BODY_TIMEOUT_SECONDS", 30.0),
-            redis_prefix=_redis_prefix(env.get("REDIS_PREFIX", "mp:")),
+            redis_prefix=_redis_prefix(env, "REDIS_PREFIX", "mp:"),
             presence_timeout=_float(env, "PRESENCE_TIMEOUT_SECONDS", 30.0),
             read_cache_ttl=_float(env, "READ_CACHE_TTL_SECONDS", 30.0),
+            # Operations.
+            log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, "plain"),
+            access_log=_switch(env, "ACCESS_LOG", True),
+            metrics_token=env.get("METRICS_TOKEN") or None,
+            anonymous_retention_days=_int(env, "ANONYMOUS_RETENTION_DAYS", 90, minimum=1),
+            anonymous_purge=_switch(env, "ANONYMOUS_PURGE", True),
         )
+        try:
+            settings.check_secret_key()
+        except ConfigError as exc:
+            env.errors.append(str(exc))
+        if env.errors:
+            raise ConfigError("\n".join(env.errors))
+        return settings
+
+    def check_secret_key(self) -> None:
+        if self.secret_key is not None and len(self.secret_key) < 32:
+            raise ConfigError("SECRET_KEY must be at least 32 characters")
+        if self.secret_key is None and self.is_postgres:
+            raise ConfigError(
+                "SECRET_KEY is required with a Postgres DATABASE_URL: every instance must sign "
+                "and verify tokens with the same key"
+            )
+
+    def listening_on(self, *, host: str | None, port: int | None, env: Mapping[str, str]) -> Settings:
+        """These settings with ``serve --host/--port`` applied; the port is also the one in the
+        default ``PUBLIC_BASE_URL`` (and so in the OpenAPI ``servers`` entry)."""
+        changes: dict[str, object] = {}
+        if host is not None:
+            changes["host"] = host
+        if port is not None:
+            changes["port"] = port
+            if not env.get("PUBLIC_BASE_URL"):
+                changes["public_base_url"] = f"http://localhost:{port}"
+        return self.replace(**changes)
+
+    def describe(self) -> list[tuple[str, str]]:
+        """Every effective setting as ``(name, value)``, secrets masked (`musicplayground config`)."""
+        rows = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "database_url":
+                value = self.effective_database_url
+            if isinstance(value, str) and value and _SECRET_FIELD.search(f.name):
+                shown = "*** (set)"
+            elif isinstance(value, str) and "://" in value:
+                shown = mask_url(value)
+            elif isinstance(value, tuple):
+                shown = ",".join(value)
+            else:
+                shown = "(not set)" if value is None else str(value)
+            rows.append((f.name, shown))
+        return rows
 
     def replace(self, **changes: object) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -160,15 +310,9 @@ def load_or_create_secret(settings: Settings) -> str:
     Production sets ``SECRET_KEY`` (all instances must share it). The embedded default
     keeps a generated key in the data directory so tokens survive restarts.
     """
+    settings.check_secret_key()
     if settings.secret_key:
-        if len(settings.secret_key) < 32:
-            raise ConfigError("SECRET_KEY must be at least 32 characters")
         return settings.secret_key
-    if settings.is_postgres:
-        raise ConfigError(
-            "SECRET_KEY is required with a Postgres DATABASE_URL: every instance must sign "
-            "and verify tokens with the same key"
-        )
     path = settings.data_dir / "secret_key"
     if path.exists():
         return path.read_text().strip()

@@ -7,6 +7,7 @@ are random strings; only their SHA-256 is stored, so a database leak cannot mint
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 import uuid
@@ -20,6 +21,7 @@ ISSUER = "musicplayground"
 AUDIENCE = "musicplayground-api"
 # In the JWT header, so telling our tokens from Firebase's needs no payload decoding.
 KEY_ID = "musicplayground-hs256"
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,28 @@ def is_our_token(token: str) -> bool:
         return jwt.get_unverified_header(token).get("kid") == KEY_ID
     except jwt.PyJWTError:
         return False
+
+
+def malformed_reason(token: str) -> str | None:
+    """What is wrong with a bearer token that is not even shaped like a JWT, or None.
+
+    Tells a client author which mistake they made (a refresh token, a quoted or truncated
+    token) instead of a generic refusal."""
+    hint = "send the `token` from POST /api/auth/anonymous (or a Firebase ID token)"
+    parts = token.split(".")
+    if len(parts) != 3:
+        if len(parts) == 1 and len(token) == len(new_refresh_token()):
+            return f"malformed bearer token: this looks like a refresh token; {hint}"
+        return (
+            f"malformed bearer token: a JWT has three dot-separated parts, this one has {len(parts)}; {hint}"
+        )
+    if not all(parts) or not all(_BASE64URL.fullmatch(part) for part in parts):
+        return f"malformed bearer token: each part must be non-empty base64url (quotes, spaces?); {hint}"
+    try:
+        jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        return f"malformed bearer token: its header is not base64url-encoded JSON; {hint}"
+    return None
 
 
 def new_refresh_token() -> str:

@@ -17,21 +17,34 @@ from typing import Any
 import aiohttp_cors
 from aiohttp import web
 
-from bus import open_bus
+from bus import Bus, BusState, open_bus
 from identity.firebase import FirebaseVerifier
 from identity.tokens import TokenIssuer
+from musicplayground.observability import METRICS, CacheCounters, Metrics, observe_requests
+from realtime.docschema import DocKind
 from realtime.documents import DocumentService, RealtimeLimits
 from realtime.sockets import CollabSocketServer
 from rest.context import REST_CONTEXT, RestContext
 from rest.errors import OneLineServerLog, error_middleware
 from rest.routes import add_routes
+from rest.system import METRICS_EXPOSITION, READINESS_CHECKS, Degraded, ReadinessCheck
 from settings import Settings, load_or_create_secret
 from storage.accounts import Authenticator
 from storage.database import Database
-from storage.migrate import check_up_to_date
+from storage.migrate import (
+    SchemaState,
+    check_up_to_date,
+    current_revision,
+    head_revision,
+    schema_state,
+    upgrade,
+)
+from storage.purge import DailyPurge, PurgedAccount, PurgeHook
 from storage.update_log import UpdateLog
 
 log = logging.getLogger(__name__)
+# What the in-server purge calls per deleted account (tests call it after their own purge).
+PURGE_HOOK = web.AppKey[PurgeHook]("purge_hook")
 
 
 def realtime_limits(settings: Settings) -> RealtimeLimits:
@@ -72,24 +85,32 @@ def create_app(settings: Settings) -> web.Application:
         else None
     )
     auth = Authenticator(TokenIssuer(secret, access_ttl=settings.access_token_ttl), verifier, db)
+    metrics = Metrics()
     # Group commit: gather what arrives within 2 ms into one transaction (the issue asks
     # for "a few ms"); without it the writer commits back to back and burns a core.
-    update_log = UpdateLog(db, max_delay=0.002)
+    update_log = UpdateLog(db, max_delay=0.002, on_commit=metrics.observe_commit)
     bus = open_bus(settings.redis_url)  # in-process without REDIS_URL
     documents = DocumentService(
         db, update_log, realtime_limits(settings), bus=bus, channel_prefix=settings.redis_prefix
     )
+    documents.on_snapshot = metrics.observe_snapshot
     sockets = CollabSocketServer(documents, auth, cors_origins=list(settings.cors_origins))
+    _watch(metrics, documents, sockets, update_log)
+    forget = _forget_purged(documents, purge_files_hook(settings))
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             if verifier is not None:
                 stack.callback(verifier.close)
             await stack.enter_async_context(db)
-            await check_up_to_date(db)
+            await prepare_schema(db)
             await stack.enter_async_context(update_log)
             await stack.enter_async_context(bus)
             await stack.enter_async_context(documents)
+            if settings.anonymous_purge:
+                await stack.enter_async_context(
+                    DailyPurge(db, inactive_days=settings.anonymous_retention_days, on_purged=forget)
+                )
             log.info(
                 "database: %s; bus: %s (instance %s); firebase: %s",
                 db.dialect,
@@ -102,8 +123,15 @@ def create_app(settings: Settings) -> web.Application:
     async def close_sockets(app: web.Application) -> None:
         await sockets.shutdown()
 
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_json_body_bytes)
+    app = web.Application(
+        middlewares=[observe_requests(metrics, log_access=settings.access_log), error_middleware],
+        client_max_size=settings.max_json_body_bytes,
+    )
     app[REST_CONTEXT] = RestContext(settings=settings, db=db, auth=auth, documents=documents)
+    app[METRICS] = metrics
+    app[METRICS_EXPOSITION] = metrics.render
+    app[READINESS_CHECKS] = readiness_checks(db, update_log, bus)
+    app[PURGE_HOOK] = forget
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(close_sockets)
     app.on_response_prepare.append(_hide_server_version)
@@ -111,6 +139,87 @@ def create_app(settings: Settings) -> web.Application:
     add_routes(app, public_base_url=settings.public_base_url, version=version("musicplayground-server"))
     _allow_cors(app, settings.cors_origins)
     return app
+
+
+def purge_files_hook(settings: Settings) -> PurgeHook | None:
+    """Deletes a purged account's files (``account.sample_storage_keys``); called once per
+    deleted account by the daily purge and by `musicplayground purge-anonymous`. None until
+    blob storage is part of the app: until then no account has files outside the database."""
+    return None
+
+
+def _forget_purged(documents: DocumentService, files: PurgeHook | None) -> PurgeHook:
+    """After an account is purged: drop its documents from memory and the read cache (a
+    public loop must not be served from the cache once gone), then its files."""
+
+    async def forget(account: PurgedAccount) -> None:
+        for kind, ids in ((DocKind.LOOP, account.loop_ids), (DocKind.SONG, account.song_ids)):
+            for doc_id in ids:
+                await documents.document_deleted(kind, doc_id)
+        if files is not None:
+            await files(account)
+
+    return forget
+
+
+async def prepare_schema(db: Database) -> None:
+    """The embedded default (SQLite, one instance) migrates itself; Postgres is migrated once
+    per release (`musicplayground db upgrade`), so a database behind the code is refused and
+    one ahead of it (a rolling release) is used with a warning."""
+    if db.dialect == "sqlite":
+        state, current = await schema_state(db)
+        if state is SchemaState.BEHIND:
+            log.info("migrating the SQLite database from revision %s", current or "none")
+            await upgrade(db)
+    state = await check_up_to_date(db)
+    if state is SchemaState.AHEAD:
+        log.warning(
+            "database schema is at revision %s, newer than this code's %s (a rolling release?); "
+            "starting anyway",
+            await current_revision(db),
+            head_revision(),
+        )
+
+
+def readiness_checks(db: Database, update_log: UpdateLog, bus: Bus) -> list[ReadinessCheck]:
+    """What /readyz checks, in order. Other parts (blob storage, Redis) append their own."""
+
+    async def database() -> str:
+        await db.ping()
+        return db.dialect
+
+    async def bus_state() -> str:
+        summary = f"{type(bus).__name__}, {bus.outages} outages"
+        if bus.state is not BusState.UP:
+            raise Degraded(
+                f"bus {bus.state.value} ({summary}): serving local clients, rooms catch up when it is back"
+            )
+        return summary
+
+    async def log_writer() -> str:
+        if not update_log.running:
+            raise RuntimeError("update-log writer is not running")
+        if update_log.failing_since is not None:
+            raise RuntimeError("the database refuses update-log writes (retrying until durable)")
+        if update_log.last_batch_failed:
+            raise RuntimeError("the last update-log commit failed")
+        return f"{update_log.pending} pending"
+
+    return [
+        ReadinessCheck("database", database),
+        ReadinessCheck("bus", bus_state),
+        ReadinessCheck("update_log", log_writer),
+    ]
+
+
+def _watch(
+    metrics: Metrics, documents: DocumentService, sockets: CollabSocketServer, update_log: UpdateLog
+) -> None:
+    metrics.components.documents = documents
+    metrics.components.sockets = sockets
+    metrics.components.update_log = update_log
+    cache = documents.read_cache
+    metrics.watch_cache("document_reads", lambda: CacheCounters(hits=cache.hits, misses=cache.misses))
 
 
 def _allow_cors(app: web.Application, origins: tuple[str, ...]) -> None:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from contextlib import ExitStack
 
 import click
 from aiohttp import web
 
-from settings import ConfigError, Settings
+from musicplayground.observability import configure_logging
+from settings import ConfigError, Settings, mask_url
 from storage.database import Database
-from storage.migrate import current_revision, head_revision, upgrade
+from storage.migrate import SchemaOutOfDate, check_up_to_date, current_revision, head_revision, upgrade
+from storage.purge import PurgedAccount, purge_anonymous_accounts, purge_with_lock
 from storage.single_instance import AlreadyServing, only_instance, sqlite_path
 
 
@@ -19,7 +23,7 @@ def _settings() -> Settings:
     try:
         return Settings.from_env()
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group(
@@ -34,41 +38,77 @@ def main() -> None:
 @click.option("--host", default=None, help="Interface to bind (default: $HOST or 0.0.0.0).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default: $PORT or 3001).")
 def serve(host: str | None, port: int | None) -> None:
-    from musicplayground.app import create_app
+    settings = _settings().listening_on(host=host, port=port, env=os.environ)
+    configure_logging(settings)
+    # Everything that can refuse the start is checked before anything is created on disk.
+    listener = _listen(settings.host, settings.port)
+    from musicplayground.app import create_app  # the whole product: imported once the port is ours
 
-    settings = _settings()
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    settings = settings.replace(**overrides)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with ExitStack() as stack:
-        database = sqlite_path(settings.effective_database_url)
-        if database is not None:
-            try:
-                stack.enter_context(only_instance(database))
-            except AlreadyServing as exc:
-                raise click.ClickException(str(exc)) from None
         try:
+            if settings.redis_url:
+                _check_redis(settings.redis_url)
+            database = sqlite_path(settings.effective_database_url)
+            if database is not None:  # SQLite is single-instance: a second server is refused
+                try:
+                    stack.enter_context(only_instance(database))
+                except AlreadyServing as exc:
+                    raise click.ClickException(str(exc)) from None
             app = create_app(settings)
-        except ConfigError as exc:
-            raise click.UsageError(str(exc)) from None
-        _run(app, settings)
+        except (ConfigError, click.ClickException) as exc:
+            listener.close()
+            raise click.ClickException(str(exc)) from None
+        _run(app, settings, listener)
 
 
-def _run(app: web.Application, settings: Settings) -> None:
+def _run(app: web.Application, settings: Settings, listener: socket.socket) -> None:
     from musicplayground.app import server_options
 
-    web.run_app(
-        app,
-        loop=_event_loop(),
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        shutdown_timeout=10,
-        **server_options(settings),
-        print=lambda _msg: logging.getLogger("musicplayground").info(
-            "serving on http://%s:%s", settings.host, settings.port
-        ),
-    )
+    try:
+        web.run_app(
+            app,
+            loop=_event_loop(),
+            sock=listener,
+            access_log=None,  # ours (musicplayground.access) carries the request id
+            shutdown_timeout=10,
+            **server_options(settings),
+            print=lambda _msg: logging.getLogger("musicplayground").info(
+                "serving on http://%s:%s (%s)", settings.host, settings.port, settings.public_base_url
+            ),
+        )
+    except SchemaOutOfDate as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the listening socket up front: a busy port is one line, before any side effect."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        hint = " (is another server running? choose another with --port or PORT)" if exc.errno == 98 else ""
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
+    sock.set_inheritable(False)
+    return sock
+
+
+def _check_redis(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise click.ClickException(f"REDIS_URL unreachable: {mask_url(url)} ({exc})") from None
+    finally:
+        client.close()
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
@@ -104,3 +144,49 @@ def db_current() -> None:
             click.echo(f"code:     {head_revision()}")
 
     asyncio.run(run())
+
+
+@main.command("config", help="Print the effective configuration (secrets masked) and exit.")
+def config() -> None:
+    settings = _settings()
+    rows = settings.describe()
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        click.echo(f"{name.ljust(width)}  {value}")
+
+
+@main.command("purge-anonymous", help="Delete anonymous accounts inactive for N days, with all their data.")
+@click.option(
+    "--inactive-days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Inactivity that qualifies (default: $ANONYMOUS_RETENTION_DAYS or 90).",
+)
+@click.option("--dry-run", is_flag=True, help="Only print what would be removed.")
+def purge_anonymous(inactive_days: int | None, dry_run: bool) -> None:
+    from musicplayground.app import purge_files_hook
+
+    settings = _settings()
+    days = inactive_days or settings.anonymous_retention_days
+
+    async def run() -> list[PurgedAccount]:
+        async with Database(settings.effective_database_url) as database:
+            await check_up_to_date(database)
+            if dry_run:
+                return await purge_anonymous_accounts(database, inactive_days=days, dry_run=True)
+            purged = await purge_with_lock(database, inactive_days=days, on_purged=purge_files_hook(settings))
+            if purged is None:
+                raise click.ClickException("another instance is purging right now; try again later")
+            return purged
+
+    try:
+        accounts = asyncio.run(run())
+    except SchemaOutOfDate as exc:
+        raise click.ClickException(str(exc)) from None
+    verb = "would remove" if dry_run else "removed"
+    for account in accounts:
+        click.echo(
+            f"{verb} {account.user_id}  last seen {account.last_seen_at:%Y-%m-%d}  "
+            f"{account.loops} loops, {account.songs} songs, {account.samples} samples"
+        )
+    click.echo(f"{len(accounts)} anonymous accounts inactive for {days}+ days {verb}")

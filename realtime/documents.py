@@ -136,6 +136,10 @@ class DocumentService:
         self._transport: RoomTransport | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self.loads = 0  # documents loaded from storage (a join storm loads once)
+        self.updates_applied = 0  # client updates that changed a document
+        self.updates_relayed = 0  # updates relayed to their room once durable
+        # Called with (seconds, stored bytes) after each snapshot (metrics).
+        self.on_snapshot: Callable[[float, int], None] | None = None
         self.snapshots: list[tuple[RoomKey, float, SnapshotOutcome]] = []  # recent, for tests/metrics
         self.catch_ups = 0
         self._message_handlers: dict[str, Callable[[Room, str, ClusterMessage], None]] = {
@@ -379,6 +383,7 @@ class DocumentService:
                     )
                 return
             if not room.closed:
+                self.updates_relayed += 1
                 room.queue_broadcast(delta, sender.sid if sender is not None else None)
                 self._publish(room, ClusterMessage("update", {"id": future.result()}, delta))
 
@@ -396,6 +401,7 @@ class DocumentService:
         re-applying them is a no-op) so the new position only covers entries in the state.
         """
         async with room.snapshot_lock:
+            started = time.perf_counter()
             if room.closed:
                 return SnapshotOutcome.DELETED
             outcome = SnapshotOutcome.SAVED
@@ -446,6 +452,8 @@ class DocumentService:
             # The next periodic snapshot is due one interval after this one, even if edits
             # kept arriving meanwhile (otherwise sustained editing snapshots every tick).
             room.dirty_since = None if room.version == version else time.monotonic()
+            if self.on_snapshot is not None:
+                self.on_snapshot(time.perf_counter() - started, room.stored_bytes)
             return outcome
 
     def _record_snapshot(self, room: Room, outcome: SnapshotOutcome) -> None:
@@ -591,6 +599,7 @@ class DocumentService:
             raise RealtimeError("malformed_update", f"not a valid Yjs update: {exc}") from None
         delta = room.apply_untrusted(update)
         if delta is not None:
+            self.updates_applied += 1
             try:
                 self._persist_then_relay(room, delta, session)
             except UpdateLogFull:  # checked above; only a race with another room could get here

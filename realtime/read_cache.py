@@ -40,6 +40,8 @@ class ReadCache:
         self._generation = 0
         self._on_invalidate = on_invalidate
         self._trusted = trusted
+        self.hits = 0
+        self.misses = 0
 
     def generation(self) -> int:
         return self._generation
@@ -47,7 +49,12 @@ class ReadCache:
     def get(self, kind: str, doc_id: uuid.UUID) -> CachedDocument | None:
         if self._trusted is not None and not self._trusted():
             return None
-        return self._entries.get((kind, doc_id))
+        entry = self._entries.get((kind, doc_id))
+        if entry is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return entry
 
     def put(self, kind: str, doc_id: uuid.UUID, entry: CachedDocument, *, read_at: int) -> None:
         if read_at == self._generation and (self._trusted is None or self._trusted()):

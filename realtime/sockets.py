@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -72,6 +73,7 @@ class CollabSocketServer:
         self._requests: dict[str, web.BaseRequest] = {}  # the HTTP request under each socket
         self.accepting = True
         self._disconnects: set[asyncio.Task[None]] = set()
+        self.refused: Counter[str] = Counter()  # client messages refused, by error code (metrics)
         service.attach_transport(self)
         self.sio.on("connect", self._on_connect, namespace="*")
         self.sio.on("disconnect", self._on_disconnect, namespace="*")
@@ -214,6 +216,7 @@ class CollabSocketServer:
         return entry
 
     def _error(self, room: Room, session: Session, code: str, message: str) -> None:
+        self.refused[code] += 1
         now = time.monotonic()
         if code == "rate_limited" and now - session.last_error_at < 1.0:
             return  # one rate-limit notice a second is enough

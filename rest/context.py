@@ -14,6 +14,7 @@ from identity.errors import InvalidToken
 from realtime.documents import DocumentService
 from realtime.limits import parse_canonical_uuid
 from rest.errors import BadRequest, RequestTimeout, UnsupportedMediaType, validation_error
+from rest.responses import json_response
 from settings import Settings
 from storage.accounts import Authenticator, Caller
 from storage.database import Database
@@ -110,6 +111,4 @@ def path_uuid(request: web.Request, name: str = "id") -> uuid.UUID:
 
 
 def json_model(model: BaseModel, status: int = 200) -> web.Response:
-    return web.Response(
-        body=model.model_dump_json(by_alias=True), status=status, content_type="application/json"
-    )
+    return json_response(model, status=status)

@@ -30,6 +30,7 @@ from rest.context import (
     require_caller,
 )
 from rest.errors import BadRequest, PayloadTooLarge
+from rest.responses import json_response
 from rest.schemas import (
     ListQuery,
     LoopCreate,
@@ -123,7 +124,7 @@ class DocumentHandlers:
         data = self.kind.public.model_validate(row).model_dump(mode="json", by_alias=True)
         if content is not None:
             data.update(content)
-        return web.json_response(data)
+        return json_response(data)
 
     async def list(self, request: web.Request) -> web.Response:
         ctx = context(request)
@@ -152,7 +153,7 @@ class DocumentHandlers:
             if live is not None:  # a document being edited right now is newer than its row
                 data.update({k: v for k, v in live.content().items() if k in data})
             items.append(data)
-        return web.json_response(
+        return json_response(
             {
                 self.kind.plural: items,
                 "total": total,
@@ -181,7 +182,7 @@ class DocumentHandlers:
                 values=values,
                 quota=self.kind.quota(ctx.settings),
             )
-        return web.json_response(
+        return json_response(
             self.kind.public.model_validate(row).model_dump(mode="json", by_alias=True), status=201
         )
 
@@ -213,7 +214,7 @@ class DocumentHandlers:
             )
             if role is None:
                 raise self._not_found()
-            return web.Response(body=cached.body, content_type="application/json")
+            return json_response(cached.body)
         read_at = documents.read_cache.generation()
         row, _role, stale = await self._readable(request)
         content = await documents.read_content(self.kind.doc_kind, row.id, stale=stale)

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from identity.errors import InvalidToken
 from identity.firebase import FirebaseUnavailable
+from rest.responses import json_response
 from storage.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def error_response(
     details: list[Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> web.Response:
-    return web.json_response(
+    return json_response(
         {"error": message, "code": code, "details": details or []}, status=status, headers=headers
     )
 

@@ -134,15 +134,30 @@ def api_routes() -> list[Route]:
         *_document_routes(DocumentHandlers(LOOPS)),
         *_document_routes(DocumentHandlers(SONGS)),
         Route("GET", "/healthz", system.healthz, "Liveness", "system", auth="none", response=Health),
+        *_operations_routes(),
+    ]
+
+
+def _operations_routes() -> list[Route]:
+    return [
         Route(
             "GET",
             "/readyz",
             system.readyz,
-            "Readiness (database reachable) and the state of the cross-instance bus",
+            "Readiness: database, bus, update log (503 lists the failing checks in details)",
             "system",
             auth="none",
             response=Readiness,
             errors=(503,),
+        ),
+        Route(
+            "GET",
+            "/metrics",
+            system.metrics,
+            "Prometheus metrics (text format); needs 'Bearer <METRICS_TOKEN>' when that is set",
+            "system",
+            auth="none",
+            errors=(401,),
         ),
     ]
 

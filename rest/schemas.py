@@ -40,6 +40,16 @@ SERVER_MANAGED = frozenset(
 )
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class InputModel(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -48,6 +58,14 @@ class InputModel(BaseModel):
         validate_by_name=False,
         validate_by_alias=True,
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_characters(cls, data: Any) -> Any:
+        # Postgres text cannot hold U+0000 (and no client means to send it): a 400, not a 500.
+        if _has_nul(data):
+            raise ValueError("text may not contain NUL (U+0000) characters")
+        return data
 
 
 def _reject_both(data: Any, *names: str) -> Any:
@@ -321,6 +339,15 @@ class Health(OutputModel):
     status: str
 
 
+# --- operations ---------------------------------------------------------------------------
+
+
+class CheckResult(OutputModel):
+    name: str = Field(max_length=64)
+    status: Literal["ok", "degraded", "failing"]
+    detail: str = Field(max_length=500)
+
+
 class BusStatus(OutputModel):
     state: Literal["up", "down", "stopped"]
     backend: str
@@ -328,7 +355,9 @@ class BusStatus(OutputModel):
 
 
 class Readiness(OutputModel):
-    """``ok``, or ``degraded`` while the cross-instance bus is down (still serving)."""
+    """``ok``, or ``degraded`` while a dependency such as the cross-instance bus is down but
+    the instance still serves its own clients (taking every instance out at once would be worse)."""
 
     status: Literal["ok", "degraded"]
+    checks: list[CheckResult] = Field(max_length=32)
     bus: BusStatus

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError as AlembicError
 from sqlalchemy.engine import Connection
 
 from storage.database import Database
@@ -47,13 +49,39 @@ async def current_revision(db: Database) -> str | None:
 
 
 class SchemaOutOfDate(RuntimeError):
-    pass
+    """The database is behind the code: ``musicplayground db upgrade`` must run first."""
 
 
-async def check_up_to_date(db: Database) -> None:
+class SchemaState(enum.Enum):
+    CURRENT = "current"
+    BEHIND = "behind"  # pending migrations: the code needs them
+    AHEAD = "ahead"  # a newer release migrated it (rolling release): old code keeps working
+
+
+def _known(revision: str) -> bool:
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    try:
+        return script.get_revision(revision) is not None
+    except AlembicError:
+        return False
+
+
+async def schema_state(db: Database) -> tuple[SchemaState, str | None]:
+    """How the database's schema compares with the code's, and its revision."""
     current, head = await current_revision(db), head_revision()
-    if current != head:
+    if current == head:
+        return SchemaState.CURRENT, current
+    if current is not None and not _known(current):
+        return SchemaState.AHEAD, current
+    return SchemaState.BEHIND, current
+
+
+async def check_up_to_date(db: Database) -> SchemaState:
+    """Raise ``SchemaOutOfDate`` if migrations are pending; a database ahead is accepted."""
+    state, current = await schema_state(db)
+    if state is SchemaState.BEHIND:
         raise SchemaOutOfDate(
-            f"database schema is at revision {current or 'none'}, the code expects {head}; "
+            f"database schema is at revision {current or 'none'}, the code expects {head_revision()}; "
             "run `musicplayground db upgrade`"
         )
+    return state

@@ -24,6 +24,7 @@ import sqlite3
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -66,7 +67,9 @@ class UpdateLog:
     that long after the first entry of a batch to gather more; at 0 it never sleeps.
 
     Counters: ``batches`` and ``entries`` (committed), ``failed_batches`` and
-    ``failed_entries``; ``pending`` is the number of entries not yet taken by the writer.
+    ``failed_entries``; ``pending`` is the number of entries not yet taken by the writer;
+    ``last_batch_failed`` says whether the latest transaction failed (readiness).
+    ``on_commit(entries, seconds)`` is called after each committed batch (metrics).
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class UpdateLog:
         max_pending: int = 10_000,
         max_retry_delay: float = 2.0,
         name: str = "update-log-writer",
+        on_commit: Callable[[int, float], None] | None = None,
     ) -> None:
         if max_batch_entries < 1 or max_batch_bytes < 1 or max_delay < 0 or max_pending < 1:
             raise ValueError("batch limits must be positive and max_delay >= 0")
@@ -100,6 +104,8 @@ class UpdateLog:
         self.retries = 0  # failed attempts that were retried
         self.failing_since: float | None = None  # monotonic time the database began refusing
         self._consecutive_failures = 0
+        self.last_batch_failed = False
+        self._on_commit = on_commit
 
     @property
     def full(self) -> bool:
@@ -205,6 +211,7 @@ class UpdateLog:
             if self._max_delay > 0 and len(self._queue) < self._max_entries and not self._closing:
                 await asyncio.sleep(self._max_delay)
             batch = self._take_batch()
+            started = time.perf_counter()
             try:
                 async with self._db.write_connection() as conn:
                     ids = await append_updates(
@@ -220,6 +227,7 @@ class UpdateLog:
             except Exception as exc:
                 self.failed_batches += 1
                 self.failed_entries += len(batch)
+                self.last_batch_failed = True
                 log.exception("update log: writing a batch of %d entries failed", len(batch))
                 self._fail(batch, exc)
                 continue
@@ -232,6 +240,9 @@ class UpdateLog:
             self._consecutive_failures = 0
             self.batches += 1
             self.entries += len(batch)
+            self.last_batch_failed = False
+            if self._on_commit is not None:
+                self._on_commit(len(batch), time.perf_counter() - started)
             for entry, entry_id in zip(batch, ids, strict=True):
                 if not entry.future.done():
                     entry.future.set_result(entry_id)

@@ -187,3 +187,12 @@ async def revoke_refresh_token(session: AsyncSession, token_hash: str) -> None:
 
 async def touch_last_seen(session: AsyncSession, user_id: uuid.UUID) -> None:
     await session.execute(update(User).where(User.id == user_id).values(last_seen_at=utcnow()))
+
+
+async def mark_seen(session: AsyncSession, user_id: uuid.UUID, *, not_since: timedelta) -> None:
+    """Set ``last_seen_at`` to now unless it is already within ``not_since`` (the condition
+    keeps every instance together to one write per user per interval)."""
+    now = utcnow()
+    await session.execute(
+        update(User).where(User.id == user_id, User.last_seen_at < now - not_since).values(last_seen_at=now)
+    )

@@ -165,7 +165,7 @@ async def test_updates_awareness_members_and_events_reach_the_other_instance(dat
         # Awareness: y-protocols encoding of client 7's state, relayed to B's sockets.
         from pycrdt import Awareness
 
-        peer = Awareness(Doc())
+        peer = Awareness(Doc(client_id=7))
         peer.set_local_state({"user": {"name": "alice"}, "cursor": {"bar": 1}})
         a.service.client_awareness(room_a, alice, peer.encode_awareness_update([peer.client_id]))
         await eventually(lambda: peer.client_id in room_b.awareness.states)
