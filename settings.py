@@ -57,6 +57,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = (env.get(name) or default).strip().rstrip("/")
+    if not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{name} must be an http:// or https:// URL, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the server. See the configuration table in README.md."""
@@ -84,6 +91,10 @@ class Settings:
     max_document_bytes: int = 8 * 1024 * 1024
     max_clients_per_room: int = 64
     max_messages_per_second: int = 100
+    # Sharing and view counts.
+    view_count_window: float = 3600.0
+    view_count_flush_interval: float = 5.0
+    composer_url: str = "http://localhost:5173"
 
     @property
     def effective_database_url(self) -> str:
@@ -126,6 +137,9 @@ class Settings:
             max_document_bytes=_int(env, "RT_MAX_DOCUMENT_BYTES", 8 * 1024 * 1024, minimum=4096),
             max_clients_per_room=_int(env, "RT_MAX_CLIENTS_PER_ROOM", 64, minimum=1),
             max_messages_per_second=_int(env, "RT_MAX_MESSAGES_PER_SECOND", 100, minimum=1),
+            view_count_window=_float(env, "VIEW_COUNT_WINDOW_SECONDS", 3600.0),
+            view_count_flush_interval=_float(env, "VIEW_COUNT_FLUSH_SECONDS", 5.0),
+            composer_url=_url(env, "COMPOSER_URL", "http://localhost:5173"),
         )
 
     def replace(self, **changes: object) -> Settings:

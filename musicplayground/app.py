@@ -19,6 +19,7 @@ from aiohttp import web
 from identity.firebase import FirebaseVerifier
 from identity.tokens import TokenIssuer
 from realtime.documents import DocumentService, RealtimeLimits
+from realtime.share_expiry import ShareExpiryWatcher
 from realtime.sockets import CollabSocketServer
 from rest.context import REST_CONTEXT, RestContext
 from rest.errors import error_middleware
@@ -28,6 +29,7 @@ from storage.accounts import Authenticator
 from storage.database import Database
 from storage.migrate import check_up_to_date
 from storage.update_log import UpdateLog
+from storage.views import ViewCounter
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,13 @@ def create_app(settings: Settings) -> web.Application:
     update_log = UpdateLog(db, max_delay=0.002)
     documents = DocumentService(db, update_log, realtime_limits(settings))
     sockets = CollabSocketServer(documents, auth, cors_origins=list(settings.cors_origins))
+    views = ViewCounter(
+        db,
+        period_seconds=settings.view_count_window,
+        flush_interval=settings.view_count_flush_interval,
+        on_counted=documents.read_cache.invalidate,
+    )
+    share_expiry = ShareExpiryWatcher(db, documents)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
@@ -67,6 +76,8 @@ def create_app(settings: Settings) -> web.Application:
             await check_up_to_date(db)
             await stack.enter_async_context(update_log)
             await stack.enter_async_context(documents)
+            await stack.enter_async_context(views)
+            await stack.enter_async_context(share_expiry)
             log.info("database: %s; firebase: %s", db.dialect, settings.firebase_project_id or "off")
             yield
 
@@ -74,7 +85,7 @@ def create_app(settings: Settings) -> web.Application:
         await sockets.shutdown()
 
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_json_body_bytes)
-    app[REST_CONTEXT] = RestContext(settings=settings, db=db, auth=auth, documents=documents)
+    app[REST_CONTEXT] = RestContext(settings=settings, db=db, auth=auth, documents=documents, views=views)
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(close_sockets)
     sockets.attach(app)

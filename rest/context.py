@@ -16,6 +16,7 @@ from settings import Settings
 from storage.accounts import Authenticator, Caller
 from storage.database import Database
 from storage.errors import Unauthorized
+from storage.views import ViewCounter
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -26,6 +27,7 @@ class RestContext:
     db: Database
     auth: Authenticator
     documents: DocumentService
+    views: ViewCounter
 
 
 REST_CONTEXT = web.AppKey("rest_context", RestContext)
