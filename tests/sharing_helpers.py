@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import update
 
+from rest.context import REST_CONTEXT
 from storage.database import Database
 from storage.models import SharedLink, User, utcnow
 from tests.helpers import LOOP, SONG, bearer, sign_up
@@ -20,23 +21,26 @@ from tests.helpers import LOOP, SONG, bearer, sign_up
 CONTENT = {"loops": LOOP, "songs": SONG}
 
 
+def app_db(client: TestClient) -> Database:
+    """The running app's own database (already open)."""
+    return client.app[REST_CONTEXT].db
+
+
 async def set_username(
-    database_url: str, user_id: str, username: str, display_name: str | None = None
+    client: TestClient, user_id: str, username: str, display_name: str | None = None
 ) -> None:
-    async with Database(database_url) as db, db.write_session() as session:
+    async with app_db(client).write_session() as session:
         values: dict[str, Any] = {"username": username}
         if display_name is not None:
             values["display_name"] = display_name
         await session.execute(update(User).where(User.id == uuid.UUID(user_id)).values(**values))
 
 
-async def named_user(client: TestClient, database_url: str, username: str | None = None) -> dict[str, Any]:
+async def named_user(client: TestClient, username: str | None = None) -> dict[str, Any]:
     """A new account with a username (``account["username"]``)."""
     account = await sign_up(client)
     account["username"] = username or f"u{uuid.uuid4().hex[:12]}"
-    await set_username(
-        database_url, account["user"]["id"], account["username"], display_name=account["username"]
-    )
+    await set_username(client, account["user"]["id"], account["username"], display_name=account["username"])
     return account
 
 
@@ -67,9 +71,9 @@ async def add_collaborator(
     assert resp.status == 201, await resp.text()
 
 
-async def expire_share(database_url: str, token: str) -> None:
+async def expire_share(client: TestClient, token: str) -> None:
     """Move a link's expiry into the past (tests do not wait for real time to pass)."""
-    async with Database(database_url) as db, db.write_session() as session:
+    async with app_db(client).write_session() as session:
         await session.execute(
             update(SharedLink)
             .where(SharedLink.share_token == token)

@@ -102,7 +102,7 @@ async def test_unknown_expired_revoked_and_deleted_have_distinct_codes(
     await expect_error(await client.get("/api/shared/" + "x" * 500), 404, "share_not_found")
 
     expired = await share(client, "loops", doc["id"], owner["token"], expires_in=1)
-    await expire_share(database_url, expired["shareToken"])
+    await expire_share(client, expired["shareToken"])
     await expect_error(await client.get(f"/api/shared/{expired['shareToken']}"), 410, "share_expired")
     listed = await (await client.get(f"/api/loops/{doc['id']}/shares", headers=bearer(owner["token"]))).json()
     assert [s["expired"] for s in listed["shares"]] == [True]
