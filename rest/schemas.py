@@ -245,6 +245,8 @@ class SongSummary(OutputModel):
     total_bars: int
     is_public: bool
     view_count: int
+    fork_count: int
+    forked_from: uuid.UUID | None
     created_at: Timestamp
     updated_at: Timestamp
 

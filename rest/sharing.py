@@ -228,7 +228,7 @@ class ForkHandlers:
         model = self.kind.model
         async with ctx.db.write_session() as session:
             counted = await session.execute(
-                update(model).where(model.id == parent.id).values(fork_count=model.fork_count + 1)  # type: ignore[union-attr]
+                update(model).where(model.id == parent.id).values(fork_count=model.fork_count + 1)
             )
             if counted.rowcount != 1:  # type: ignore[attr-defined]
                 raise NotFound(f"{self.kind.name} not found")

@@ -12,7 +12,6 @@ from rest.schemas import (
     CollaboratorPublic,
     CollaboratorUpdate,
     ForkRequest,
-    LoopPublic,
     ShareCreate,
     SharedDocument,
     ShareList,
@@ -26,6 +25,17 @@ def _per_kind(kind: DocumentKind) -> list[Route]:
     shares, people = ShareHandlers(kind), CollaboratorHandlers(kind)
     item, tag = f"/api/{kind.plural}/{{id}}", "sharing"
     return [
+        Route(
+            "POST",
+            f"{item}/fork",
+            ForkHandlers(kind).fork,
+            f"Fork a {kind.name} you can read (public, collaborator or share token) into your library",
+            kind.plural,
+            body=ForkRequest,
+            response=kind.public,
+            status=201,
+            errors=(403, 404),
+        ),
         Route(
             "POST",
             f"{item}/share",
@@ -113,17 +123,6 @@ def sharing_routes() -> list[Route]:
         *_pages(),
         *_per_kind(LOOPS),
         *_per_kind(SONGS),
-        Route(
-            "POST",
-            "/api/loops/{id}/fork",
-            ForkHandlers(LOOPS).fork,
-            "Fork a loop you can read (public, collaborator, or with its share token) into your library",
-            "loops",
-            body=ForkRequest,
-            response=LoopPublic,
-            status=201,
-            errors=(403, 404),
-        ),
         Route(
             "DELETE",
             "/api/shares/{token}",

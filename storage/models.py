@@ -131,6 +131,9 @@ class Song(Base):
     # and the id of the last ``document_updates`` entry already folded into it.
     doc_state: Mapped[bytes | None] = mapped_column(LargeBinary)
     doc_log_position: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Song forks (issue 8), as for loops.
+    fork_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    forked_from: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("songs.id", ondelete="SET NULL"))
 
 
 class Sample(Base):

@@ -249,42 +249,55 @@ async def test_fork_copies_live_content_into_a_new_private_document(client: Test
     assert (await (await client.get(f"/api/loops/{parent['id']}")).json())["name"] == "Edited live"
 
 
-async def test_twenty_concurrent_forks_count_twenty(client: TestClient) -> None:
+async def test_song_fork_copies_the_timeline(client: TestClient) -> None:
+    owner, forker = await sign_up(client), await sign_up(client)
+    parent = await create_doc(client, "songs", owner["token"], isPublic=True)
+    resp = await client.post(f"/api/songs/{parent['id']}/fork", headers=bearer(forker["token"]))
+    fork = await resp.json()
+    assert resp.status == 201, fork
+    assert fork["forkedFrom"] == parent["id"] and fork["userId"] == forker["user"]["id"]
+    assert fork["timeline"] == parent["timeline"] and fork["totalBars"] == parent["totalBars"] == 12
+    assert fork["isPublic"] is False
+
+
+async def test_twenty_concurrent_forks_count_twenty(
+    client: TestClient, plural: str, settings: Settings
+) -> None:
     owner = await sign_up(client)
-    parent = await create_doc(client, "loops", owner["token"], isPublic=True)
-    forkers = [await sign_up(client) for _ in range(4)]
+    parent = await create_doc(client, plural, owner["token"], isPublic=True)
+    forkers = [await sign_up(client) for _ in range(10)]  # two forks each: under every quota
     responses = await asyncio.gather(
         *(
-            client.post(f"/api/loops/{parent['id']}/fork", headers=bearer(forkers[i % 4]["token"]))
+            client.post(f"/api/{plural}/{parent['id']}/fork", headers=bearer(forkers[i % 10]["token"]))
             for i in range(20)
         )
     )
     assert [r.status for r in responses] == [201] * 20
-    got = await (await client.get(f"/api/loops/{parent['id']}", headers=bearer(owner["token"]))).json()
+    got = await (await client.get(f"/api/{plural}/{parent['id']}", headers=bearer(owner["token"]))).json()
     assert got["forkCount"] == 20
 
 
 async def test_fork_of_a_fork_points_at_its_immediate_parent_and_survives_deletion(
-    client: TestClient,
+    client: TestClient, plural: str
 ) -> None:
     owner = await sign_up(client)
-    root = await create_doc(client, "loops", owner["token"], isPublic=True)
+    root = await create_doc(client, plural, owner["token"], isPublic=True)
     middle_owner, leaf_owner = await sign_up(client), await sign_up(client)
     middle = await (
-        await client.post(f"/api/loops/{root['id']}/fork", headers=bearer(middle_owner["token"]))
+        await client.post(f"/api/{plural}/{root['id']}/fork", headers=bearer(middle_owner["token"]))
     ).json()
     resp = await client.patch(
-        f"/api/loops/{middle['id']}", json={"isPublic": True}, headers=bearer(middle_owner["token"])
+        f"/api/{plural}/{middle['id']}", json={"isPublic": True}, headers=bearer(middle_owner["token"])
     )
     assert resp.status == 200
     leaf = await (
-        await client.post(f"/api/loops/{middle['id']}/fork", headers=bearer(leaf_owner["token"]))
+        await client.post(f"/api/{plural}/{middle['id']}/fork", headers=bearer(leaf_owner["token"]))
     ).json()
     assert leaf["forkedFrom"] == middle["id"]
     assert (
-        await client.delete(f"/api/loops/{middle['id']}", headers=bearer(middle_owner["token"]))
+        await client.delete(f"/api/{plural}/{middle['id']}", headers=bearer(middle_owner["token"]))
     ).status == 200
-    got = await (await client.get(f"/api/loops/{leaf['id']}", headers=bearer(leaf_owner["token"]))).json()
+    got = await (await client.get(f"/api/{plural}/{leaf['id']}", headers=bearer(leaf_owner["token"]))).json()
     assert got["forkedFrom"] is None  # documented: the link to a deleted parent is cleared
     assert got["name"] == leaf["name"]
 

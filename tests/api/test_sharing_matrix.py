@@ -342,11 +342,11 @@ FORK_EXPECTED = {
 
 
 @pytest.mark.parametrize("actor", ACTORS)
-async def test_fork_matrix(client: TestClient, actor: str) -> None:
-    world = await build_world(client, "loops")
+async def test_fork_matrix(client: TestClient, plural: str, actor: str) -> None:
+    world = await build_world(client, plural)
     body = {"shareToken": world.share_token(actor)} if actor in ("share", "expired") else None
     before = await state(client, world)
-    resp = await client.post(f"/api/loops/{world.doc['id']}/fork", json=body, headers=world.headers(actor))
+    resp = await client.post(f"/api/{plural}/{world.doc['id']}/fork", json=body, headers=world.headers(actor))
     assert resp.status == FORK_EXPECTED[actor], await resp.text()
     after = await state(client, world)
     forks = after["doc"].pop("forkCount") - before["doc"].pop("forkCount")

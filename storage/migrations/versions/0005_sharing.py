@@ -1,7 +1,8 @@
 """collaborators and view deduplication
 
-Adds ``collaborators`` (editor / viewer roles on loops and songs) and ``document_views``
-(one row per viewer, document and counting window, so a view counts once across instances).
+Adds ``collaborators`` (editor / viewer roles on loops and songs), ``document_views``
+(one row per viewer, document and counting window, so a view counts once across instances)
+and the fork columns of songs (``fork_count``, ``forked_from``), as loops have them.
 
 Revision ID: 0005
 Revises: 0002
@@ -48,8 +49,19 @@ def upgrade() -> None:
     with op.batch_alter_table("document_views", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_document_views_period"), ["period"], unique=False)
 
+    with op.batch_alter_table("songs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("fork_count", sa.Integer(), server_default="0", nullable=False))
+        batch_op.add_column(sa.Column("forked_from", sa.Uuid(), nullable=True))
+        batch_op.create_foreign_key(
+            batch_op.f("fk_songs_forked_from_songs"), "songs", ["forked_from"], ["id"], ondelete="SET NULL"
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("songs", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("fk_songs_forked_from_songs"), type_="foreignkey")
+        batch_op.drop_column("forked_from")
+        batch_op.drop_column("fork_count")
     with op.batch_alter_table("document_views", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_document_views_period"))
     op.drop_table("document_views")
