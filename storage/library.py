@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
@@ -68,6 +68,7 @@ async def list_documents(
 ) -> tuple[list[Document], int]:
     """A page of the user's loops or songs (``scope="collaborating"``: those the user is a
     collaborator of), most recently updated first, and the total."""
+    where: list[ColumnElement[bool]]
     if scope == "collaborating":
         where = [model.id.in_(select(Collaborator.resource_id).where(Collaborator.user_id == user_id))]
     else:
