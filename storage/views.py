@@ -30,7 +30,7 @@ from storage.models import DocumentView
 
 log = logging.getLogger(__name__)
 
-ROWS_PER_INSERT = 500  # 2,000 bound parameters: under every driver's limit
+ROWS_PER_INSERT = 500  # parameter sets per execute (2,000 bound parameters per multi-row INSERT)
 MAX_PENDING = 100_000  # beyond this, views are dropped (and logged) rather than grow memory
 
 ViewKey = tuple[str, uuid.UUID, str, int]
@@ -103,15 +103,18 @@ class ViewCounter:
         insert: Any = postgres_insert if self.db.dialect == "postgresql" else sqlite_insert
         rows = [{"resource_type": t, "resource_id": r, "viewer": v, "period": p} for t, r, v, p in batch]
         counted: Counter[tuple[str, uuid.UUID]] = Counter()
+        # One cached statement executed with many parameter sets: SQLAlchemy's
+        # "insertmanyvalues" batches it into multi-row INSERTs and still returns the rows
+        # that went in (the conflicting ones return nothing).
+        statement = (
+            insert(DocumentView)
+            .on_conflict_do_nothing()
+            .returning(DocumentView.resource_type, DocumentView.resource_id)
+        )
         async with self.db.write_connection() as conn:
             for start in range(0, len(rows), ROWS_PER_INSERT):
-                statement = (
-                    insert(DocumentView)
-                    .values(rows[start : start + ROWS_PER_INSERT])
-                    .on_conflict_do_nothing()
-                    .returning(DocumentView.resource_type, DocumentView.resource_id)
-                )
-                counted.update((t, r) for t, r in (await conn.execute(statement)).all())
+                result = await conn.execute(statement, rows[start : start + ROWS_PER_INSERT])
+                counted.update((t, r) for t, r in result.all())
                 self.statements += 1
             for (resource_type, resource_id), views in counted.items():
                 model = document_model(resource_type)
