@@ -48,7 +48,8 @@ class CollaboratorHandlers:
         self.kind = kind
 
     async def list(self, request: web.Request) -> web.Response:
-        """Owner and collaborators may see who else has access; others get a 404."""
+        """Owner and collaborators see who else has access; readers of a public document get a
+        403, everyone else a 404."""
         ctx = context(request)
         caller = await require_caller(request)
         row, role = await document_with_role(ctx, self.kind, path_uuid(request), user_id=caller.user_id)
