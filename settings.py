@@ -191,6 +191,10 @@ class Settings:
     metrics_token: str | None = None
     anonymous_retention_days: int = 90
     anonymous_purge: bool = True  # the daily purge inside the server (off: run the command from cron)
+    # Sharing and view counts.
+    view_count_window: float = 3600.0
+    view_count_flush_interval: float = 5.0
+    composer_url: str = "http://localhost:5173"
 
     @property
     def effective_database_url(self) -> str:
@@ -250,6 +254,11 @@ class Settings:
             metrics_token=env.get("METRICS_TOKEN") or None,
             anonymous_retention_days=_int(env, "ANONYMOUS_RETENTION_DAYS", 90, minimum=1),
             anonymous_purge=_switch(env, "ANONYMOUS_PURGE", True),
+            view_count_window=_float(env, "VIEW_COUNT_WINDOW_SECONDS", 3600.0),
+            view_count_flush_interval=_float(env, "VIEW_COUNT_FLUSH_SECONDS", 5.0),
+            composer_url=(_url(env, "COMPOSER_URL", ("http", "https"), "http://localhost:5173") or "").rstrip(
+                "/"
+            ),
         )
         try:
             settings.check_secret_key()

@@ -23,6 +23,7 @@ from identity.tokens import TokenIssuer
 from musicplayground.observability import METRICS, CacheCounters, Metrics, observe_requests
 from realtime.docschema import DocKind
 from realtime.documents import DocumentService, RealtimeLimits
+from realtime.share_expiry import ShareExpiryWatcher
 from realtime.sockets import CollabSocketServer
 from rest.context import REST_CONTEXT, RestContext
 from rest.errors import OneLineServerLog, error_middleware
@@ -41,6 +42,7 @@ from storage.migrate import (
 )
 from storage.purge import DailyPurge, PurgedAccount, PurgeHook
 from storage.update_log import UpdateLog
+from storage.views import ViewCounter
 
 log = logging.getLogger(__name__)
 # What the in-server purge calls per deleted account (tests call it after their own purge).
@@ -97,6 +99,13 @@ def create_app(settings: Settings) -> web.Application:
     sockets = CollabSocketServer(documents, auth, cors_origins=list(settings.cors_origins))
     _watch(metrics, documents, sockets, update_log)
     forget = _forget_purged(documents, purge_files_hook(settings))
+    views = ViewCounter(
+        db,
+        period_seconds=settings.view_count_window,
+        flush_interval=settings.view_count_flush_interval,
+        on_counted=documents.read_cache.invalidate,
+    )
+    share_expiry = ShareExpiryWatcher(db, documents)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
@@ -111,6 +120,8 @@ def create_app(settings: Settings) -> web.Application:
                 await stack.enter_async_context(
                     DailyPurge(db, inactive_days=settings.anonymous_retention_days, on_purged=forget)
                 )
+            await stack.enter_async_context(views)
+            await stack.enter_async_context(share_expiry)
             log.info(
                 "database: %s; bus: %s (instance %s); firebase: %s",
                 db.dialect,
@@ -127,7 +138,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[observe_requests(metrics, log_access=settings.access_log), error_middleware],
         client_max_size=settings.max_json_body_bytes,
     )
-    app[REST_CONTEXT] = RestContext(settings=settings, db=db, auth=auth, documents=documents)
+    app[REST_CONTEXT] = RestContext(settings=settings, db=db, auth=auth, documents=documents, views=views)
     app[METRICS] = metrics
     app[METRICS_EXPOSITION] = metrics.render
     app[READINESS_CHECKS] = readiness_checks(db, update_log, bus)

@@ -19,6 +19,7 @@ from settings import Settings
 from storage.accounts import Authenticator, Caller
 from storage.database import Database
 from storage.errors import Unauthorized
+from storage.views import ViewCounter
 
 M = TypeVar("M", bound=BaseModel)
 MAX_ECHOED_ID = 64  # how much of a bad path id an error message repeats
@@ -30,6 +31,7 @@ class RestContext:
     db: Database
     auth: Authenticator
     documents: DocumentService
+    views: ViewCounter
 
 
 REST_CONTEXT = web.AppKey("rest_context", RestContext)

@@ -7,6 +7,7 @@ prefer the live document. Ownership, visibility and counters stay in SQL.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,10 +50,11 @@ from rest.schemas import (
 from settings import Settings
 from storage import documents as stored
 from storage import library
-from storage.access import Role, role_for, role_from
+from storage.access import Role, resolve_role, role_from
 from storage.errors import Forbidden, NotFound, Unauthorized
 from storage.models import Loop, Song
 from storage.users import get_user
+from storage.views import viewer_key
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,12 @@ def _content(payload: BaseModel, *, only_sent: bool) -> dict[str, Any]:
     return content
 
 
+def count_view(request: web.Request, kind: str, document_id: uuid.UUID, user_id: uuid.UUID | None) -> None:
+    """Note a view of a document the caller does not own (batched; nothing waits for it)."""
+    viewer = viewer_key(user_id=user_id, ip=request.remote, user_agent=request.headers.get("User-Agent"))
+    context(request).views.record(kind, document_id, viewer)
+
+
 class DocumentHandlers:
     """list / create / get / update / delete / presence for one kind of document."""
 
@@ -140,6 +148,7 @@ class DocumentHandlers:
                 offset=(query.page - 1) * query.limit,
                 limit=query.limit,
                 include_content=with_content,
+                scope=query.scope,
             )
             # Tokens are verified without a database round trip; a deleted account has no
             # rows left, so only an empty listing needs to ask whether the caller still exists.
@@ -193,7 +202,11 @@ class DocumentHandlers:
         caller = await optional_caller(request)
         async with ctx.db.session() as session:
             row = await library.get_document(session, self.kind.model, document_id)
-            role = role_for(row, caller and caller.user_id) if row is not None else None
+            role = (
+                await resolve_role(session, row, user_id=caller and caller.user_id)
+                if row is not None
+                else None
+            )
             if row is None or role is None:
                 raise self._not_found()
             stale = ctx.documents.loaded(self.kind.doc_kind, document_id) is None and (
@@ -212,11 +225,15 @@ class DocumentHandlers:
             role = role_from(
                 owner_id=cached.owner_id, is_public=cached.is_public, user_id=caller and caller.user_id
             )
-            if role is None:
-                raise self._not_found()
-            return json_response(cached.body)
+            if role is not None:  # no role from the row alone: maybe a collaborator, ask below
+                if role is not Role.OWNER:
+                    count_view(request, self.kind.name, document_id, caller and caller.user_id)
+                return json_response(cached.body)
         read_at = documents.read_cache.generation()
-        row, _role, stale = await self._readable(request)
+        row, role, stale = await self._readable(request)
+        if role is not Role.OWNER:
+            caller = await optional_caller(request)
+            count_view(request, self.kind.name, row.id, caller and caller.user_id)
         content = await documents.read_content(self.kind.doc_kind, row.id, stale=stale)
         response = self._public(row, content)
         if content is None:  # nobody is editing it: the row is the whole truth, keep it
@@ -233,16 +250,17 @@ class DocumentHandlers:
         members = await context(request).documents.presence(self.kind.doc_kind, row.id)
         return json_model(Presence.model_validate({"members": members}))
 
-    async def _owned(self, request: web.Request) -> Loop | Song:
+    async def _owned(self, request: web.Request, *, editor_may: bool = False) -> Loop | Song:
+        """The document if the caller owns it (or, with ``editor_may``, is an editor)."""
         ctx = context(request)
         document_id = path_uuid(request)
         caller = await require_caller(request)
         async with ctx.db.session() as session:
             row = await library.get_document(session, self.kind.model, document_id)
-        role = role_for(row, caller.user_id) if row is not None else None
+            role = await resolve_role(session, row, user_id=caller.user_id) if row is not None else None
         if row is None or role is None:
             raise self._not_found()
-        if role is not Role.OWNER:
+        if role is not Role.OWNER and not (editor_may and role.can_write):
             raise Forbidden(f"only the owner may change or delete this {self.kind.name}")
         return row
 
@@ -251,7 +269,9 @@ class DocumentHandlers:
         path_uuid(request)  # a bad id or a missing token is reported before the body is read
         await require_caller(request)
         payload = await read_json(request, self.kind.update)
-        row = await self._owned(request)
+        is_public = payload.model_dump(include=SQL_FIELDS, exclude_unset=True)
+        # Editors change content; visibility stays the owner's.
+        row = await self._owned(request, editor_may=not is_public)
         content = _content(payload, only_sent=True)
         live: dict[str, Any] | None = None
         if content:
@@ -261,7 +281,6 @@ class DocumentHandlers:
                 raise BadRequest(f"invalid {self.kind.name}: {exc}") from None
             except RealtimeError as exc:  # the document would pass its size limit
                 raise PayloadTooLarge(exc.message) from None
-        is_public = payload.model_dump(include=SQL_FIELDS, exclude_unset=True)
         async with ctx.db.write_session() as session:
             fresh = await library.get_document(session, self.kind.model, row.id)
             if fresh is None:

@@ -18,6 +18,7 @@ from rest.schemas import (
     Success,
     UserPublic,
 )
+from rest.sharing_routes import sharing_routes
 
 
 def _document_routes(handlers: DocumentHandlers) -> list[Route]:
@@ -133,6 +134,7 @@ def api_routes() -> list[Route]:
         Route("GET", "/api/users/me", auth.me, "The caller's account", "users", response=UserPublic),
         *_document_routes(DocumentHandlers(LOOPS)),
         *_document_routes(DocumentHandlers(SONGS)),
+        *sharing_routes(),
         Route("GET", "/healthz", system.healthz, "Liveness", "system", auth="none", response=Health),
         *_operations_routes(),
     ]

@@ -212,6 +212,9 @@ class ListQuery(QueryModel):
     include: Literal["content"] | None = Field(
         default=None, description="`content` adds the heavy JSON fields to each item"
     )
+    scope: Literal["mine", "collaborating"] = Field(
+        default="mine", description="`mine` (yours) or `collaborating` (where you are an editor or viewer)"
+    )
 
 
 # --- responses --------------------------------------------------------------------------
@@ -264,6 +267,8 @@ class SongSummary(OutputModel):
     total_bars: int
     is_public: bool
     view_count: int
+    fork_count: int
+    forked_from: uuid.UUID | None
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -361,3 +366,70 @@ class Readiness(OutputModel):
     status: Literal["ok", "degraded"]
     checks: list[CheckResult] = Field(max_length=32)
     bus: BusStatus
+
+
+# --- sharing, forks, collaborators (issue 8) ----------------------------------------------
+
+MAX_SHARE_DAYS = 3650
+Username = Annotated[str, Field(min_length=1, max_length=32)]
+CollaboratorRole = Literal["editor", "viewer"]
+
+
+class ShareCreate(InputModel):
+    expires_in: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_SHARE_DAYS,
+        description="days until the link expires (fractions allowed); null or absent: never",
+    )
+
+
+class SharePublic(OutputModel):
+    share_url: str
+    share_token: str
+    resource_type: Literal["loop", "song"]
+    resource_id: uuid.UUID
+    created_at: Timestamp
+    expires_at: Timestamp | None
+    expired: bool
+
+
+class ShareList(OutputModel):
+    shares: list[SharePublic]
+
+
+class OwnerPublic(OutputModel):
+    display_name: str | None
+    avatar_url: str | None
+
+
+class SharedDocument(OutputModel):
+    resource_type: Literal["loop", "song"]
+    data: dict[str, Any] = Field(description="the loop or song, with its live content")
+    owner: OwnerPublic
+
+
+class ForkRequest(InputModel):
+    share_token: str | None = Field(
+        default=None, min_length=1, max_length=64, description="fork through a share link you hold"
+    )
+
+
+class CollaboratorAdd(InputModel):
+    username: Username
+    role: CollaboratorRole
+
+
+class CollaboratorUpdate(InputModel):
+    role: CollaboratorRole
+
+
+class CollaboratorPublic(OutputModel):
+    username: str | None
+    display_name: str | None
+    avatar_url: str | None
+    role: CollaboratorRole
+
+
+class CollaboratorList(OutputModel):
+    collaborators: list[CollaboratorPublic]

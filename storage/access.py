@@ -8,6 +8,7 @@ from enum import StrEnum
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.collaborators import collaborator_role
 from storage.models import Loop, SharedLink, Song, utcnow
 
 
@@ -58,8 +59,15 @@ async def resolve_role(
     user_id: uuid.UUID | None,
     share_token: str | None = None,
 ) -> Role | None:
-    """The best role the caller holds: ownership, public visibility or a share token."""
+    """The best role the caller holds: ownership, a collaborator role, public visibility or
+    a share token."""
     role = role_for(document, user_id)
+    if role is Role.OWNER:
+        return role
+    if user_id is not None:
+        collaborating = await collaborator_role(session, resource_id=document.id, user_id=user_id)
+        if collaborating is not None:
+            return Role(collaborating)
     if role is not None:
         return role
     if share_token:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
 from storage.errors import QuotaExceeded, Unauthorized
-from storage.models import Loop, SharedLink, Song, User, utcnow
+from storage.models import Collaborator, Loop, SharedLink, Song, User, utcnow
 
 Document = TypeVar("Document", Loop, Song)
 
@@ -64,9 +64,15 @@ async def list_documents(
     offset: int,
     limit: int,
     include_content: bool,
+    scope: str = "mine",
 ) -> tuple[list[Document], int]:
-    """A page of the user's loops or songs, most recently updated first, and the total."""
-    where = [model.user_id == user_id]
+    """A page of the user's loops or songs (``scope="collaborating"``: those the user is a
+    collaborator of), most recently updated first, and the total."""
+    where: list[ColumnElement[bool]]
+    if scope == "collaborating":
+        where = [model.id.in_(select(Collaborator.resource_id).where(Collaborator.user_id == user_id))]
+    else:
+        where = [model.user_id == user_id]
     if is_public is not None:
         where.append(model.is_public == is_public)
     query = (
@@ -95,5 +101,6 @@ async def delete_document(session: AsyncSession, document: Loop | Song) -> None:
             SharedLink.resource_id == document.id,
         )
     )
+    await session.execute(delete(Collaborator).where(Collaborator.resource_id == document.id))
     await session.delete(document)
     await session.flush()

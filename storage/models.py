@@ -22,6 +22,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    UniqueConstraint,
     Uuid,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -130,6 +131,9 @@ class Song(Base):
     # and the id of the last ``document_updates`` entry already folded into it.
     doc_state: Mapped[bytes | None] = mapped_column(LargeBinary)
     doc_log_position: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Song forks (issue 8), as for loops.
+    fork_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    forked_from: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("songs.id", ondelete="SET NULL"))
 
 
 class Sample(Base):
@@ -184,3 +188,36 @@ class DocumentUpdate(Base):
     resource_id: Mapped[uuid.UUID]
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- sharing, views, collaborators (issue 8) ---------------------------------------------
+
+
+class Collaborator(Base):
+    """A user other than the owner who may edit or view a loop or song."""
+
+    __tablename__ = "collaborators"
+    __table_args__ = (UniqueConstraint("resource_id", "user_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    resource_type: Mapped[str] = mapped_column(String(8))
+    # No foreign key: the id is a loop's or a song's (``resource_type`` says which).
+    resource_id: Mapped[uuid.UUID]
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DocumentView(Base):
+    """One viewer counted once for one document in one counting period (deduplication).
+
+    The key makes ``INSERT ... ON CONFLICT DO NOTHING`` count a viewer once however many
+    instances saw them; rows of past windows are purged.
+    """
+
+    __tablename__ = "document_views"
+
+    resource_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    viewer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    period: Mapped[int] = mapped_column(BigInteger, primary_key=True, index=True)
+    resource_type: Mapped[str] = mapped_column(String(8))

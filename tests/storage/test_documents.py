@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from storage import documents
 from storage.database import Database
 from storage.library import create_document
-from storage.migrate import alembic_config, current_revision, upgrade
+from storage.migrate import alembic_config, current_revision, head_revision, upgrade
 from storage.models import DocumentUpdate, Loop, Song, utcnow
 from storage.users import create_anonymous_user
 
@@ -419,7 +419,7 @@ async def test_migration_0002_upgrades_existing_rows_and_downgrades(
                 )
 
             await upgrade(db)
-            assert await current_revision(db) == "0002"
+            assert await current_revision(db) == head_revision()
             stored = await load(db, fork)
             assert stored == documents.StoredDocument(state=None, position=0, updates=[])
             (entry,) = await append(db, [("loop", fork, b"u")])

@@ -1,0 +1,166 @@
+"""The public pages in a real headless browser: Debian's chromium, driven by Playwright.
+
+No browser is downloaded: ``scripts/test`` installs the ``chromium`` package when
+``/usr/bin/chromium`` is missing, and a missing browser fails these tests.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from PIL import Image
+from playwright.async_api import BrowserContext, Page, async_playwright
+
+from rest.pages import CELL_GAP, CELL_HEIGHT, CELL_WIDTH, EMPTY_CELL
+from tests.helpers import LOOP, sign_up
+from tests.sharing_helpers import create_doc, expire_share, share
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[BrowserContext]:
+    with tempfile.TemporaryDirectory(prefix="mp-chromium-") as profile:
+        async with async_playwright() as playwright:
+            context = await playwright.chromium.launch_persistent_context(
+                profile,
+                executable_path=CHROMIUM,
+                headless=True,
+                args=FLAGS,
+                viewport={"width": 1280, "height": 900},
+                device_scale_factor=1,
+            )
+            try:
+                yield context
+            finally:
+                await context.close()
+
+
+@pytest.fixture
+def base_url(client: TestClient) -> str:
+    return str(client.make_url("")).rstrip("/")
+
+
+async def shared_loop(client: TestClient, **overrides: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    owner = await sign_up(client)
+    loop = await create_doc(client, "loops", owner["token"], **overrides)
+    return loop, await share(client, "loops", loop["id"], owner["token"])
+
+
+def _rgb(hex_color: str) -> tuple[int, int, int]:
+    return (int(hex_color[1:3], 16), int(hex_color[3:5], 16), int(hex_color[5:7], 16))
+
+
+def _close(a: tuple[int, ...], b: tuple[int, ...], tolerance: int = 6) -> bool:
+    return all(abs(x - y) <= tolerance for x, y in zip(a, b, strict=False))
+
+
+async def test_loop_page_draws_the_step_grid(
+    client: TestClient, browser: BrowserContext, base_url: str
+) -> None:
+    _loop, link = await shared_loop(client)
+    page: Page = await browser.new_page()
+    response = await page.goto(f"{base_url}/loop/{link['shareToken']}")
+    assert response is not None and response.status == 200
+    grid = page.locator("svg.grid")
+    columns = int(await grid.get_attribute("data-columns") or 0)
+    lanes = int(await grid.get_attribute("data-lanes") or 0)
+    assert (columns, lanes) == (64, 2)  # 4 bars of 16 steps; one lane per sound
+    image = Image.open(io.BytesIO(await grid.screenshot())).convert("RGB")
+    expected = (columns * (CELL_WIDTH + CELL_GAP) + CELL_GAP, lanes * (CELL_HEIGHT + CELL_GAP) + CELL_GAP)
+    # The element may sit at a fractional offset: its screenshot can be one pixel larger.
+    assert all(0 <= got - want <= 1 for got, want in zip(image.size, expected, strict=True)), image.size
+    drawn = set()
+    for lane in range(lanes):
+        for column in range(columns):
+            x = CELL_GAP + column * (CELL_WIDTH + CELL_GAP) + CELL_WIDTH // 2
+            y = CELL_GAP + lane * (CELL_HEIGHT + CELL_GAP) + CELL_HEIGHT // 2
+            pixel = image.getpixel((x, y))
+            if not _close(pixel, _rgb(EMPTY_CELL)):
+                drawn.add((column, lane))
+    # LOOP: drum-kick at step 0, synth-lead at step 4 (lanes sorted by sound).
+    assert drawn == {(0, 0), (4, 1)}
+    assert [s["step"] for s in LOOP["iconSequence"]] == [0, 4]
+
+
+async def test_meta_tags_for_link_previews(
+    client: TestClient, browser: BrowserContext, base_url: str
+) -> None:
+    _loop, link = await shared_loop(client, name='Night <drive> & "co"')
+    page = await browser.new_page()
+    await page.goto(f"{base_url}/loop/{link['shareToken']}")
+
+    async def meta(selector: str) -> str | None:
+        return await page.locator(f"meta[{selector}]").get_attribute("content")
+
+    assert await meta('property="og:title"') == 'Night <drive> & "co"'
+    assert await meta('name="twitter:title"') == 'Night <drive> & "co"'
+    assert await meta('property="og:url"') == f"http://testserver/loop/{link['shareToken']}"
+    assert await meta('name="twitter:card"') == "summary"
+    description = await meta('property="og:description"') or ""
+    assert "4-bar loop at 120 BPM" in description and "C maj7" in description
+    assert await page.locator("h1").inner_text() == 'Night <drive> & "co"'  # text, not markup
+    assert await page.locator("drive").count() == 0
+    assert await page.title() == 'Night <drive> & "co"' + " · Music Playground"
+    assert await page.locator("ol.chords li").all_inner_texts() == ["C maj7", "G"]
+
+
+async def test_expired_link_shows_a_friendly_410_page(
+    client: TestClient, browser: BrowserContext, base_url: str
+) -> None:
+    _loop, link = await shared_loop(client)
+    await expire_share(client, link["shareToken"])
+    page = await browser.new_page()
+    response = await page.goto(f"{base_url}/loop/{link['shareToken']}")
+    assert response is not None and response.status == 410
+    assert response.headers["content-type"].startswith("text/html")
+    assert await page.locator("h1").inner_text() == "This link has expired"
+
+
+async def test_embed_frames_on_another_site_and_the_full_page_refuses(
+    client: TestClient, browser: BrowserContext, base_url: str, aiohttp_server: Any
+) -> None:
+    loop, link = await shared_loop(client)
+    token = link["shareToken"]
+
+    async def host_page(_request: web.Request) -> web.Response:
+        return web.Response(
+            text=(
+                "<!doctype html><title>blog</title>"
+                f'<iframe id="embed" src="{base_url}/embed/{token}" width="600" height="300"></iframe>'
+                f'<iframe id="full" src="{base_url}/loop/{token}" width="600" height="300"></iframe>'
+            ),
+            content_type="text/html",
+        )
+
+    other_site = web.Application()
+    other_site.router.add_get("/", host_page)
+    server = await aiohttp_server(other_site)
+    page = await browser.new_page()
+    await page.goto(str(server.make_url("/")))
+    embed = page.frame_locator("#embed")
+    assert await embed.locator("h1").inner_text() == loop["name"]
+    assert await embed.locator("svg.grid rect.step").count() == 2
+    assert await embed.locator("a.open").get_attribute("target") == "_blank"
+    await page.wait_for_load_state("load")  # waits for both frames, refused or not
+    full = await (await page.wait_for_selector("#full")).content_frame()
+    assert full is not None
+    # Chromium replaces a frame refused by X-Frame-Options / frame-ancestors with an error page.
+    assert full.url.startswith("chrome-error://"), full.url
+    assert loop["name"] not in await full.content()
