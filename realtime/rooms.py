@@ -5,17 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pycrdt import Doc, Map, TransactionEvent, get_state, merge_updates
+from pycrdt import Doc, Map, TransactionEvent, get_update, merge_updates
 
 from presence.awareness import RoomAwareness
 from presence.members import Member, RoomMembers
 from realtime import docschema
 from realtime.errors import RealtimeError
-from realtime.limits import MalformedPayload, decode_state_vector
+from realtime.limits import MalformedPayload, read_var_uint
 from storage.access import Role
 
 
@@ -112,6 +112,7 @@ class Room:
         # A copy of ``doc`` on which untrusted updates are tried first (see apply_untrusted).
         self._scratch: Doc | None = None
         self._touched: dict[str, set[str]] = {}
+        self._scratch_subscriptions: list[Any] = []
         self._reader: docschema.ContentReader | None = None  # made on the first read
         self._mirroring = True
         self._subscription = self.doc.observe(self._on_transaction)
@@ -131,10 +132,10 @@ class Room:
             scratch.apply_update(self.doc.get_update())
             # Which entries each trial touches, so only those are checked (check_live_bounds).
             self._touched = {name: set() for name, _ in docschema.LIVE_COLLECTIONS[self.kind]}
-            for name, touched in self._touched.items():
-                scratch.get(name, type=Map).observe_deep(
-                    lambda events, touched=touched: touched.update(docschema.touched_keys(events))
-                )
+            self._scratch_subscriptions = [  # kept: a dropped subscription stops observing
+                scratch.get(name, type=Map).observe_deep(_collector(touched))
+                for name, touched in self._touched.items()
+            ]
             self._scratch = scratch
         return self._scratch
 
@@ -293,8 +294,14 @@ class Room:
 
 def _leaves_pending(update: bytes, doc: Doc) -> bool:
     """Whether ``doc`` failed to integrate some of ``update``'s structs (yrs keeps them as
-    "pending" until their dependencies arrive): its clock for a client stays below the
-    update's."""
-    wanted = decode_state_vector(get_state(update))
-    have = decode_state_vector(doc.get_state())
-    return any(have.get(client, 0) < clock for client, clock in wanted.items())
+    "pending" until their dependencies arrive): what of the update the document's state
+    does not cover still holds struct sections (its first varint counts them)."""
+    sections, _ = read_var_uint(get_update(update, doc.get_state()), 0)
+    return sections > 0
+
+
+def _collector(touched: set[str]) -> Callable[[list[Any]], None]:
+    def collect(events: list[Any]) -> None:  # one parameter: pycrdt passes only the events
+        touched.update(docschema.touched_keys(events))
+
+    return collect
