@@ -18,6 +18,8 @@ from realtime.errors import RealtimeError
 from realtime.limits import MalformedPayload, read_var_uint
 from storage.access import Role
 
+MAX_CACHED_DIFFS = 16
+
 
 class TokenBucket:
     """Messages per second for one connection, with a burst of twice the rate."""
@@ -111,6 +113,7 @@ class Room:
         self.full_encodes = 0  # how often the whole document was encoded (join storms: once)
         # A copy of ``doc`` on which untrusted updates are tried first (see apply_untrusted).
         self._scratch: Doc | None = None
+        self._diffs: dict[bytes, bytes] = {}  # state vector -> what it lacks, this version
         self._touched: dict[str, set[str]] = {}
         self._scratch_subscriptions: list[Any] = []
         self._reader: docschema.ContentReader | None = None  # made on the first read
@@ -123,6 +126,7 @@ class Room:
         self._delta = event.update
         self.version += 1
         self._full_update = self._state_vector = self._content = None
+        self._diffs.clear()
         if self._scratch is not None and self._mirroring:
             self._scratch.apply_update(event.update)
 
@@ -236,7 +240,13 @@ class Room:
                 self.full_encodes += 1
                 self._full_update = self.doc.get_update()
             return self._full_update
-        return self.doc.get_update(state_vector)
+        # A client may ask again and again (100 messages/s): encode once per version.
+        diff = self._diffs.get(state_vector)
+        if diff is None:
+            if len(self._diffs) >= MAX_CACHED_DIFFS:
+                self._diffs.clear()
+            diff = self._diffs[state_vector] = self.doc.get_update(state_vector)
+        return diff
 
     def content(self) -> dict[str, Any]:
         """The document as REST JSON (cached until the next change)."""
