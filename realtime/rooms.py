@@ -19,6 +19,7 @@ from realtime.limits import MalformedPayload, read_var_uint
 from storage.access import Role
 
 MAX_CACHED_DIFFS = 16
+EMPTY_UPDATE = b"\x00\x00"
 
 
 class TokenBucket:
@@ -154,6 +155,8 @@ class Room:
         Raises:
             RealtimeError: ``malformed_update``, ``missing_dependencies`` or ``content_too_large``.
         """
+        if update == EMPTY_UPDATE:  # a client with nothing new (every sync-step-1 reply of a fresh one)
+            return None
         scratch = self._scratch_doc()
         for touched in self._touched.values():
             touched.clear()
@@ -206,6 +209,9 @@ class Room:
         subscription = scratch.observe(lambda event: deltas.append(event.update))
         try:
             docschema.apply_content(self.kind, scratch, content, fields=fields)  # validates first
+        except BaseException:
+            self._scratch = None  # whatever it holds now, the live document does not
+            raise
         finally:
             scratch.unobserve(subscription)
         if not deltas:

@@ -307,3 +307,14 @@ async def test_a_departed_clients_awareness_id_cannot_be_taken_over(
         await back.close()
     await asyncio.sleep(0)
     assert all(state != {"user": "impostor"} for state in observer.remote_awareness().values())
+
+
+@pytest.mark.parametrize("share_token", ["nul\u0000token", "x" * 10_000], ids=["nul", "huge"])
+async def test_unstorable_or_huge_share_tokens_are_refused(
+    connect: ClientFactory, owner: dict[str, Any], loop: dict[str, Any], share_token: str
+) -> None:
+    a = await connect(loop["id"], token=owner["token"])
+    b = await connect(loop["id"], token=owner["token"])
+    with pytest.raises(CollabConnectionRefused, match="loop not found"):
+        await connect(loop["id"], share_token=share_token)
+    await room_still_works(a, b, "after bad share tokens")
