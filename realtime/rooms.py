@@ -136,7 +136,8 @@ class Room:
             scratch = Doc()
             scratch.apply_update(self.doc.get_update())
             # Which entries each trial touches, so only those are checked (check_live_bounds).
-            self._touched = {name: set() for name, _ in docschema.LIVE_COLLECTIONS[self.kind]}
+            roots = [docschema.META, *(name for name, _ in docschema.LIVE_COLLECTIONS[self.kind])]
+            self._touched = {name: set() for name in roots}
             self._scratch_subscriptions = [  # kept: a dropped subscription stops observing
                 scratch.get(name, type=Map).observe_deep(_collector(touched))
                 for name, touched in self._touched.items()
