@@ -801,7 +801,11 @@ class Bench:
     def __init__(self, args: argparse.Namespace, extra_env: dict[str, str] | None = None) -> None:
         self.args = args
         self.pg = ThrowawayDatabase(args.postgres_url) if args.backend == "postgres" else None
-        env = {"RT_MAX_MESSAGES_PER_SECOND": str(args.max_messages_per_second)}
+        env = {
+            "RT_MAX_MESSAGES_PER_SECOND": str(args.max_messages_per_second),
+            # Every editor of a room signs in with the room owner's token.
+            "RT_MAX_CONNECTIONS_PER_USER": "10000",
+        }
         env.update(extra_env or {})
         env.update(args.server_env)
         self.extra_env = env
@@ -1375,6 +1379,7 @@ async def preset_open(args: argparse.Namespace, updates: int) -> dict[str, Any]:
     data_dir: Path | None = None
     env = {
         "RT_MAX_MESSAGES_PER_SECOND": str(max(args.max_messages_per_second, 100_000)),
+        "RT_MAX_CONNECTIONS_PER_USER": "10000",
         "SNAPSHOT_INTERVAL_SECONDS": "1000000",
         "ROOM_IDLE_SECONDS": "1000000",
     }

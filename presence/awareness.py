@@ -140,7 +140,12 @@ class RoomAwareness:
         if not present:
             return None
         self._awareness.remove_awareness_states(present, origin=session_id)
-        return self._awareness.encode_awareness_update(present)
+        removal = self._awareness.encode_awareness_update(present)
+        for client_id in ids:
+            # Forget the clock too: the client may come back with the same id and a fresh
+            # awareness clock (a new page load), which the old clock would make look stale.
+            self._awareness.meta.pop(client_id, None)
+        return removal
 
     def encode_all(self) -> bytes | None:
         """Every current state, for a late joiner."""

@@ -891,18 +891,25 @@ def check_live_bounds(
 
     Live edits arrive as CRDT updates, not as JSON; this keeps them within the same bounds,
     so reads stay cheap: the number of entries of ``meta`` and of each collection, and the
-    number of attributes of the entries in ``touched`` (collection name -> entry keys, those
-    an update changed; checking only them keeps the cost proportional to the update).
-    Entries that are invalid in other ways are tolerated: readers skip them.
+    number of attributes of entries. With ``touched`` (root name -> the keys an update
+    changed there), only the roots and entries it names are measured, which keeps the cost
+    proportional to the update (a root grows only by keys being added); without it,
+    every root is counted. Entries that are invalid in other ways are tolerated: readers
+    skip them.
 
     Raises:
         ValueError: a collection, ``meta`` or an entry is over its bound (the message names it).
     """
     kind = DocKind(kind)
+    bounded = ((META, MAX_META_KEYS), *LIVE_COLLECTIONS[kind])
+    if touched is not None:
+        bounded = tuple((name, bound) for name, bound in bounded if touched.get(name))
+        if not bounded:
+            return
     touched = touched or {}
     with doc.transaction():
         roots = set(doc.keys())
-        for name, bound in ((META, MAX_META_KEYS), *LIVE_COLLECTIONS[kind]):
+        for name, bound in bounded:
             if name not in roots:
                 continue
             root = _root(doc, name)

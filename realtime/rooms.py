@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pycrdt import Doc, Map, TransactionEvent, get_state, merge_updates
+from pycrdt import Doc, Map, TransactionEvent, get_update, merge_updates
 
 from presence.awareness import RoomAwareness
 from presence.members import Member, RoomMembers
 from realtime import docschema
 from realtime.errors import RealtimeError
-from realtime.limits import MalformedPayload, decode_state_vector
+from realtime.limits import MalformedPayload, read_var_uint
 from storage.access import Role
+
+MAX_CACHED_DIFFS = 16
+EMPTY_UPDATE = b"\x00\x00"
 
 
 class TokenBucket:
@@ -111,7 +114,9 @@ class Room:
         self.full_encodes = 0  # how often the whole document was encoded (join storms: once)
         # A copy of ``doc`` on which untrusted updates are tried first (see apply_untrusted).
         self._scratch: Doc | None = None
+        self._diffs: dict[bytes, bytes] = {}  # state vector -> what it lacks, this version
         self._touched: dict[str, set[str]] = {}
+        self._scratch_subscriptions: list[Any] = []
         self._reader: docschema.ContentReader | None = None  # made on the first read
         self._mirroring = True
         self._subscription = self.doc.observe(self._on_transaction)
@@ -122,6 +127,7 @@ class Room:
         self._delta = event.update
         self.version += 1
         self._full_update = self._state_vector = self._content = None
+        self._diffs.clear()
         if self._scratch is not None and self._mirroring:
             self._scratch.apply_update(event.update)
 
@@ -130,11 +136,12 @@ class Room:
             scratch = Doc()
             scratch.apply_update(self.doc.get_update())
             # Which entries each trial touches, so only those are checked (check_live_bounds).
-            self._touched = {name: set() for name, _ in docschema.LIVE_COLLECTIONS[self.kind]}
-            for name, touched in self._touched.items():
-                scratch.get(name, type=Map).observe_deep(
-                    lambda events, touched=touched: touched.update(docschema.touched_keys(events))
-                )
+            roots = [docschema.META, *(name for name, _ in docschema.LIVE_COLLECTIONS[self.kind])]
+            self._touched = {name: set() for name in roots}
+            self._scratch_subscriptions = [  # kept: a dropped subscription stops observing
+                scratch.get(name, type=Map).observe_deep(_collector(touched))
+                for name, touched in self._touched.items()
+            ]
             self._scratch = scratch
         return self._scratch
 
@@ -149,6 +156,8 @@ class Room:
         Raises:
             RealtimeError: ``malformed_update``, ``missing_dependencies`` or ``content_too_large``.
         """
+        if update == EMPTY_UPDATE:  # a client with nothing new (every sync-step-1 reply of a fresh one)
+            return None
         scratch = self._scratch_doc()
         for touched in self._touched.values():
             touched.clear()
@@ -201,6 +210,9 @@ class Room:
         subscription = scratch.observe(lambda event: deltas.append(event.update))
         try:
             docschema.apply_content(self.kind, scratch, content, fields=fields)  # validates first
+        except BaseException:
+            self._scratch = None  # whatever it holds now, the live document does not
+            raise
         finally:
             scratch.unobserve(subscription)
         if not deltas:
@@ -235,7 +247,13 @@ class Room:
                 self.full_encodes += 1
                 self._full_update = self.doc.get_update()
             return self._full_update
-        return self.doc.get_update(state_vector)
+        # A client may ask again and again (100 messages/s): encode once per version.
+        diff = self._diffs.get(state_vector)
+        if diff is None:
+            if len(self._diffs) >= MAX_CACHED_DIFFS:
+                self._diffs.clear()
+            diff = self._diffs[state_vector] = self.doc.get_update(state_vector)
+        return diff
 
     def content(self) -> dict[str, Any]:
         """The document as REST JSON (cached until the next change)."""
@@ -293,8 +311,14 @@ class Room:
 
 def _leaves_pending(update: bytes, doc: Doc) -> bool:
     """Whether ``doc`` failed to integrate some of ``update``'s structs (yrs keeps them as
-    "pending" until their dependencies arrive): its clock for a client stays below the
-    update's."""
-    wanted = decode_state_vector(get_state(update))
-    have = decode_state_vector(doc.get_state())
-    return any(have.get(client, 0) < clock for client, clock in wanted.items())
+    "pending" until their dependencies arrive): what of the update the document's state
+    does not cover still holds struct sections (its first varint counts them)."""
+    sections, _ = read_var_uint(get_update(update, doc.get_state()), 0)
+    return sections > 0
+
+
+def _collector(touched: set[str]) -> Callable[[list[Any]], None]:
+    def collect(events: list[Any]) -> None:  # one parameter: pycrdt passes only the events
+        touched.update(docschema.touched_keys(events))
+
+    return collect

@@ -29,6 +29,7 @@ from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
 from identity.errors import InvalidToken
 from identity.firebase import FirebaseUnavailable
+from realtime.docschema import UNSTORABLE_TEXT
 from realtime.documents import DocumentService
 from realtime.errors import RealtimeError
 from realtime.limits import NAMESPACE_HELP, MalformedPayload, check_state_vector, parse_namespace
@@ -43,6 +44,7 @@ EMPTY_UPDATE = b"\x00\x00"
 # Refused updates each cost a rebuild of the room's scratch copy: a socket that keeps
 # sending them is hostile or broken, and is disconnected.
 MAX_REFUSED_UPDATES = 10
+MAX_SHARE_TOKEN_LEN = 256  # share tokens are short random strings
 
 
 class CollabSocketServer:
@@ -144,6 +146,8 @@ class CollabSocketServer:
             raise SocketRefused("auth.token and auth.shareToken must be strings")
         if not token and not share_token:
             raise SocketRefused("authentication required: connect with auth {token} or {shareToken}")
+        if share_token and (len(share_token) > MAX_SHARE_TOKEN_LEN or UNSTORABLE_TEXT.search(share_token)):
+            raise SocketRefused(f"{kind.value} not found")  # no such link (and no database query)
         user_id, display_name = None, "Guest"
         try:
             if token:
