@@ -129,6 +129,7 @@ class DocumentService:
         self._awareness_out: dict[str, _AwarenessOut] = {}
         self._members_dirty: set[RoomKey] = set()
         self._catching_up: set[RoomKey] = set()
+        self._log_ahead_of_row: set[RoomKey] = set()  # rooms with durable updates since their snapshot
         self._tasks: set[asyncio.Task[Any]] = set()
         self._transport: RoomTransport | None = None
         self._maintenance: asyncio.Task[None] | None = None
@@ -343,6 +344,7 @@ class DocumentService:
         self.rooms.pop(key, None)
         self._peers.pop(key, None)
         self._members_dirty.discard(key)
+        self._log_ahead_of_row.discard(key)
         room.doc.unobserve(room._subscription)
         if self.bus.state is not BusState.STOPPED:
             channel = self._channel(room.kind, room.doc_id)
@@ -378,6 +380,12 @@ class DocumentService:
             if not room.closed:
                 room.queue_broadcast(delta, sender.sid if sender is not None else None)
                 self._publish(room, ClusterMessage("update", {"id": future.result()}, delta))
+                key = (room.kind, room.doc_id)
+                if key not in self._log_ahead_of_row:
+                    # The row no longer tells the whole story: no instance may answer a REST
+                    # read from a cached copy of it (they read the log, or open the room).
+                    self._log_ahead_of_row.add(key)
+                    self.read_cache.invalidate(room.kind.value, room.doc_id)
 
         committed.add_done_callback(relay)
         return committed
@@ -429,6 +437,7 @@ class DocumentService:
                         position=position,
                         columns=columns,
                     )
+            self._log_ahead_of_row.discard((room.kind, room.doc_id))
             self.read_cache.invalidate(room.kind.value, room.doc_id)
             self._record_snapshot(room, outcome)
             if outcome is SnapshotOutcome.DELETED:

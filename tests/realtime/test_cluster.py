@@ -306,3 +306,21 @@ async def test_sustained_editing_snapshots_once_per_interval(database_url: str) 
         gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
         # Not every maintenance tick (0.3 s here): each snapshot one interval after the last.
         assert all(gap >= interval * 0.95 for gap in gaps), gaps
+
+
+async def test_no_instance_serves_a_cached_row_once_another_has_newer_edits(database_url: str) -> None:
+    from realtime.read_cache import CachedDocument
+
+    doc_id = await new_loop(database_url)
+    hub = MemoryHub()
+    async with instance(database_url, hub) as a, instance(database_url, hub) as b:
+        cache = b.service.read_cache
+        cache.put("loop", doc_id, CachedDocument(uuid.uuid4(), True, b"{}"), read_at=cache.generation())
+        assert cache.get("loop", doc_id) is not None
+        room_a, alice = await a.join(doc_id, "alice")
+        a.service.client_update(room_a, alice, edit("newer", 1))
+        await eventually(lambda: cache.get("loop", doc_id) is None)
+        # An access change on A drops it on B as well.
+        cache.put("loop", doc_id, CachedDocument(uuid.uuid4(), True, b"{}"), read_at=cache.generation())
+        await a.service.access_changed(LOOP, doc_id)
+        await eventually(lambda: cache.get("loop", doc_id) is None)
