@@ -57,6 +57,14 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _redis_url(raw: str | None) -> str | None:
+    if raw is not None and not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            f"REDIS_URL must be a redis://, rediss:// or unix:// URL, got {raw.split(':', 1)[0]}://"
+        )
+    return raw
+
+
 def _redis_prefix(raw: str) -> str:
     if not raw or len(raw) > 64 or any(c.isspace() for c in raw):
         raise ConfigError("REDIS_PREFIX must be 1-64 characters without spaces")
@@ -116,7 +124,7 @@ class Settings:
         return cls(
             data_dir=Path(env.get("DATA_DIR", "data")),
             database_url=_normalize_database_url(database_url) if database_url else "",
-            redis_url=env.get("REDIS_URL") or None,
+            redis_url=_redis_url(env.get("REDIS_URL") or None),
             host=env.get("HOST", "0.0.0.0"),
             port=port,
             public_base_url=env.get("PUBLIC_BASE_URL", f"http://localhost:{port}").rstrip("/"),
