@@ -77,8 +77,8 @@ class Recorder:
             now = time.perf_counter()
             for key in event.keys:
                 sent = self.sent_at.get(key)
-                if sent is None or not self.measuring:
-                    continue
+                if sent is None or not self.measuring or key.split(":")[0] == str(receiver.index):
+                    continue  # the sender's own observer sees its edit at once: not a delivery
                 sent_time, sender_server = sent
                 path = "same" if sender_server == receiver.server else "cross"
                 self.latencies[path].append(now - sent_time)
