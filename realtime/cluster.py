@@ -50,7 +50,8 @@ class ClusterMessage:
     body: bytes = b""
 
     def encode(self) -> bytes:
-        header = json.dumps(self.header, separators=(",", ":")).encode() if self.header else b""
+        # default=str: event payloads may carry ids and timestamps (they travel as text).
+        header = json.dumps(self.header, separators=(",", ":"), default=str).encode() if self.header else b""
         return _LENGTH.pack(_KIND_INDEX[self.kind], len(header)) + header + self.body
 
     @classmethod

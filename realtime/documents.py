@@ -132,6 +132,7 @@ class DocumentService:
         self._awareness_out: dict[str, _AwarenessOut] = {}
         self._members_dirty: set[RoomKey] = set()
         self._catching_up: set[RoomKey] = set()
+        self._log_ahead_of_row: set[RoomKey] = set()  # rooms with durable updates since their snapshot
         self._tasks: set[asyncio.Task[Any]] = set()
         self._transport: RoomTransport | None = None
         self._maintenance: asyncio.Task[None] | None = None
@@ -350,6 +351,7 @@ class DocumentService:
         self.rooms.pop(key, None)
         self._peers.pop(key, None)
         self._members_dirty.discard(key)
+        self._log_ahead_of_row.discard(key)
         room.close()
         if self.bus.state is not BusState.STOPPED:
             channel = self._channel(room.kind, room.doc_id)
@@ -386,6 +388,12 @@ class DocumentService:
                 self.updates_relayed += 1
                 room.queue_broadcast(delta, sender.sid if sender is not None else None)
                 self._publish(room, ClusterMessage("update", {"id": future.result()}, delta))
+                key = (room.kind, room.doc_id)
+                if key not in self._log_ahead_of_row:
+                    # The row no longer tells the whole story: no instance may answer a REST
+                    # read from a cached copy of it (they read the log, or open the room).
+                    self._log_ahead_of_row.add(key)
+                    self.read_cache.invalidate(room.kind.value, room.doc_id)
 
         committed.add_done_callback(relay)
         return committed
@@ -439,6 +447,7 @@ class DocumentService:
                         position=position,
                         columns=columns,
                     )
+            self._log_ahead_of_row.discard((room.kind, room.doc_id))
             self.read_cache.invalidate(room.kind.value, room.doc_id)
             self._record_snapshot(room, outcome)
             if outcome is SnapshotOutcome.DELETED:

@@ -130,7 +130,7 @@ async def test_two_instances_converge_and_a_viewer_only_instance_sees_edits_live
                 bodies = [(await get(f"{s.url}/api/loops/{loop_id}", headers)).json() for s in (a, b)]
                 return bodies[0] == bodies[1] and bodies[0]["name"] == "Last word on B"
 
-            for _ in range(50):
+            for _ in range(150):
                 if await same_everywhere():
                     break
                 await asyncio.sleep(0.2)

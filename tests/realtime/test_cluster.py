@@ -306,3 +306,57 @@ async def test_sustained_editing_snapshots_once_per_interval(database_url: str) 
         gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
         # Not every maintenance tick (0.3 s here): each snapshot one interval after the last.
         assert all(gap >= interval * 0.95 for gap in gaps), gaps
+
+
+async def test_no_instance_serves_a_cached_row_once_another_has_newer_edits(database_url: str) -> None:
+    from realtime.read_cache import CachedDocument
+
+    doc_id = await new_loop(database_url)
+    hub = MemoryHub()
+    async with instance(database_url, hub) as a, instance(database_url, hub) as b:
+        cache = b.service.read_cache
+        cache.put("loop", doc_id, CachedDocument(uuid.uuid4(), True, b"{}"), read_at=cache.generation())
+        assert cache.get("loop", doc_id) is not None
+        room_a, alice = await a.join(doc_id, "alice")
+        a.service.client_update(room_a, alice, edit("newer", 1))
+        await eventually(lambda: cache.get("loop", doc_id) is None)
+        # An access change on A drops it on B as well.
+        cache.put("loop", doc_id, CachedDocument(uuid.uuid4(), True, b"{}"), read_at=cache.generation())
+        await a.service.access_changed(LOOP, doc_id)
+        await eventually(lambda: cache.get("loop", doc_id) is None)
+
+
+async def test_awareness_on_the_bus_is_coalesced_per_client(database_url: str) -> None:
+    from pycrdt import Awareness
+
+    from realtime.cluster import ClusterMessage
+
+    doc_id = await new_loop(database_url)
+    hub = MemoryHub()
+    async with instance(database_url, hub) as a, instance(database_url, hub) as b:
+        room_a, alice = await a.join(doc_id, "alice")
+        room_b, _bob = await b.join(doc_id, "bob")
+        listener = MemoryBus(hub=hub)
+        async with listener:
+            seen: list[float] = []
+            await listener.subscribe(
+                a.service._channel(LOOP, doc_id),
+                lambda e: (
+                    seen.append(time.monotonic())
+                    if ClusterMessage.decode(e.data).kind == "awareness"
+                    else None
+                ),
+            )
+            cursor = Awareness(Doc())
+            started = time.monotonic()
+            for step in range(200):  # a cursor dragged at ~200 moves per second
+                cursor.set_local_state({"cursor": {"bar": 0, "step": step}})
+                a.service.client_awareness(room_a, alice, cursor.encode_awareness_update([cursor.client_id]))
+                await asyncio.sleep(0.005)
+            elapsed = time.monotonic() - started
+            await eventually(
+                lambda: room_b.awareness.states.get(cursor.client_id, {}).get("cursor", {}).get("step") == 199
+            )
+        # Every move reached the other instance's state, in at most ~20 messages a second.
+        assert len(seen) <= elapsed * 20 + 2, (len(seen), elapsed)
+        assert len(seen) >= 2
