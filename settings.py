@@ -6,6 +6,7 @@ which the composition root calls explicitly.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -57,6 +58,29 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _on_off(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in {"on", "true", "1", "yes"}:
+        return True
+    if raw in {"off", "false", "0", "no"}:
+        return False
+    raise ConfigError(f"{name} must be on or off, got {raw!r}")
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or CIDR networks, normalized (``10.0.0.0/8``)."""
+    networks = []
+    for part in env.get(name, "").split(","):
+        if part.strip():
+            try:
+                networks.append(str(ipaddress.ip_network(part.strip(), strict=False)))
+            except ValueError:
+                raise ConfigError(f"{name}: {part.strip()!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the server. See the configuration table in README.md."""
@@ -84,6 +108,17 @@ class Settings:
     max_document_bytes: int = 8 * 1024 * 1024
     max_clients_per_room: int = 64
     max_messages_per_second: int = 100
+    # Rate limits and HTTP caching (rest/rate_limits.py, rest/http_cache.py). Counters live
+    # in Redis when REDIS_URL is set, so every instance enforces the same limits.
+    rate_limits_enabled: bool = True
+    rate_limit_get_per_hour: int = 1000
+    rate_limit_mutations_per_hour: int = 100
+    rate_limit_uploads_per_hour: int = 20
+    rate_limit_migrations_per_hour: int = 1
+    rate_limit_anonymous_accounts_per_ip_per_hour: int = 30
+    rate_limit_socket_connects_per_ip_per_minute: int = 120
+    trusted_proxies: tuple[str, ...] = ()
+    redis_key_prefix: str = "mp"
 
     @property
     def effective_database_url(self) -> str:
@@ -126,6 +161,19 @@ class Settings:
             max_document_bytes=_int(env, "RT_MAX_DOCUMENT_BYTES", 8 * 1024 * 1024, minimum=4096),
             max_clients_per_room=_int(env, "RT_MAX_CLIENTS_PER_ROOM", 64, minimum=1),
             max_messages_per_second=_int(env, "RT_MAX_MESSAGES_PER_SECOND", 100, minimum=1),
+            rate_limits_enabled=_on_off(env, "RATE_LIMITS", True),
+            rate_limit_get_per_hour=_int(env, "RATE_LIMIT_GET_PER_HOUR", 1000, minimum=1),
+            rate_limit_mutations_per_hour=_int(env, "RATE_LIMIT_MUTATIONS_PER_HOUR", 100, minimum=1),
+            rate_limit_uploads_per_hour=_int(env, "RATE_LIMIT_UPLOADS_PER_HOUR", 20, minimum=1),
+            rate_limit_migrations_per_hour=_int(env, "RATE_LIMIT_MIGRATIONS_PER_HOUR", 1, minimum=1),
+            rate_limit_anonymous_accounts_per_ip_per_hour=_int(
+                env, "RATE_LIMIT_ANONYMOUS_ACCOUNTS_PER_IP_PER_HOUR", 30, minimum=1
+            ),
+            rate_limit_socket_connects_per_ip_per_minute=_int(
+                env, "RATE_LIMIT_SOCKET_CONNECTS_PER_IP_PER_MINUTE", 120, minimum=1
+            ),
+            trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
+            redis_key_prefix=env.get("REDIS_KEY_PREFIX", "mp").strip() or "mp",
         )
 
     def replace(self, **changes: object) -> Settings:

@@ -22,9 +22,12 @@ from realtime.documents import DocumentService, RealtimeLimits
 from realtime.sockets import CollabSocketServer
 from rest.context import REST_CONTEXT, RestContext
 from rest.errors import error_middleware
+from rest.http_cache import http_cache_middleware
+from rest.rate_limits import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from rest.routes import add_routes
 from settings import Settings, load_or_create_secret
 from storage.accounts import Authenticator
+from storage.counters import open_counters
 from storage.database import Database
 from storage.migrate import check_up_to_date
 from storage.update_log import UpdateLog
@@ -57,12 +60,20 @@ def create_app(settings: Settings) -> web.Application:
     # for "a few ms"); without it the writer commits back to back and burns a core.
     update_log = UpdateLog(db, max_delay=0.002)
     documents = DocumentService(db, update_log, realtime_limits(settings))
-    sockets = CollabSocketServer(documents, auth, cors_origins=list(settings.cors_origins))
+    counters = open_counters(settings.redis_url, key_prefix=settings.redis_key_prefix)
+    limiter = RateLimiter(counters, settings) if settings.rate_limits_enabled else None
+    sockets = CollabSocketServer(
+        documents,
+        auth,
+        cors_origins=list(settings.cors_origins),
+        connect_refusal=limiter.socket_connect_refusal if limiter else None,
+    )
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             if verifier is not None:
                 stack.callback(verifier.close)
+            await stack.enter_async_context(counters)
             await stack.enter_async_context(db)
             await check_up_to_date(db)
             await stack.enter_async_context(update_log)
@@ -73,8 +84,13 @@ def create_app(settings: Settings) -> web.Application:
     async def close_sockets(app: web.Application) -> None:
         await sockets.shutdown()
 
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_json_body_bytes)
+    # The rate limiter sits outside the error middleware so that error responses are
+    # counted and carry the RateLimit headers; HTTP caching sees the final response.
+    middlewares = [http_cache_middleware, *([rate_limit_middleware] if limiter else []), error_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_json_body_bytes)
     app[REST_CONTEXT] = RestContext(settings=settings, db=db, auth=auth, documents=documents)
+    if limiter is not None:
+        app[RATE_LIMITER] = limiter
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(close_sockets)
     sockets.attach(app)
@@ -90,7 +106,13 @@ def _allow_cors(app: web.Application, origins: tuple[str, ...]) -> None:
             origin: aiohttp_cors.ResourceOptions(
                 allow_credentials=True,
                 allow_headers=("Authorization", "Content-Type"),
-                expose_headers=("Retry-After",),
+                expose_headers=(
+                    "Retry-After",
+                    "ETag",
+                    "RateLimit-Limit",
+                    "RateLimit-Remaining",
+                    "RateLimit-Reset",
+                ),
                 allow_methods=("GET", "POST", "PATCH", "PUT", "DELETE"),
                 max_age=3600,
             )

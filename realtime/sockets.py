@@ -18,7 +18,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import socketio
@@ -47,10 +47,17 @@ class CollabSocketServer:
     """python-socketio server wired to the document service; also the rooms' transport."""
 
     def __init__(
-        self, service: DocumentService, auth: Authenticator, *, cors_origins: list[str] | str
+        self,
+        service: DocumentService,
+        auth: Authenticator,
+        *,
+        cors_origins: list[str] | str,
+        connect_refusal: Callable[[dict[str, Any]], Awaitable[str | None]] | None = None,
     ) -> None:
         self.service = service
         self.auth = auth
+        # Per-IP connection-attempt limit: given the WSGI-style environ, why to refuse, or None.
+        self._connect_refusal = connect_refusal
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
             namespaces="*",
@@ -130,6 +137,8 @@ class CollabSocketServer:
     async def _on_connect(self, namespace: str, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         if not self.accepting:
             raise SocketRefused("server is shutting down; try again")
+        if self._connect_refusal is not None and (refusal := await self._connect_refusal(environ)):
+            raise SocketRefused(refusal)
         match = NAMESPACE.match(namespace)
         if match is None:
             raise SocketRefused("unknown namespace; use /yjs|loop:<id> or /yjs|song:<id>")

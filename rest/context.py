@@ -96,5 +96,8 @@ def path_uuid(request: web.Request, name: str = "id") -> uuid.UUID:
 
 def json_model(model: BaseModel, status: int = 200) -> web.Response:
     return web.Response(
-        body=model.model_dump_json(by_alias=True), status=status, content_type="application/json"
+        # bytes, not str: a str body becomes a payload object that the ETag cannot hash
+        body=model.model_dump_json(by_alias=True).encode(),
+        status=status,
+        content_type="application/json",
     )

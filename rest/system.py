@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 
+from rest import rate_limits
 from rest.context import context
 from rest.errors import error_response
 
@@ -20,13 +21,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready for traffic: the database answers."""
+    """Ready for traffic: the database answers. Rate-limit counters are reported, not required."""
     try:
         await context(request).db.ping()
     except Exception:
         log.warning("readiness check: database unreachable", exc_info=True)
         return error_response(503, "not_ready", "database unreachable")
-    return web.json_response({"status": "ok"})
+    return web.json_response({"status": "ok", **rate_limits.readiness(request)})
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -72,7 +72,7 @@ async def test_cors_preflight_and_headers(client: TestClient) -> None:
 async def test_health_and_readiness(client: TestClient) -> None:
     assert await (await client.get("/healthz")).json() == {"status": "ok"}
     resp = await client.get("/readyz")
-    assert resp.status == 200 and await resp.json() == {"status": "ok"}
+    assert resp.status == 200 and await resp.json() == {"status": "ok", "rateLimits": "ok (memory)"}
 
 
 async def test_openapi_describes_every_route(client: TestClient) -> None:
