@@ -7,10 +7,13 @@ prefer the live document. Ownership, visibility and counters stay in SQL.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import pydantic_core
 from aiohttp import web
 from pycrdt import Doc
 from pydantic import BaseModel
@@ -49,15 +52,16 @@ from storage import documents as stored
 from storage import library
 from storage.access import Role, role_for, role_from
 from storage.errors import Forbidden, NotFound
+from storage.kinds import document_model
 from storage.models import Loop, Song
 
 
 @dataclass(frozen=True)
 class DocumentKind:
-    name: str
+    """How REST serves one kind of document; its table comes from ``storage.kinds``."""
+
     plural: str
     doc_kind: docschema.DocKind
-    model: type[Loop] | type[Song]
     create: type[BaseModel]
     update: type[BaseModel]
     public: type[BaseModel]
@@ -65,12 +69,18 @@ class DocumentKind:
     listing: type[BaseModel]
     quota: Callable[[Settings], int]
 
+    @property
+    def name(self) -> str:
+        return self.doc_kind.value
+
+    @property
+    def model(self) -> type[Loop] | type[Song]:
+        return document_model(self.doc_kind.value)
+
 
 LOOPS = DocumentKind(
-    "loop",
     "loops",
     docschema.DocKind.LOOP,
-    Loop,
     LoopCreate,
     LoopUpdate,
     LoopPublic,
@@ -79,10 +89,8 @@ LOOPS = DocumentKind(
     lambda s: s.max_loops_per_user,
 )
 SONGS = DocumentKind(
-    "song",
     "songs",
     docschema.DocKind.SONG,
-    Song,
     SongCreate,
     SongUpdate,
     SongPublic,
@@ -108,6 +116,34 @@ def _content(payload: BaseModel, *, only_sent: bool) -> dict[str, Any]:
     return content
 
 
+@functools.cache
+def _json_fields(model: type[BaseModel]) -> tuple[tuple[str, str], ...]:
+    """(JSON key, column) for each field of an output model; its fields are named after columns."""
+    return tuple((field.alias or name, name) for name, field in model.model_fields.items())
+
+
+@functools.cache
+def _timestamp_keys(model: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(
+        field.alias or name for name, field in model.model_fields.items() if field.annotation is datetime
+    )
+
+
+def _listed_items(model: type[BaseModel], page: library.Page) -> list[dict[str, Any]]:
+    """Rows -> JSON-ready dicts with the model's keys, straight from the column values."""
+    position = {column: i for i, column in enumerate(page.columns)}
+    picks = [(key, position[column]) for key, column in _json_fields(model)]
+    timestamps = _timestamp_keys(model)
+    items = []
+    for row in page.rows:
+        item = {key: row[i] for key, i in picks}
+        for key in timestamps:  # SQLite hands back naive datetimes; every one we store is UTC
+            if item[key].tzinfo is None:
+                item[key] = item[key].replace(tzinfo=UTC)
+        items.append(item)
+    return items
+
+
 class DocumentHandlers:
     """list / create / get / update / delete / presence for one kind of document."""
 
@@ -128,9 +164,9 @@ class DocumentHandlers:
         caller = await require_caller(request)
         query = read_query(request, ListQuery)
         with_content = query.include == "content"
-        async with ctx.db.session() as session:
-            rows, total = await library.list_documents(
-                session,
+        async with ctx.db.engine.connect() as connection:  # one read: no ORM session needed
+            page = await library.list_documents(
+                connection,
                 self.kind.model,
                 user_id=caller.user_id,
                 is_public=query.public,
@@ -138,22 +174,14 @@ class DocumentHandlers:
                 limit=query.limit,
                 include_content=with_content,
             )
-        item = self.kind.public if with_content else self.kind.summary
-        items = []
-        for row in rows:
-            data = item.model_validate(row).model_dump(mode="json", by_alias=True)
-            live = ctx.documents.loaded(self.kind.doc_kind, row.id)
+        items = _listed_items(self.kind.public if with_content else self.kind.summary, page)
+        for item in items:
+            live = ctx.documents.loaded(self.kind.doc_kind, item["id"])
             if live is not None:  # a document being edited right now is newer than its row
-                data.update({k: v for k, v in live.content().items() if k in data})
-            items.append(data)
-        return web.json_response(
-            {
-                self.kind.plural: items,
-                "total": total,
-                "page": query.page,
-                "hasMore": query.page * query.limit < total,
-            }
-        )
+                item.update({k: v for k, v in live.content().items() if k in item})
+        # Rows go straight from column values to JSON bytes, without model objects in between.
+        body = {self.kind.plural: items, "total": page.total, "page": query.page, "hasMore": page.has_more}
+        return web.Response(body=pydantic_core.to_json(body), content_type="application/json")
 
     async def create(self, request: web.Request) -> web.Response:
         ctx = context(request)

@@ -22,17 +22,47 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-MAX_NAME = 100
-MAX_CHORD_CELLS = 64
-MAX_ICON_STEPS = 2048
-MAX_TIMELINE_BLOCKS = 512
-DEFAULT_LOOP_COLOR = "#FFD11A"
+from storage.bounds import (
+    COLOR_PATTERN,
+    DEFAULT_LOOP_COLOR,
+    DEFAULT_SONG_BPM,
+    DEFAULT_TIME_SIGNATURE,
+    DEFAULT_VELOCITY,
+    LOOP_LENGTHS,
+    MAX_BLOCK_DURATION,
+    MAX_BPM,
+    MAX_CHORD_BAR,
+    MAX_CHORD_CELLS,
+    MAX_DURATION16,
+    MAX_ID_LEN,
+    MAX_NAME_LEN,
+    MAX_PITCH,
+    MAX_ROW,
+    MAX_SCHEMA_VERSION,
+    MAX_SHORT_TEXT,
+    MAX_SOUND_ID_LEN,
+    MAX_START_BAR,
+    MAX_STEP,
+    MAX_STEPS,
+    MAX_TIMELINE_BLOCKS,
+    MAX_VELOCITY,
+    MIN_BLOCK_DURATION,
+    MIN_BPM,
+    MIN_DURATION16,
+    MIN_SCHEMA_VERSION,
+    MIN_VELOCITY,
+    NOTE_PATTERN,
+    TIME_SIGNATURES,
+)
 
-Color = Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$", examples=["#FFD11A"])]
-Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
-Bpm = Annotated[int, Field(ge=40, le=300)]
-SchemaVersion = Annotated[int, Field(ge=1, le=1000)]
-ShortText = Annotated[str, Field(min_length=1, max_length=20)]
+Color = Annotated[str, Field(pattern=f"^{COLOR_PATTERN}$", examples=[DEFAULT_LOOP_COLOR])]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LEN)]
+Bpm = Annotated[int, Field(ge=MIN_BPM, le=MAX_BPM)]
+SchemaVersion = Annotated[int, Field(ge=MIN_SCHEMA_VERSION, le=MAX_SCHEMA_VERSION)]
+ShortText = Annotated[str, Field(min_length=1, max_length=MAX_SHORT_TEXT)]
+# Literal[(a, b)] is Literal[a, b]: the choices come from the one tuple.
+LoopLength = Literal[LOOP_LENGTHS]  # type: ignore[valid-type]
+TimeSignature = Literal[TIME_SIGNATURES]  # type: ignore[valid-type]
 
 # Fields the server owns. A client that sends back what it fetched is not an error.
 SERVER_MANAGED = frozenset(
@@ -57,7 +87,7 @@ def _reject_both(data: Any, *names: str) -> Any:
 
 
 class ChordCell(InputModel):
-    bar: int = Field(ge=0, le=1023)
+    bar: int = Field(ge=0, le=MAX_CHORD_BAR)
     chord: ShortText
     roman: ShortText | None = None
     root: ShortText | None = None
@@ -65,13 +95,13 @@ class ChordCell(InputModel):
 
 
 class IconStep(InputModel):
-    step: int = Field(ge=0, le=63, validation_alias=AliasChoices("step", "bar"))
-    sound_id: str = Field(min_length=1, max_length=64)
-    velocity: float = Field(default=0.8, ge=0, le=1)
-    note: str | None = Field(default=None, pattern=r"^[A-Ga-g][#b]?-?[0-9]$")
-    pitch: int | None = Field(default=None, ge=0, le=127)
-    row: int | None = Field(default=None, ge=0, le=3)
-    duration16: int | None = Field(default=None, ge=1, le=64)
+    step: int = Field(ge=0, le=MAX_STEP, validation_alias=AliasChoices("step", "bar"))
+    sound_id: str = Field(min_length=1, max_length=MAX_SOUND_ID_LEN)
+    velocity: float = Field(default=DEFAULT_VELOCITY, ge=MIN_VELOCITY, le=MAX_VELOCITY)
+    note: str | None = Field(default=None, pattern=f"^{NOTE_PATTERN}$")
+    pitch: int | None = Field(default=None, ge=0, le=MAX_PITCH)
+    row: int | None = Field(default=None, ge=0, le=MAX_ROW)
+    duration16: int | None = Field(default=None, ge=MIN_DURATION16, le=MAX_DURATION16)
 
     @model_validator(mode="before")
     @classmethod
@@ -80,10 +110,12 @@ class IconStep(InputModel):
 
 
 class TimelineBlock(InputModel):
-    id: str = Field(min_length=1, max_length=64)
-    loop_id: str = Field(min_length=1, max_length=64)
-    start_bar: int = Field(ge=0, le=100_000)
-    duration: int = Field(ge=1, le=1024, validation_alias=AliasChoices("duration", "bars"))
+    id: str = Field(min_length=1, max_length=MAX_ID_LEN)
+    loop_id: str = Field(min_length=1, max_length=MAX_ID_LEN)
+    start_bar: int = Field(ge=0, le=MAX_START_BAR)
+    duration: int = Field(
+        ge=MIN_BLOCK_DURATION, le=MAX_BLOCK_DURATION, validation_alias=AliasChoices("duration", "bars")
+    )
     color: Color | None = None
 
     @model_validator(mode="before")
@@ -107,7 +139,7 @@ def _unique_block_ids(blocks: list[TimelineBlock]) -> list[TimelineBlock]:
 
 
 ChordProgression = Annotated[list[ChordCell], Field(max_length=MAX_CHORD_CELLS), AfterValidator(_unique_bars)]
-IconSequence = Annotated[list[IconStep], Field(max_length=MAX_ICON_STEPS)]
+IconSequence = Annotated[list[IconStep], Field(max_length=MAX_STEPS)]
 Timeline = Annotated[
     list[TimelineBlock], Field(max_length=MAX_TIMELINE_BLOCKS), AfterValidator(_unique_block_ids)
 ]
@@ -124,7 +156,7 @@ class _DocumentInput(InputModel):
 
 class LoopCreate(_DocumentInput):
     name: Name
-    length: Literal[1, 2, 4, 8] = Field(validation_alias=AliasChoices("length", "bars"))
+    length: LoopLength = Field(validation_alias=AliasChoices("length", "bars"))
     bpm: Bpm | None = None
     color: Color = DEFAULT_LOOP_COLOR
     schema_version: SchemaVersion | None = None
@@ -142,7 +174,7 @@ class LoopUpdate(_DocumentInput):
     """Partial update: only the fields present change. ``null`` clears ``bpm``."""
 
     name: Name = None  # type: ignore[assignment]  # absent = unchanged; null is refused
-    length: Literal[1, 2, 4, 8] = Field(  # type: ignore[assignment]
+    length: LoopLength = Field(  # type: ignore[assignment]
         default=None, validation_alias=AliasChoices("length", "bars")
     )
     bpm: Bpm | None = None
@@ -160,8 +192,8 @@ class LoopUpdate(_DocumentInput):
 
 class SongCreate(_DocumentInput):
     name: Name
-    bpm: Bpm = 120
-    time_signature: Literal["4/4", "3/4"] = "4/4"
+    bpm: Bpm = DEFAULT_SONG_BPM
+    time_signature: TimeSignature = DEFAULT_TIME_SIGNATURE
     schema_version: SchemaVersion | None = None
     timeline: Timeline = Field(default_factory=list)
     is_public: bool = False
@@ -170,7 +202,7 @@ class SongCreate(_DocumentInput):
 class SongUpdate(_DocumentInput):
     name: Name = None  # type: ignore[assignment]
     bpm: Bpm = None  # type: ignore[assignment]
-    time_signature: Literal["4/4", "3/4"] = None  # type: ignore[assignment]
+    time_signature: TimeSignature = None  # type: ignore[assignment]
     schema_version: SchemaVersion | None = None
     timeline: Timeline = None  # type: ignore[assignment]
     is_public: bool = None  # type: ignore[assignment]

@@ -17,7 +17,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from storage.database import Database
-from storage.documents import RESOURCE_MODELS, append_updates
+from storage.documents import append_updates
+from storage.kinds import RESOURCE_MODELS
 
 log = logging.getLogger(__name__)
 
