@@ -7,6 +7,7 @@ which the composition root calls explicitly.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 import re
 import secrets
@@ -150,6 +151,18 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or CIDR networks, normalized (``10.0.0.0/8``)."""
+    networks = []
+    for part in env.get(name, "").split(","):
+        if part.strip():
+            try:
+                networks.append(str(ipaddress.ip_network(part.strip(), strict=False)))
+            except ValueError:
+                raise ConfigError(f"{name}: {part.strip()!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the server. See the configuration table in README.md."""
@@ -195,6 +208,16 @@ class Settings:
     view_count_window: float = 3600.0
     view_count_flush_interval: float = 5.0
     composer_url: str = "http://localhost:5173"
+    # Rate limits and HTTP caching (rest/rate_limits.py, rest/http_cache.py). Counters live
+    # in Redis when REDIS_URL is set, so every instance enforces the same limits.
+    rate_limits_enabled: bool = True
+    rate_limit_get_per_hour: int = 1000
+    rate_limit_mutations_per_hour: int = 100
+    rate_limit_uploads_per_hour: int = 20
+    rate_limit_migrations_per_hour: int = 1
+    rate_limit_anonymous_accounts_per_ip_per_hour: int = 30
+    rate_limit_socket_connects_per_ip_per_minute: int = 120
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def effective_database_url(self) -> str:
@@ -259,6 +282,18 @@ class Settings:
             composer_url=(_url(env, "COMPOSER_URL", ("http", "https"), "http://localhost:5173") or "").rstrip(
                 "/"
             ),
+            rate_limits_enabled=_switch(env, "RATE_LIMITS", True),
+            rate_limit_get_per_hour=_int(env, "RATE_LIMIT_GET_PER_HOUR", 1000, minimum=1),
+            rate_limit_mutations_per_hour=_int(env, "RATE_LIMIT_MUTATIONS_PER_HOUR", 100, minimum=1),
+            rate_limit_uploads_per_hour=_int(env, "RATE_LIMIT_UPLOADS_PER_HOUR", 20, minimum=1),
+            rate_limit_migrations_per_hour=_int(env, "RATE_LIMIT_MIGRATIONS_PER_HOUR", 1, minimum=1),
+            rate_limit_anonymous_accounts_per_ip_per_hour=_int(
+                env, "RATE_LIMIT_ANONYMOUS_ACCOUNTS_PER_IP_PER_HOUR", 30, minimum=1
+            ),
+            rate_limit_socket_connects_per_ip_per_minute=_int(
+                env, "RATE_LIMIT_SOCKET_CONNECTS_PER_IP_PER_MINUTE", 120, minimum=1
+            ),
+            trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
         )
         try:
             settings.check_secret_key()

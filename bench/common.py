@@ -249,7 +249,10 @@ class Server:
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "PORT", "HOST"}}
-        env.update(DATA_DIR=str(self.data_dir), SECRET_KEY=self.secret, LOG_LEVEL="WARNING")
+        # RATE_LIMITS=off: the load comes from one user on one machine, far above real quotas.
+        env.update(
+            DATA_DIR=str(self.data_dir), SECRET_KEY=self.secret, LOG_LEVEL="WARNING", RATE_LIMITS="off"
+        )
         if self.database_url:
             env["DATABASE_URL"] = self.database_url
         env.update(self.extra_env)

@@ -27,10 +27,13 @@ from realtime.share_expiry import ShareExpiryWatcher
 from realtime.sockets import CollabSocketServer
 from rest.context import REST_CONTEXT, RestContext
 from rest.errors import OneLineServerLog, error_middleware
+from rest.http_cache import http_cache_middleware
+from rest.rate_limits import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from rest.routes import add_routes
 from rest.system import METRICS_EXPOSITION, READINESS_CHECKS, Degraded, ReadinessCheck
 from settings import Settings, load_or_create_secret
 from storage.accounts import Authenticator
+from storage.counters import Counters, open_counters
 from storage.database import Database
 from storage.migrate import (
     SchemaState,
@@ -96,7 +99,14 @@ def create_app(settings: Settings) -> web.Application:
         db, update_log, realtime_limits(settings), bus=bus, channel_prefix=settings.redis_prefix
     )
     documents.on_snapshot = metrics.observe_snapshot
-    sockets = CollabSocketServer(documents, auth, cors_origins=list(settings.cors_origins))
+    counters = open_counters(settings.redis_url, key_prefix=settings.redis_prefix.rstrip(":"))
+    limiter = RateLimiter(counters, settings) if settings.rate_limits_enabled else None
+    sockets = CollabSocketServer(
+        documents,
+        auth,
+        cors_origins=list(settings.cors_origins),
+        connect_refusal=limiter.socket_connect_refusal if limiter else None,
+    )
     _watch(metrics, documents, sockets, update_log)
     forget = _forget_purged(documents, purge_files_hook(settings))
     views = ViewCounter(
@@ -111,6 +121,7 @@ def create_app(settings: Settings) -> web.Application:
         async with AsyncExitStack() as stack:
             if verifier is not None:
                 stack.callback(verifier.close)
+            await stack.enter_async_context(counters)
             await stack.enter_async_context(db)
             await prepare_schema(db)
             await stack.enter_async_context(update_log)
@@ -134,14 +145,21 @@ def create_app(settings: Settings) -> web.Application:
     async def close_sockets(app: web.Application) -> None:
         await sockets.shutdown()
 
-    app = web.Application(
-        middlewares=[observe_requests(metrics, log_access=settings.access_log), error_middleware],
-        client_max_size=settings.max_json_body_bytes,
-    )
+    # The rate limiter sits outside the error middleware so that error responses are
+    # counted and carry the RateLimit headers; HTTP caching sees the final response.
+    middlewares = [
+        observe_requests(metrics, log_access=settings.access_log),
+        http_cache_middleware,
+        *([rate_limit_middleware] if limiter else []),
+        error_middleware,
+    ]
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_json_body_bytes)
     app[REST_CONTEXT] = RestContext(settings=settings, db=db, auth=auth, documents=documents, views=views)
+    if limiter is not None:
+        app[RATE_LIMITER] = limiter
     app[METRICS] = metrics
     app[METRICS_EXPOSITION] = metrics.render
-    app[READINESS_CHECKS] = readiness_checks(db, update_log, bus)
+    app[READINESS_CHECKS] = readiness_checks(db, update_log, bus, counters if limiter else None)
     app[PURGE_HOOK] = forget
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(close_sockets)
@@ -192,7 +210,9 @@ async def prepare_schema(db: Database) -> None:
         )
 
 
-def readiness_checks(db: Database, update_log: UpdateLog, bus: Bus) -> list[ReadinessCheck]:
+def readiness_checks(
+    db: Database, update_log: UpdateLog, bus: Bus, counters: Counters | None
+) -> list[ReadinessCheck]:
     """What /readyz checks, in order. Other parts (blob storage, Redis) append their own."""
 
     async def database() -> str:
@@ -216,10 +236,18 @@ def readiness_checks(db: Database, update_log: UpdateLog, bus: Bus) -> list[Read
             raise RuntimeError("the last update-log commit failed")
         return f"{update_log.pending} pending"
 
+    async def rate_limits() -> str:
+        if counters is None:
+            return "off"
+        if not counters.available:  # limits fail open rather than refuse everyone
+            raise Degraded(f"failing open: {counters.backend} unavailable ({counters.last_error})")
+        return f"ok ({counters.backend})"
+
     return [
         ReadinessCheck("database", database),
         ReadinessCheck("bus", bus_state),
         ReadinessCheck("update_log", log_writer),
+        ReadinessCheck("rate_limits", rate_limits),
     ]
 
 
@@ -240,7 +268,13 @@ def _allow_cors(app: web.Application, origins: tuple[str, ...]) -> None:
             origin: aiohttp_cors.ResourceOptions(
                 allow_credentials=True,
                 allow_headers=("Authorization", "Content-Type"),
-                expose_headers=("Retry-After",),
+                expose_headers=(
+                    "Retry-After",
+                    "ETag",
+                    "RateLimit-Limit",
+                    "RateLimit-Remaining",
+                    "RateLimit-Reset",
+                ),
                 allow_methods=("GET", "POST", "PATCH", "PUT", "DELETE"),
                 max_age=3600,
             )

@@ -79,6 +79,42 @@ from typing import Any, Final
 
 from pycrdt import Doc, Map
 
+from storage.bounds import (
+    COLOR_PATTERN,
+    DEFAULT_LOOP_COLOR,
+    DEFAULT_SONG_BPM,
+    DEFAULT_TIME_SIGNATURE,
+    DEFAULT_VELOCITY,
+    LOOP_LENGTHS,
+    MAX_BLOCK_DURATION,
+    MAX_BPM,
+    MAX_CHORD_BAR,
+    MAX_CHORD_CELLS,
+    MAX_DURATION16,
+    MAX_ENTRY_FIELDS,
+    MAX_ID_LEN,
+    MAX_META_KEYS,
+    MAX_NAME_LEN,
+    MAX_PITCH,
+    MAX_ROW,
+    MAX_SCHEMA_VERSION,
+    MAX_SHORT_TEXT,
+    MAX_SOUND_ID_LEN,
+    MAX_START_BAR,
+    MAX_STEP,
+    MAX_STEPS,
+    MAX_TIMELINE_BLOCKS,
+    MAX_VELOCITY,
+    MIN_BLOCK_DURATION,
+    MIN_BPM,
+    MIN_DURATION16,
+    MIN_SCHEMA_VERSION,
+    MIN_VELOCITY,
+    NOTE_PATTERN,
+    TIME_SIGNATURES,
+    UNSTORABLE_TEXT,
+)
+
 __all__ = [
     "CHORDS",
     "DEFAULT_LOOP_COLOR",
@@ -134,45 +170,12 @@ LOOP_FIELDS: Final = frozenset(
 SONG_FIELDS: Final = frozenset({"name", "bpm", "timeSignature", "schemaVersion", "timeline"})
 SONG_COMPUTED_FIELDS: Final = frozenset({"totalBars"})
 
-# Bounds: DESIGN.md "Data model", and where it names none the same caps as the REST input
-# models, so that whatever a document yields also passes REST validation (GET -> PUT works).
-MAX_NAME_LEN: Final = 100
-MAX_CHORD_CELLS: Final = 64
-MAX_STEPS: Final = 2048
-MAX_TIMELINE_BLOCKS: Final = 512
-LOOP_LENGTHS: Final = (1, 2, 4, 8)
-TIME_SIGNATURES: Final = ("4/4", "3/4")
-MIN_BPM: Final = 40
-MAX_BPM: Final = 300
-MIN_SCHEMA_VERSION: Final = 1
-MAX_SCHEMA_VERSION: Final = 1000
-MAX_CHORD_BAR: Final = 1023
-MAX_SHORT_TEXT: Final = 20  # chord, roman, root, quality
-NOTE_PATTERN: Final = r"[A-Ga-g][#b]?-?[0-9]"  # "C4", "F#3", "Bb-1"
-MAX_SOUND_ID_LEN: Final = 64
-MAX_ID_LEN: Final = 64  # timeline block id, loopId
-MAX_STEP: Final = 63
-MAX_ROW: Final = 3
-MAX_PITCH: Final = 127
-MIN_DURATION16: Final = 1
-MAX_DURATION16: Final = 64
-MAX_START_BAR: Final = 100_000
-MAX_BLOCK_DURATION: Final = 1024
-MAX_META_KEYS: Final = 32  # the schema uses five; room for clients' own settings
-MAX_ENTRY_FIELDS: Final = 16  # attributes of one chord cell, step or block (the schema uses <= 7)
-# Neither database stores NUL (asyncpg refuses 0x00 in text and JSONB) nor a lone UTF-16
-# surrogate (not encodable as UTF-8): such text is refused on input and skipped on reading.
-UNSTORABLE_TEXT: Final = re.compile("[\x00\ud800-\udfff]")
-
-DEFAULT_VELOCITY: Final = 0.8
-DEFAULT_LOOP_COLOR: Final = "#FFD11A"
+# Bounds live in storage/bounds.py, shared with the REST input models.
 # Only used to repair a document whose required scalars are missing or garbage.
 DEFAULT_NAME: Final = "Untitled"
 DEFAULT_LOOP_LENGTH: Final = 4
-DEFAULT_SONG_BPM: Final = 120
-DEFAULT_TIME_SIGNATURE: Final = "4/4"
 
-_COLOR_RE: Final = re.compile(r"#[0-9A-Fa-f]{6}")
+_COLOR_RE: Final = re.compile(COLOR_PATTERN)
 _BAR_KEY_RE: Final = re.compile(r"0|[1-9][0-9]{0,3}")
 _NOTE_RE: Final = re.compile(NOTE_PATTERN)
 
@@ -272,7 +275,7 @@ _CHORD_REQUIRED: Final = ("bar", "chord")
 _STEP_FIELDS: Final[dict[str, Validator]] = {
     "step": lambda v: _int(v, 0, MAX_STEP),
     "soundId": lambda v: _str(v, MAX_SOUND_ID_LEN),
-    "velocity": lambda v: _float(v, 0.0, 1.0),
+    "velocity": lambda v: _float(v, MIN_VELOCITY, MAX_VELOCITY),
     "note": _note,
     "pitch": lambda v: _int(v, 0, MAX_PITCH),
     "row": lambda v: _int(v, 0, MAX_ROW),
@@ -284,7 +287,7 @@ _BLOCK_FIELDS: Final[dict[str, Validator]] = {
     "id": lambda v: _str(v, MAX_ID_LEN),
     "loopId": lambda v: _str(v, MAX_ID_LEN),
     "startBar": lambda v: _int(v, 0, MAX_START_BAR),
-    "duration": lambda v: _int(v, 1, MAX_BLOCK_DURATION),
+    "duration": lambda v: _int(v, MIN_BLOCK_DURATION, MAX_BLOCK_DURATION),
     "color": _color,
 }
 _BLOCK_REQUIRED: Final = ("id", "loopId", "startBar", "duration")

@@ -44,6 +44,7 @@ from storage import documents as stored
 from storage.access import Role, resolve_role
 from storage.database import Database
 from storage.errors import NotFound
+from storage.kinds import document_model
 from storage.models import Loop, Song
 from storage.update_log import UpdateLog, UpdateLogFull
 
@@ -298,7 +299,7 @@ class DocumentService:
             found = await stored.load_document(session, resource_type=kind.value, resource_id=doc_id)
             row = None
             if found is not None and found.state is None:
-                row = await session.get(stored.document_model(kind.value), doc_id)
+                row = await session.get(document_model(kind.value), doc_id)
         if found is None:
             raise NotFound(f"{kind.value} not found")
         doc = Doc()
@@ -629,7 +630,7 @@ class DocumentService:
         share_token: str | None,
     ) -> Role | None:
         async with self.db.session() as session:
-            document = await session.get(stored.document_model(kind.value), doc_id)
+            document = await session.get(document_model(kind.value), doc_id)
             if document is None:
                 raise NotFound(f"{kind.value} not found")
             return await resolve_role(session, document, user_id=user_id, share_token=share_token)
@@ -690,7 +691,7 @@ class DocumentService:
         if room is None:
             return
         async with self.db.session() as db_session:
-            document = await db_session.get(stored.document_model(kind.value), doc_id)
+            document = await db_session.get(document_model(kind.value), doc_id)
             roles = {
                 sid: (
                     await resolve_role(db_session, document, user_id=s.user_id, share_token=s.share_token)

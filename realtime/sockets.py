@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import socketio
@@ -29,12 +29,12 @@ from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
 from identity.errors import InvalidToken
 from identity.firebase import FirebaseUnavailable
-from realtime.docschema import UNSTORABLE_TEXT
 from realtime.documents import DocumentService
 from realtime.errors import RealtimeError
 from realtime.limits import NAMESPACE_HELP, MalformedPayload, check_state_vector, parse_namespace
 from realtime.rooms import Room, Session, TokenBucket
 from storage.accounts import Authenticator
+from storage.bounds import UNSTORABLE_TEXT
 from storage.errors import NotFound
 from storage.users import get_user
 
@@ -51,10 +51,17 @@ class CollabSocketServer:
     """python-socketio server wired to the document service; also the rooms' transport."""
 
     def __init__(
-        self, service: DocumentService, auth: Authenticator, *, cors_origins: list[str] | str
+        self,
+        service: DocumentService,
+        auth: Authenticator,
+        *,
+        cors_origins: list[str] | str,
+        connect_refusal: Callable[[dict[str, Any]], Awaitable[str | None]] | None = None,
     ) -> None:
         self.service = service
         self.auth = auth
+        # Per-IP connection-attempt limit: given the WSGI-style environ, why to refuse, or None.
+        self._connect_refusal = connect_refusal
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
             namespaces="*",
@@ -136,6 +143,8 @@ class CollabSocketServer:
     async def _on_connect(self, namespace: str, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         if not self.accepting:
             raise SocketRefused("server is shutting down; try again")
+        if self._connect_refusal is not None and (refusal := await self._connect_refusal(environ)):
+            raise SocketRefused(refusal)
         parsed = parse_namespace(namespace)
         if parsed is None:
             raise SocketRefused(NAMESPACE_HELP)

@@ -7,11 +7,14 @@ prefer the live document. Ownership, visibility and counters stay in SQL.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import pydantic_core
 from aiohttp import web
 from pycrdt import Doc
 from pydantic import BaseModel
@@ -52,6 +55,7 @@ from storage import documents as stored
 from storage import library
 from storage.access import Role, resolve_role, role_from
 from storage.errors import Forbidden, NotFound, Unauthorized
+from storage.kinds import document_model
 from storage.models import Loop, Song
 from storage.users import get_user
 from storage.views import viewer_key
@@ -59,10 +63,10 @@ from storage.views import viewer_key
 
 @dataclass(frozen=True)
 class DocumentKind:
-    name: str
+    """How REST serves one kind of document; its table comes from ``storage.kinds``."""
+
     plural: str
     doc_kind: docschema.DocKind
-    model: type[Loop] | type[Song]
     create: type[BaseModel]
     update: type[BaseModel]
     public: type[BaseModel]
@@ -70,12 +74,18 @@ class DocumentKind:
     listing: type[BaseModel]
     quota: Callable[[Settings], int]
 
+    @property
+    def name(self) -> str:
+        return self.doc_kind.value
+
+    @property
+    def model(self) -> type[Loop] | type[Song]:
+        return document_model(self.doc_kind.value)
+
 
 LOOPS = DocumentKind(
-    "loop",
     "loops",
     docschema.DocKind.LOOP,
-    Loop,
     LoopCreate,
     LoopUpdate,
     LoopPublic,
@@ -84,10 +94,8 @@ LOOPS = DocumentKind(
     lambda s: s.max_loops_per_user,
 )
 SONGS = DocumentKind(
-    "song",
     "songs",
     docschema.DocKind.SONG,
-    Song,
     SongCreate,
     SongUpdate,
     SongPublic,
@@ -119,6 +127,34 @@ def count_view(request: web.Request, kind: str, document_id: uuid.UUID, user_id:
     context(request).views.record(kind, document_id, viewer)
 
 
+@functools.cache
+def _json_fields(model: type[BaseModel]) -> tuple[tuple[str, str], ...]:
+    """(JSON key, column) for each field of an output model; its fields are named after columns."""
+    return tuple((field.alias or name, name) for name, field in model.model_fields.items())
+
+
+@functools.cache
+def _timestamp_keys(model: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(
+        field.alias or name for name, field in model.model_fields.items() if field.annotation is datetime
+    )
+
+
+def _listed_items(model: type[BaseModel], page: library.Page) -> list[dict[str, Any]]:
+    """Rows -> JSON-ready dicts with the model's keys, straight from the column values."""
+    position = {column: i for i, column in enumerate(page.columns)}
+    picks = [(key, position[column]) for key, column in _json_fields(model)]
+    timestamps = _timestamp_keys(model)
+    items = []
+    for row in page.rows:
+        item = {key: row[i] for key, i in picks}
+        for key in timestamps:  # SQLite hands back naive datetimes; every one we store is UTC
+            if item[key].tzinfo is None:
+                item[key] = item[key].replace(tzinfo=UTC)
+        items.append(item)
+    return items
+
+
 class DocumentHandlers:
     """list / create / get / update / delete / presence for one kind of document."""
 
@@ -139,9 +175,9 @@ class DocumentHandlers:
         caller = await require_caller(request)
         query = read_query(request, ListQuery)
         with_content = query.include == "content"
-        async with ctx.db.session() as session:
-            rows, total = await library.list_documents(
-                session,
+        async with ctx.db.engine.connect() as connection:  # one read: no ORM session needed
+            page = await library.list_documents(
+                connection,
                 self.kind.model,
                 user_id=caller.user_id,
                 is_public=query.public,
@@ -150,26 +186,20 @@ class DocumentHandlers:
                 include_content=with_content,
                 scope=query.scope,
             )
+        if page.total == 0:
             # Tokens are verified without a database round trip; a deleted account has no
             # rows left, so only an empty listing needs to ask whether the caller still exists.
-            if total == 0 and await get_user(session, caller.user_id) is None:
-                raise Unauthorized("this account no longer exists")
-        item = self.kind.public if with_content else self.kind.summary
-        items = []
-        for row in rows:
-            data = item.model_validate(row).model_dump(mode="json", by_alias=True)
-            live = ctx.documents.loaded(self.kind.doc_kind, row.id)
+            async with ctx.db.session() as session:
+                if await get_user(session, caller.user_id) is None:
+                    raise Unauthorized("this account no longer exists")
+        items = _listed_items(self.kind.public if with_content else self.kind.summary, page)
+        for item in items:
+            live = ctx.documents.loaded(self.kind.doc_kind, item["id"])
             if live is not None:  # a document being edited right now is newer than its row
-                data.update({k: v for k, v in live.content().items() if k in data})
-            items.append(data)
-        return json_response(
-            {
-                self.kind.plural: items,
-                "total": total,
-                "page": query.page,
-                "hasMore": query.page * query.limit < total,
-            }
-        )
+                item.update({k: v for k, v in live.content().items() if k in item})
+        # Rows go straight from column values to JSON bytes, without model objects in between.
+        body = {self.kind.plural: items, "total": page.total, "page": query.page, "hasMore": page.has_more}
+        return json_response(pydantic_core.to_json(body))
 
     async def create(self, request: web.Request) -> web.Response:
         ctx = context(request)

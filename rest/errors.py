@@ -41,6 +41,17 @@ class UnsupportedMediaType(DomainError):
     code = "unsupported_media_type"
 
 
+class RateLimited(DomainError):
+    """429; ``headers`` carry ``Retry-After`` and the RateLimit fields (rest/rate_limits.py)."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.headers = headers
+
+
 def error_response(
     status: int,
     code: str,
@@ -88,6 +99,7 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    429: "rate_limited",
 }
 
 
@@ -116,6 +128,8 @@ def _first_line(error: BaseException) -> str:
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)
+    except RateLimited as exc:
+        return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
     except DomainError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details)
     except InvalidToken as exc:

@@ -22,8 +22,9 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from realtime import docschema as bounds  # every content bound is defined once, there
-from realtime.docschema import DEFAULT_LOOP_COLOR, storable_text
+from realtime.docschema import storable_text
+from storage import bounds  # every content bound is defined once, there
+from storage.bounds import DEFAULT_LOOP_COLOR, DEFAULT_SONG_BPM, DEFAULT_TIME_SIGNATURE
 
 # Text that both databases can store (no NUL, no lone surrogate); every input string uses it.
 Text = Annotated[str, AfterValidator(storable_text)]
@@ -33,6 +34,9 @@ Bpm = Annotated[int, Field(ge=bounds.MIN_BPM, le=bounds.MAX_BPM)]
 SchemaVersion = Annotated[int, Field(ge=bounds.MIN_SCHEMA_VERSION, le=bounds.MAX_SCHEMA_VERSION)]
 ShortText = Annotated[Text, Field(min_length=1, max_length=bounds.MAX_SHORT_TEXT)]
 Identifier = Annotated[Text, Field(min_length=1, max_length=bounds.MAX_ID_LEN)]
+# Literal[(a, b)] is Literal[a, b]: the choices come from the one tuple.
+LoopLength = Literal[bounds.LOOP_LENGTHS]  # type: ignore[valid-type]
+TimeSignature = Literal[bounds.TIME_SIGNATURES]  # type: ignore[valid-type]
 
 # Fields the server owns. A client that sends back what it fetched is not an error.
 SERVER_MANAGED = frozenset(
@@ -146,7 +150,7 @@ class _DocumentInput(InputModel):
 
 class LoopCreate(_DocumentInput):
     name: Name
-    length: Literal[1, 2, 4, 8] = Field(validation_alias=AliasChoices("length", "bars"))
+    length: LoopLength = Field(validation_alias=AliasChoices("length", "bars"))
     bpm: Bpm | None = None
     color: Color = DEFAULT_LOOP_COLOR
     schema_version: SchemaVersion | None = None
@@ -164,7 +168,7 @@ class LoopUpdate(_DocumentInput):
     """Partial update: only the fields present change. ``null`` clears ``bpm``."""
 
     name: Name = None  # type: ignore[assignment]  # absent = unchanged; null is refused
-    length: Literal[1, 2, 4, 8] = Field(  # type: ignore[assignment]
+    length: LoopLength = Field(  # type: ignore[assignment]
         default=None, validation_alias=AliasChoices("length", "bars")
     )
     bpm: Bpm | None = None
@@ -182,8 +186,8 @@ class LoopUpdate(_DocumentInput):
 
 class SongCreate(_DocumentInput):
     name: Name
-    bpm: Bpm = 120
-    time_signature: Literal["4/4", "3/4"] = "4/4"
+    bpm: Bpm = DEFAULT_SONG_BPM
+    time_signature: TimeSignature = DEFAULT_TIME_SIGNATURE
     schema_version: SchemaVersion | None = None
     timeline: Timeline = Field(default_factory=list)
     is_public: bool = False
@@ -192,7 +196,7 @@ class SongCreate(_DocumentInput):
 class SongUpdate(_DocumentInput):
     name: Name = None  # type: ignore[assignment]
     bpm: Bpm = None  # type: ignore[assignment]
-    time_signature: Literal["4/4", "3/4"] = None  # type: ignore[assignment]
+    time_signature: TimeSignature = None  # type: ignore[assignment]
     schema_version: SchemaVersion | None = None
     timeline: Timeline = None  # type: ignore[assignment]
     is_public: bool = None  # type: ignore[assignment]

@@ -9,6 +9,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.collaborators import collaborator_role
+from storage.kinds import resource_type_of
 from storage.models import Loop, SharedLink, Song, utcnow
 
 
@@ -71,9 +72,11 @@ async def resolve_role(
     if role is not None:
         return role
     if share_token:
-        resource_type = "loop" if isinstance(document, Loop) else "song"
         if await share_grants_access(
-            session, resource_type=resource_type, resource_id=document.id, share_token=share_token
+            session,
+            resource_type=resource_type_of(document),
+            resource_id=document.id,
+            share_token=share_token,
         ):
             return Role.VIEWER
     return None

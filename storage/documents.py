@@ -31,9 +31,8 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, exists, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from storage.models import DocumentUpdate, Loop, Song, utcnow
-
-RESOURCE_MODELS: dict[str, type[Loop] | type[Song]] = {"loop": Loop, "song": Song}
+from storage.kinds import document_model
+from storage.models import DocumentUpdate, utcnow
 
 # Key of the Postgres advisory lock that orders log appends (any fixed 64-bit value).
 _APPEND_LOCK_KEY = 0x6D705F646F636C67  # "mp_doclg"
@@ -59,14 +58,6 @@ class StoredDocument:
     state: bytes | None
     position: int
     updates: list[tuple[int, bytes]]
-
-
-def document_model(resource_type: str) -> type[Loop] | type[Song]:
-    """The table of a resource type (``"loop"`` or ``"song"``); ValueError otherwise."""
-    try:
-        return RESOURCE_MODELS[resource_type]
-    except KeyError:
-        raise ValueError(f"unknown resource type {resource_type!r}") from None
 
 
 async def load_document(

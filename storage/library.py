@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, delete, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
+from sqlalchemy import Column, ColumnElement, Row, Select, bindparam, delete, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from storage.errors import QuotaExceeded, Unauthorized
+from storage.kinds import CONTENT_COLUMNS, resource_type_of
 from storage.models import Collaborator, Loop, SharedLink, Song, User, utcnow
 
 Document = TypeVar("Document", Loop, Song)
 
-# Heavy JSON columns that list views leave out unless asked for.
-CONTENT_COLUMNS: dict[type[Loop] | type[Song], tuple[str, ...]] = {
-    Loop: ("chord_progression", "icon_sequence"),
-    Song: ("timeline",),
-}
-RESOURCE_TYPE: dict[type[Loop] | type[Song], str] = {Loop: "loop", Song: "song"}
+# Never in a listing: the Yjs state (the heaviest column) and its log bookkeeping.
+_NEVER_LISTED = frozenset({"doc_state", "doc_log_position"})
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing: plain column values (no ORM objects), in ``columns`` order."""
+
+    columns: tuple[str, ...]
+    rows: Sequence[Row[Any]]
+    total: int
+    has_more: bool
+
+
+def listed_columns(model: type[Loop] | type[Song], *, include_content: bool) -> list[Column[Any]]:
+    skip = _NEVER_LISTED if include_content else _NEVER_LISTED | set(CONTENT_COLUMNS[model])
+    return [column for column in model.__table__.columns if column.name not in skip]
 
 
 async def create_document(
@@ -40,7 +54,7 @@ async def create_document(
         raise Unauthorized("this account no longer exists")
     count = await session.scalar(select(func.count()).select_from(model).where(model.user_id == user_id))
     if (count or 0) >= quota:
-        kind = RESOURCE_TYPE[model]
+        kind = resource_type_of(model)
         raise QuotaExceeded(f"{kind} quota reached: at most {quota} {kind}s per user")
     now = utcnow()
     document = model(user_id=user_id, created_at=now, updated_at=now, **values)
@@ -55,8 +69,39 @@ async def get_document(
     return await session.get(model, document_id)
 
 
+def _page_filter(
+    model: type[Loop] | type[Song], *, by_visibility: bool, scope: str
+) -> list[ColumnElement[bool]]:
+    table = model.__table__
+    where: list[ColumnElement[bool]]
+    if scope == "collaborating":
+        shared_with = select(Collaborator.resource_id).where(Collaborator.user_id == bindparam("user_id"))
+        where = [table.c.id.in_(shared_with)]
+    else:
+        where = [table.c.user_id == bindparam("user_id")]
+    if by_visibility:
+        where.append(table.c.is_public == bindparam("is_public"))
+    return where
+
+
+@functools.cache
+def _page_query(
+    model: type[Loop] | type[Song], *, include_content: bool, by_visibility: bool, scope: str
+) -> Select[Any]:
+    """The listing statement, built once per shape (building a select costs more than running it)."""
+    table = model.__table__
+    where = _page_filter(model, by_visibility=by_visibility, scope=scope)
+    return (
+        select(*listed_columns(model, include_content=include_content), func.count().over().label("total"))
+        .where(*where)
+        .order_by(table.c.updated_at.desc(), table.c.id)
+        .offset(bindparam("offset"))
+        .limit(bindparam("limit"))
+    )
+
+
 async def list_documents(
-    session: AsyncSession,
+    session: AsyncSession | AsyncConnection,
     model: type[Document],
     *,
     user_id: uuid.UUID,
@@ -65,24 +110,30 @@ async def list_documents(
     limit: int,
     include_content: bool,
     scope: str = "mine",
-) -> tuple[list[Document], int]:
+) -> Page:
     """A page of the user's loops or songs (``scope="collaborating"``: those the user is a
-    collaborator of), most recently updated first, and the total."""
-    where: list[ColumnElement[bool]]
-    if scope == "collaborating":
-        where = [model.id.in_(select(Collaborator.resource_id).where(Collaborator.user_id == user_id))]
-    else:
-        where = [model.user_id == user_id]
-    if is_public is not None:
-        where.append(model.is_public == is_public)
-    query = (
-        select(model).where(*where).order_by(model.updated_at.desc(), model.id).offset(offset).limit(limit)
+    collaborator of), most recently updated first, and the total.
+
+    One query: the summary columns (the JSON content only if asked for), ``limit + 1`` rows
+    to learn whether there is more, and the total from a window count over the same filter.
+    A Core connection is the cheapest caller; a session works too.
+    """
+    query = _page_query(
+        model, include_content=include_content, by_visibility=is_public is not None, scope=scope
     )
-    if not include_content:
-        query = query.options(*(defer(getattr(model, c)) for c in CONTENT_COLUMNS[model]))
-    rows = list((await session.execute(query)).scalars())
-    total = await session.scalar(select(func.count()).select_from(model).where(*where))
-    return rows, int(total or 0)
+    params = {"user_id": user_id, "is_public": is_public, "offset": offset, "limit": limit + 1}
+    if is_public is None:
+        del params["is_public"]
+    result = await session.execute(query, params)
+    columns = tuple(result.keys())
+    rows = result.all()
+    if rows:
+        total = int(rows[0][-1])
+    else:  # past the last page the window has nothing to count over
+        where = _page_filter(model, by_visibility=is_public is not None, scope=scope)
+        count = select(func.count()).select_from(model.__table__).where(*where)
+        total = int((await session.execute(count, params)).scalar() or 0)
+    return Page(columns=columns, rows=rows[:limit], total=total, has_more=len(rows) > limit)
 
 
 async def update_document(session: AsyncSession, document: Document, values: dict[str, Any]) -> Document:
@@ -97,7 +148,7 @@ async def delete_document(session: AsyncSession, document: Loop | Song) -> None:
     # Share links point at either table, so the database cannot cascade them.
     await session.execute(
         delete(SharedLink).where(
-            SharedLink.resource_type == RESOURCE_TYPE[type(document)],
+            SharedLink.resource_type == resource_type_of(document),
             SharedLink.resource_id == document.id,
         )
     )

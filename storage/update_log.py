@@ -31,7 +31,8 @@ import asyncpg
 from sqlalchemy.exc import DBAPIError
 
 from storage.database import Database
-from storage.documents import RESOURCE_MODELS, append_updates
+from storage.documents import append_updates
+from storage.kinds import RESOURCE_MODELS
 
 log = logging.getLogger(__name__)
 

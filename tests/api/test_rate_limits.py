@@ -1,0 +1,202 @@
+"""Rate limits over HTTP and Socket.IO: quotas, headers, per-IP abuse limits, Redis sharing, failing open."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from musicplayground.app import create_app
+from realtime.client import CollabClient, CollabConnectionRefused
+from rest.rate_limits import RATE_LIMITER
+from settings import Settings
+from tests.helpers import LOOP, bearer, expect_error, sign_up
+from tests.server_process import free_port
+
+
+def rate_headers(resp: Any) -> tuple[int, int, int]:
+    return (
+        int(resp.headers["RateLimit-Limit"]),
+        int(resp.headers["RateLimit-Remaining"]),
+        int(resp.headers["RateLimit-Reset"]),
+    )
+
+
+async def test_reads_are_limited_per_user_with_headers_and_retry_after(
+    aiohttp_client: Any, settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(settings.replace(rate_limit_get_per_hour=3)))
+    alice, bob = await sign_up(client), await sign_up(client)
+    remaining = []
+    for _ in range(3):
+        resp = await client.get("/api/loops", headers=bearer(alice["token"]))
+        assert resp.status == 200
+        limit, left, reset = rate_headers(resp)
+        assert limit == 3 and 0 <= reset <= 3600
+        remaining.append(left)
+    assert remaining == [2, 1, 0]
+    refused = await client.get("/api/loops", headers=bearer(alice["token"]))
+    body = await expect_error(refused, 429, "rate_limited")
+    assert "retry in" in body["error"]
+    assert 1 <= int(refused.headers["Retry-After"]) <= 3600
+    assert rate_headers(refused)[:2] == (3, 0)
+    # Another user has a budget of their own.
+    assert (await client.get("/api/loops", headers=bearer(bob["token"]))).status == 200
+
+
+async def test_mutations_have_their_own_budget_and_errors_carry_headers(
+    aiohttp_client: Any, settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(settings.replace(rate_limit_mutations_per_hour=2)))
+    user = await sign_up(client)  # counted per IP: no token yet
+    auth = bearer(user["token"])
+    assert (await client.post("/api/loops", json=LOOP, headers=auth)).status == 201
+    bad = await client.post("/api/loops", json={"name": "x"}, headers=auth)
+    await expect_error(bad, 400)
+    assert rate_headers(bad)[:2] == (2, 0)
+    await expect_error(await client.post("/api/loops", json=LOOP, headers=auth), 429, "rate_limited")
+    missing = await client.get(f"/api/loops/{uuid.uuid4()}", headers=auth)
+    await expect_error(missing, 404)
+    assert rate_headers(missing)[0] == settings.rate_limit_get_per_hour
+
+
+async def test_uploads_count_against_uploads_and_mutations(aiohttp_client: Any, settings: Settings) -> None:
+    client = await aiohttp_client(create_app(settings.replace(rate_limit_uploads_per_hour=1)))
+    auth = bearer((await sign_up(client))["token"])
+    first = await client.post("/api/samples/upload", data=b"RIFF", headers=auth)
+    assert first.status != 429
+    assert rate_headers(first)[:2] == (1, 0)  # the uploads quota is the one nearest exhaustion
+    await expect_error(await client.post("/api/samples/upload", data=b"RIFF", headers=auth), 429)
+    assert (await client.post("/api/loops", json=LOOP, headers=auth)).status == 201
+
+
+async def test_anonymous_sign_ups_are_limited_per_client_ip(aiohttp_client: Any, settings: Settings) -> None:
+    client = await aiohttp_client(
+        create_app(settings.replace(rate_limit_anonymous_accounts_per_ip_per_hour=2))
+    )
+    await sign_up(client)
+    await sign_up(client)
+    await expect_error(await client.post("/api/auth/anonymous"), 429, "rate_limited")
+    # Without trusted proxies, X-Forwarded-For is the client's word and is ignored.
+    spoofed = await client.post("/api/auth/anonymous", headers={"X-Forwarded-For": "203.0.113.9"})
+    await expect_error(spoofed, 429)
+
+
+async def test_forwarded_for_is_believed_behind_a_trusted_proxy(
+    aiohttp_client: Any, settings: Settings
+) -> None:
+    client = await aiohttp_client(
+        create_app(
+            settings.replace(
+                rate_limit_anonymous_accounts_per_ip_per_hour=1, trusted_proxies=("127.0.0.0/8",)
+            )
+        )
+    )
+    one = {"X-Forwarded-For": "198.51.100.1"}
+    assert (await client.post("/api/auth/anonymous", headers=one)).status == 201
+    await expect_error(await client.post("/api/auth/anonymous", headers=one), 429)
+    # A client-written hop left of the proxy's entry does not buy a new budget.
+    forged = {"X-Forwarded-For": "192.0.2.50, 198.51.100.1"}
+    await expect_error(await client.post("/api/auth/anonymous", headers=forged), 429)
+    other = {"X-Forwarded-For": "198.51.100.2"}
+    assert (await client.post("/api/auth/anonymous", headers=other)).status == 201
+
+
+async def test_rate_limits_off_sends_no_headers_and_refuses_nothing(
+    aiohttp_client: Any, settings: Settings
+) -> None:
+    client = await aiohttp_client(
+        create_app(settings.replace(rate_limits_enabled=False, rate_limit_get_per_hour=1))
+    )
+    auth = bearer((await sign_up(client))["token"])
+    for _ in range(3):
+        resp = await client.get("/api/loops", headers=auth)
+        assert resp.status == 200 and "RateLimit-Limit" not in resp.headers
+    ready = await (await client.get("/readyz")).json()
+    assert rate_limit_check(ready) == {"name": "rate_limits", "status": "ok", "detail": "off"}
+
+
+def rate_limit_check(readiness: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in readiness["checks"] if c["name"] == "rate_limits")
+
+
+async def test_probes_are_never_limited(aiohttp_client: Any, settings: Settings) -> None:
+    client = await aiohttp_client(create_app(settings.replace(rate_limit_get_per_hour=1)))
+    for path in ["/healthz", "/readyz", "/api/openapi.json"] * 2:
+        resp = await client.get(path)
+        assert resp.status == 200 and "RateLimit-Limit" not in resp.headers
+
+
+async def test_two_instances_on_one_redis_share_the_limits(
+    aiohttp_client: Any, settings: Settings, redis_url: str
+) -> None:
+    shared = settings.replace(
+        rate_limit_get_per_hour=3, redis_url=redis_url, redis_prefix=f"test-{uuid.uuid4()}:"
+    )
+    one = await aiohttp_client(create_app(shared))
+    two = await aiohttp_client(create_app(shared))
+    auth = bearer((await sign_up(one))["token"])
+    assert (await one.get("/api/loops", headers=auth)).status == 200
+    assert (await two.get("/api/loops", headers=auth)).status == 200
+    last = await one.get("/api/loops", headers=auth)
+    assert last.status == 200 and rate_headers(last)[1] == 0
+    await expect_error(await two.get("/api/loops", headers=auth), 429, "rate_limited")
+    ready = await (await two.get("/readyz")).json()
+    assert rate_limit_check(ready)["detail"] == "ok (redis)"
+
+
+async def test_redis_down_fails_open_and_readyz_says_so(aiohttp_client: Any, settings: Settings) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    client = await aiohttp_client(create_app(settings.replace(rate_limit_get_per_hour=1, redis_url=dead)))
+    auth = bearer((await sign_up(client))["token"])
+    for _ in range(3):
+        resp = await client.get("/api/loops", headers=auth)
+        assert resp.status == 200 and "RateLimit-Limit" not in resp.headers
+    ready = await client.get("/readyz")
+    assert ready.status == 200  # failing open: taking instances out of the pool would not help
+    check = rate_limit_check(await ready.json())
+    assert check["status"] == "degraded" and check["detail"].startswith("failing open: redis unavailable")
+
+
+async def test_socket_connection_attempts_are_limited_per_ip(aiohttp_client: Any, settings: Settings) -> None:
+    client = await aiohttp_client(
+        create_app(settings.replace(rate_limit_socket_connects_per_ip_per_minute=2))
+    )
+    owner = await sign_up(client)
+    loop = await (await client.post("/api/loops", json=LOOP, headers=bearer(owner["token"]))).json()
+    base = str(client.make_url("")).rstrip("/")
+    opened = []
+    try:
+        for _ in range(2):
+            c = CollabClient(base, "loop", loop["id"], token=owner["token"])
+            opened.append(c)
+            await c.connect()
+        refused = CollabClient(base, "loop", loop["id"], token=owner["token"])
+        opened.append(refused)
+        with pytest.raises(CollabConnectionRefused, match="too many connection attempts"):
+            await refused.connect()
+    finally:
+        for c in opened:
+            await c.close()
+
+
+async def test_a_handler_can_charge_a_quota_of_its_own(aiohttp_client: Any, settings: Settings) -> None:
+    """The migration quota is charged by its handler, only when there is new work to migrate."""
+    app = create_app(settings.replace(rate_limit_migrations_per_hour=1))
+
+    async def migrate_like(request: web.Request) -> web.Response:
+        limiter = request.app[RATE_LIMITER]
+        await limiter.charge(request, limiter.quotas.migrations)
+        return web.json_response({"migrated": True})
+
+    app.router.add_post("/test/charge", migrate_like)
+    client = await aiohttp_client(app)
+    auth = bearer((await sign_up(client))["token"])
+    assert (await client.post("/test/charge", headers=auth)).status == 200
+    refused = await client.post("/test/charge", headers=auth)
+    await expect_error(refused, 429, "rate_limited")
+    assert int(refused.headers["Retry-After"]) >= 1
+    other = bearer((await sign_up(client))["token"])
+    assert (await client.post("/test/charge", headers=other)).status == 200
