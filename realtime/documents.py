@@ -83,6 +83,7 @@ class DocumentService:
         self._transport: RoomTransport | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self.loads = 0  # documents loaded from storage (a join storm loads once)
+        self.deliveries = 0  # sync-update messages handed to a recipient's transport (the transport counts)
         self.read_cache = ReadCache()
 
     # --- lifecycle --------------------------------------------------------------------
