@@ -8,6 +8,7 @@ import logging
 import click
 from aiohttp import web
 
+from musicplayground.loadtest.command import loadtest
 from settings import ConfigError, Settings
 from storage.database import Database
 from storage.migrate import current_revision, head_revision, upgrade
@@ -88,3 +89,6 @@ def db_current() -> None:
             click.echo(f"code:     {head_revision()}")
 
     asyncio.run(run())
+
+
+main.add_command(loadtest)

@@ -13,7 +13,7 @@
 //    "rooms": [{"name": "loop:<uuid>" | "room-3", "auth": {"token": "..."}}]}
 // then commands, each answered on stdout with one JSON line:
 //   {"cmd":"connect","timeout":s}  -> {"event":"connected","connect_ms":[...],"failed":n}
-//       every editor at once; connect_ms: provider created -> first sync with the server
+//       creates every editor's provider at once; connect_ms: provider created -> first sync
 //   {"cmd":"load","rate":F,"warmup":s,"duration":s,"grace":s}
 //       -> {"event":"loaded", ...} (see result() below); edits are scheduled open loop, each
 //       editor at F edits/s with a random phase; edits scheduled in the measured window count
@@ -89,13 +89,13 @@ function makeEditor (roomIndex, room, index) {
 }
 
 const editors = []
-config.rooms.forEach((room, r) => {
-  for (let e = 0; e < config.editors; e++) editors.push(makeEditor(r, room, e))
-})
-editors.forEach((editor, i) => { editor.global = i })
 
 async function connect (timeoutS) {
   const started = performance.now()
+  config.rooms.forEach((room, r) => {
+    for (let e = 0; e < config.editors; e++) editors.push(makeEditor(r, room, e))
+  })
+  editors.forEach((editor, i) => { editor.global = i })
   const times = await Promise.all(editors.map((editor) => new Promise((resolve) => {
     if (editor.synced) return resolve(performance.now() - started)
     const timer = setTimeout(() => resolve(null), timeoutS * 1000)
