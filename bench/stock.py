@@ -58,6 +58,7 @@ from bench.common import (
     proc_status_kb,
     raise_nofile_limit,
 )
+from bench.realtime.runs import start_py_spy, stop_py_spy
 
 WORKER = REPO / "bench" / "js" / "load-worker.mjs"
 PEER = REPO / "bench" / "js" / "peer-server.mjs"
@@ -229,17 +230,23 @@ async def connect(load: Load, *, one_worker_at_a_time: bool = False) -> dict[str
     return {"connect_ms": summary, "connect_failed": sum(r["failed"] for r in replies)}
 
 
-async def edit_run(target: Target, load: Load, rate: float, warmup: float, duration: float) -> dict[str, Any]:
-    """One measured window of edits at ``rate`` per editor; then a convergence check."""
+async def edit_run(
+    target: Target, load: Load, rate: float, warmup: float, duration: float, py_spy: str | None = None
+) -> dict[str, Any]:
+    """One measured window of edits at ``rate`` per editor; then a convergence check.
+    ``py_spy``: a directory for a py-spy profile of our server over the window."""
     grace = 3.0
     loadavg = os.getloadavg()[0]
     running = asyncio.ensure_future(
         load.all({"cmd": "load", "rate": rate, "warmup": warmup, "duration": duration, "grace": grace})
     )
     await asyncio.sleep(0.2 + warmup)  # the workers start 200 ms after the command
+    label = f"{target.name}-{rate:g}"
+    profiler = await start_py_spy(py_spy, label, target.pid, duration) if py_spy else None
     cpu0, client0, machine0 = proc_cpu_seconds(target.pid) or 0.0, load.cpu_seconds(), machine_cpu()
     await asyncio.sleep(duration)
     cpu1, client1, machine1 = proc_cpu_seconds(target.pid) or 0.0, load.cpu_seconds(), machine_cpu()
+    await stop_py_spy(profiler, py_spy, label, wait=True)
     replies = await running
     checked = await load.all({"cmd": "check"})
     latencies = [v for r in replies for v in r["latencies_ms"]]
@@ -293,6 +300,7 @@ class Plan:
     s3_rooms: int
     s3_hold: float
     procs: int
+    py_spy: str | None = None
 
 
 async def scenario(name: str, target_name: str, plan: Plan, pg: ThrowawayDatabase | None) -> dict[str, Any]:
@@ -309,10 +317,11 @@ async def scenario(name: str, target_name: str, plan: Plan, pg: ThrowawayDatabas
             if joined["connect_failed"]:
                 result["error"] = f"{joined['connect_failed']} clients did not connect"
                 return result
+            spy = plan.py_spy if target_name.startswith("ours") else None
             if name == "idle":
-                result.update(await edit_run(target, load, 1.0, plan.warmup, max(plan.duration, 10)))
+                result.update(await edit_run(target, load, 1.0, plan.warmup, max(plan.duration, 10), spy))
             elif name == "s2":
-                result.update(await edit_run(target, load, 5.0, plan.warmup, plan.duration))
+                result.update(await edit_run(target, load, 5.0, plan.warmup, plan.duration, spy))
             elif name == "max":
                 steps = []
                 for rate in plan.max_rates:
@@ -413,6 +422,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, help="seconds before each window (default 3, quick 2)")
     p.add_argument("--max-rates", help="MAX: comma-separated edits/s per editor to try in order")
     p.add_argument("--client-procs", type=int, default=1, help="Node load workers for S2 and MAX")
+    p.add_argument(
+        "--py-spy", metavar="DIR", help="py-spy profiles of our server (idle, S2): uv run --with py-spy"
+    )
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "stock.json")
     return p.parse_args(argv)
 
@@ -426,6 +438,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         s3_rooms=100,
         s3_hold=3.0 if args.quick else 10.0,
         procs=args.client_procs,
+        py_spy=args.py_spy,
     )
 
 

@@ -93,7 +93,7 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     lat_ax.grid(alpha=0.3)
     config = report["config"]
     lat_ax.set_title(
-        f"{config['rooms']} rooms x {config['editors']} editors (+{config['viewers']} viewers) "
+        f"{config['rooms']} rooms x ({config['editors']} editors + {config['viewers']} viewers) "
         f"x {config['rate']} edits/s - {report['url']}",
         fontsize=9,
     )
