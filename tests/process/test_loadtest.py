@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.conftest import TEST_SECRET
-from tests.server_process import ServerProcess, run_cli
+from tests.server_process import CLI, ServerProcess, run_cli
 
 
 def _stored_cells(url: str, loop_id: str, token: str) -> list[dict[str, object]]:
@@ -100,3 +102,28 @@ def test_loadtest_rejects_runs_outside_its_bounds() -> None:
     done = run_cli("loadtest", "--url", "http://127.0.0.1:9", "--rooms", "400", "--editors", "10", env={})
     assert done.returncode == 2
     assert "sockets" in done.stderr
+
+
+def test_ctrl_c_stops_the_run_with_a_partial_report(tmp_path: Path) -> None:
+    env = {"DATA_DIR": str(tmp_path / "data"), "SECRET_KEY": TEST_SECRET, "LOG_LEVEL": "WARNING"}
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    report_path = tmp_path / "report.json"
+    with ServerProcess(env, log_path=tmp_path / "server.log") as server:
+        args = ["loadtest", "--url", server.url, "--rooms", "1", "--editors", "2", "--rate", "5",
+                "--duration", "600", "--report", str(report_path)]  # fmt: skip
+        with subprocess.Popen([*CLI, *args], stderr=subprocess.PIPE, text=True) as tool:
+            try:
+                assert tool.stderr is not None
+                for line in tool.stderr:  # the progress line, once a second
+                    if "edits " in line and " edits 0 " not in line:
+                        break
+                tool.send_signal(signal.SIGINT)
+                assert tool.wait(timeout=60) == 130
+            finally:
+                if tool.poll() is None:
+                    tool.kill()
+    report = json.loads(report_path.read_text())
+    assert report["interrupted"] is True
+    assert report["elapsed_s"] < 600
+    assert report["edits_sent"] > 0
+    assert report["documents"]["checked"] == 1
