@@ -13,7 +13,8 @@ scenario so the machine's noise hits them alike):
 * ``idle``: 1 room x 2 editors x 1 edit/s: p50 of an edit on an idle server.
 * ``s2``: 20 rooms x 10 editors x 5 edits/s.
 * ``max``: 10 rooms x 5 editors, the rate raised step by step until p99 > 100 ms, a delivery
-  is lost or a room diverges; the result is the best passing deliveries/s.
+  is lost or a room diverges; the result is the best passing deliveries/s (and, for busy
+  machines, the best lossless, converged deliveries/s whatever the p99).
 * ``s3``: 1,000 mostly idle sockets (100 rooms x 10): server RSS per connection.
 
 Latency: sender's transaction -> receiver's Y.Map observer, both in one Node process. Server
@@ -333,6 +334,13 @@ async def scenario(name: str, target_name: str, plan: Plan, pg: ThrowawayDatabas
                 good = [s for s in steps if passed(s)]
                 best = max(good, key=lambda s: s["deliveries_per_s"]) if good else None
                 result.update(steps=steps, max_deliveries_per_s=best["deliveries_per_s"] if best else 0.0)
+                # On a busy machine p99 may miss 100 ms at every rate: also the best rate that
+                # lost nothing and converged, whatever its p99.
+                clean = [s for s in steps if s["lost_pairs"] == 0 and s["rooms_converged"] == s["rooms"]]
+                if clean:
+                    top = max(clean, key=lambda s: s["deliveries_per_s"])
+                    result["max_lossless_deliveries_per_s"] = top["deliveries_per_s"]
+                    result["max_lossless_p99_ms"] = top["latency_ms"]["p99"]
                 if best is not None:
                     result["server_cpu_ms_per_1000_deliveries"] = best["server_cpu_ms_per_1000_deliveries"]
             elif name == "s3":
@@ -373,6 +381,7 @@ FIGURES: list[tuple[str, str, Any, bool]] = [
     ("s2", "S2 rooms converged", lambda r: r["rooms_converged"], False),
     ("s2", "S2 server CPU ms / 1k deliveries", lambda r: r["server_cpu_ms_per_1000_deliveries"], True),
     ("max", "MAX deliveries/s", lambda r: r["max_deliveries_per_s"], False),
+    ("max", "MAX lossless deliveries/s (any p99)", lambda r: r.get("max_lossless_deliveries_per_s"), False),
     ("max", "MAX server CPU ms / 1k deliveries", lambda r: r.get("server_cpu_ms_per_1000_deliveries"), True),
     ("s3", "S3 RSS KB / connection", lambda r: r["rss_per_connection_kb"], True),
 ]
@@ -430,7 +439,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
-    rates = "40,80,120,160,200" if args.quick else "20,40,60,80,100,120,140,160,180,200,240"
+    rates = "10,20,40,80,120,160" if args.quick else "10,20,30,40,60,80,100,120,140,160,200,240"
     return Plan(
         warmup=args.warmup if args.warmup is not None else (2.0 if args.quick else 3.0),
         duration=args.duration if args.duration is not None else (6.0 if args.quick else 20.0),

@@ -8,20 +8,15 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from musicplayground.loadtest import report as reports
-from musicplayground.loadtest.runner import (
-    MAX_DURATION,
-    MAX_EDITORS,
-    MAX_RATE,
-    MAX_ROOMS,
-    MAX_VIEWERS,
-    LoadTest,
-    LoadTestConfig,
-    LoadTestError,
-)
+from musicplayground.loadtest.limits import MAX_DURATION, MAX_EDITORS, MAX_RATE, MAX_ROOMS, MAX_VIEWERS
+
+if TYPE_CHECKING:
+    from musicplayground.loadtest.runner import LoadTestConfig
 
 EXIT_THRESHOLDS_MISSED = 1
 EXIT_INTERRUPTED = 130
@@ -100,6 +95,9 @@ def loadtest(
     max_p99_ms: float | None,
     min_delivered_pct: float | None,
 ) -> None:
+    # Imported here: every other command (serve, db) starts without the client stack.
+    from musicplayground.loadtest.runner import LoadTestConfig, LoadTestError
+
     if plot_path is not None and not reports.plot_available():
         raise click.UsageError(
             "--plot needs matplotlib: pip install 'musicplayground-server[loadtest]' "
@@ -147,6 +145,8 @@ def loadtest(
 
 
 async def _run(config: LoadTestConfig) -> dict[str, object]:
+    from musicplayground.loadtest.runner import LoadTest
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows' loop

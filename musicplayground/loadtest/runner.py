@@ -28,17 +28,18 @@ from typing import Any
 import aiohttp
 from pycrdt import Map, MapEvent
 
+from musicplayground.loadtest.limits import (
+    MAX_DURATION,
+    MAX_EDITORS,
+    MAX_RATE,
+    MAX_ROOMS,
+    MAX_SOCKETS,
+    MAX_VIEWERS,
+)
 from musicplayground.loadtest.report import Second, summary_ms
 from realtime import docschema
 from realtime.client import CollabClient
 
-# Bounds of one run (a tool that can gate CI must not be able to run away).
-MAX_ROOMS = 500
-MAX_EDITORS = 64  # the server's default clients-per-room limit
-MAX_VIEWERS = 64
-MAX_SOCKETS = 2000
-MAX_RATE = 20.0  # edits/s per editor: plus one cursor move each, under the server's 100 msg/s
-MAX_DURATION = 3600.0
 MAX_TRACKED_LATENCIES = 5_000_000  # samples kept for the percentiles (8 bytes each)
 
 SOUND = "loadtest"
