@@ -11,6 +11,7 @@ from contextlib import ExitStack
 import click
 from aiohttp import web
 
+from musicplayground.loadtest.command import loadtest
 from musicplayground.observability import configure_logging
 from settings import ConfigError, Settings, mask_url
 from storage.database import Database
@@ -190,3 +191,6 @@ def purge_anonymous(inactive_days: int | None, dry_run: bool) -> None:
             f"{account.loops} loops, {account.songs} songs, {account.samples} samples"
         )
     click.echo(f"{len(accounts)} anonymous accounts inactive for {days}+ days {verb}")
+
+
+main.add_command(loadtest)

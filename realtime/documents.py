@@ -138,6 +138,7 @@ class DocumentService:
         self._transport: RoomTransport | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self.loads = 0  # documents loaded from storage (a join storm loads once)
+        self.deliveries = 0  # sync-update messages handed to a recipient's transport (the transport counts)
         self.updates_applied = 0  # client updates that changed a document
         self.updates_relayed = 0  # updates relayed to their room once durable
         # Called with (seconds, stored bytes) after each snapshot (metrics).

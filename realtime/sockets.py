@@ -8,7 +8,13 @@ own on connect), ``sync-update`` and ``awareness-update``. Our own events: ``err
 
 Fan-out does not use ``AsyncServer.emit`` per room: that creates a task per recipient. A
 packet is encoded once and put straight on each recipient's Engine.IO send queue, whose
-writer task drains it.
+writer task drains it (``realtime/engineio_adapter.py``, the only module that touches those
+internals).
+
+WebSocket compression is off: the stock client offers permessage-deflate and aiohttp would
+accept it, compressing every frame. Our frames are small Yjs deltas (tens of bytes) that
+deflate does not shrink, and compressing them cost 14 % of the server's CPU under load;
+Node's engine.io leaves it off by default too. See docs/realtime.md.
 """
 
 from __future__ import annotations
@@ -22,13 +28,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import socketio
-from aiohttp import web
-from engineio import packet as eio_packet
-from socketio import packet as sio_packet
+from aiohttp import hdrs, web
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
 from identity.errors import InvalidToken
 from identity.firebase import FirebaseUnavailable
+from realtime import engineio_adapter
 from realtime.documents import DocumentService
 from realtime.errors import RealtimeError
 from realtime.limits import NAMESPACE_HELP, MalformedPayload, check_state_vector, parse_namespace
@@ -92,26 +97,17 @@ class CollabSocketServer:
         self.sio.on("*", self._on_unknown_event, namespace="*")
 
     def attach(self, app: web.Application) -> None:
+        engineio_adapter.self_check(self.sio)
+        app.middlewares.append(_without_websocket_compression)
         self.sio.attach(app)
 
     # --- transport (RoomTransport) ----------------------------------------------------
 
-    def _encode(self, namespace: str, event: str, data: Any) -> list[eio_packet.Packet]:
-        pkt = self.sio.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, data])
-        encoded = pkt.encode()
-        if not isinstance(encoded, list):
-            encoded = [encoded]
-        return [eio_packet.Packet(eio_packet.MESSAGE, part) for part in encoded]
-
     def send(self, namespace: str, sessions: Iterable[Session], event: str, data: Any) -> None:
-        packets = self._encode(namespace, event, data)
-        sockets = self.sio.eio.sockets
-        for session in sessions:
-            socket = sockets.get(session.transport_id)
-            if socket is None or socket.closed:
-                continue
-            for pkt in packets:
-                socket.queue.put_nowait(pkt)
+        packets = engineio_adapter.encode_event(self.sio, namespace, event, data)
+        sent = engineio_adapter.queue_packets(self.sio, (s.transport_id for s in sessions), packets)
+        if event == "sync-update":
+            self.service.deliveries += sent
 
     async def disconnect(self, namespace: str, session: Session, code: str, message: str) -> None:
         await self.sio.emit("error", {"code": code, "message": message}, to=session.sid, namespace=namespace)
@@ -183,7 +179,7 @@ class CollabSocketServer:
             role=role,
             share_token=share_token,
             bucket=TokenBucket(self.service.limits.max_messages_per_second),
-            transport_id=self.sio.manager.eio_sid_from_sid(sid, namespace),
+            transport_id=engineio_adapter.engineio_sid(self.sio, sid, namespace),
         )
         try:
             self.service.join(room, session)
@@ -305,3 +301,14 @@ class CollabSocketServer:
         entry = self._session(sid)
         if entry is not None:
             self._error(*entry, "unknown_event", f"unknown event {event!r}")
+
+
+@web.middleware
+async def _without_websocket_compression(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Hide the client's permessage-deflate offer from the Engine.IO endpoint, so aiohttp's
+    handshake answers without the extension and frames go out uncompressed."""
+    if hdrs.SEC_WEBSOCKET_EXTENSIONS in request.headers and request.path.startswith("/socket.io"):
+        headers = request.headers.copy()
+        del headers[hdrs.SEC_WEBSOCKET_EXTENSIONS]
+        request = request.clone(headers=headers)
+    return await handler(request)

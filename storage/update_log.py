@@ -64,8 +64,11 @@ class UpdateLog:
     """Group-committing appender to the update log. ``async with UpdateLog(db) as log:``.
 
     ``max_batch_entries`` / ``max_batch_bytes`` bound one transaction (a batch always
-    takes at least one entry). ``max_delay`` (seconds, default 0) lets the writer wait
-    that long after the first entry of a batch to gather more; at 0 it never sleeps.
+    takes at least one entry). ``max_delay`` (seconds, default 0) lets a busy writer wait
+    that long after the first entry of a batch to gather more; at 0 it never sleeps. The
+    writer counts as busy when its previous commit ended less than ``busy_window``
+    seconds (default 10 x ``max_delay``) before the new entry: an edit on an idle server
+    is committed at once, and only a stream of edits pays the gathering delay.
 
     Counters: ``batches`` and ``entries`` (committed), ``failed_batches`` and
     ``failed_entries``; ``pending`` is the number of entries not yet taken by the writer;
@@ -82,17 +85,27 @@ class UpdateLog:
         max_delay: float = 0.0,
         max_pending: int = 10_000,
         max_retry_delay: float = 2.0,
+        busy_window: float | None = None,
         name: str = "update-log-writer",
         on_commit: Callable[[int, float], None] | None = None,
     ) -> None:
-        if max_batch_entries < 1 or max_batch_bytes < 1 or max_delay < 0 or max_pending < 1:
-            raise ValueError("batch limits must be positive and max_delay >= 0")
+        busy_window = 10 * max_delay if busy_window is None else busy_window
+        if (
+            max_batch_entries < 1
+            or max_batch_bytes < 1
+            or max_delay < 0
+            or busy_window < 0
+            or max_pending < 1
+        ):
+            raise ValueError("batch limits must be positive, max_delay and busy_window >= 0")
         self._max_pending = max_pending
         self._max_retry_delay = max_retry_delay
         self._db = db
         self._max_entries = max_batch_entries
         self._max_bytes = max_batch_bytes
         self._max_delay = max_delay
+        self._busy_window = busy_window
+        self._last_commit_end = float("-inf")
         self._name = name
         self._queue: deque[_Entry] = deque()
         self._wakeup = asyncio.Event()
@@ -209,7 +222,7 @@ class UpdateLog:
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            if self._max_delay > 0 and len(self._queue) < self._max_entries and not self._closing:
+            if self._should_gather():
                 await asyncio.sleep(self._max_delay)
             batch = self._take_batch()
             started = time.perf_counter()
@@ -232,6 +245,8 @@ class UpdateLog:
                 log.exception("update log: writing a batch of %d entries failed", len(batch))
                 self._fail(batch, exc)
                 continue
+            finally:
+                self._last_commit_end = asyncio.get_running_loop().time()
             if self.failing_since is not None:
                 log.warning(
                     "update log: the database takes writes again after %.1fs",
@@ -261,6 +276,12 @@ class UpdateLog:
         if self._closing:
             delay = min(delay, 0.2)
         await asyncio.sleep(delay)
+
+    def _should_gather(self) -> bool:
+        if self._max_delay <= 0 or len(self._queue) >= self._max_entries or self._closing:
+            return False
+        idle_for = asyncio.get_running_loop().time() - self._last_commit_end
+        return idle_for < self._busy_window
 
     @staticmethod
     def _fail(batch: list[_Entry], exc: BaseException) -> None:

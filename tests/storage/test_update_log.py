@@ -62,17 +62,28 @@ async def test_batches_respect_the_size_limits(database_url: str) -> None:
         assert len(await stored_log(db)) == 14
 
 
-async def test_max_delay_gathers_appends_that_arrive_apart(database_url: str) -> None:
+async def test_max_delay_gathers_appends_that_arrive_apart_on_a_busy_writer(database_url: str) -> None:
     async with Database(database_url) as db:
         (loop_id,) = await make_documents(db)
-        async with UpdateLog(db, max_delay=0.2) as log:
+        async with UpdateLog(db, max_delay=0.2, busy_window=3600) as log:
+            await log.append("loop", loop_id, b"first")  # an idle writer: committed alone, at once
 
             async def later(delay: float) -> int:
                 await asyncio.sleep(delay)
                 return await log.append("loop", loop_id, b"x")
 
             await asyncio.gather(*(later(i * 0.01) for i in range(5)))
-            assert (log.batches, log.entries) == (1, 5)
+            assert (log.batches, log.entries) == (2, 6)
+
+
+async def test_an_idle_writer_commits_without_the_gathering_delay(database_url: str) -> None:
+    async with Database(database_url) as db:
+        (loop_id,) = await make_documents(db)
+        # A gathering delay far longer than the wait: only an immediate commit passes.
+        async with UpdateLog(db, max_delay=600, busy_window=0) as log:
+            for _ in range(3):
+                await asyncio.wait_for(log.append("loop", loop_id, b"x"), 30)
+            assert (log.batches, log.entries) == (3, 3)
 
 
 async def test_everything_queued_is_durable_after_stop(database_url: str) -> None:

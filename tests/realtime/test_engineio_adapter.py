@@ -1,0 +1,55 @@
+"""The fan-out's narrow adapter over python-socketio / python-engineio internals, and the
+WebSocket compression policy. These fail loudly when an upgrade moves what we rely on."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import socketio
+from aiohttp.test_utils import TestClient
+from pycrdt import Map
+
+from realtime import engineio_adapter
+from rest.context import REST_CONTEXT
+from tests.helpers import eventually
+from tests.realtime.conftest import ClientFactory
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_internals_are_pinned_to_the_checked_versions() -> None:
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for name, checked in engineio_adapter.CHECKED_VERSIONS.items():
+        assert f"{name}=={checked}" in dependencies, f"pin {name}=={checked} exactly in pyproject.toml"
+        assert version(name) == checked
+
+
+def test_self_check_accepts_the_installed_libraries() -> None:
+    engineio_adapter.self_check(socketio.AsyncServer(async_mode="aiohttp"))
+
+
+async def test_fan_out_is_encoded_once_and_counted(
+    client: TestClient, owner: dict[str, Any], loop: dict[str, Any], connect: ClientFactory
+) -> None:
+    service = client.app[REST_CONTEXT].documents
+    writer = await connect(loop["id"], token=owner["token"])
+    readers = [await connect(loop["id"], token=owner["token"]) for _ in range(3)]
+    before = service.deliveries
+    writer.doc.get("meta", type=Map)["name"] = "fan-out"
+    for reader in readers:
+        await reader.wait_for(lambda r=reader: r.doc.get("meta", type=Map).get("name") == "fan-out")
+    await eventually(lambda: service.deliveries - before == len(readers))
+
+
+async def test_websocket_compression_is_declined(client: TestClient) -> None:
+    url = client.make_url("/socket.io/?EIO=4&transport=websocket")
+    async with aiohttp.ClientSession() as http:
+        # aiohttp's client offers permessage-deflate when compress is set, like the browsers.
+        async with http.ws_connect(url, compress=15) as ws:
+            assert ws.compress == 0
+            opening = await ws.receive_str()
+            assert opening.startswith("0{")
