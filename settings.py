@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 DEFAULT_PORT = 3001
@@ -57,6 +57,64 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+# Longest lifetime of a presigned URL that S3's SigV4 allows (7 days).
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+
+
+def _object_storage(env: Mapping[str, str]) -> dict[str, object]:
+    """S3_* settings, or the seed's Cloudflare R2 names (R2_*), mapped onto them."""
+    s3 = {name: env.get(name, "").strip() for name in env if name.startswith("S3_")}
+    r2 = {name: env.get(name, "").strip() for name in env if name.startswith("R2_")}
+    s3, r2 = {k: v for k, v in s3.items() if v}, {k: v for k, v in r2.items() if v}
+    presign = _int(env, "S3_PRESIGN_SECONDS", 3600, minimum=60)
+    if presign > MAX_PRESIGN_SECONDS:
+        raise ConfigError(f"S3_PRESIGN_SECONDS must be <= {MAX_PRESIGN_SECONDS} (7 days), got {presign}")
+    public = (s3.get("S3_PUBLIC_BASE_URL") or "").rstrip("/") or None
+    if public and not public.startswith(("http://", "https://")):
+        raise ConfigError("S3_PUBLIC_BASE_URL must be an http(s):// URL")
+    if "R2_BUCKET_NAME" in r2:
+        if "S3_BUCKET" in s3:
+            raise ConfigError("set either S3_BUCKET or R2_BUCKET_NAME, not both")
+        if "R2_ACCOUNT_ID" not in r2 and "S3_ENDPOINT_URL" not in s3:
+            raise ConfigError("R2_BUCKET_NAME needs R2_ACCOUNT_ID (or S3_ENDPOINT_URL)")
+        endpoint = s3.get("S3_ENDPOINT_URL") or f"https://{r2['R2_ACCOUNT_ID']}.r2.cloudflarestorage.com"
+        return {
+            "s3_bucket": r2["R2_BUCKET_NAME"],
+            "s3_endpoint_url": endpoint,
+            "s3_region": s3.get("S3_REGION", "auto"),
+            "s3_access_key_id": r2.get("R2_ACCESS_KEY_ID") or s3.get("S3_ACCESS_KEY_ID"),
+            "s3_secret_access_key": r2.get("R2_SECRET_ACCESS_KEY") or s3.get("S3_SECRET_ACCESS_KEY"),
+            "s3_public_base_url": public,
+            "s3_presign_seconds": presign,
+        }
+    leftovers = (set(s3) - {"S3_PRESIGN_SECONDS"}) | set(r2)
+    if "S3_BUCKET" not in s3:
+        if leftovers:
+            raise ConfigError(f"{', '.join(sorted(leftovers))} set but no S3_BUCKET (or R2_BUCKET_NAME)")
+        return {"s3_presign_seconds": presign}
+    endpoint = s3.get("S3_ENDPOINT_URL")
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError("S3_ENDPOINT_URL must be an http(s):// URL")
+    return {
+        "s3_bucket": s3["S3_BUCKET"],
+        "s3_endpoint_url": endpoint,
+        "s3_region": s3.get("S3_REGION", "us-east-1"),
+        "s3_access_key_id": s3.get("S3_ACCESS_KEY_ID"),
+        "s3_secret_access_key": s3.get("S3_SECRET_ACCESS_KEY"),
+        "s3_public_base_url": public,
+        "s3_presign_seconds": presign,
+    }
+
+
+def _clamd_url(env: Mapping[str, str]) -> str | None:
+    url = env.get("CLAMD_URL", "").strip()
+    if not url:
+        return None
+    if not (url.startswith("tcp://") or url.startswith("unix://")):
+        raise ConfigError(f"CLAMD_URL must be tcp://host:port or unix:///path, got {url!r}")
+    return url
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the server. See the configuration table in README.md."""
@@ -84,6 +142,18 @@ class Settings:
     max_document_bytes: int = 8 * 1024 * 1024
     max_clients_per_room: int = 64
     max_messages_per_second: int = 100
+    # Audio samples (sizes in bytes; 5 MB = 5 x 1024 x 1024). With no bucket, files are
+    # kept under DATA_DIR/samples and served by the app.
+    sample_max_bytes: int = 5 * 1024 * 1024
+    sample_quota_bytes: int = 100 * 1024 * 1024
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = field(default=None, repr=False)
+    s3_public_base_url: str | None = None
+    s3_presign_seconds: int = 3600
+    clamd_url: str | None = None
 
     @property
     def effective_database_url(self) -> str:
@@ -126,6 +196,10 @@ class Settings:
             max_document_bytes=_int(env, "RT_MAX_DOCUMENT_BYTES", 8 * 1024 * 1024, minimum=4096),
             max_clients_per_room=_int(env, "RT_MAX_CLIENTS_PER_ROOM", 64, minimum=1),
             max_messages_per_second=_int(env, "RT_MAX_MESSAGES_PER_SECOND", 100, minimum=1),
+            sample_max_bytes=_int(env, "SAMPLE_MAX_BYTES", 5 * 1024 * 1024, minimum=1024),
+            sample_quota_bytes=_int(env, "SAMPLE_QUOTA_BYTES", 100 * 1024 * 1024, minimum=1024),
+            clamd_url=_clamd_url(env),
+            **_object_storage(env),
         )
 
     def replace(self, **changes: object) -> Settings:

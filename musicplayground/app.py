@@ -23,10 +23,15 @@ from realtime.sockets import CollabSocketServer
 from rest.context import REST_CONTEXT, RestContext
 from rest.errors import error_middleware
 from rest.routes import add_routes
+from rest.samples import SAMPLES, SampleContext
 from settings import Settings, load_or_create_secret
 from storage.accounts import Authenticator
+from storage.blobs import BlobStore
+from storage.blobs.local import LocalBlobStore
+from storage.blobs.s3 import S3BlobStore, S3Config
 from storage.database import Database
 from storage.migrate import check_up_to_date
+from storage.scan import ClamdScanner
 from storage.update_log import UpdateLog
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,23 @@ def realtime_limits(settings: Settings) -> RealtimeLimits:
         snapshot_interval=settings.snapshot_interval,
         room_idle_seconds=settings.room_idle_seconds,
     )
+
+
+def blob_store(settings: Settings) -> BlobStore:
+    """S3/R2 when a bucket is configured, else files under DATA_DIR served by this app."""
+    if settings.s3_bucket:
+        return S3BlobStore(
+            S3Config(
+                bucket=settings.s3_bucket,
+                endpoint_url=settings.s3_endpoint_url,
+                region=settings.s3_region,
+                access_key_id=settings.s3_access_key_id,
+                secret_access_key=settings.s3_secret_access_key,
+                public_base_url=settings.s3_public_base_url,
+                presign_ttl=settings.s3_presign_seconds,
+            )
+        )
+    return LocalBlobStore(settings.data_dir / "samples", base_url=f"{settings.public_base_url}/files")
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -58,6 +80,8 @@ def create_app(settings: Settings) -> web.Application:
     update_log = UpdateLog(db, max_delay=0.002)
     documents = DocumentService(db, update_log, realtime_limits(settings))
     sockets = CollabSocketServer(documents, auth, cors_origins=list(settings.cors_origins))
+    blobs = blob_store(settings)
+    scanner = ClamdScanner(settings.clamd_url) if settings.clamd_url else None
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
@@ -67,7 +91,14 @@ def create_app(settings: Settings) -> web.Application:
             await check_up_to_date(db)
             await stack.enter_async_context(update_log)
             await stack.enter_async_context(documents)
-            log.info("database: %s; firebase: %s", db.dialect, settings.firebase_project_id or "off")
+            await stack.enter_async_context(blobs)
+            log.info(
+                "database: %s; firebase: %s; samples: %s; malware scan: %s",
+                db.dialect,
+                settings.firebase_project_id or "off",
+                blobs.name,
+                "clamd" if scanner else "off",
+            )
             yield
 
     async def close_sockets(app: web.Application) -> None:
@@ -75,6 +106,9 @@ def create_app(settings: Settings) -> web.Application:
 
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_json_body_bytes)
     app[REST_CONTEXT] = RestContext(settings=settings, db=db, auth=auth, documents=documents)
+    app[SAMPLES] = SampleContext(
+        blobs=blobs, scanner=scanner, max_bytes=settings.sample_max_bytes, quota=settings.sample_quota_bytes
+    )
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(close_sockets)
     sockets.attach(app)

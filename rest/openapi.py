@@ -21,7 +21,8 @@ _ERROR_TEXT = {
     404: "Unknown, or private to someone else",
     409: "Conflict",
     413: "Body too large",
-    415: "Body is not JSON",
+    415: "Body is not JSON, or a file is not of an accepted type",
+    422: "A file's content is unreadable or refused",
     503: "A dependency is unavailable",
 }
 
@@ -37,6 +38,7 @@ class Route:
     tag: str
     auth: str = "required"  # "required" | "optional" | "none"
     body: type[BaseModel] | None = None
+    form: type[BaseModel] | None = None  # a multipart/form-data body (file uploads)
     query: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
     status: int = 200
@@ -46,11 +48,12 @@ class Route:
 def build_openapi(routes: list[Route], *, title: str, version: str, server_url: str) -> dict[str, Any]:
     models: set[type[BaseModel]] = {ErrorBody}
     for route in routes:
-        models.update(m for m in (route.body, route.response) if m is not None)
+        models.update(m for m in (route.body, route.form, route.response) if m is not None)
     ordered = sorted(models, key=lambda m: m.__name__)
+    inputs = {r.body for r in routes} | {r.form for r in routes}
     refs, schema = models_json_schema(
-        [(m, "validation") for m in ordered if m in {r.body for r in routes}]
-        + [(m, "serialization") for m in ordered if m not in {r.body for r in routes}],
+        [(m, "validation") for m in ordered if m in inputs]
+        + [(m, "serialization") for m in ordered if m not in inputs],
         ref_template="#/components/schemas/{model}",
     )
     components = schema.get("$defs", {})
@@ -73,7 +76,7 @@ def build_openapi(routes: list[Route], *, title: str, version: str, server_url: 
                 "name": name,
                 "in": "path",
                 "required": True,
-                "schema": {"type": "string", "format": "uuid"},
+                "schema": {"type": "string", "format": "uuid"} if name == "id" else {"type": "string"},
             }
             for name in _path_params(route.path)
         ]
@@ -87,6 +90,11 @@ def build_openapi(routes: list[Route], *, title: str, version: str, server_url: 
             operation["requestBody"] = {
                 "required": True,
                 "content": {"application/json": {"schema": ref(route.body, "validation")}},
+            }
+        if route.form is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"multipart/form-data": {"schema": ref(route.form, "validation")}},
             }
         ok: dict[str, Any] = {"description": "Success"}
         if route.response is not None:
