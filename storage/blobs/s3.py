@@ -100,7 +100,16 @@ class S3BlobStore(BlobStore):
                 region_name=self.config.region,
                 aws_access_key_id=self.config.access_key_id,
                 aws_secret_access_key=self.config.secret_access_key,
-                config=Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}),
+                config=Config(
+                    signature_version="s3v4",
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    # No extra pass over every part to checksum or sign it (UNSIGNED-PAYLOAD,
+                    # as botocore does over HTTPS): TLS protects the bytes in transit, and
+                    # the row keeps our own SHA-256 of the file. Halves the CPU of a put.
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
+                    s3={"payload_signing_enabled": False},
+                ),
             )
         )
 
