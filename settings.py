@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 DEFAULT_PORT = 3001
 
@@ -61,7 +62,7 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 
 
-def _object_storage(env: Mapping[str, str]) -> dict[str, object]:
+def _object_storage(env: Mapping[str, str]) -> dict[str, Any]:
     """S3_* settings, or the seed's Cloudflare R2 names (R2_*), mapped onto them."""
     s3 = {name: env.get(name, "").strip() for name in env if name.startswith("S3_")}
     r2 = {name: env.get(name, "").strip() for name in env if name.startswith("R2_")}
@@ -69,7 +70,7 @@ def _object_storage(env: Mapping[str, str]) -> dict[str, object]:
     presign = _int(env, "S3_PRESIGN_SECONDS", 3600, minimum=60)
     if presign > MAX_PRESIGN_SECONDS:
         raise ConfigError(f"S3_PRESIGN_SECONDS must be <= {MAX_PRESIGN_SECONDS} (7 days), got {presign}")
-    public = (s3.get("S3_PUBLIC_BASE_URL") or "").rstrip("/") or None
+    public: str | None = (s3.get("S3_PUBLIC_BASE_URL") or "").rstrip("/") or None
     if public and not public.startswith(("http://", "https://")):
         raise ConfigError("S3_PUBLIC_BASE_URL must be an http(s):// URL")
     if "R2_BUCKET_NAME" in r2:
@@ -77,10 +78,10 @@ def _object_storage(env: Mapping[str, str]) -> dict[str, object]:
             raise ConfigError("set either S3_BUCKET or R2_BUCKET_NAME, not both")
         if "R2_ACCOUNT_ID" not in r2 and "S3_ENDPOINT_URL" not in s3:
             raise ConfigError("R2_BUCKET_NAME needs R2_ACCOUNT_ID (or S3_ENDPOINT_URL)")
-        endpoint = s3.get("S3_ENDPOINT_URL") or f"https://{r2['R2_ACCOUNT_ID']}.r2.cloudflarestorage.com"
+        r2_endpoint = s3.get("S3_ENDPOINT_URL") or f"https://{r2['R2_ACCOUNT_ID']}.r2.cloudflarestorage.com"
         return {
             "s3_bucket": r2["R2_BUCKET_NAME"],
-            "s3_endpoint_url": endpoint,
+            "s3_endpoint_url": r2_endpoint,
             "s3_region": s3.get("S3_REGION", "auto"),
             "s3_access_key_id": r2.get("R2_ACCESS_KEY_ID") or s3.get("S3_ACCESS_KEY_ID"),
             "s3_secret_access_key": r2.get("R2_SECRET_ACCESS_KEY") or s3.get("S3_SECRET_ACCESS_KEY"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import mutagen
 import mutagen.mp3
@@ -73,9 +73,10 @@ def inspect(fh: BinaryIO, size: int) -> AudioInfo:
         parsed = mutagen.wave.WAVE(fh) if mime_type == WAV else mutagen.mp3.MP3(fh)
     except mutagen.MutagenError as exc:
         raise UnreadableAudio(f"the file looks like {_label(mime_type)} but cannot be read: {exc}") from None
-    if mime_type == MPEG and parsed.info.sketchy:
+    stream: Any = parsed.info  # WaveStreamInfo or MPEGInfo (mutagen types it loosely)
+    if mime_type == MPEG and stream.sketchy:
         raise UnreadableAudio("the file has too few valid MPEG audio frames to be an MP3")
-    duration = float(parsed.info.length)
+    duration = float(stream.length)
     if not duration > 0:
         raise UnreadableAudio(f"the {_label(mime_type)} file contains no audio")
     return AudioInfo(mime_type=mime_type, duration=round(duration, 4))
