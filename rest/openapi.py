@@ -63,6 +63,8 @@ def build_openapi(routes: list[Route], *, title: str, version: str, server_url: 
 
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
+        if route.method == "HEAD":  # documented by its GET twin
+            continue
         operation: dict[str, Any] = {
             "summary": route.summary,
             "tags": [route.tag],

@@ -32,6 +32,8 @@ from storage.errors import FileTooLarge, NotFound
 from storage.models import Sample
 from storage.scan import Scanner
 
+# Where the app serves locally stored samples (keys are ``samples/<32 hex>.<ext>``).
+LOCAL_FILE_PATH = r"/files/samples/{name:[0-9a-f]{32}\.(?:wav|mp3)}"
 # Bytes of the optional ``name`` field we read before refusing it (names are cut to 100 chars).
 MAX_NAME_FIELD_BYTES = 400
 
@@ -270,13 +272,16 @@ def sample_routes() -> list[Route]:
             response=Success,
             errors=(400, 404),
         ),
-        Route(
-            "GET",
-            r"/files/samples/{name:[0-9a-f]{32}\.(?:wav|mp3)}",
-            serve_file,
-            "A sample file (local storage only; supports Range and ETag)",
-            "samples",
-            auth="none",
-            errors=(404,),
+        *(
+            Route(
+                method,
+                LOCAL_FILE_PATH,
+                serve_file,
+                "A sample file (local storage only; supports Range and ETag)",
+                "samples",
+                auth="none",
+                errors=(404,),
+            )
+            for method in ("GET", "HEAD")
         ),
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from abc import ABC, abstractmethod
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
@@ -19,11 +20,12 @@ from storage.errors import InfectedFile, ScannerUnavailable
 CHUNK_SIZE = 64 * 1024
 
 
-class Scanner:
+class Scanner(ABC):
     """Raises :class:`InfectedFile` for a file that must not be stored."""
 
+    @abstractmethod
     async def scan(self, fh: BinaryIO) -> None:
-        raise NotImplementedError
+        """Scan ``fh`` from its current position to its end."""
 
 
 class ClamdScanner(Scanner):

@@ -415,6 +415,9 @@ async def test_local_files_serve_ranges_etags_and_immutable_cache(client: TestCl
     )
     assert full.headers["Accept-Ranges"] == "bytes"
     etag = full.headers["ETag"]
+    head = await client.head(path)
+    assert head.status == 200 and int(head.headers["Content-Length"]) == len(wav)
+    assert head.headers["ETag"] == etag
     part = await client.get(path, headers={"Range": "bytes=100-199"})
     assert part.status == 206
     assert await part.read() == wav[100:200]
