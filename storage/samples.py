@@ -75,8 +75,8 @@ def display_name(raw: str | None, filename: str | None) -> str:
     """
     candidate = raw if raw and raw.strip() else None
     if candidate is None and filename:
-        candidate = _PATH_PARTS.split(filename)[-1].rsplit(".", 1)[0] if "." in filename else filename
-        candidate = _PATH_PARTS.split(candidate)[-1]
+        base = _PATH_PARTS.split(filename)[-1]
+        candidate = base.rsplit(".", 1)[0] if "." in base else base
     text = unicodedata.normalize("NFC", candidate or "")
     # Cc: control characters; Cf: format characters, including bidi overrides (U+202E).
     text = "".join(" " if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} else ch for ch in text)
