@@ -183,10 +183,10 @@ def s3_server() -> Iterator[str]:
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 150  # moto imports every AWS service: slow on a busy machine
         while True:
             try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=5).close()
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:

@@ -29,6 +29,9 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 LOCAL_ONLY = pytest.mark.parametrize("blob_backend", ["local"], indirect=True)
 
+# The first test that needs S3 also waits for moto to start (slow on a busy machine).
+pytestmark = pytest.mark.timeout(180)
+
 
 @pytest.fixture
 def sample_settings(settings: Settings, blob_backend: str, request: pytest.FixtureRequest) -> Settings:

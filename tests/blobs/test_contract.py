@@ -19,6 +19,9 @@ from storage.blobs.local import LocalBlobStore
 from storage.blobs.s3 import MIN_PART_SIZE, S3BlobStore, S3Config
 from tests.conftest import S3_TEST_KEYS, create_s3_bucket
 
+# The first test that needs S3 also waits for moto to start (slow on a busy machine).
+pytestmark = pytest.mark.timeout(180)
+
 
 def s3_config(endpoint: str, bucket: str, **overrides: Any) -> S3Config:
     return S3Config(bucket=bucket, endpoint_url=endpoint, region="us-east-1", **S3_TEST_KEYS, **overrides)

@@ -23,6 +23,9 @@ from storage.users import create_anonymous_user
 from tests.audio_fixtures import mp3_bytes, wav_bytes
 from tests.conftest import S3_TEST_KEYS, create_s3_bucket
 
+# The first test that needs S3 also waits for moto to start (slow on a busy machine).
+pytestmark = pytest.mark.timeout(180)
+
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
