@@ -12,7 +12,7 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -163,6 +163,64 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(networks)
 
 
+# Longest lifetime of a presigned URL that S3's SigV4 allows (7 days).
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+
+
+def _object_storage(env: Mapping[str, str]) -> dict[str, Any]:
+    """S3_* settings, or the seed's Cloudflare R2 names (R2_*), mapped onto them."""
+    s3 = {name: env.get(name, "").strip() for name in env if name.startswith("S3_")}
+    r2 = {name: env.get(name, "").strip() for name in env if name.startswith("R2_")}
+    s3, r2 = {k: v for k, v in s3.items() if v}, {k: v for k, v in r2.items() if v}
+    presign = _int(env, "S3_PRESIGN_SECONDS", 3600, minimum=60)
+    if presign > MAX_PRESIGN_SECONDS:
+        raise ConfigError(f"S3_PRESIGN_SECONDS must be <= {MAX_PRESIGN_SECONDS} (7 days), got {presign}")
+    public: str | None = (s3.get("S3_PUBLIC_BASE_URL") or "").rstrip("/") or None
+    if public and not public.startswith(("http://", "https://")):
+        raise ConfigError("S3_PUBLIC_BASE_URL must be an http(s):// URL")
+    if "R2_BUCKET_NAME" in r2:
+        if "S3_BUCKET" in s3:
+            raise ConfigError("set either S3_BUCKET or R2_BUCKET_NAME, not both")
+        if "R2_ACCOUNT_ID" not in r2 and "S3_ENDPOINT_URL" not in s3:
+            raise ConfigError("R2_BUCKET_NAME needs R2_ACCOUNT_ID (or S3_ENDPOINT_URL)")
+        r2_endpoint = s3.get("S3_ENDPOINT_URL") or f"https://{r2['R2_ACCOUNT_ID']}.r2.cloudflarestorage.com"
+        return {
+            "s3_bucket": r2["R2_BUCKET_NAME"],
+            "s3_endpoint_url": r2_endpoint,
+            "s3_region": s3.get("S3_REGION", "auto"),
+            "s3_access_key_id": r2.get("R2_ACCESS_KEY_ID") or s3.get("S3_ACCESS_KEY_ID"),
+            "s3_secret_access_key": r2.get("R2_SECRET_ACCESS_KEY") or s3.get("S3_SECRET_ACCESS_KEY"),
+            "s3_public_base_url": public,
+            "s3_presign_seconds": presign,
+        }
+    leftovers = (set(s3) - {"S3_PRESIGN_SECONDS"}) | set(r2)
+    if "S3_BUCKET" not in s3:
+        if leftovers:
+            raise ConfigError(f"{', '.join(sorted(leftovers))} set but no S3_BUCKET (or R2_BUCKET_NAME)")
+        return {"s3_presign_seconds": presign}
+    endpoint = s3.get("S3_ENDPOINT_URL")
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError("S3_ENDPOINT_URL must be an http(s):// URL")
+    return {
+        "s3_bucket": s3["S3_BUCKET"],
+        "s3_endpoint_url": endpoint,
+        "s3_region": s3.get("S3_REGION", "us-east-1"),
+        "s3_access_key_id": s3.get("S3_ACCESS_KEY_ID"),
+        "s3_secret_access_key": s3.get("S3_SECRET_ACCESS_KEY"),
+        "s3_public_base_url": public,
+        "s3_presign_seconds": presign,
+    }
+
+
+def _clamd_url(env: Mapping[str, str]) -> str | None:
+    url = env.get("CLAMD_URL", "").strip()
+    if not url:
+        return None
+    if not (url.startswith("tcp://") or url.startswith("unix://")):
+        raise ConfigError(f"CLAMD_URL must be tcp://host:port or unix:///path, got {url!r}")
+    return url
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the server. See the configuration table in README.md."""
@@ -218,6 +276,18 @@ class Settings:
     rate_limit_anonymous_accounts_per_ip_per_hour: int = 30
     rate_limit_socket_connects_per_ip_per_minute: int = 120
     trusted_proxies: tuple[str, ...] = ()
+    # Audio samples (sizes in bytes; 5 MB = 5 x 1024 x 1024). With no bucket, files are
+    # kept under DATA_DIR/samples and served by the app.
+    sample_max_bytes: int = 5 * 1024 * 1024
+    sample_quota_bytes: int = 100 * 1024 * 1024
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = field(default=None, repr=False)
+    s3_public_base_url: str | None = None
+    s3_presign_seconds: int = 3600
+    clamd_url: str | None = None
 
     @property
     def effective_database_url(self) -> str:
@@ -279,7 +349,7 @@ class Settings:
             anonymous_purge=_switch(env, "ANONYMOUS_PURGE", True),
             view_count_window=_float(env, "VIEW_COUNT_WINDOW_SECONDS", 3600.0),
             view_count_flush_interval=_float(env, "VIEW_COUNT_FLUSH_SECONDS", 5.0),
-            composer_url=(_url(env, "COMPOSER_URL", ("http", "https"), "http://localhost:5173") or "").rstrip(
+            composer_url=str(_url(env, "COMPOSER_URL", ("http", "https"), "http://localhost:5173")).rstrip(
                 "/"
             ),
             rate_limits_enabled=_switch(env, "RATE_LIMITS", True),
@@ -294,6 +364,10 @@ class Settings:
                 env, "RATE_LIMIT_SOCKET_CONNECTS_PER_IP_PER_MINUTE", 120, minimum=1
             ),
             trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
+            sample_max_bytes=_int(env, "SAMPLE_MAX_BYTES", 5 * 1024 * 1024, minimum=1024),
+            sample_quota_bytes=_int(env, "SAMPLE_QUOTA_BYTES", 100 * 1024 * 1024, minimum=1024),
+            clamd_url=_clamd_url(env),
+            **_object_storage(env),
         )
         try:
             settings.check_secret_key()

@@ -30,9 +30,13 @@ from rest.errors import OneLineServerLog, error_middleware
 from rest.http_cache import http_cache_middleware
 from rest.rate_limits import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from rest.routes import add_routes
+from rest.samples import SAMPLES, SampleContext
 from rest.system import METRICS_EXPOSITION, READINESS_CHECKS, Degraded, ReadinessCheck
 from settings import Settings, load_or_create_secret
 from storage.accounts import Authenticator
+from storage.blobs import BlobStore
+from storage.blobs.local import LocalBlobStore
+from storage.blobs.s3 import S3BlobStore, S3Config
 from storage.counters import Counters, open_counters
 from storage.database import Database
 from storage.migrate import (
@@ -44,6 +48,8 @@ from storage.migrate import (
     upgrade,
 )
 from storage.purge import DailyPurge, PurgedAccount, PurgeHook
+from storage.samples import delete_sample_objects
+from storage.scan import ClamdScanner
 from storage.update_log import UpdateLog
 from storage.views import ViewCounter
 
@@ -80,6 +86,23 @@ async def _hide_server_version(request: web.Request, response: web.StreamRespons
     response.headers["Server"] = "musicplayground"
 
 
+def blob_store(settings: Settings) -> BlobStore:
+    """S3/R2 when a bucket is configured, else files under DATA_DIR served by this app."""
+    if settings.s3_bucket:
+        return S3BlobStore(
+            S3Config(
+                bucket=settings.s3_bucket,
+                endpoint_url=settings.s3_endpoint_url,
+                region=settings.s3_region,
+                access_key_id=settings.s3_access_key_id,
+                secret_access_key=settings.s3_secret_access_key,
+                public_base_url=settings.s3_public_base_url,
+                presign_ttl=settings.s3_presign_seconds,
+            )
+        )
+    return LocalBlobStore(settings.data_dir / "samples", base_url=f"{settings.public_base_url}/files")
+
+
 def create_app(settings: Settings) -> web.Application:
     """The whole product as one aiohttp application. Raises ``ConfigError`` for bad settings."""
     secret = load_or_create_secret(settings)
@@ -108,7 +131,6 @@ def create_app(settings: Settings) -> web.Application:
         connect_refusal=limiter.socket_connect_refusal if limiter else None,
     )
     _watch(metrics, documents, sockets, update_log)
-    forget = _forget_purged(documents, purge_files_hook(settings))
     views = ViewCounter(
         db,
         period_seconds=settings.view_count_window,
@@ -116,6 +138,9 @@ def create_app(settings: Settings) -> web.Application:
         on_counted=documents.read_cache.invalidate,
     )
     share_expiry = ShareExpiryWatcher(db, documents)
+    blobs = blob_store(settings)
+    scanner = ClamdScanner(settings.clamd_url) if settings.clamd_url else None
+    forget = _forget_purged(documents, purge_files_hook(blobs))
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
@@ -131,14 +156,17 @@ def create_app(settings: Settings) -> web.Application:
                 await stack.enter_async_context(
                     DailyPurge(db, inactive_days=settings.anonymous_retention_days, on_purged=forget)
                 )
+            await stack.enter_async_context(blobs)
             await stack.enter_async_context(views)
             await stack.enter_async_context(share_expiry)
             log.info(
-                "database: %s; bus: %s (instance %s); firebase: %s",
+                "database: %s; bus: %s (instance %s); firebase: %s; samples: %s; malware scan: %s",
                 db.dialect,
                 type(bus).__name__,
                 bus.instance_id[:8],
                 settings.firebase_project_id or "off",
+                blobs.name,
+                "clamd" if scanner else "off",
             )
             yield
 
@@ -159,8 +187,11 @@ def create_app(settings: Settings) -> web.Application:
         app[RATE_LIMITER] = limiter
     app[METRICS] = metrics
     app[METRICS_EXPOSITION] = metrics.render
-    app[READINESS_CHECKS] = readiness_checks(db, update_log, bus, counters if limiter else None)
+    app[READINESS_CHECKS] = readiness_checks(db, update_log, bus, counters if limiter else None, blobs)
     app[PURGE_HOOK] = forget
+    app[SAMPLES] = SampleContext(
+        blobs=blobs, scanner=scanner, max_bytes=settings.sample_max_bytes, quota=settings.sample_quota_bytes
+    )
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(close_sockets)
     app.on_response_prepare.append(_hide_server_version)
@@ -170,11 +201,15 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-def purge_files_hook(settings: Settings) -> PurgeHook | None:
-    """Deletes a purged account's files (``account.sample_storage_keys``); called once per
-    deleted account by the daily purge and by `musicplayground purge-anonymous`. None until
-    blob storage is part of the app: until then no account has files outside the database."""
-    return None
+def purge_files_hook(blobs: BlobStore) -> PurgeHook:
+    """Deletes a purged account's sample files (``account.sample_storage_keys``); called once
+    per deleted account, after its rows are gone, by the daily purge and by
+    `musicplayground purge-anonymous`."""
+
+    async def delete_files(account: PurgedAccount) -> None:
+        await delete_sample_objects(blobs, account.sample_storage_keys)
+
+    return delete_files
 
 
 def _forget_purged(documents: DocumentService, files: PurgeHook | None) -> PurgeHook:
@@ -211,7 +246,7 @@ async def prepare_schema(db: Database) -> None:
 
 
 def readiness_checks(
-    db: Database, update_log: UpdateLog, bus: Bus, counters: Counters | None
+    db: Database, update_log: UpdateLog, bus: Bus, counters: Counters | None, blobs: BlobStore
 ) -> list[ReadinessCheck]:
     """What /readyz checks, in order. Other parts (blob storage, Redis) append their own."""
 
@@ -243,11 +278,16 @@ def readiness_checks(
             raise Degraded(f"failing open: {counters.backend} unavailable ({counters.last_error})")
         return f"ok ({counters.backend})"
 
+    async def sample_storage() -> str:
+        await blobs.check()
+        return blobs.name
+
     return [
         ReadinessCheck("database", database),
         ReadinessCheck("bus", bus_state),
         ReadinessCheck("update_log", log_writer),
         ReadinessCheck("rate_limits", rate_limits),
+        ReadinessCheck("sample_storage", sample_storage),
     ]
 
 

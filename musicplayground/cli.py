@@ -165,7 +165,7 @@ def config() -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Only print what would be removed.")
 def purge_anonymous(inactive_days: int | None, dry_run: bool) -> None:
-    from musicplayground.app import purge_files_hook
+    from musicplayground.app import blob_store, purge_files_hook
 
     settings = _settings()
     days = inactive_days or settings.anonymous_retention_days
@@ -175,7 +175,10 @@ def purge_anonymous(inactive_days: int | None, dry_run: bool) -> None:
             await check_up_to_date(database)
             if dry_run:
                 return await purge_anonymous_accounts(database, inactive_days=days, dry_run=True)
-            purged = await purge_with_lock(database, inactive_days=days, on_purged=purge_files_hook(settings))
+            async with blob_store(settings) as blobs:
+                purged = await purge_with_lock(
+                    database, inactive_days=days, on_purged=purge_files_hook(blobs)
+                )
             if purged is None:
                 raise click.ClickException("another instance is purging right now; try again later")
             return purged

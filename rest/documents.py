@@ -35,9 +35,11 @@ from rest.context import (
 )
 from rest.errors import BadRequest, PayloadTooLarge
 from rest.responses import json_response
+from rest.samples import loop_samples
 from rest.schemas import (
     ListQuery,
     LoopCreate,
+    LoopDetail,
     LoopList,
     LoopPublic,
     LoopSummary,
@@ -73,6 +75,7 @@ class DocumentKind:
     summary: type[BaseModel]
     listing: type[BaseModel]
     quota: Callable[[Settings], int]
+    detail: type[BaseModel] | None = None  # GET's response, when it says more than ``public``
 
     @property
     def name(self) -> str:
@@ -92,6 +95,7 @@ LOOPS = DocumentKind(
     LoopSummary,
     LoopList,
     lambda s: s.max_loops_per_user,
+    detail=LoopDetail,
 )
 SONGS = DocumentKind(
     "songs",
@@ -164,11 +168,14 @@ class DocumentHandlers:
     def _not_found(self) -> NotFound:
         return NotFound(f"{self.kind.name} not found")
 
-    def _public(self, row: Loop | Song, content: dict[str, Any] | None) -> web.Response:
+    def _data(self, row: Loop | Song, content: dict[str, Any] | None) -> dict[str, Any]:
         data = self.kind.public.model_validate(row).model_dump(mode="json", by_alias=True)
         if content is not None:
             data.update(content)
-        return json_response(data)
+        return data
+
+    def _public(self, row: Loop | Song, content: dict[str, Any] | None) -> web.Response:
+        return json_response(self._data(row, content))
 
     async def list(self, request: web.Request) -> web.Response:
         ctx = context(request)
@@ -265,8 +272,14 @@ class DocumentHandlers:
             caller = await optional_caller(request)
             count_view(request, self.kind.name, row.id, caller and caller.user_id)
         content = await documents.read_content(self.kind.doc_kind, row.id, stale=stale)
-        response = self._public(row, content)
-        if content is None:  # nobody is editing it: the row is the whole truth, keep it
+        data = self._data(row, content)
+        cacheable = content is None  # nobody is editing it: the row is the whole truth, keep it
+        if self.kind.doc_kind is docschema.DocKind.LOOP:
+            data["samples"] = await loop_samples(request, data)
+            # Sample URLs may be signed for a limited time, and samples may be deleted.
+            cacheable = cacheable and not data["samples"]
+        response = json_response(data)
+        if cacheable:
             documents.read_cache.put(
                 self.kind.name,
                 row.id,

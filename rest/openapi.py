@@ -22,7 +22,8 @@ _ERROR_TEXT = {
     409: "Conflict",
     410: "Share link expired or revoked",
     413: "Body too large",
-    415: "Body is not JSON",
+    415: "Body is not JSON, or a file is not of an accepted type",
+    422: "A file's content is unreadable or refused",
     503: "A dependency is unavailable",
 }
 
@@ -38,6 +39,7 @@ class Route:
     tag: str
     auth: str = "required"  # "required" | "optional" | "none"
     body: type[BaseModel] | None = None
+    form: type[BaseModel] | None = None  # a multipart/form-data body (file uploads)
     query: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
     status: int = 200
@@ -47,11 +49,12 @@ class Route:
 def build_openapi(routes: list[Route], *, title: str, version: str, server_url: str) -> dict[str, Any]:
     models: set[type[BaseModel]] = {ErrorBody}
     for route in routes:
-        models.update(m for m in (route.body, route.response) if m is not None)
+        models.update(m for m in (route.body, route.form, route.response) if m is not None)
     ordered = sorted(models, key=lambda m: m.__name__)
+    inputs = {r.body for r in routes} | {r.form for r in routes}
     refs, schema = models_json_schema(
-        [(m, "validation") for m in ordered if m in {r.body for r in routes}]
-        + [(m, "serialization") for m in ordered if m not in {r.body for r in routes}],
+        [(m, "validation") for m in ordered if m in inputs]
+        + [(m, "serialization") for m in ordered if m not in inputs],
         ref_template="#/components/schemas/{model}",
     )
     components = schema.get("$defs", {})
@@ -61,6 +64,8 @@ def build_openapi(routes: list[Route], *, title: str, version: str, server_url: 
 
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
+        if route.method == "HEAD":  # documented by its GET twin
+            continue
         operation: dict[str, Any] = {
             "summary": route.summary,
             "tags": [route.tag],
@@ -88,6 +93,11 @@ def build_openapi(routes: list[Route], *, title: str, version: str, server_url: 
             operation["requestBody"] = {
                 "required": True,
                 "content": {"application/json": {"schema": ref(route.body, "validation")}},
+            }
+        if route.form is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"multipart/form-data": {"schema": ref(route.form, "validation")}},
             }
         ok: dict[str, Any] = {"description": "Success"}
         if route.response is not None:

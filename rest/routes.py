@@ -7,6 +7,7 @@ from aiohttp import web
 from rest import auth, system
 from rest.documents import LOOPS, SONGS, DocumentHandlers
 from rest.openapi import Route, build_openapi
+from rest.samples import sample_routes
 from rest.schemas import (
     AuthSession,
     Health,
@@ -53,7 +54,7 @@ def _document_routes(handlers: DocumentHandlers) -> list[Route]:
             f"Get a {kind.name} (yours, or public)",
             tag,
             auth="optional",
-            response=kind.public,
+            response=kind.detail or kind.public,
             errors=(400, 401, 404),
         ),
         Route(
@@ -135,6 +136,7 @@ def api_routes() -> list[Route]:
         *_document_routes(DocumentHandlers(LOOPS)),
         *_document_routes(DocumentHandlers(SONGS)),
         *sharing_routes(),
+        *sample_routes(),
         Route("GET", "/healthz", system.healthz, "Liveness", "system", auth="none", response=Health),
         *_operations_routes(),
     ]

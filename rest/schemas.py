@@ -437,3 +437,53 @@ class CollaboratorPublic(OutputModel):
 
 class CollaboratorList(OutputModel):
     collaborators: list[CollaboratorPublic]
+
+
+# --- samples ----------------------------------------------------------------------------
+
+
+class SampleUploadForm(InputModel):
+    """``multipart/form-data`` of ``POST /api/samples/upload`` (documentation only)."""
+
+    file: bytes = Field(description="a WAV (PCM or float) or MP3 file, at most 5 MiB (5 x 1024 x 1024 bytes)")
+    name: str | None = Field(
+        default=None, max_length=400, description="display name (default: the file name)"
+    )
+
+
+class SampleListQuery(QueryModel):
+    page: int = Field(default=1, ge=1, le=100_000)
+    limit: int = Field(default=50, ge=1, le=100)
+
+
+class SamplePublic(OutputModel):
+    id: uuid.UUID
+    name: str
+    file_url: str = Field(description="where to fetch the audio (public, or signed for a limited time)")
+    file_size: int = Field(description="bytes")
+    mime_type: Literal["audio/wav", "audio/mpeg"]
+    duration: float | None = Field(description="seconds")
+    created_at: Timestamp
+
+
+class SampleList(OutputModel):
+    samples: list[SamplePublic]
+    total_size: int = Field(description="bytes used by all your samples")
+    quota: int = Field(description="bytes you may use in total")
+    total: int
+    page: int
+    has_more: bool
+
+
+class LoopSample(OutputModel):
+    """A sample a loop references (``soundId: "sample:<id>"``); deleted ones are ``missing``."""
+
+    id: str
+    name: str | None
+    file_url: str | None
+    duration: float | None
+    missing: bool
+
+
+class LoopDetail(LoopPublic):
+    samples: list[LoopSample] = Field(description="the samples the loop's steps reference")

@@ -17,6 +17,7 @@ from pycrdt import Doc
 from sqlalchemy import update
 
 from realtime import docschema
+from realtime.docschema import DocKind
 from realtime.documents import content_columns, initial_state
 from rest import documents
 from rest.context import (
@@ -29,6 +30,8 @@ from rest.context import (
     require_caller,
 )
 from rest.documents import LOOPS, SONGS, DocumentKind
+from rest.responses import json_response
+from rest.samples import loop_samples
 from rest.schemas import (
     ForkRequest,
     OwnerPublic,
@@ -194,6 +197,8 @@ async def get_shared(request: web.Request) -> web.Response:
     shared = await open_share(ctx, request.match_info["token"])
     caller = await optional_caller(request)
     data = await live_public(ctx, shared.kind, shared.row)
+    if shared.kind.doc_kind is DocKind.LOOP:  # the samples its steps play, with URLs for this reader
+        data["samples"] = await loop_samples(request, data)
     count_view(request, shared.kind, shared.row, caller and caller.user_id)
     owner = OwnerPublic(
         display_name=shared.owner.display_name if shared.owner else None,
@@ -236,7 +241,7 @@ class ForkHandlers:
                 session, model, user_id=caller.user_id, values=values, quota=self.kind.quota(ctx.settings)
             )
         ctx.documents.read_cache.invalidate(self.kind.name, parent.id)
-        return web.json_response(
+        return json_response(
             self.kind.public.model_validate(row).model_dump(mode="json", by_alias=True), status=201
         )
 

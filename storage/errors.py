@@ -40,3 +40,31 @@ class QuotaExceeded(DomainError):
 class Unauthorized(DomainError):
     status = 401
     code = "unauthorized"
+
+
+# --- samples (uploads are judged from their bytes) ----------------------------------------
+
+
+class FileTooLarge(DomainError):
+    status = 413
+    code = "file_too_large"
+
+
+class UnsupportedAudio(DomainError):
+    status = 415
+    code = "unsupported_audio_type"
+
+
+class UnreadableAudio(DomainError):
+    status = 422
+    code = "unreadable_audio"
+
+
+class InfectedFile(DomainError):
+    status = 422
+    code = "malware_detected"
+
+
+class ScannerUnavailable(DomainError):
+    status = 503
+    code = "scanner_unavailable"

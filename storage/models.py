@@ -148,6 +148,8 @@ class Sample(Base):
     mime_type: Mapped[str] = mapped_column(String(32))
     duration: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Samples: the SHA-256 of the stored bytes (integrity checks, duplicate detection).
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class SharedLink(Base):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from settings import Settings
 from storage.database import Database
 from storage.migrate import upgrade
 from tests.firebase_fakes import FakeFirebase
-from tests.services import fresh_postgres_database, postgres_server, redis_server
+from tests.services import fresh_postgres_database, postgres_server, redis_server, s3_server
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 FIREBASE_PROJECT = "mp-test"
@@ -41,6 +42,42 @@ def postgres_url() -> Iterator[str]:
 def redis_url() -> Iterator[str]:
     with redis_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible server (moto) on loopback for this run."""
+    with s3_server() as endpoint:
+        yield endpoint
+
+
+S3_TEST_KEYS = {"access_key_id": "test-access-key", "secret_access_key": "test-secret-key"}
+
+
+async def create_s3_bucket(endpoint: str) -> str:
+    """A new, empty bucket on the test S3 server (unique per test)."""
+    import aioboto3
+
+    name = f"mp-test-{uuid.uuid4().hex[:16]}"
+    async with aioboto3.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=S3_TEST_KEYS["access_key_id"],
+        aws_secret_access_key=S3_TEST_KEYS["secret_access_key"],
+    ) as s3:
+        await s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(params=["local", "s3"])
+def blob_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def s3_bucket(s3_endpoint: str) -> str:
+    return await create_s3_bucket(s3_endpoint)
 
 
 @pytest.fixture(scope="session")

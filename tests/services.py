@@ -164,3 +164,35 @@ def redis_server() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@contextmanager
+def s3_server() -> Iterator[str]:
+    """An S3-compatible server on loopback (moto's server mode, a real HTTP process).
+
+    Yields its endpoint URL. Any access key is accepted; each test makes its own bucket.
+    """
+    import sys
+    import urllib.request
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 150  # moto imports every AWS service: slow on a busy machine
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=5).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise ServiceUnavailable("moto_server (S3) did not start") from None
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(10)

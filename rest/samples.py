@@ -1,0 +1,288 @@
+"""Audio samples over HTTP: streamed upload, list, get, delete, and the local file server.
+
+The upload is read part by part from the multipart stream into an anonymous temporary
+file, in bounded chunks: the type is judged from the first bytes (415 before the rest is
+read), the size limit is enforced as the bytes arrive (413 the moment it is crossed), and
+memory does not grow with the file. The rest (full validation, scan, storage, quota) is
+:func:`storage.samples.save_upload`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import ContentLengthError, HttpProcessingError, TransferEncodingError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rest.context import context, json_model, path_uuid, read_query, require_caller
+from rest.errors import BadRequest, UnsupportedMediaType
+from rest.openapi import Route
+from rest.responses import json_response
+from rest.schemas import LoopSample, SampleList, SampleListQuery, SamplePublic, SampleUploadForm, Success
+from storage import audio
+from storage import samples as stored
+from storage.blobs import BlobStore
+from storage.blobs.base import CHUNK_SIZE
+from storage.blobs.local import LocalBlobStore
+from storage.blobs.s3 import IMMUTABLE
+from storage.errors import FileTooLarge, NotFound
+from storage.models import Sample
+from storage.scan import Scanner
+
+# Where the app serves locally stored samples (keys are ``samples/<32 hex>.<ext>``).
+LOCAL_FILE_PATH = r"/files/samples/{name:[0-9a-f]{32}\.(?:wav|mp3)}"
+# Bytes of the optional ``name`` field we read before refusing it (names are cut to 100 chars).
+MAX_NAME_FIELD_BYTES = 400
+
+
+@dataclass(frozen=True)
+class SampleContext:
+    blobs: BlobStore
+    scanner: Scanner | None
+    max_bytes: int
+    quota: int
+
+
+SAMPLES = web.AppKey("samples", SampleContext)
+
+
+class UploadInterrupted(BadRequest):
+    code = "upload_interrupted"
+
+
+async def sample_json(blobs: BlobStore, sample: Sample) -> dict[str, Any]:
+    data = SamplePublic.model_validate(
+        {
+            "id": sample.id,
+            "name": sample.name,
+            "file_url": await blobs.url(sample.storage_key),
+            "file_size": sample.file_size,
+            "mime_type": sample.mime_type,
+            "duration": sample.duration,
+            "created_at": sample.created_at,
+        }
+    )
+    return data.model_dump(mode="json", by_alias=True)
+
+
+async def loop_samples_json(session: AsyncSession, blobs: BlobStore, content: dict[str, Any]) -> list[Any]:
+    """``samples`` of a loop response: what its steps reference, with URLs for its reader."""
+    refs = await stored.samples_referenced(session, content, blobs)
+    return [
+        LoopSample(id=r.id, name=r.name, file_url=r.url, duration=r.duration, missing=r.missing).model_dump(
+            mode="json", by_alias=True
+        )
+        for r in refs
+    ]
+
+
+async def loop_samples(request: web.Request, content: dict[str, Any]) -> list[Any]:
+    """``samples`` of a loop response for this request's reader (no query if it uses none)."""
+    if not stored.referenced_sample_ids(content):
+        return []
+    async with context(request).db.session() as session:
+        return await loop_samples_json(session, request.app[SAMPLES].blobs, content)
+
+
+async def _spool_file(part: BodyPartReader, spool: BinaryIO, max_bytes: int) -> int:
+    """Copy the file part into ``spool``; returns its size. Sniffs the type from the first bytes."""
+    size = 0
+    head = b""
+    while chunk := await part.read_chunk(CHUNK_SIZE):
+        size += len(chunk)
+        if size > max_bytes:
+            raise FileTooLarge(
+                f"the file is larger than the limit of {max_bytes} bytes ({max_bytes / 1024 / 1024:g} MiB)",
+                details=[{"field": "file", "maxBytes": max_bytes}],
+            )
+        if len(head) < audio.SNIFF_BYTES:
+            head += chunk[: audio.SNIFF_BYTES]
+            if len(head) >= audio.SNIFF_BYTES:
+                audio.sniff(head)  # a wrong type is refused before the rest is uploaded
+        await asyncio.to_thread(spool.write, chunk)
+    if len(head) < audio.SNIFF_BYTES:
+        audio.sniff(head)
+    return size
+
+
+async def _read_name(part: BodyPartReader) -> str:
+    raw = b""
+    while chunk := await part.read_chunk(MAX_NAME_FIELD_BYTES + 1):
+        raw += chunk
+        if len(raw) > MAX_NAME_FIELD_BYTES:
+            raise BadRequest(
+                f"name is too long (at most {MAX_NAME_FIELD_BYTES} bytes)", details=[{"field": "name"}]
+            )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("name must be UTF-8 text", details=[{"field": "name"}]) from None
+
+
+async def upload(request: web.Request) -> web.Response:
+    caller = await require_caller(request)
+    samples = request.app[SAMPLES]
+    if request.content_type != "multipart/form-data":
+        raise UnsupportedMediaType("send the sample as multipart/form-data with a 'file' field")
+    reader = await request.multipart()
+    spool = await asyncio.to_thread(tempfile.TemporaryFile)  # anonymous: gone on close or crash
+    try:
+        size: int | None = None
+        filename: str | None = None
+        name: str | None = None
+        try:
+            async for part in reader:
+                if not isinstance(part, BodyPartReader):
+                    raise BadRequest("nested multipart bodies are not accepted")
+                if part.name == "file" and size is None:
+                    filename = part.filename
+                    size = await _spool_file(part, spool, samples.max_bytes)
+                elif part.name == "name" and name is None:
+                    name = await _read_name(part)
+                elif part.name in {"file", "name"}:
+                    raise BadRequest(f"send one {part.name!r} field", details=[{"field": part.name}])
+                else:
+                    raise BadRequest(f"unknown field {part.name!r}", details=[{"field": part.name}])
+        except (ConnectionError, ContentLengthError, TransferEncodingError, asyncio.IncompleteReadError):
+            raise UploadInterrupted("the upload was interrupted before the whole body arrived") from None
+        except (HttpProcessingError, ValueError) as exc:
+            raise BadRequest(f"malformed multipart body ({type(exc).__name__})") from None
+        if size is None:
+            raise BadRequest("the 'file' field is missing", details=[{"field": "file"}])
+        ctx = context(request)
+        sample = await stored.save_upload(
+            ctx.db,
+            samples.blobs,
+            user_id=caller.user_id,
+            spool=spool,
+            size=size,
+            name=stored.display_name(name, filename),
+            quota=samples.quota,
+            scanner=samples.scanner,
+        )
+    finally:
+        await asyncio.to_thread(spool.close)
+    return json_response(await sample_json(samples.blobs, sample), status=201)
+
+
+async def list_samples(request: web.Request) -> web.Response:
+    caller = await require_caller(request)
+    query = read_query(request, SampleListQuery)
+    samples = request.app[SAMPLES]
+    async with context(request).db.session() as session:
+        rows, count, total_size = await stored.list_samples(
+            session, caller.user_id, offset=(query.page - 1) * query.limit, limit=query.limit
+        )
+    return json_response(
+        {
+            "samples": [await sample_json(samples.blobs, row) for row in rows],
+            "totalSize": total_size,
+            "quota": samples.quota,
+            "total": count,
+            "page": query.page,
+            "hasMore": query.page * query.limit < count,
+        }
+    )
+
+
+async def get_sample(request: web.Request) -> web.Response:
+    sample_id = path_uuid(request)
+    caller = await require_caller(request)
+    async with context(request).db.session() as session:
+        sample = await stored.get_owned_sample(session, sample_id, caller.user_id)
+    if sample is None:
+        raise NotFound("sample not found")
+    return json_response(await sample_json(request.app[SAMPLES].blobs, sample))
+
+
+async def delete_sample(request: web.Request) -> web.Response:
+    sample_id = path_uuid(request)
+    caller = await require_caller(request)
+    found = await stored.delete_sample(
+        context(request).db, request.app[SAMPLES].blobs, sample_id=sample_id, user_id=caller.user_id
+    )
+    if not found:
+        raise NotFound("sample not found")
+    return json_model(Success())
+
+
+async def serve_file(request: web.Request) -> web.StreamResponse:
+    """A locally stored sample, with its type, Range (206), ETag and an immutable cache."""
+    blobs = request.app[SAMPLES].blobs
+    if not isinstance(blobs, LocalBlobStore):
+        raise NotFound("no such file")
+    key = f"samples/{request.match_info['name']}"
+    try:
+        info = await blobs.stat(key)
+    except (LookupError, ValueError):
+        raise NotFound("no such file") from None
+    return web.FileResponse(
+        blobs.path(key),
+        headers={
+            "Content-Type": info.content_type,
+            "Cache-Control": IMMUTABLE,
+            "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": "inline",
+        },
+    )
+
+
+def sample_routes() -> list[Route]:
+    item = "/api/samples/{id}"
+    return [
+        Route(
+            "POST",
+            "/api/samples/upload",
+            upload,
+            "Upload a WAV or MP3 sample (multipart: file, optional name)",
+            "samples",
+            form=SampleUploadForm,
+            response=SamplePublic,
+            status=201,
+            errors=(400, 403, 413, 415, 422, 503),
+        ),
+        Route(
+            "GET",
+            "/api/samples",
+            list_samples,
+            "Your samples, their total size and your quota",
+            "samples",
+            query=SampleListQuery,
+            response=SampleList,
+            errors=(400,),
+        ),
+        Route(
+            "GET",
+            item,
+            get_sample,
+            "One of your samples",
+            "samples",
+            response=SamplePublic,
+            errors=(400, 404),
+        ),
+        Route(
+            "DELETE",
+            item,
+            delete_sample,
+            "Delete your sample (loops using it then report it missing)",
+            "samples",
+            response=Success,
+            errors=(400, 404),
+        ),
+        *(
+            Route(
+                method,
+                LOCAL_FILE_PATH,
+                serve_file,
+                "A sample file (local storage only; supports Range and ETag)",
+                "samples",
+                auth="none",
+                errors=(404,),
+            )
+            for method in ("GET", "HEAD")
+        ),
+    ]
