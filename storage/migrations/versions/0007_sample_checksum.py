@@ -1,7 +1,7 @@
 """samples: checksum of the stored bytes
 
 Revision ID: 0007
-Revises: 0002
+Revises: 0005
 Create Date: 2026-12-01 10:00:00.000000
 """
 
