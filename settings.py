@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -57,6 +58,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _uuids(env: Mapping[str, str], name: str) -> frozenset[uuid.UUID]:
+    ids = set()
+    for raw in env.get(name, "").split(","):
+        if raw.strip():
+            try:
+                ids.add(uuid.UUID(raw.strip()))
+            except ValueError:
+                raise ConfigError(f"{name} must be comma-separated user ids (UUIDs), got {raw!r}") from None
+    return frozenset(ids)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the server. See the configuration table in README.md."""
@@ -84,6 +96,8 @@ class Settings:
     max_document_bytes: int = 8 * 1024 * 1024
     max_clients_per_room: int = 64
     max_messages_per_second: int = 100
+    # Community: accounts that are admins besides those with users.is_admin set.
+    admin_user_ids: frozenset[uuid.UUID] = frozenset()
 
     @property
     def effective_database_url(self) -> str:
@@ -126,6 +140,7 @@ class Settings:
             max_document_bytes=_int(env, "RT_MAX_DOCUMENT_BYTES", 8 * 1024 * 1024, minimum=4096),
             max_clients_per_room=_int(env, "RT_MAX_CLIENTS_PER_ROOM", 64, minimum=1),
             max_messages_per_second=_int(env, "RT_MAX_MESSAGES_PER_SECOND", 100, minimum=1),
+            admin_user_ids=_uuids(env, "ADMIN_USER_IDS"),
         )
 
     def replace(self, **changes: object) -> Settings:

@@ -435,6 +435,15 @@ class DocumentService:
                 room.transport.send(room.namespace, [session], "role-changed", {"role": role.value})
         room.send_presence()
 
+    async def broadcast(self, kind: docschema.DocKind, doc_id: uuid.UUID, event: str, data: Any) -> None:
+        """Send a named event (e.g. ``comment``) to every socket of the document's room.
+
+        On this instance: only a loaded room has sockets; nothing to do otherwise.
+        """
+        room = self.loaded(kind, doc_id)
+        if room is not None and room.sessions:
+            self.transport.send(room.namespace, list(room.sessions.values()), event, data)
+
     def presence(self, kind: docschema.DocKind, doc_id: uuid.UUID) -> list[dict[str, Any]]:
         room = self.loaded(kind, doc_id)
         return room.members.as_json() if room is not None else []

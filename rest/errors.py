@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from identity.errors import InvalidToken
 from identity.firebase import FirebaseUnavailable
-from storage.errors import DomainError
+from storage.errors import DomainError, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,9 @@ _HTTP_CODES = {
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)
+    except RateLimited as exc:
+        headers = {"Retry-After": str(exc.retry_after)}
+        return error_response(exc.status, exc.code, exc.message, exc.details, headers=headers)
     except DomainError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details)
     except InvalidToken as exc:

@@ -22,6 +22,7 @@ _ERROR_TEXT = {
     409: "Conflict",
     413: "Body too large",
     415: "Body is not JSON",
+    429: "Too many requests (see Retry-After)",
     503: "A dependency is unavailable",
 }
 
@@ -73,7 +74,7 @@ def build_openapi(routes: list[Route], *, title: str, version: str, server_url: 
                 "name": name,
                 "in": "path",
                 "required": True,
-                "schema": {"type": "string", "format": "uuid"},
+                "schema": {"type": "string", "format": "uuid"} if name == "id" else {"type": "string"},
             }
             for name in _path_params(route.path)
         ]

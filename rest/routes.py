@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from rest import auth, system
+from rest.community import community_routes
 from rest.documents import LOOPS, SONGS, DocumentHandlers
 from rest.openapi import Route, build_openapi
 from rest.schemas import (
@@ -132,6 +133,7 @@ def api_routes() -> list[Route]:
         Route("GET", "/api/users/me", auth.me, "The caller's account", "users", response=UserPublic),
         *_document_routes(DocumentHandlers(LOOPS)),
         *_document_routes(DocumentHandlers(SONGS)),
+        *community_routes(),
         Route("GET", "/healthz", system.healthz, "Liveness", "system", auth="none", response=Health),
         Route(
             "GET",

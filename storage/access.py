@@ -21,9 +21,21 @@ class Role(StrEnum):
         return self in (Role.OWNER, Role.EDITOR)
 
 
+def is_visible(document: Loop | Song, user_id: uuid.UUID | None, *, is_admin: bool = False) -> bool:
+    """The moderation rule: hidden content is seen only by its owner and by admins.
+
+    Every read path applies it (REST, rooms, shared links, explore, profiles, comments).
+    """
+    return document.hidden_at is None or is_admin or (user_id is not None and document.user_id == user_id)
+
+
 def role_for(document: Loop | Song, user_id: uuid.UUID | None) -> Role | None:
-    """The caller's role on ``document`` from ownership and visibility alone."""
-    return role_from(owner_id=document.user_id, is_public=document.is_public, user_id=user_id)
+    """The caller's role on ``document`` from ownership, visibility and moderation alone."""
+    return role_from(
+        owner_id=document.user_id,
+        is_public=document.is_public and is_visible(document, None),
+        user_id=user_id,
+    )
 
 
 def role_from(*, owner_id: uuid.UUID, is_public: bool, user_id: uuid.UUID | None) -> Role | None:
@@ -60,7 +72,7 @@ async def resolve_role(
 ) -> Role | None:
     """The best role the caller holds: ownership, public visibility or a share token."""
     role = role_for(document, user_id)
-    if role is not None:
+    if role is not None or not is_visible(document, user_id):
         return role
     if share_token:
         resource_type = "loop" if isinstance(document, Loop) else "song"

@@ -40,3 +40,14 @@ class QuotaExceeded(DomainError):
 class Unauthorized(DomainError):
     status = 401
     code = "unauthorized"
+
+
+class RateLimited(DomainError):
+    """Too many requests; ``retry_after`` seconds until the next one is accepted."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, details: list[Any] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after

@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
+from storage.comments import delete_document_comments
 from storage.errors import QuotaExceeded, Unauthorized
 from storage.models import Loop, SharedLink, Song, User, utcnow
 
@@ -94,6 +95,9 @@ async def delete_document(session: AsyncSession, document: Loop | Song) -> None:
             SharedLink.resource_type == RESOURCE_TYPE[type(document)],
             SharedLink.resource_id == document.id,
         )
+    )
+    await delete_document_comments(
+        session, resource_type=RESOURCE_TYPE[type(document)], resource_id=document.id
     )
     await session.delete(document)
     await session.flush()

@@ -418,7 +418,7 @@ async def test_migration_0002_upgrades_existing_rows_and_downgrades(
                     {"id": key(fork), "user_id": key(user), "forked_from": key(original), "now": now},
                 )
 
-            await upgrade(db)
+            await upgrade(db, "0002")
             assert await current_revision(db) == "0002"
             stored = await load(db, fork)
             assert stored == documents.StoredDocument(state=None, position=0, updates=[])
