@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, literal, select, tuple_
+from sqlalchemy import Select, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
@@ -49,6 +49,26 @@ def name_matches(model: type[Loop] | type[Song], q: str) -> Any:
     return model.name.ilike(f"%{escape_like(q)}%", escape="\\")
 
 
+def _public_filter(model: type[Loop] | type[Song], *, q: str | None, owner_id: uuid.UUID | None) -> list[Any]:
+    where: list[Any] = [model.is_public.is_(True), model.hidden_at.is_(None), User.hidden_at.is_(None)]
+    if owner_id is not None:
+        where.append(model.user_id == owner_id)
+    if q:
+        where.append(name_matches(model, q))
+    return where
+
+
+def search_query(model: type[Loop] | type[Song], q: str, *, limit: int = 20) -> Select[Any]:
+    """The first page of a name search, newest first (what explore runs; for EXPLAIN)."""
+    return (
+        select(model.id)
+        .join(User, User.id == model.user_id)
+        .where(*_public_filter(model, q=q, owner_id=None))
+        .order_by(model.created_at.desc(), model.id.desc())
+        .limit(limit + 1)
+    )
+
+
 @dataclass(frozen=True)
 class PublicPage:
     """A page of documents with their owners, the total, whether more follow, and the keyset
@@ -75,11 +95,7 @@ async def public_documents(
     """Public, visible documents in ``sort`` order: after the keyset ``after`` if given,
     else from ``offset``."""
     column = getattr(model, SORT_COLUMNS[sort])
-    where: list[Any] = [model.is_public.is_(True), model.hidden_at.is_(None), User.hidden_at.is_(None)]
-    if owner_id is not None:
-        where.append(model.user_id == owner_id)
-    if q:
-        where.append(name_matches(model, q))
+    where = _public_filter(model, q=q, owner_id=owner_id)
     query = select(model, User).join(User, User.id == model.user_id).where(*where)
     if after is not None:
         query = query.where(
