@@ -44,10 +44,13 @@ from storage.models import Comment, Loop, Song, User
 COMMENT_EVENT = "comment"
 
 
-def comment_json(comment: Comment, author: User) -> dict[str, Any]:
+def comment_model(comment: Comment, author: User) -> CommentPublic:
     fields = {name: getattr(comment, name) for name in CommentPublic.model_fields if name != "author"}
-    data = CommentPublic.model_validate({**fields, "author": Owner.model_validate(author)})
-    return dict(data.model_dump(mode="json", by_alias=True))
+    return CommentPublic.model_validate({**fields, "author": Owner.model_validate(author)})
+
+
+def comment_json(comment: Comment, author: User) -> dict[str, Any]:
+    return dict(comment_model(comment, author).model_dump(mode="json", by_alias=True))
 
 
 async def push(ctx: RestContext, comment: Comment, author: User, action: str) -> None:
@@ -114,7 +117,7 @@ class CommentHandlers:
         return json_model(
             CommentList.model_validate(
                 {
-                    "comments": [comment_json(c, a) for c, a in rows],
+                    "comments": [comment_model(c, a) for c, a in rows],
                     "total": total,
                     "page": query.page,
                     "has_more": query.page * query.limit < total,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
+from pydantic import BaseModel
 
 from rest.community_schemas import (
     ExploreLoop,
@@ -29,15 +28,14 @@ def user_public(user: User, *, is_admin: bool) -> UserPublic:
     return UserPublic.model_validate(user).model_copy(update={"is_admin": is_admin})
 
 
-def public_item(row: Loop | Song, owner: User, *, with_content: bool = False) -> dict[str, Any]:
+def public_item(row: Loop | Song, owner: User, *, with_content: bool = False) -> BaseModel:
     """An explore / profile item: the summary (or the whole document) and its owner."""
     if isinstance(row, Loop):
-        model: type[Any] = ExploreLoopContent if with_content else ExploreLoop
+        model: type[BaseModel] = ExploreLoopContent if with_content else ExploreLoop
     else:
         model = ExploreSongContent if with_content else ExploreSong
     fields = {name: getattr(row, name) for name in model.model_fields if name != "owner"}
-    data = model.model_validate({**fields, "owner": Owner.model_validate(owner)})
-    return dict(data.model_dump(mode="json", by_alias=True))
+    return model.model_validate({**fields, "owner": Owner.model_validate(owner)})
 
 
 async def update_me(request: web.Request) -> web.Response:
