@@ -76,7 +76,7 @@ async def document_access(
 
     NotFound when the caller may not read it (an admin may read everything).
     """
-    model = Loop if resource_type == "loop" else Song
+    model: type[Loop] | type[Song] = Loop if resource_type == "loop" else Song
     document = await session.get(model, document_id)
     role = (
         await resolve_role(session, document, user_id=user_id, share_token=share_token)
@@ -100,7 +100,7 @@ class CommentHandlers:
         document_id = path_uuid(request)
         query = read_query(request, CommentsQuery)
         caller = await optional_caller(request)
-        user_id = caller and caller.user_id
+        user_id = caller.user_id if caller else None
         async with ctx.db.session() as session:
             _document, _role, admin = await document_access(
                 ctx, session, self.kind.name, document_id, user_id=user_id, share_token=query.share_token

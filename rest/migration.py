@@ -189,15 +189,15 @@ async def migrate(request: web.Request) -> web.Response:
 
         if new_loops or new_songs:
             await imports.check_rate(session, user_id)
-            for kind, new in ((LOOPS, new_loops), (SONGS, new_songs)):
+            for kind, batch in ((LOOPS, new_loops), (SONGS, new_songs)):
                 quota = kind.quota(ctx.settings)
                 have = await imports.document_count(session, kind.model, user_id)
-                if have + len(new) > quota:
+                if have + len(batch) > quota:
                     raise QuotaExceeded(
-                        f"{kind.plural} quota: you have {have}, this migration adds {len(new)}, "
+                        f"{kind.plural} quota: you have {have}, this migration adds {len(batch)}, "
                         f"at most {quota} allowed; nothing was migrated",
                         details=[
-                            {"kind": kind.name, "quota": quota, "existing": have, "requested": len(new)}
+                            {"kind": kind.name, "quota": quota, "existing": have, "requested": len(batch)}
                         ],
                     )
             await imports.insert_documents(

@@ -61,7 +61,9 @@ async def get_profile(request: web.Request) -> web.Response:
     async with ctx.db.session() as session:
         user = await profiles.user_by_username(session, username) if len(username) <= 30 else None
         if user is not None and user.hidden_at is not None and (caller is None or caller.user_id != user.id):
-            if not await moderation.is_admin(session, caller and caller.user_id, ctx.settings.admin_user_ids):
+            if not await moderation.is_admin(
+                session, caller.user_id if caller else None, ctx.settings.admin_user_ids
+            ):
                 user = None
         if user is None or user.username is None:
             raise NotFound("no such user")
