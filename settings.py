@@ -11,6 +11,7 @@ import ipaddress
 import os
 import re
 import secrets
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -221,6 +222,17 @@ def _clamd_url(env: Mapping[str, str]) -> str | None:
     return url
 
 
+def _uuids(env: Mapping[str, str], name: str) -> frozenset[uuid.UUID]:
+    ids = set()
+    for raw in env.get(name, "").split(","):
+        if raw.strip():
+            try:
+                ids.add(uuid.UUID(raw.strip()))
+            except ValueError:
+                raise ConfigError(f"{name} must be comma-separated user ids (UUIDs), got {raw!r}") from None
+    return frozenset(ids)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the server. See the configuration table in README.md."""
@@ -288,6 +300,8 @@ class Settings:
     s3_public_base_url: str | None = None
     s3_presign_seconds: int = 3600
     clamd_url: str | None = None
+    # Community: accounts that are admins besides those with users.is_admin set.
+    admin_user_ids: frozenset[uuid.UUID] = frozenset()
 
     @property
     def effective_database_url(self) -> str:
@@ -368,6 +382,7 @@ class Settings:
             sample_quota_bytes=_int(env, "SAMPLE_QUOTA_BYTES", 100 * 1024 * 1024, minimum=1024),
             clamd_url=_clamd_url(env),
             **_object_storage(env),
+            admin_user_ids=_uuids(env, "ADMIN_USER_IDS"),
         )
         try:
             settings.check_secret_key()

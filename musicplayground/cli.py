@@ -15,7 +15,9 @@ from musicplayground.loadtest.command import loadtest
 from musicplayground.observability import configure_logging
 from settings import ConfigError, Settings, mask_url
 from storage.database import Database
+from storage.errors import NotFound
 from storage.migrate import SchemaOutOfDate, check_up_to_date, current_revision, head_revision, upgrade
+from storage.moderation import set_admin
 from storage.purge import PurgedAccount, purge_anonymous_accounts, purge_with_lock
 from storage.single_instance import AlreadyServing, only_instance, sqlite_path
 
@@ -197,3 +199,34 @@ def purge_anonymous(inactive_days: int | None, dry_run: bool) -> None:
 
 
 main.add_command(loadtest)
+
+
+@main.group(help="Moderators: grant or revoke admin rights (effective at once, no restart).")
+def admin() -> None:
+    pass
+
+
+def _set_admin(username_or_id: str, value: bool) -> None:
+    async def run() -> str:
+        async with Database(_settings().effective_database_url) as database:
+            async with database.write_session() as session:
+                user = await set_admin(session, username_or_id, value)
+                return f"{user.username or user.id}"
+
+    try:
+        who = asyncio.run(run())
+    except NotFound as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"{who} is {'now' if value else 'no longer'} an admin")
+
+
+@admin.command("grant", help="Make a user (username or user id) an admin.")
+@click.argument("username_or_id")
+def admin_grant(username_or_id: str) -> None:
+    _set_admin(username_or_id, True)
+
+
+@admin.command("revoke", help="Take admin rights away from a user (username or user id).")
+@click.argument("username_or_id")
+def admin_revoke(username_or_id: str) -> None:
+    _set_admin(username_or_id, False)

@@ -7,9 +7,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.tokens import hash_refresh_token, new_refresh_token
 from rest.context import RestContext, context, json_model, read_json, require_caller
+from rest.profiles import user_public
 from rest.schemas import AuthSession, LinkRequest, RefreshRequest, Success, UserPublic
 from storage.errors import NotFound, Unauthorized
 from storage.models import User
+from storage.moderation import is_admin
 from storage.users import (
     RefreshTokenReused,
     consume_refresh_token,
@@ -107,6 +109,7 @@ async def me(request: web.Request) -> web.Response:
     caller = await require_caller(request)
     async with ctx.db.session() as session:
         user = await get_user(session, caller.user_id)
+        admin = await is_admin(session, caller.user_id, ctx.settings.admin_user_ids)
     if user is None:
         raise Unauthorized("this account no longer exists")
-    return json_model(UserPublic.model_validate(user))
+    return json_model(user_public(user, is_admin=admin))

@@ -54,8 +54,8 @@ from rest.schemas import (
 )
 from settings import Settings
 from storage import documents as stored
-from storage import library
-from storage.access import Role, resolve_role, role_from
+from storage import library, moderation
+from storage.access import Role, is_visible, resolve_role, role_from
 from storage.errors import Forbidden, NotFound, Unauthorized
 from storage.kinds import document_model
 from storage.models import Loop, Song
@@ -159,6 +159,11 @@ def _listed_items(model: type[BaseModel], page: library.Page) -> list[dict[str, 
     return items
 
 
+def creation_content(payload: BaseModel) -> dict[str, Any]:
+    """A validated create body (``LoopCreate`` / ``SongCreate``) -> the new document's content."""
+    return _content(payload, only_sent=False)
+
+
 class DocumentHandlers:
     """list / create / get / update / delete / presence for one kind of document."""
 
@@ -213,7 +218,7 @@ class DocumentHandlers:
         caller = await require_caller(request)
         payload = await read_json(request, self.kind.create)
         try:
-            state = initial_state(self.kind.doc_kind, _content(payload, only_sent=False))
+            state = initial_state(self.kind.doc_kind, creation_content(payload))
         except ValueError as exc:
             raise BadRequest(f"invalid {self.kind.name}: {exc}") from None
         doc = Doc()
@@ -244,6 +249,9 @@ class DocumentHandlers:
                 if row is not None
                 else None
             )
+            if row is not None and role is None and caller is not None and row.hidden_at is not None:
+                if await moderation.is_admin(session, caller.user_id, ctx.settings.admin_user_ids):
+                    role = Role.VIEWER  # moderators review hidden content
             if row is None or role is None:
                 raise self._not_found()
             stale = ctx.documents.loaded(self.kind.doc_kind, document_id) is None and (
@@ -262,7 +270,7 @@ class DocumentHandlers:
             role = role_from(
                 owner_id=cached.owner_id, is_public=cached.is_public, user_id=caller and caller.user_id
             )
-            if role is not None:  # no role from the row alone: maybe a collaborator, ask below
+            if role is not None:  # else: maybe a collaborator, or an admin on hidden content
                 if role is not Role.OWNER:
                     count_view(request, self.kind.name, document_id, caller and caller.user_id)
                 return json_response(cached.body)
@@ -283,7 +291,11 @@ class DocumentHandlers:
             documents.read_cache.put(
                 self.kind.name,
                 row.id,
-                CachedDocument(row.user_id, row.is_public, bytes(response.body)),  # type: ignore[arg-type]
+                CachedDocument(
+                    row.user_id,
+                    row.is_public and is_visible(row, None),
+                    bytes(response.body),  # type: ignore[arg-type]
+                ),
                 read_at=read_at,
             )
         return response

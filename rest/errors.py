@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from identity.errors import InvalidToken
 from identity.firebase import FirebaseUnavailable
 from rest.responses import json_response
-from storage.errors import DomainError
+from storage.errors import DomainError, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +39,6 @@ class RequestTimeout(DomainError):
 class UnsupportedMediaType(DomainError):
     status = 415
     code = "unsupported_media_type"
-
-
-class RateLimited(DomainError):
-    """429; ``headers`` carry ``Retry-After`` and the RateLimit fields (rest/rate_limits.py)."""
-
-    status = 429
-    code = "rate_limited"
-
-    def __init__(self, message: str, *, headers: dict[str, str]) -> None:
-        super().__init__(message)
-        self.headers = headers
 
 
 def error_response(
@@ -129,7 +118,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     try:
         return await handler(request)
     except RateLimited as exc:
-        return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
+        return error_response(exc.status, exc.code, exc.message, exc.details, headers=exc.headers)
     except DomainError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details)
     except InvalidToken as exc:

@@ -24,6 +24,7 @@ _ERROR_TEXT = {
     413: "Body too large",
     415: "Body is not JSON, or a file is not of an accepted type",
     422: "A file's content is unreadable or refused",
+    429: "Too many requests (see Retry-After)",
     503: "A dependency is unavailable",
 }
 

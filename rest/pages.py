@@ -19,7 +19,7 @@ from aiohttp import web
 
 from rest.context import RestContext, context
 from rest.sharing import SharedResource, count_view, live_public, open_share
-from storage.sharing import ShareExpired, ShareNotFound, ShareRevoked
+from storage.sharing import ShareExpired, ShareHidden, ShareNotFound, ShareRevoked
 
 SITE_NAME = "Music Playground"
 CELL_WIDTH, CELL_HEIGHT, CELL_GAP = 14, 20, 2
@@ -236,6 +236,7 @@ _PROBLEMS = {
         "The owner shared it for a limited time. Ask them for a new link.",
     ),
     "share_revoked": ("This link was turned off", "The owner stopped sharing it. Ask them for a new link."),
+    "share_unavailable": ("This piece is not available", "It was removed by the site's moderators."),
 }
 
 
@@ -257,7 +258,7 @@ async def _serve(request: web.Request, *, kind: str | None, embed: bool) -> web.
     )
     try:
         resource = await open_share(ctx, request.match_info["token"])
-    except (ShareExpired, ShareRevoked) as exc:
+    except (ShareExpired, ShareRevoked, ShareHidden) as exc:
         title, message = _PROBLEMS[exc.code]
         return _html(render_problem(410, title, message), status=410, headers=headers)
     except ShareNotFound:

@@ -32,10 +32,10 @@ from aiohttp import web
 from identity.errors import InvalidToken
 from identity.firebase import FirebaseUnavailable
 from rest.context import optional_caller
-from rest.errors import RateLimited, error_response
+from rest.errors import error_response
 from settings import Settings
 from storage.counters import Counters, CountersUnavailable, Decision, Quota
-from storage.errors import DomainError
+from storage.errors import DomainError, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,8 @@ def _refusal(decision: Decision) -> RateLimited:
     retry_after = max(1, decision.reset_after)
     return RateLimited(
         f"rate limit reached ({decision.limit} per window); retry in {retry_after} s",
-        headers={**_headers(decision), "Retry-After": str(retry_after)},
+        retry_after=retry_after,
+        headers=_headers(decision),
     )
 
 

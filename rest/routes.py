@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from rest import auth, system
+from rest.community import community_routes
 from rest.documents import LOOPS, SONGS, DocumentHandlers
 from rest.openapi import Route, build_openapi
 from rest.samples import sample_routes
@@ -137,6 +138,7 @@ def api_routes() -> list[Route]:
         *_document_routes(DocumentHandlers(SONGS)),
         *sharing_routes(),
         *sample_routes(),
+        *community_routes(),
         Route("GET", "/healthz", system.healthz, "Liveness", "system", auth="none", response=Health),
         *_operations_routes(),
     ]

@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    computed_field,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -240,7 +241,19 @@ class OutputModel(BaseModel):
     )
 
 
-class LoopSummary(OutputModel):
+class Moderated(OutputModel):
+    """``hidden`` and its reason: only the owner and admins ever see a hidden item."""
+
+    hidden_at: Timestamp | None = Field(default=None, exclude=True)
+    hidden_reason: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def hidden(self) -> bool:
+        return self.hidden_at is not None
+
+
+class LoopSummary(Moderated):
     id: uuid.UUID
     user_id: uuid.UUID
     name: str
@@ -261,7 +274,7 @@ class LoopPublic(LoopSummary):
     icon_sequence: list[dict[str, Any]]
 
 
-class SongSummary(OutputModel):
+class SongSummary(Moderated):
     id: uuid.UUID
     user_id: uuid.UUID
     name: str
@@ -304,6 +317,7 @@ class UserPublic(OutputModel):
     bio: str | None
     is_anonymous: bool
     created_at: Timestamp
+    is_admin: bool = False
 
 
 class AuthSession(OutputModel):

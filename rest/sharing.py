@@ -43,7 +43,7 @@ from rest.schemas import (
 )
 from storage import documents as stored
 from storage import library, sharing
-from storage.access import Role, resolve_role
+from storage.access import Role, is_visible, resolve_role
 from storage.accounts import Caller
 from storage.errors import Forbidden, NotFound
 from storage.models import Loop, SharedLink, Song, User, utcnow
@@ -131,6 +131,8 @@ async def open_share(ctx: RestContext, token: str) -> SharedResource:
         row = await library.get_document(session, kind.model, link.resource_id)
         if row is None:
             raise sharing.ShareNotFound("the shared document no longer exists")
+        if not is_visible(row, None):  # hidden by a moderator: gone for everyone holding a link
+            raise sharing.ShareHidden("this content was removed by a moderator")
         owner = await session.get(User, row.user_id)
     return SharedResource(kind, link, row, owner)
 

@@ -23,9 +23,21 @@ class Role(StrEnum):
         return self in (Role.OWNER, Role.EDITOR)
 
 
+def is_visible(document: Loop | Song, user_id: uuid.UUID | None, *, is_admin: bool = False) -> bool:
+    """The moderation rule: hidden content is seen only by its owner and by admins.
+
+    Every read path applies it (REST, rooms, shared links, explore, profiles, comments).
+    """
+    return document.hidden_at is None or is_admin or (user_id is not None and document.user_id == user_id)
+
+
 def role_for(document: Loop | Song, user_id: uuid.UUID | None) -> Role | None:
-    """The caller's role on ``document`` from ownership and visibility alone."""
-    return role_from(owner_id=document.user_id, is_public=document.is_public, user_id=user_id)
+    """The caller's role on ``document`` from ownership, visibility and moderation alone."""
+    return role_from(
+        owner_id=document.user_id,
+        is_public=document.is_public and is_visible(document, None),
+        user_id=user_id,
+    )
 
 
 def role_from(*, owner_id: uuid.UUID, is_public: bool, user_id: uuid.UUID | None) -> Role | None:
@@ -63,8 +75,8 @@ async def resolve_role(
     """The best role the caller holds: ownership, a collaborator role, public visibility or
     a share token."""
     role = role_for(document, user_id)
-    if role is Role.OWNER:
-        return role
+    if role is Role.OWNER or not is_visible(document, user_id):
+        return role  # hidden content: only its owner (admins are let in by the REST edge)
     if user_id is not None:
         collaborating = await collaborator_role(session, resource_id=document.id, user_id=user_id)
         if collaborating is not None:

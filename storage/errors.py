@@ -68,3 +68,23 @@ class InfectedFile(DomainError):
 class ScannerUnavailable(DomainError):
     status = 503
     code = "scanner_unavailable"
+
+
+class RateLimited(DomainError):
+    """Too many requests; ``retry_after`` seconds until the next one is accepted. ``headers``
+    may add the RateLimit fields (rest/rate_limits.py)."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: int,
+        headers: dict[str, str] | None = None,
+        details: list[Any] | None = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+        self.headers = {**(headers or {}), "Retry-After": str(retry_after)}

@@ -11,9 +11,10 @@ from typing import Any, TypeVar
 from sqlalchemy import Column, ColumnElement, Row, Select, bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from storage.comments import delete_document_comments
 from storage.errors import QuotaExceeded, Unauthorized
 from storage.kinds import CONTENT_COLUMNS, resource_type_of
-from storage.models import Collaborator, Loop, SharedLink, Song, User, utcnow
+from storage.models import Collaborator, DocumentView, Loop, SharedLink, Song, User, utcnow
 
 Document = TypeVar("Document", Loop, Song)
 
@@ -153,5 +154,7 @@ async def delete_document(session: AsyncSession, document: Loop | Song) -> None:
         )
     )
     await session.execute(delete(Collaborator).where(Collaborator.resource_id == document.id))
+    await session.execute(delete(DocumentView).where(DocumentView.resource_id == document.id))
+    await delete_document_comments(session, resource_type=resource_type_of(document), resource_id=document.id)
     await session.delete(document)
     await session.flush()

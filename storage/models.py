@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -69,6 +70,10 @@ class User(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # Anonymous accounts inactive for 90 days are purged; this is what "inactive" reads.
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # Community: moderators, and accounts hidden by them (see storage/moderation.py).
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    hidden_at: Mapped[datetime | None]
+    hidden_reason: Mapped[str | None] = mapped_column(String(200))
 
 
 class RefreshToken(Base):
@@ -109,6 +114,9 @@ class Loop(Base):
     # and the id of the last ``document_updates`` entry already folded into it.
     doc_state: Mapped[bytes | None] = mapped_column(LargeBinary)
     doc_log_position: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Community: hidden by a moderator (only the owner and admins still see it).
+    hidden_at: Mapped[datetime | None]
+    hidden_reason: Mapped[str | None] = mapped_column(String(200))
 
 
 class Song(Base):
@@ -134,6 +142,9 @@ class Song(Base):
     # Song forks (issue 8), as for loops.
     fork_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     forked_from: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("songs.id", ondelete="SET NULL"))
+    # Community: hidden by a moderator (only the owner and admins still see it).
+    hidden_at: Mapped[datetime | None]
+    hidden_reason: Mapped[str | None] = mapped_column(String(200))
 
 
 class Sample(Base):
@@ -223,3 +234,94 @@ class DocumentView(Base):
     viewer: Mapped[str] = mapped_column(String(64), primary_key=True)
     period: Mapped[int] = mapped_column(BigInteger, primary_key=True, index=True)
     resource_type: Mapped[str] = mapped_column(String(8))
+
+
+# --- community: comments, reports, localStorage migration --------------------------------
+
+
+class Comment(Base):
+    """A comment on a loop or a song (``resource_type`` says which table; no foreign key,
+    so deleting the document deletes its comments explicitly, see storage/library.py)."""
+
+    __tablename__ = "comments"
+    __table_args__ = (Index("ix_comments_resource_id_created_at", "resource_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    resource_type: Mapped[str] = mapped_column(String(8))
+    resource_id: Mapped[uuid.UUID]
+    author_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    body: Mapped[str] = mapped_column(String(2000))
+    # ``{"bar": int, "step"?: int}``: where in the loop or song the comment points.
+    anchor: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    edited_at: Mapped[datetime | None]
+    hidden_at: Mapped[datetime | None]
+    hidden_reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class Report(Base):
+    """A user's report of a loop, song, user or comment; one per reporter and resource."""
+
+    __tablename__ = "reports"
+    __table_args__ = (
+        UniqueConstraint("reporter_id", "resource_type", "resource_id"),
+        Index("ix_reports_status_created_at", "status", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    reporter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    resource_type: Mapped[str] = mapped_column(String(8))
+    resource_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    reason: Mapped[str] = mapped_column(String(1000))
+    status: Mapped[str] = mapped_column(String(8), default="open")  # open | resolved
+    resolution: Mapped[str | None] = mapped_column(String(8))  # hide | dismiss
+    resolved_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]
+
+
+class MigrationMapping(Base):
+    """A localStorage id the composer sent to POST /api/migrate -> the document made from it.
+
+    The unique key makes migration idempotent: a retry finds the mapping instead of creating
+    the document again.
+    """
+
+    __tablename__ = "migration_mappings"
+    __table_args__ = (UniqueConstraint("user_id", "kind", "local_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))
+    local_id: Mapped[str] = mapped_column(String(128))
+    resource_id: Mapped[uuid.UUID]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MigrationRun(Base):
+    """One migration that created something: the hourly limit counts these rows."""
+
+    __tablename__ = "migration_runs"
+    __table_args__ = (Index("ix_migration_runs_user_id_created_at", "user_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    loops_created: Mapped[int] = mapped_column(Integer)
+    songs_created: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# Explore: name search and the public sorts. On Postgres the name index is a pg_trgm GIN
+# index, which serves ILIKE '%text%' (prefix and substring) at any table size; SQLite
+# gets a plain index on the name (see storage/explore.py for how it searches there).
+for _model in (Loop, Song):
+    _table = _model.__tablename__
+    Index(
+        f"ix_{_table}_name_trgm",
+        _model.name,
+        postgresql_using="gin",
+        postgresql_ops={"name": "gin_trgm_ops"},
+    )
+    Index(f"ix_{_table}_public_created_at_id", _model.is_public, _model.created_at, _model.id)
+    Index(f"ix_{_table}_public_view_count_id", _model.is_public, _model.view_count, _model.id)
+Index("ix_loops_public_fork_count_id", Loop.is_public, Loop.fork_count, Loop.id)

@@ -23,7 +23,18 @@ from sqlalchemy import ColumnElement, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
-from storage.models import DocumentUpdate, Loop, Sample, SharedLink, Song, User, utcnow
+from storage.models import (
+    Collaborator,
+    Comment,
+    DocumentUpdate,
+    DocumentView,
+    Loop,
+    Sample,
+    SharedLink,
+    Song,
+    User,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +94,9 @@ async def _purge_one(session: AsyncSession, user_id: uuid.UUID, cutoff: datetime
     documents = [*account.loop_ids, *account.song_ids]
     if documents:
         await session.execute(delete(DocumentUpdate).where(DocumentUpdate.resource_id.in_(documents)))
-        await session.execute(delete(SharedLink).where(SharedLink.resource_id.in_(documents)))
+        # Rows that name a loop or song without a foreign key (either table) go explicitly.
+        for model in (SharedLink, Collaborator, Comment, DocumentView):
+            await session.execute(delete(model).where(model.resource_id.in_(documents)))
     await session.execute(delete(User).where(User.id == user_id))
     return account
 

@@ -144,6 +144,13 @@ class ShareRevoked(DomainError):
     code = "share_revoked"
 
 
+class ShareHidden(DomainError):
+    """The shared document was hidden by a moderator (the link itself is still live)."""
+
+    status = 410
+    code = "share_unavailable"
+
+
 def raise_unless_live(lookup: ShareLookup | None) -> SharedLink:
     """The link of a usable token; the distinct error of an unknown, expired or revoked one."""
     if lookup is None:

@@ -5,11 +5,22 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from storage.errors import Conflict, Unauthorized
-from storage.models import Loop, RefreshToken, Sample, SharedLink, Song, User, utcnow
+from storage.models import (
+    Comment,
+    Loop,
+    MigrationMapping,
+    RefreshToken,
+    Sample,
+    SharedLink,
+    Song,
+    User,
+    utcnow,
+)
 
 
 async def create_anonymous_user(session: AsyncSession) -> User:
@@ -102,6 +113,7 @@ async def link_firebase_identity(
         return user
     for model in (Loop, Song, Sample):
         await session.execute(update(model).where(model.user_id == user.id).values(user_id=existing.id))
+    await _move_community_data(session, from_user=user.id, to_user=existing.id)
     await session.execute(
         update(SharedLink).where(SharedLink.created_by == user.id).values(created_by=existing.id)
     )
@@ -109,6 +121,21 @@ async def link_firebase_identity(
     await session.execute(delete(User).where(User.id == user.id))
     await session.flush()
     return existing
+
+
+async def _move_community_data(session: AsyncSession, *, from_user: uuid.UUID, to_user: uuid.UUID) -> None:
+    """Comments and localStorage id mappings follow the data into the merged account (a
+    local id the target already migrated keeps the target's mapping)."""
+    await session.execute(update(Comment).where(Comment.author_id == from_user).values(author_id=to_user))
+    target = aliased(MigrationMapping)
+    taken = exists().where(
+        target.user_id == to_user,
+        target.kind == MigrationMapping.kind,
+        target.local_id == MigrationMapping.local_id,
+    )
+    await session.execute(
+        update(MigrationMapping).where(MigrationMapping.user_id == from_user, ~taken).values(user_id=to_user)
+    )
 
 
 # --- refresh tokens -------------------------------------------------------------------
