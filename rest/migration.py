@@ -188,7 +188,10 @@ async def migrate(request: web.Request) -> web.Response:
             song_map[item.local_id] = new.id
 
         if new_loops or new_songs:
-            await imports.check_rate(session, user_id)
+            if ctx.settings.rate_limits_enabled:
+                await imports.check_rate(
+                    session, user_id, per_hour=ctx.settings.rate_limit_migrations_per_hour
+                )
             for kind, batch in ((LOOPS, new_loops), (SONGS, new_songs)):
                 quota = kind.quota(ctx.settings)
                 have = await imports.document_count(session, kind.model, user_id)

@@ -10,8 +10,8 @@ caller's user id, or by the client IP when no valid token was sent:
 
 Socket.IO connection attempts are counted per IP (``RATE_LIMIT_SOCKET_CONNECTS_PER_IP_PER_MINUTE``)
 by :meth:`RateLimiter.socket_connect_refusal`, which the socket server calls on connect.
-Migrations are charged by the migration handler through :meth:`RateLimiter.charge`, so that
-only a request that migrates new work uses up the hourly migration.
+Migrations (``RATE_LIMIT_MIGRATIONS_PER_HOUR``) are counted by ``POST /api/migrate`` itself
+from the database, so that only a request that migrates new work uses one up.
 
 Responses carry ``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset`` (IETF
 draft RateLimit header fields; the quota closest to exhaustion is the one reported); a
@@ -55,7 +55,6 @@ class Quotas:
     get: Quota
     mutations: Quota
     uploads: Quota
-    migrations: Quota
     anonymous_accounts: Quota
     socket_connects: Quota
 
@@ -65,7 +64,6 @@ class Quotas:
             get=Quota("get", settings.rate_limit_get_per_hour, HOUR),
             mutations=Quota("mutations", settings.rate_limit_mutations_per_hour, HOUR),
             uploads=Quota("uploads", settings.rate_limit_uploads_per_hour, HOUR),
-            migrations=Quota("migrations", settings.rate_limit_migrations_per_hour, HOUR),
             anonymous_accounts=Quota(
                 "anonymous-accounts", settings.rate_limit_anonymous_accounts_per_ip_per_hour, HOUR
             ),
@@ -156,12 +154,6 @@ class RateLimiter:
         if request.method == "POST" and request.path == ANONYMOUS_SIGN_UP_PATH:
             hits.append((self.quotas.anonymous_accounts, f"ip:{self.client_ip(request)}"))
         return await self._hit_all(hits)
-
-    async def charge(self, request: web.Request, quota: Quota) -> None:
-        """Count one use of ``quota`` for the caller now; raises ``RateLimited`` when used up."""
-        decision = await self._hit_all([(quota, await self._caller_key(request))])
-        if decision is not None and not decision.allowed:
-            raise _refusal(decision)
 
     async def socket_connect_refusal(self, environ: dict[str, Any]) -> str | None:
         """Why a socket connection attempt is refused (too many from its IP), or None."""

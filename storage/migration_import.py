@@ -23,7 +23,7 @@ from storage.errors import RateLimited, Unauthorized
 from storage.models import Loop, MigrationMapping, MigrationRun, Song, User, utcnow
 
 # The seed's limit: one migration per user per hour (counting only runs that created something).
-MIGRATION_INTERVAL = timedelta(hours=1)
+MIGRATION_WINDOW = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -74,26 +74,35 @@ async def document_count(session: AsyncSession, model: type[Loop] | type[Song], 
     )
 
 
-async def check_rate(session: AsyncSession, user_id: uuid.UUID, *, now: datetime | None = None) -> None:
-    """Raise RateLimited if this user's last migration that created something is
-    less than :data:`MIGRATION_INTERVAL` ago."""
+async def check_rate(
+    session: AsyncSession, user_id: uuid.UUID, *, per_hour: int, now: datetime | None = None
+) -> None:
+    """Raise RateLimited if this user already made ``per_hour`` migrations that created
+    something within the last hour (``RATE_LIMIT_MIGRATIONS_PER_HOUR``). Counted from the
+    database, so the limit holds across instances; retries of migrated items never count."""
     now = now or utcnow()
-    last = await session.scalar(
-        select(func.max(MigrationRun.created_at)).where(MigrationRun.user_id == user_id)
+    recent = list(
+        (
+            await session.execute(
+                select(MigrationRun.created_at)
+                .where(MigrationRun.user_id == user_id, MigrationRun.created_at > now - MIGRATION_WINDOW)
+                .order_by(MigrationRun.created_at.desc())
+                .limit(per_hour)
+            )
+        ).scalars()
     )
-    if last is None:
+    if len(recent) < per_hour:
         return
-    if last.tzinfo is None:  # SQLite hands timestamps back without a zone; we store UTC
-        last = last.replace(tzinfo=now.tzinfo)
-    wait = last + MIGRATION_INTERVAL - now
-    if wait > timedelta(0):
-        seconds = int(wait.total_seconds()) + 1
-        raise RateLimited(
-            f"one migration per hour: new items can be migrated again in {seconds} s "
-            "(re-sending items already migrated is always answered)",
-            retry_after=seconds,
-            details=[{"retryAfter": seconds}],
-        )
+    oldest = recent[-1]
+    if oldest.tzinfo is None:  # SQLite hands timestamps back without a zone; we store UTC
+        oldest = oldest.replace(tzinfo=now.tzinfo)
+    seconds = max(1, int((oldest + MIGRATION_WINDOW - now).total_seconds()) + 1)
+    raise RateLimited(
+        f"{per_hour} migration(s) per hour: new items can be migrated again in {seconds} s "
+        "(re-sending items already migrated is always answered)",
+        retry_after=seconds,
+        details=[{"retryAfter": seconds}],
+    )
 
 
 async def insert_documents(

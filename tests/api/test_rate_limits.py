@@ -6,11 +6,9 @@ import uuid
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from musicplayground.app import create_app
 from realtime.client import CollabClient, CollabConnectionRefused
-from rest.rate_limits import RATE_LIMITER
 from settings import Settings
 from tests.helpers import LOOP, bearer, expect_error, sign_up
 from tests.server_process import free_port
@@ -180,23 +178,3 @@ async def test_socket_connection_attempts_are_limited_per_ip(aiohttp_client: Any
     finally:
         for c in opened:
             await c.close()
-
-
-async def test_a_handler_can_charge_a_quota_of_its_own(aiohttp_client: Any, settings: Settings) -> None:
-    """The migration quota is charged by its handler, only when there is new work to migrate."""
-    app = create_app(settings.replace(rate_limit_migrations_per_hour=1))
-
-    async def migrate_like(request: web.Request) -> web.Response:
-        limiter = request.app[RATE_LIMITER]
-        await limiter.charge(request, limiter.quotas.migrations)
-        return web.json_response({"migrated": True})
-
-    app.router.add_post("/test/charge", migrate_like)
-    client = await aiohttp_client(app)
-    auth = bearer((await sign_up(client))["token"])
-    assert (await client.post("/test/charge", headers=auth)).status == 200
-    refused = await client.post("/test/charge", headers=auth)
-    await expect_error(refused, 429, "rate_limited")
-    assert int(refused.headers["Retry-After"]) >= 1
-    other = bearer((await sign_up(client))["token"])
-    assert (await client.post("/test/charge", headers=other)).status == 200
