@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field, model_validator
 
 from rest.schemas import (
-    MAX_NAME,
     InputModel,
     LoopPublic,
     LoopSummary,
@@ -22,6 +21,7 @@ from rest.schemas import (
     SongSummary,
     Timestamp,
 )
+from storage.bounds import MAX_NAME_LEN
 
 USERNAME = re.compile(r"^[a-z0-9_]{3,30}$")
 # Names that read as the product or its staff, or collide with routes.
@@ -133,7 +133,7 @@ class PublicProfile(Moderated):
 
 class ExploreQuery(QueryModel):
     type: Literal["loop", "song"] = "loop"
-    q: str | None = Field(default=None, min_length=1, max_length=MAX_NAME, description="name contains")
+    q: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_LEN, description="name contains")
     sort: Literal["recent", "views", "forks"] = "recent"
     page: Page = 1
     limit: Limit = 20
