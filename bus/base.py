@@ -17,6 +17,7 @@ import asyncio
 import enum
 import logging
 import struct
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,9 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct(">16sQ")  # origin instance id (uuid bytes), sequence number
+# origin instance id (uuid bytes), sequence number, publish time (Unix seconds; the bus lag
+# metric is receive time minus this, so it assumes instance clocks are in sync, as NTP keeps them)
+_HEADER = struct.Struct(">16sQd")
 
 
 class BusState(enum.Enum):
@@ -70,6 +73,7 @@ class Bus(ABC):
         self.delivered = 0
         self.gaps = 0
         self.outages = 0
+        self.lag_seconds_sum = 0.0  # over ``delivered`` messages
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -98,7 +102,7 @@ class Bus(ABC):
         seq = self._sent.get(channel, 0) + 1
         self._sent[channel] = seq
         self.published += 1
-        self._send(channel, _HEADER.pack(self._origin, seq) + data)
+        self._send(channel, _HEADER.pack(self._origin, seq, time.time()) + data)
 
     async def subscribe(self, channel: str, handler: Handler) -> None:
         """Deliver messages on ``channel`` to ``handler`` (one handler per channel)."""
@@ -161,7 +165,7 @@ class Bus(ABC):
         handler = self._handlers.get(channel)
         if handler is None or len(raw) < _HEADER.size:
             return
-        origin, seq = _HEADER.unpack_from(raw)
+        origin, seq, sent_at = _HEADER.unpack_from(raw)
         if origin == self._origin:
             return
         key = (origin, channel)
@@ -171,6 +175,7 @@ class Bus(ABC):
         if after_gap:
             self.gaps += 1
         self.delivered += 1
+        self.lag_seconds_sum += max(0.0, time.time() - sent_at)
         envelope = Envelope(channel, origin.hex(), seq, raw[_HEADER.size :], after_gap)
         try:
             handler(envelope)

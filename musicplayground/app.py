@@ -20,7 +20,7 @@ from aiohttp import web
 from bus import Bus, BusState, open_bus
 from identity.firebase import FirebaseVerifier
 from identity.tokens import TokenIssuer
-from musicplayground.observability import METRICS, CacheCounters, Metrics, observe_requests
+from musicplayground.observability import METRICS, BusCounters, CacheCounters, Metrics, observe_requests
 from realtime.docschema import DocKind
 from realtime.documents import DocumentService, RealtimeLimits
 from realtime.share_expiry import ShareExpiryWatcher
@@ -130,7 +130,7 @@ def create_app(settings: Settings) -> web.Application:
         cors_origins=list(settings.cors_origins),
         connect_refusal=limiter.socket_connect_refusal if limiter else None,
     )
-    _watch(metrics, documents, sockets, update_log)
+    _watch(metrics, documents, sockets, update_log, limiter)
     views = ViewCounter(
         db,
         period_seconds=settings.view_count_window,
@@ -292,8 +292,20 @@ def readiness_checks(
 
 
 def _watch(
-    metrics: Metrics, documents: DocumentService, sockets: CollabSocketServer, update_log: UpdateLog
+    metrics: Metrics,
+    documents: DocumentService,
+    sockets: CollabSocketServer,
+    update_log: UpdateLog,
+    limiter: RateLimiter | None,
 ) -> None:
+    bus = documents.bus
+    metrics.watch_bus(
+        lambda: BusCounters(
+            published=bus.published, received=bus.delivered, lag_seconds_sum=bus.lag_seconds_sum
+        )
+    )
+    if limiter is not None:
+        metrics.watch_rate_limits(lambda: dict(limiter.refusals))
     metrics.components.documents = documents
     metrics.components.sockets = sockets
     metrics.components.update_log = update_log

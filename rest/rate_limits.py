@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -103,6 +104,7 @@ class RateLimiter:
     """Decides, counts and reports. One per app, on ``RATE_LIMITER``."""
 
     def __init__(self, counters: Counters, settings: Settings) -> None:
+        self.refusals: Counter[str] = Counter()  # refused hits by quota name (metrics)
         self.counters = counters
         self.quotas = Quotas.from_settings(settings)
         self.trusted_proxies = tuple(ipaddress.ip_network(n) for n in settings.trusted_proxies)
@@ -136,9 +138,12 @@ class RateLimiter:
         decisions = []
         for quota, key in hits:
             try:
-                decisions.append(await self.counters.hit(quota, key))
+                decision = await self.counters.hit(quota, key)
             except CountersUnavailable:
                 return None  # fail open: logged by the counters, shown in /readyz
+            if not decision.allowed:
+                self.refusals[quota.name] += 1  # /metrics
+            decisions.append(decision)
         refused = [d for d in decisions if not d.allowed]
         if refused:
             return max(refused, key=lambda d: d.reset_after)

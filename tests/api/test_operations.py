@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -228,3 +229,44 @@ async def test_a_purged_public_loop_is_not_served_from_the_cache(client: TestCli
     purged = await purge_anonymous_accounts(documents.db, inactive_days=90, on_purged=client.app[PURGE_HOOK])
     assert [str(a.user_id) for a in purged] == [owner["user"]["id"]]
     await expect_error(await client.get(f"/api/loops/{loop['id']}"), 404, "not_found")
+
+
+async def test_metrics_count_rate_limit_refusals_and_bus_traffic(
+    aiohttp_client: Any, settings: Settings, redis_url: str
+) -> None:
+    """Two apps on one Redis: bus messages go out on one and come in on the other, and a
+    refused request shows up as a rate-limit refusal."""
+    from musicplayground.app import create_app
+
+    shared = settings.replace(
+        rate_limit_get_per_hour=2, redis_url=redis_url, redis_prefix=f"test-{uuid.uuid4()}:"
+    )
+    one = await aiohttp_client(create_app(shared))
+    two = await aiohttp_client(create_app(shared))
+    auth = bearer((await sign_up(one))["token"])
+    created = await one.post("/api/loops", json={**LOOP, "isPublic": True}, headers=auth)
+    path = f"/api/loops/{(await created.json())['id']}"
+    assert (await two.get(path)).status == 200  # instance two caches it
+    assert (await one.patch(path, json={"name": "Renamed"}, headers=auth)).status == 200
+    for _ in range(2):
+        assert (await one.get("/api/loops", headers=auth)).status == 200
+    assert (await one.get("/api/loops", headers=auth)).status == 429
+
+    async def bus_counts() -> tuple[float, float]:
+        sent = await scrape(one)
+        received = await scrape(two)
+        return (
+            sent.get(("musicplayground_bus_messages_total", (("direction", "out"),)), 0.0),
+            received.get(("musicplayground_bus_messages_total", (("direction", "in"),)), 0.0),
+        )
+
+    for _ in range(100):  # the bus delivers asynchronously
+        out, received = await bus_counts()
+        if out >= 1 and received >= 1:
+            break
+        await asyncio.sleep(0.05)
+    assert out >= 1 and received >= 1
+    lag = (await scrape(two)).get(("musicplayground_bus_lag_seconds_count", ()), 0.0)
+    assert lag >= received  # every received message has its lag measured
+    found = await scrape(one)
+    assert found[("musicplayground_rate_limit_refusals_total", (("limit", "get"),))] == 1
