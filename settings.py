@@ -424,8 +424,8 @@ class Settings:
                 shown = "*** (set)"
             elif isinstance(value, str) and "://" in value:
                 shown = mask_url(value)
-            elif isinstance(value, tuple):
-                shown = ",".join(value)
+            elif isinstance(value, tuple | frozenset):
+                shown = ",".join(sorted(str(v) for v in value)) or "(none)"
             else:
                 shown = "(not set)" if value is None else str(value)
             rows.append((f.name, shown))

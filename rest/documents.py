@@ -44,6 +44,7 @@ from rest.schemas import (
     LoopPublic,
     LoopSummary,
     LoopUpdate,
+    Moderated,
     Presence,
     SongCreate,
     SongList,
@@ -134,7 +135,9 @@ def count_view(request: web.Request, kind: str, document_id: uuid.UUID, user_id:
 @functools.cache
 def _json_fields(model: type[BaseModel]) -> tuple[tuple[str, str], ...]:
     """(JSON key, column) for each field of an output model; its fields are named after columns."""
-    return tuple((field.alias or name, name) for name, field in model.model_fields.items())
+    return tuple(
+        (field.alias or name, name) for name, field in model.model_fields.items() if not field.exclude
+    )
 
 
 @functools.cache
@@ -149,9 +152,12 @@ def _listed_items(model: type[BaseModel], page: library.Page) -> list[dict[str, 
     position = {column: i for i, column in enumerate(page.columns)}
     picks = [(key, position[column]) for key, column in _json_fields(model)]
     timestamps = _timestamp_keys(model)
+    hidden_at = position["hidden_at"] if issubclass(model, Moderated) else None
     items = []
     for row in page.rows:
         item = {key: row[i] for key, i in picks}
+        if hidden_at is not None:  # Moderated.hidden, computed as the model computes it
+            item["hidden"] = row[hidden_at] is not None
         for key in timestamps:  # SQLite hands back naive datetimes; every one we store is UTC
             if item[key].tzinfo is None:
                 item[key] = item[key].replace(tzinfo=UTC)

@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from rest.rate_limits import is_rate_limited
 from rest.schemas import ErrorBody
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -45,6 +46,7 @@ class Route:
     response: type[BaseModel] | None = None
     status: int = 200
     errors: tuple[int, ...] = field(default=())
+    html: bool = False  # a page for people: success and errors are text/html
 
 
 def build_openapi(routes: list[Route], *, title: str, version: str, server_url: str) -> dict[str, Any]:
@@ -101,18 +103,26 @@ def build_openapi(routes: list[Route], *, title: str, version: str, server_url: 
                 "content": {"multipart/form-data": {"schema": ref(route.form, "validation")}},
             }
         ok: dict[str, Any] = {"description": "Success"}
+        html = {"text/html": {"schema": {"type": "string"}}}
         if route.response is not None:
             ok["content"] = {"application/json": {"schema": ref(route.response, "serialization")}}
+        elif route.html:
+            ok["content"] = html
         operation["responses"][str(route.status)] = ok
         codes = set(route.errors)
         if route.body is not None:
             codes |= {400, 413, 415}
         if route.auth == "required":
             codes.add(401)
+        if is_rate_limited(route.method, route.path):
+            codes.add(429)
         for code in sorted(codes):
+            as_page = route.html and code != 429  # the rate limiter answers JSON everywhere
             operation["responses"][str(code)] = {
                 "description": _ERROR_TEXT.get(code, "Error"),
-                "content": {"application/json": {"schema": ref(ErrorBody, "serialization")}},
+                "content": html
+                if as_page
+                else {"application/json": {"schema": ref(ErrorBody, "serialization")}},
             }
         paths.setdefault(_openapi_path(route.path), {})[route.method.lower()] = operation
 

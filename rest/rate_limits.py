@@ -47,6 +47,14 @@ EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/openapi.json"
 EXEMPT_PREFIXES = ("/socket.io",)
 READ_METHODS = frozenset({"GET", "HEAD"})
 MUTATION_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
+
+def is_rate_limited(method: str, path: str) -> bool:
+    """Whether requests to ``path`` count against a quota (and may be answered 429)."""
+    exempt = path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIXES)
+    return not exempt and method in READ_METHODS | MUTATION_METHODS
+
+
 UPLOAD_PATH = "/api/samples/upload"
 ANONYMOUS_SIGN_UP_PATH = "/api/auth/anonymous"
 
@@ -114,12 +122,10 @@ class RateLimiter:
 
     def quotas_for(self, method: str, path: str) -> list[Quota]:
         """The quotas a request counts against, besides per-IP ones ([] = not limited)."""
-        if path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIXES):
-            return []
+        if not is_rate_limited(method, path):
+            return []  # probes, the OpenAPI document, sockets; OPTIONS (CORS preflight)
         if method in READ_METHODS:
             return [self.quotas.get]
-        if method not in MUTATION_METHODS:
-            return []  # OPTIONS (CORS preflight) and friends
         if method == "POST" and path == UPLOAD_PATH:
             return [self.quotas.mutations, self.quotas.uploads]
         return [self.quotas.mutations]

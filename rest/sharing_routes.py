@@ -102,10 +102,24 @@ def _pages() -> list[Route]:
     """HTML for people (OpenAPI lists them; they answer text/html, 404/410 as pages too)."""
     return [
         Route(
-            "GET", "/loop/{token}", pages.loop_page, "The public page of a shared loop", "pages", auth="none"
+            "GET",
+            "/loop/{token}",
+            pages.loop_page,
+            "The public page of a shared loop",
+            "pages",
+            auth="none",
+            html=True,
+            errors=(404, 410),
         ),
         Route(
-            "GET", "/song/{token}", pages.song_page, "The public page of a shared song", "pages", auth="none"
+            "GET",
+            "/song/{token}",
+            pages.song_page,
+            "The public page of a shared song",
+            "pages",
+            auth="none",
+            html=True,
+            errors=(404, 410),
         ),
         Route(
             "GET",
@@ -114,6 +128,8 @@ def _pages() -> list[Route]:
             "The compact, framable player card of a shared loop or song",
             "pages",
             auth="none",
+            html=True,
+            errors=(404, 410),
         ),
     ]
 

@@ -60,7 +60,7 @@ async def _run(check: ReadinessCheck) -> CheckResult:
 async def readyz(request: web.Request) -> web.Response:
     """Ready for traffic: every registered check passes (database, bus, update log, …)."""
     results = await asyncio.gather(*(_run(check) for check in request.app[READINESS_CHECKS]))
-    failing = [r.name for r in results if r.status != "ok"]
+    failing = [r.name for r in results if r.status == "failing"]
     if failing:
         return error_response(
             503,

@@ -25,7 +25,7 @@ from sqlalchemy.orm import defer
 from storage.library import CONTENT_COLUMNS
 from storage.models import Loop, Song, User
 
-# sort name -> column, for each table (songs are never forked).
+# sort name -> column (loops and songs both have every one).
 SORT_COLUMNS: dict[str, str] = {"recent": "created_at", "views": "view_count", "forks": "fork_count"}
 
 

@@ -324,4 +324,4 @@ for _model in (Loop, Song):
     )
     Index(f"ix_{_table}_public_created_at_id", _model.is_public, _model.created_at, _model.id)
     Index(f"ix_{_table}_public_view_count_id", _model.is_public, _model.view_count, _model.id)
-Index("ix_loops_public_fork_count_id", Loop.is_public, Loop.fork_count, Loop.id)
+    Index(f"ix_{_table}_public_fork_count_id", _model.is_public, _model.fork_count, _model.id)

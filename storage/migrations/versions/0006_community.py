@@ -134,10 +134,12 @@ def upgrade() -> None:
         op.create_index(f"ix_{table}_public_created_at_id", table, ["is_public", "created_at", "id"])
         op.create_index(f"ix_{table}_public_view_count_id", table, ["is_public", "view_count", "id"])
     op.create_index("ix_loops_public_fork_count_id", "loops", ["is_public", "fork_count", "id"])
+    op.create_index("ix_songs_public_fork_count_id", "songs", ["is_public", "fork_count", "id"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_loops_public_fork_count_id", table_name="loops")
+    op.drop_index("ix_songs_public_fork_count_id", table_name="songs")
     for table in ("loops", "songs"):
         op.drop_index(f"ix_{table}_public_view_count_id", table_name=table)
         op.drop_index(f"ix_{table}_public_created_at_id", table_name=table)
