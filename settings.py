@@ -39,6 +39,9 @@ class _Env(dict[str, str]):
 
 
 def _collecting(read: Any) -> Any:
+    """Readers take ``(env, name, default, ...)``; on an ``_Env`` a bad value is recorded and
+    the default returned, so every problem of a start is reported at once."""
+
     @functools.wraps(read)
     def wrapper(env: Mapping[str, str], name: str, default: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -111,7 +114,7 @@ def _redis_prefix(env: Mapping[str, str], name: str, default: str) -> str:
 
 
 @_collecting
-def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], default: str | None) -> str | None:
+def _url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:
     raw = (env.get(name) or "").strip()
     if not raw:
         return default
@@ -123,7 +126,7 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], default: s
 
 
 @_collecting
-def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     raw = (env.get(name) or default).strip()
     for choice in choices:
         if choice.lower() == raw.lower():
@@ -323,26 +326,26 @@ class Settings:
             o.strip() for o in env.get("CORS_ORIGIN", "http://localhost:5173").split(",") if o.strip()
         )
         for origin in cors:
-            _url(_Env({"CORS_ORIGIN": origin}, env.errors), "CORS_ORIGIN", ("http", "https"), None)
+            _url(_Env({"CORS_ORIGIN": origin}, env.errors), "CORS_ORIGIN", None, ("http", "https"))
         settings = cls(
             data_dir=Path(env.get("DATA_DIR", "data")),
             database_url=_normalize_database_url(database_url, env.errors) if database_url else "",
-            redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix"), None),
+            redis_url=_url(env, "REDIS_URL", None, ("redis", "rediss", "unix")),
             host=env.get("HOST", "0.0.0.0"),
             port=port,
             public_base_url=str(
-                _url(env, "PUBLIC_BASE_URL", ("http", "https"), f"http://localhost:{port}")
+                _url(env, "PUBLIC_BASE_URL", f"http://localhost:{port}", ("http", "https"))
             ).rstrip("/"),
             cors_origins=cors,
             secret_key=env.get("SECRET_KEY") or None,
             firebase_project_id=env.get("FIREBASE_PROJECT_ID") or None,
-            firebase_cert_url=_url(env, "FIREBASE_CERT_URL", ("http", "https"), None),
+            firebase_cert_url=_url(env, "FIREBASE_CERT_URL", None, ("http", "https")),
             access_token_ttl=_int(env, "ACCESS_TOKEN_TTL", 3600, minimum=60),
             refresh_token_ttl=_int(env, "REFRESH_TOKEN_TTL", 90 * 24 * 3600, minimum=3600),
             max_json_body_bytes=_int(env, "MAX_JSON_BODY_BYTES", 1024 * 1024, minimum=1024),
             max_loops_per_user=_int(env, "MAX_LOOPS_PER_USER", 1000, minimum=1),
             max_songs_per_user=_int(env, "MAX_SONGS_PER_USER", 100, minimum=1),
-            log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "INFO"),
+            log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
             snapshot_interval=_float(env, "SNAPSHOT_INTERVAL_SECONDS", 10.0),
             room_idle_seconds=_float(env, "ROOM_IDLE_SECONDS", 30.0),
             max_update_bytes=_int(env, "RT_MAX_UPDATE_BYTES", 256 * 1024, minimum=1024),
@@ -356,14 +359,14 @@ class Settings:
             presence_timeout=_float(env, "PRESENCE_TIMEOUT_SECONDS", 30.0),
             read_cache_ttl=_float(env, "READ_CACHE_TTL_SECONDS", 30.0),
             # Operations.
-            log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, "plain"),
+            log_format=_choice(env, "LOG_FORMAT", "plain", LOG_FORMATS),
             access_log=_switch(env, "ACCESS_LOG", True),
             metrics_token=env.get("METRICS_TOKEN") or None,
             anonymous_retention_days=_int(env, "ANONYMOUS_RETENTION_DAYS", 90, minimum=1),
             anonymous_purge=_switch(env, "ANONYMOUS_PURGE", True),
             view_count_window=_float(env, "VIEW_COUNT_WINDOW_SECONDS", 3600.0),
             view_count_flush_interval=_float(env, "VIEW_COUNT_FLUSH_SECONDS", 5.0),
-            composer_url=str(_url(env, "COMPOSER_URL", ("http", "https"), "http://localhost:5173")).rstrip(
+            composer_url=str(_url(env, "COMPOSER_URL", "http://localhost:5173", ("http", "https"))).rstrip(
                 "/"
             ),
             rate_limits_enabled=_switch(env, "RATE_LIMITS", True),
