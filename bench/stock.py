@@ -316,13 +316,16 @@ async def scenario(name: str, target_name: str, plan: Plan, pg: ThrowawayDatabas
     try:
         rss_before = proc_status_kb(target.pid, "VmRSS") or 0
         procs = {"s2": plan.procs, "max": plan.procs, "s3": rooms // 10}.get(name, 1)
+        spy = plan.py_spy if target_name.startswith("ours") else None
         async with Load(target, rooms, editors, procs) as load:
+            profile = spy if name == "join" else None  # the join storm itself
+            profiler = await start_py_spy(profile, f"{target_name}-join", target.pid, 30) if profile else None
             joined = await connect(load, one_worker_at_a_time=name == "s3")
+            await stop_py_spy(profiler, profile, f"{target_name}-join", wait=False)
             result: dict[str, Any] = {"rooms": rooms, "editors": editors, **joined}
             if joined["connect_failed"]:
                 result["error"] = f"{joined['connect_failed']} clients did not connect"
                 return result
-            spy = plan.py_spy if target_name.startswith("ours") else None
             if name == "idle":
                 result.update(await edit_run(target, load, 1.0, plan.warmup, max(plan.duration, 10), spy))
             elif name == "s2":

@@ -39,6 +39,7 @@ KINDS = (
     "access",
     "event",
     "invalidate",
+    "user-changed",  # a user renamed or deleted (cached names)
 )
 _KIND_INDEX = {kind: i for i, kind in enumerate(KINDS)}
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cachetools import TTLCache
 from pycrdt import Doc
 
 from bus import Bus, BusState, Envelope, MemoryBus
@@ -41,12 +42,13 @@ from realtime.limits import MalformedPayload, admission_refusal, check_update_he
 from realtime.read_cache import ReadCache
 from realtime.rooms import Room, RoomTransport, Session
 from storage import documents as stored
-from storage.access import Role, resolve_role
+from storage.access import Role, load_access_rules, role_with_share
 from storage.database import Database
 from storage.errors import NotFound
 from storage.kinds import document_model
 from storage.models import Loop, Song
 from storage.update_log import UpdateLog, UpdateLogFull
+from storage.users import shown_name
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +157,12 @@ class DocumentService:
             "access": self._remote_access,
             "event": self._remote_event,
         }
+        # How each user appears in presence, so a join storm asks the database once per user.
+        # Dropped on every instance when a user changes (user_changed); trusted only while
+        # the bus is up, like the read cache.
+        self._shown_names: TTLCache[uuid.UUID, str] = TTLCache(maxsize=10_000, ttl=limits.read_cache_ttl)
+        self._name_lookups: dict[uuid.UUID, asyncio.Future[str | None]] = {}
+        self._names_generation = 0  # bumped by every change, so a racing read is not kept
         self.read_cache = ReadCache(
             ttl=limits.read_cache_ttl,
             on_invalidate=self._publish_invalidation,
@@ -301,10 +309,11 @@ class DocumentService:
             row = None
             if found is not None and found.state is None:
                 row = await session.get(document_model(kind.value), doc_id)
-        if found is None:
+            rules = await load_access_rules(session, document_model(kind.value), doc_id)
+        if found is None or rules is None:
             raise NotFound(f"{kind.value} not found")
         doc = Doc()
-        room = Room(kind, doc_id, doc, self.transport, position=found.position)
+        room = Room(kind, doc_id, doc, self.transport, position=found.position, access=rules)
         if found.state is None:
             # A document created before the CRDT era: its JSON becomes its first update, once.
             assert row is not None
@@ -491,6 +500,8 @@ class DocumentService:
                 found = await stored.load_document(
                     session, resource_type=room.kind.value, resource_id=room.doc_id
                 )
+                # Access changes announced while the bus was down were missed too.
+                room.access = await load_access_rules(session, document_model(room.kind.value), room.doc_id)
             if found is None:
                 await self._drop_deleted(room)
                 return 0
@@ -525,7 +536,10 @@ class DocumentService:
     async def _after_outage(self) -> None:
         """The bus is back: anything may have been missed meanwhile."""
         self.read_cache.clear()
+        self._forget_name(None)
         rooms = list(self.rooms.values())
+        for room in rooms:
+            room.access = None  # joins ask the database until catch_up() reloads the rules
         if not rooms:
             return
         changed = 0
@@ -630,11 +644,64 @@ class DocumentService:
         user_id: uuid.UUID | None,
         share_token: str | None,
     ) -> Role | None:
+        """The caller's role. A loaded room answers from its access rules (kept current by
+        access changes announced on the bus, so only while the bus is up); only a share token
+        that the rules do not already outrank is looked up."""
+        room = self.loaded(kind, doc_id)
+        rules = room.access if room is not None and self.bus.state is BusState.UP else None
+        if rules is not None and (not share_token or rules.hidden or rules.role(user_id) is not None):
+            return rules.role(user_id)
         async with self.db.session() as session:
-            document = await session.get(document_model(kind.value), doc_id)
-            if document is None:
+            if rules is None:
+                rules = await load_access_rules(session, document_model(kind.value), doc_id)
+            if rules is None:
                 raise NotFound(f"{kind.value} not found")
-            return await resolve_role(session, document, user_id=user_id, share_token=share_token)
+            return await role_with_share(
+                session,
+                rules,
+                resource_type=kind.value,
+                resource_id=doc_id,
+                user_id=user_id,
+                share_token=share_token,
+            )
+
+    async def shown_name(self, user_id: uuid.UUID) -> str | None:
+        """How the user appears to collaborators; None if the account no longer exists."""
+        trusted = self.bus.state is BusState.UP
+        name = self._shown_names.get(user_id) if trusted else None
+        if name is not None:
+            return name
+        # Sockets of one user joining together (a reconnect storm) share one query.
+        lookup = self._name_lookups.get(user_id)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._look_up_name(user_id))
+            self._name_lookups[user_id] = lookup
+            lookup.add_done_callback(lambda _: self._name_lookups.pop(user_id, None))
+        return await asyncio.shield(lookup)
+
+    async def _look_up_name(self, user_id: uuid.UUID) -> str | None:
+        generation = self._names_generation
+        async with self.db.session() as session:
+            name = await shown_name(session, user_id)
+        # Not kept if the user changed meanwhile (the read may predate the change).
+        if name is not None and self.bus.state is BusState.UP and generation == self._names_generation:
+            self._shown_names[user_id] = name
+        return name
+
+    def user_changed(self, user_id: uuid.UUID) -> None:
+        """A user was renamed or deleted: no instance shows the old name or admits them."""
+        self._forget_name(user_id)
+        if self.bus.state is not BusState.STOPPED:
+            message = ClusterMessage("user-changed", {"id": str(user_id)})
+            self.bus.publish(cluster.cache_channel(self.prefix), message.encode())
+
+    def _forget_name(self, user_id: uuid.UUID | None) -> None:
+        """Drop one user's cached name (None: everyone's)."""
+        self._names_generation += 1
+        if user_id is None:
+            self._shown_names.clear()
+        else:
+            self._shown_names.pop(user_id, None)
 
     # --- REST -------------------------------------------------------------------------
 
@@ -692,11 +759,19 @@ class DocumentService:
         if room is None:
             return
         async with self.db.session() as db_session:
-            document = await db_session.get(document_model(kind.value), doc_id)
+            rules = await load_access_rules(db_session, document_model(kind.value), doc_id)
+            room.access = rules
             roles = {
                 sid: (
-                    await resolve_role(db_session, document, user_id=s.user_id, share_token=s.share_token)
-                    if document is not None
+                    await role_with_share(
+                        db_session,
+                        rules,
+                        resource_type=kind.value,
+                        resource_id=doc_id,
+                        user_id=s.user_id,
+                        share_token=s.share_token,
+                    )
+                    if rules is not None
                     else None
                 )
                 for sid, s in list(room.sessions.items())
@@ -759,8 +834,11 @@ class DocumentService:
         message = ClusterMessage.decode(envelope.data)
         if message.kind == "invalidate":
             self.read_cache.invalidate_local(str(message.header["kind"]), uuid.UUID(message.header["id"]))
-        if envelope.after_gap:
-            self.read_cache.clear()  # an invalidation may have been lost
+        elif message.kind == "user-changed":
+            self._forget_name(uuid.UUID(message.header["id"]))
+        if envelope.after_gap:  # an invalidation may have been lost
+            self.read_cache.clear()
+            self._forget_name(None)
 
     def _on_document_message(self, key: RoomKey, envelope: Envelope) -> None:
         room = self.rooms.get(key)

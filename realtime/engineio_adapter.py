@@ -1,17 +1,28 @@
 """The one place that reaches into python-socketio / python-engineio internals.
 
-The fan-out encodes a packet once and puts it straight on each recipient's Engine.IO send
-queue (``AsyncSocket.queue``, drained by the socket's writer task) instead of calling
-``AsyncServer.emit`` per recipient, which creates a task and re-encodes per socket. That
-needs three things neither library documents: the manager's ``eio_sid_from_sid``, the
-server's ``sockets`` map and each socket's ``queue``. The versions they were checked against
-are pinned exactly in ``pyproject.toml`` (:data:`CHECKED_VERSIONS`); :func:`self_check` runs
-at start-up and ``tests/unit/test_engineio_adapter.py`` fails loudly when an upgrade moves them.
+The fan-out sends one event to many sockets. ``AsyncServer.emit`` would create a task and
+re-encode per recipient, and a binary event (every Yjs message) is two Engine.IO packets,
+so two WebSocket frames, two queue items and two writes per recipient. Instead
+:func:`encode_event` builds the event's WebSocket frames once (server frames are unmasked,
+so the same bytes suit every recipient) and :func:`queue_frames` puts them, as one item, on
+each recipient's Engine.IO send queue. The socket's writer task drains the queue in order, so
+these frames never overtake or split what Engine.IO itself sends (pings, acks), and our
+WebSocket driver (:class:`FramedWebSocket`) writes the item to the TCP transport in one call.
+
+That needs what neither library documents: the manager's ``eio_sid_from_sid``, the server's
+``sockets`` map and driver table (``_async``), each socket's ``queue``, and the writer
+calling ``ws.send(pkt.encode())``. The versions they were checked against are pinned exactly
+in ``pyproject.toml`` (:data:`CHECKED_VERSIONS`); :func:`install` runs :func:`self_check` at
+start-up and ``tests/realtime/test_engineio_adapter.py`` fails loudly when an upgrade moves
+them.
+
+The driver also declines permessage-deflate (aiohttp's public ``compress=False``): our frames
+are small Yjs deltas that deflate does not shrink, and compressing them cost 14 % of the
+server's CPU under the stock client's load (docs/realtime.md, "WebSocket compression").
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Iterable
 from importlib.metadata import version
@@ -19,22 +30,78 @@ from typing import Any, Final
 
 import engineio
 import socketio
+from aiohttp import web
 from engineio import packet as eio_packet
+from engineio.async_drivers import aiohttp as eio_aiohttp
 from socketio import packet as sio_packet
+from wsproto.frame_protocol import FrameProtocol
 
 # distribution -> the exact version this module was written against (pinned in pyproject.toml).
 CHECKED_VERSIONS: Final = {"python-socketio": "5.18.1", "python-engineio": "4.15.1"}
+
+# A socket whose unsent frames pass this is not reading (or cannot keep up): it is closed,
+# and its client reconnects and syncs only what it lacks. Well above the largest message
+# (a whole document, 8 MB at most, sent once on join).
+MAX_SEND_BACKLOG_BYTES: Final = 32 * 1024 * 1024
+
+# Server-side frame encoder: unmasked frames, no extensions (compression is declined).
+_FRAMES = FrameProtocol(client=False, extensions=[])
 
 
 class EngineIOAdapterError(RuntimeError):
     """The installed python-socketio / python-engineio no longer look like what this adapter uses."""
 
 
+class WireFrames(bytes):
+    """Ready WebSocket frames (one Socket.IO event), written to the transport as they are."""
+
+
+class FramedPacket(eio_packet.Packet):
+    """An Engine.IO queue item carrying :class:`WireFrames`; only :class:`FramedWebSocket`
+    knows how to send it (the engine is websocket-only, so no other transport sees it)."""
+
+    def __init__(self, frames: WireFrames) -> None:
+        super().__init__(eio_packet.MESSAGE, frames)
+        self.encode_cache = frames
+
+    def encode(self, b64: bool = False) -> WireFrames:
+        assert not b64, "framed packets never travel over long-polling"
+        return self.encode_cache  # type: ignore[no-any-return]
+
+
+class FramedWebSocket(eio_aiohttp.WebSocket):  # type: ignore[misc]
+    """python-engineio's aiohttp WebSocket driver, writing :class:`WireFrames` in one call."""
+
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        request: web.Request = environ["aiohttp.request"]
+        self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
+        await self._sock.prepare(request)
+        self._transport = request.transport
+        self.environ = environ
+        await self.handler(self)
+        return self._sock
+
+    async def send(self, message: str | bytes) -> None:
+        if type(message) is WireFrames:
+            transport = self._transport
+            if transport is None or transport.is_closing():
+                raise ConnectionResetError("the socket is closed")
+            transport.write(message)
+            if transport.get_write_buffer_size() > MAX_SEND_BACKLOG_BYTES:
+                transport.abort()  # the read loop ends and the socket is disconnected
+                raise ConnectionResetError("the client is not reading its messages")
+        elif isinstance(message, bytes):
+            await self._sock.send_bytes(message)
+        else:
+            await self._sock.send_str(message)
+
+
 def self_check(sio: socketio.AsyncServer) -> None:
     """Raise :class:`EngineIOAdapterError` unless the internals used below are where we expect.
 
     Checks the installed versions against :data:`CHECKED_VERSIONS` and the shape of the
-    objects (attributes, methods, queue type), so an upgrade fails at start-up, not under load.
+    objects (attributes, methods, the writer's loop), so an upgrade fails at start-up, not
+    under load.
     """
     installed = {name: version(name) for name in CHECKED_VERSIONS}
     if installed != CHECKED_VERSIONS:
@@ -47,23 +114,46 @@ def self_check(sio: socketio.AsyncServer) -> None:
         problems.append("socketio manager has no eio_sid_from_sid()")
     if not isinstance(getattr(sio.eio, "sockets", None), dict):
         problems.append("engineio server has no sockets dict")
+    if not isinstance(getattr(sio.eio, "_async", None), dict) or "websocket" not in sio.eio._async:
+        problems.append("engineio server has no driver table with a websocket entry")
+    if sio.eio.transports != ["websocket"]:
+        problems.append("framed packets need a websocket-only engine")
     socket_init = inspect.getsource(engineio.base_socket.BaseSocket.__init__)
     if "self.queue = " not in socket_init:
         problems.append("engineio BaseSocket.__init__ no longer creates self.queue")
-    writer = inspect.getsource(engineio.async_socket.AsyncSocket.poll)
-    if "self.queue.get" not in writer:
+    if "self.queue.get" not in inspect.getsource(engineio.async_socket.AsyncSocket.poll):
         problems.append("engineio AsyncSocket.poll no longer drains self.queue")
+    handler = inspect.getsource(engineio.async_socket.AsyncSocket._websocket_handler)
+    if "await ws.send(pkt.encode())" not in handler:
+        problems.append("engineio's websocket writer no longer sends pkt.encode() through the driver")
+    if "self.server._async['websocket']" not in inspect.getsource(
+        engineio.async_socket.AsyncSocket._upgrade_websocket
+    ):
+        problems.append("engineio no longer takes its websocket driver from server._async")
     if problems:
         raise EngineIOAdapterError("; ".join(problems))
 
 
-def encode_event(sio: socketio.AsyncServer, namespace: str, event: str, data: Any) -> list[eio_packet.Packet]:
-    """One Socket.IO EVENT as the Engine.IO packets that carry it (binary data: attachments)."""
+def install(sio: socketio.AsyncServer) -> None:
+    """Check the internals, then give this server (only) the framed WebSocket driver."""
+    self_check(sio)
+    sio.eio._async = {**sio.eio._async, "websocket": FramedWebSocket}
+
+
+def encode_event(sio: socketio.AsyncServer, namespace: str, event: str, data: Any) -> FramedPacket:
+    """One Socket.IO EVENT as the WebSocket frames that carry it: a text frame with the
+    Engine.IO MESSAGE packet, then one binary frame per attachment (Engine.IO v4 sends binary
+    packets over WebSocket as raw binary frames)."""
     pkt = sio.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, data])
     encoded = pkt.encode()
-    if not isinstance(encoded, list):
-        encoded = [encoded]
-    return [eio_packet.Packet(eio_packet.MESSAGE, part) for part in encoded]
+    parts = encoded if isinstance(encoded, list) else [encoded]
+    frames = bytearray()
+    for part in parts:
+        if isinstance(part, bytes):
+            frames += _FRAMES.send_data(part, fin=True)
+        else:
+            frames += _FRAMES.send_data(eio_packet.Packet(eio_packet.MESSAGE, part).encode(), fin=True)
+    return FramedPacket(WireFrames(frames))
 
 
 def engineio_sid(sio: socketio.AsyncServer, sid: str, namespace: str) -> str | None:
@@ -72,20 +162,16 @@ def engineio_sid(sio: socketio.AsyncServer, sid: str, namespace: str) -> str | N
     return eio_sid
 
 
-def queue_packets(
-    sio: socketio.AsyncServer, eio_sids: Iterable[str], packets: list[eio_packet.Packet]
-) -> int:
-    """Put the same encoded packets on each open transport's send queue; returns how many
-    transports got them. Never blocks: the queues are unbounded and each socket's writer
-    task drains its own."""
+def queue_frames(sio: socketio.AsyncServer, eio_sids: Iterable[str], packet: FramedPacket) -> int:
+    """Put the same framed event on each open transport's send queue; returns how many
+    transports got it. Never blocks: each socket's writer task drains its own queue, and a
+    socket that stops reading is closed (:data:`MAX_SEND_BACKLOG_BYTES`)."""
     sockets = sio.eio.sockets
     delivered = 0
     for eio_sid in eio_sids:
         socket = sockets.get(eio_sid)
         if socket is None or socket.closed:
             continue
-        queue: asyncio.Queue[eio_packet.Packet | None] = socket.queue
-        for pkt in packets:
-            queue.put_nowait(pkt)
+        socket.queue.put_nowait(packet)
         delivered += 1
     return delivered

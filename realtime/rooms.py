@@ -16,7 +16,7 @@ from presence.members import Member, RoomMembers
 from realtime import docschema
 from realtime.errors import RealtimeError
 from realtime.limits import MalformedPayload, read_var_uint
-from storage.access import Role
+from storage.access import AccessRules, Role
 
 MAX_CACHED_DIFFS = 16
 EMPTY_UPDATE = b"\x00\x00"
@@ -100,6 +100,7 @@ class Room:
     last_edit_at: float | None = None  # wall-clock time of the last edit made while loaded
     snapshot_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closed: bool = False
+    access: AccessRules | None = None  # who may join (None: ask the database)
 
     def __post_init__(self) -> None:
         self.namespace = f"/yjs|{self.kind.value}:{self.doc_id}"

@@ -6,15 +6,10 @@ own on connect), ``sync-update`` and ``awareness-update``. Our own events: ``err
 ``{code, message}``, ``presence`` ``{members}``, ``role-changed`` ``{role}``,
 ``server-shutdown`` ``{message}``. See docs/realtime.md.
 
-Fan-out does not use ``AsyncServer.emit`` per room: that creates a task per recipient. A
-packet is encoded once and put straight on each recipient's Engine.IO send queue, whose
-writer task drains it (``realtime/engineio_adapter.py``, the only module that touches those
-internals).
-
-WebSocket compression is off: the stock client offers permessage-deflate and aiohttp would
-accept it, compressing every frame. Our frames are small Yjs deltas (tens of bytes) that
-deflate does not shrink, and compressing them cost 14 % of the server's CPU under load;
-Node's engine.io leaves it off by default too. See docs/realtime.md.
+Fan-out does not use ``AsyncServer.emit`` per room: that creates a task per recipient. An
+event's WebSocket frames are built once and put straight on each recipient's Engine.IO send
+queue, whose writer task writes them (``realtime/engineio_adapter.py``, the only module that
+touches those internals; it also declines WebSocket compression, see docs/realtime.md).
 """
 
 from __future__ import annotations
@@ -28,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import socketio
-from aiohttp import hdrs, web
+from aiohttp import web
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
 from identity.errors import InvalidToken
@@ -41,7 +36,6 @@ from realtime.rooms import Room, Session, TokenBucket
 from storage.accounts import Authenticator
 from storage.bounds import UNSTORABLE_TEXT
 from storage.errors import NotFound
-from storage.users import get_user
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +91,14 @@ class CollabSocketServer:
         self.sio.on("*", self._on_unknown_event, namespace="*")
 
     def attach(self, app: web.Application) -> None:
-        engineio_adapter.self_check(self.sio)
-        app.middlewares.append(_without_websocket_compression)
+        engineio_adapter.install(self.sio)
         self.sio.attach(app)
 
     # --- transport (RoomTransport) ----------------------------------------------------
 
     def send(self, namespace: str, sessions: Iterable[Session], event: str, data: Any) -> None:
-        packets = engineio_adapter.encode_event(self.sio, namespace, event, data)
-        sent = engineio_adapter.queue_packets(self.sio, (s.transport_id for s in sessions), packets)
+        packet = engineio_adapter.encode_event(self.sio, namespace, event, data)
+        sent = engineio_adapter.queue_frames(self.sio, (s.transport_id for s in sessions), packet)
         if event == "sync-update":
             self.service.deliveries += sent
 
@@ -159,6 +152,9 @@ class CollabSocketServer:
                 caller = await self.auth.authenticate(token)
                 user_id = caller.user_id
                 display_name = await self._display_name(user_id)
+            # The room first: its access rules answer the role without another query (a
+            # refused caller leaves at most an empty room, unloaded when idle).
+            room = await self.service.open_room(kind, doc_id)
             role = await self.service.role_of(kind, doc_id, user_id=user_id, share_token=share_token)
         except InvalidToken as exc:
             raise SocketRefused(f"invalid token: {exc.reason}") from None
@@ -168,10 +164,6 @@ class CollabSocketServer:
             raise SocketRefused(f"{kind.value} not found") from None
         if role is None:
             raise SocketRefused(f"{kind.value} not found")  # private documents of others do not exist
-        try:
-            room = await self.service.open_room(kind, doc_id)
-        except NotFound:
-            raise SocketRefused(f"{kind.value} not found") from None
         session = Session(
             sid=sid,
             user_id=user_id,
@@ -202,11 +194,10 @@ class CollabSocketServer:
             self.send(namespace, [session], "awareness-update", awareness)
 
     async def _display_name(self, user_id: uuid.UUID) -> str:
-        async with self.service.db.session() as db_session:
-            user = await get_user(db_session, user_id)
-        if user is None:
+        name = await self.service.shown_name(user_id)
+        if name is None:
             raise InvalidToken("this account no longer exists")
-        return user.display_name or user.username or f"Anonymous {str(user_id)[:4]}"
+        return name
 
     async def _on_disconnect(self, namespace: str, sid: str, reason: Any = None) -> None:
         entry = self.sessions.pop(sid, None)
@@ -301,14 +292,3 @@ class CollabSocketServer:
         entry = self._session(sid)
         if entry is not None:
             self._error(*entry, "unknown_event", f"unknown event {event!r}")
-
-
-@web.middleware
-async def _without_websocket_compression(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Hide the client's permessage-deflate offer from the Engine.IO endpoint, so aiohttp's
-    handshake answers without the extension and frames go out uncompressed."""
-    if hdrs.SEC_WEBSOCKET_EXTENSIONS in request.headers and request.path.startswith("/socket.io"):
-        headers = request.headers.copy()
-        del headers[hdrs.SEC_WEBSOCKET_EXTENSIONS]
-        request = request.clone(headers=headers)
-    return await handler(request)

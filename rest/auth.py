@@ -101,6 +101,8 @@ async def link(request: web.Request) -> web.Response:
         )
         result = await _new_session(ctx, session, account)
     ctx.auth.remember(identity.uid, account.id)
+    if account.id != caller.user_id:  # the anonymous account was merged in and deleted
+        ctx.documents.user_changed(caller.user_id)
     return json_model(result)
 
 

@@ -49,6 +49,7 @@ async def update_me(request: web.Request) -> web.Response:
             raise Unauthorized("this account no longer exists")
         await profiles.update_profile(session, user, values)
         admin = await moderation.is_admin(session, user.id, ctx.settings.admin_user_ids)
+    ctx.documents.user_changed(user.id)  # live rooms show the new name
     return json_model(user_public(user, is_admin=admin))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -115,6 +116,17 @@ class Database:
         """A Core connection in a write transaction, for hot paths that need no ORM session."""
         async with self.engine.execution_options(sqlite_write=True).begin() as conn:
             yield conn
+
+    def open_sqlite_connection(self) -> sqlite3.Connection | None:
+        """A plain sqlite3 connection to this (file) database, set up like the engine's, for
+        a caller that runs whole transactions on a thread of its own; None on Postgres or an
+        in-memory database. ``check_same_thread`` is off: that one thread is not this one."""
+        url = make_url(self.url)
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return None
+        connection = sqlite3.connect(url.database, timeout=10, check_same_thread=False)
+        _sqlite_on_connect(connection, None)
+        return connection
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

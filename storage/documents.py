@@ -23,12 +23,14 @@ ones that write) and never commit.
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, exists, insert, select, text, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from storage.kinds import document_model
@@ -135,27 +137,51 @@ async def append_updates(
         # One INSERT ... SELECT ... ORDER BY ... RETURNING, rows returned in input order.
         ids = await conn.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
         return [int(i) for i in ids]
-    # SQLite: this is the hot path of every live edit, so it talks to the driver directly:
-    # one executemany of a fixed statement, values converted by the columns' own types.
-    # Every aiosqlite call is a hop to its thread and back; this takes the fewest.
-    # The transaction holds the write lock (BEGIN IMMEDIATE) and AUTOINCREMENT ids only
-    # grow, so the batch got the consecutive ids ending at last_insert_rowid().
-    to_uuid = table.c.resource_id.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-    to_time = table.c.created_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-    assert to_uuid is not None and to_time is not None
-    stamp = to_time(now)
+    # SQLite: one executemany of a fixed statement on the driver (every aiosqlite call is a
+    # hop to its thread and back; this takes the fewest). The update log's writer does not
+    # come here: it runs append_updates_sqlite on a thread of its own, one hop a batch.
     driver = (await conn.get_raw_connection()).driver_connection
-    await driver.executemany(
-        _SQLITE_INSERT,
-        [
-            (resource_type, to_uuid(resource_id), bytes(data), stamp)
-            for resource_type, resource_id, data in entries
-        ],
-    )
+    rows = sqlite_log_rows(conn.dialect, entries)
+    await driver.executemany(_SQLITE_INSERT, rows)
     async with driver.execute("SELECT last_insert_rowid()") as cursor:
         row = await cursor.fetchone()
-    last = int(row[0])
-    return list(range(last - len(entries) + 1, last + 1))
+    return _consecutive_ids(int(row[0]), len(rows))
+
+
+def sqlite_log_rows(
+    dialect: Dialect, entries: Sequence[tuple[str, uuid.UUID, bytes]]
+) -> list[tuple[Any, ...]]:
+    """Log entries as driver parameters for ``_SQLITE_INSERT``, converted by the columns' own types."""
+    table = cast(Table, DocumentUpdate.__table__)
+    to_uuid = table.c.resource_id.type.dialect_impl(dialect).bind_processor(dialect)
+    to_time = table.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+    assert to_uuid is not None and to_time is not None
+    stamp = to_time(utcnow())
+    return [
+        (resource_type, to_uuid(resource_id), bytes(data), stamp)
+        for resource_type, resource_id, data in entries
+    ]
+
+
+def append_updates_sqlite(connection: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[int]:
+    """Append ``sqlite_log_rows`` in one write transaction on a plain sqlite3 connection (in
+    autocommit mode, as ``storage.database`` sets them up); their ids, in order."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        connection.executemany(_SQLITE_INSERT, rows)
+        (last,) = connection.execute("SELECT last_insert_rowid()").fetchone()
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    return _consecutive_ids(int(last), len(rows))
+
+
+def _consecutive_ids(last: int, count: int) -> list[int]:
+    # The transaction holds the write lock (BEGIN IMMEDIATE) and AUTOINCREMENT ids only
+    # grow, so a batch got the consecutive ids ending at last_insert_rowid().
+    return list(range(last - count + 1, last + 1))
 
 
 async def updates_after(

@@ -24,14 +24,16 @@ import sqlite3
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 import asyncpg
 from sqlalchemy.exc import DBAPIError
 
 from storage.database import Database
-from storage.documents import append_updates
+from storage.documents import append_updates, append_updates_sqlite, sqlite_log_rows
 from storage.kinds import RESOURCE_MODELS
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,52 @@ class _Entry:
     resource_id: uuid.UUID
     data: bytes
     future: asyncio.Future[int]
+
+
+Batch = Sequence[tuple[str, uuid.UUID, bytes]]
+
+
+class _BatchWriter(Protocol):
+    """Commits one batch of log entries in one transaction; returns their ids, in order."""
+
+    async def write(self, entries: Batch) -> list[int]: ...
+
+    async def close(self) -> None: ...
+
+
+class _EngineWriter:
+    """Postgres (and in-memory SQLite): a Core connection from the engine's pool."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def write(self, entries: Batch) -> list[int]:
+        async with self._db.write_connection() as conn:
+            return await append_updates(conn, entries)
+
+    async def close(self) -> None:
+        pass
+
+
+class _SQLiteThreadWriter:
+    """SQLite: a connection of its own on a thread of its own, so a batch (BEGIN, insert,
+    ids, COMMIT) is one hop to that thread and back. Through aiosqlite each statement is a
+    hop: a batch took ~1.2 ms on an idle machine instead of ~0.2 ms, on every live edit."""
+
+    def __init__(self, db: Database, connection: sqlite3.Connection) -> None:
+        self._db = db
+        self._connection = connection
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="update-log-sqlite")
+
+    async def write(self, entries: Batch) -> list[int]:
+        rows = sqlite_log_rows(self._db.engine.dialect, entries)  # raises once the database stopped
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, append_updates_sqlite, self._connection, rows)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._connection.close)
+        self._thread.shutdown(wait=False)
 
 
 def _retrieve(future: asyncio.Future[int]) -> None:
@@ -110,6 +158,7 @@ class UpdateLog:
         self._queue: deque[_Entry] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._writer: _BatchWriter = _EngineWriter(db)
         self._closing = False
         self.batches = 0
         self.entries = 0
@@ -141,6 +190,10 @@ class UpdateLog:
             raise RuntimeError("UpdateLog is already started")
         self._closing = False
         self._wakeup = asyncio.Event()
+        connection = self._db.open_sqlite_connection()
+        self._writer = (
+            _EngineWriter(self._db) if connection is None else _SQLiteThreadWriter(self._db, connection)
+        )
         self._task = asyncio.create_task(self._run(), name=self._name)
 
     async def stop(self, *, drain_timeout: float | None = 30.0) -> None:
@@ -169,6 +222,7 @@ class UpdateLog:
                 log.exception("update log writer failed")
             self._fail_queued(RuntimeError("UpdateLog stopped before this entry was written"))
             self._task = None
+            await self._writer.close()
 
     async def __aenter__(self) -> UpdateLog:
         await self.start()
@@ -227,10 +281,7 @@ class UpdateLog:
             batch = self._take_batch()
             started = time.perf_counter()
             try:
-                async with self._db.write_connection() as conn:
-                    ids = await append_updates(
-                        conn, [(e.resource_type, e.resource_id, e.data) for e in batch]
-                    )
+                ids = await self._writer.write([(e.resource_type, e.resource_id, e.data) for e in batch])
             except asyncio.CancelledError:
                 # The commit may or may not have happened: these callers cannot be told.
                 self._fail(batch, RuntimeError("UpdateLog stopped while writing this entry"))

@@ -34,6 +34,16 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
     return await session.get(User, user_id)
 
 
+async def shown_name(session: AsyncSession, user_id: uuid.UUID) -> str | None:
+    """How the user appears to collaborators (presence, cursors); None if there is no such user."""
+    row = (
+        await session.execute(select(User.display_name, User.username).where(User.id == user_id))
+    ).one_or_none()
+    if row is None:
+        return None
+    return row.display_name or row.username or f"Anonymous {str(user_id)[:4]}"
+
+
 async def get_user_by_firebase_uid(session: AsyncSession, uid: str) -> User | None:
     return (await session.execute(select(User).where(User.firebase_uid == uid))).scalar_one_or_none()
 

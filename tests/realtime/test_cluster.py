@@ -18,7 +18,7 @@ import pytest
 from pycrdt import Doc, Map
 from sqlalchemy import delete, text
 
-from bus import MemoryBus, MemoryHub
+from bus import BusState, MemoryBus, MemoryHub
 from realtime import docschema
 from realtime.documents import DocumentService, RealtimeLimits, SnapshotOutcome
 from realtime.errors import RealtimeError
@@ -26,8 +26,9 @@ from realtime.rooms import Room, Session, TokenBucket
 from storage import documents as stored
 from storage.access import Role
 from storage.database import Database
-from storage.models import Loop
+from storage.models import Collaborator, Loop
 from storage.update_log import UpdateLog
+from storage.users import create_anonymous_user
 from tests.helpers import eventually
 from tests.storage.test_documents import make_documents
 
@@ -362,3 +363,56 @@ async def test_awareness_on_the_bus_is_coalesced_per_client(database_url: str) -
         # last one and the join's own awareness message).
         assert len(seen) <= elapsed * 20 + 4, (len(seen), elapsed)
         assert len(seen) >= 2
+
+
+async def test_a_loaded_room_answers_joins_from_access_rules_the_bus_keeps_current(database_url: str) -> None:
+    """A socket joining a loaded room needs no query for its role: the room holds the access
+    rules, and an access change announced on any instance reloads them everywhere. While the
+    bus is not up the rules are not trusted and the database answers."""
+    doc_id = await new_loop(database_url)
+    hub = MemoryHub()
+    async with Database(database_url) as db:
+        async with db.write_session() as session:
+            stranger = (await create_anonymous_user(session)).id
+        async with instance(database_url, hub) as a, instance(database_url, hub) as b:
+            room_b, _ = await b.join(doc_id, "bob")
+            assert room_b.access is not None and room_b.access.collaborators == {}
+            assert await b.service.role_of(LOOP, doc_id, user_id=stranger, share_token=None) is None
+            async with db.write_session() as session:
+                session.add(
+                    Collaborator(resource_type="loop", resource_id=doc_id, user_id=stranger, role="editor")
+                )
+            # Not announced yet: B still answers from the rules it holds.
+            assert await b.service.role_of(LOOP, doc_id, user_id=stranger, share_token=None) is None
+            await a.service.access_changed(LOOP, doc_id)  # what every REST access change calls
+            await eventually(lambda: room_b.access is not None and stranger in room_b.access.collaborators)
+            assert await b.service.role_of(LOOP, doc_id, user_id=stranger, share_token=None) is Role.EDITOR
+            async with db.write_session() as session:
+                await session.execute(delete(Collaborator).where(Collaborator.user_id == stranger))
+            b.service.bus.state = BusState.DOWN  # announcements may be lost: ask the database
+            assert await b.service.role_of(LOOP, doc_id, user_id=stranger, share_token=None) is None
+            b.service.bus.state = BusState.UP
+
+
+async def test_a_renamed_or_deleted_user_is_dropped_from_every_instances_name_cache(
+    database_url: str,
+) -> None:
+    hub = MemoryHub()
+    async with Database(database_url) as db:
+        async with db.write_session() as session:
+            user = await create_anonymous_user(session)
+            user.display_name = "Before"
+        async with instance(database_url, hub) as a, instance(database_url, hub) as b:
+            names = await asyncio.gather(*(b.service.shown_name(user.id) for _ in range(5)))
+            assert names == ["Before"] * 5
+            async with db.write_session() as session:
+                await session.execute(text("UPDATE users SET display_name = 'After'"))
+            assert await b.service.shown_name(user.id) == "Before"  # cached until announced
+            a.service.user_changed(user.id)  # what PATCH /api/users/me calls
+            await eventually(lambda: b.service._shown_names.get(user.id) is None)
+            assert await b.service.shown_name(user.id) == "After"
+            async with db.write_session() as session:
+                await session.execute(text("DELETE FROM users"))
+            a.service.user_changed(user.id)
+            await eventually(lambda: b.service._shown_names.get(user.id) is None)
+            assert await b.service.shown_name(user.id) is None

@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import socketio
 from aiohttp.test_utils import TestClient
 from pycrdt import Map
+from socketio import packet as sio_packet
+from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from realtime import engineio_adapter
 from rest.context import REST_CONTEXT
@@ -29,7 +32,25 @@ def test_the_internals_are_pinned_to_the_checked_versions() -> None:
 
 
 def test_self_check_accepts_the_installed_libraries() -> None:
-    engineio_adapter.self_check(socketio.AsyncServer(async_mode="aiohttp"))
+    engineio_adapter.self_check(socketio.AsyncServer(async_mode="aiohttp", transports=["websocket"]))
+
+
+def test_self_check_refuses_an_engine_that_allows_long_polling() -> None:
+    with pytest.raises(engineio_adapter.EngineIOAdapterError, match="websocket-only"):
+        engineio_adapter.self_check(socketio.AsyncServer(async_mode="aiohttp"))
+
+
+def test_an_event_is_framed_as_engineio_would_send_it() -> None:
+    """The frames built once for a fan-out carry exactly the packets python-socketio encodes:
+    a text frame with the Engine.IO MESSAGE, then the binary attachment as a raw frame."""
+    sio = socketio.AsyncServer(async_mode="aiohttp", transports=["websocket"])
+    namespace, update = "/yjs|loop:00000000-0000-0000-0000-000000000001", bytes(range(200))
+    framed = engineio_adapter.encode_event(sio, namespace, "sync-update", update)
+    reader = FrameProtocol(client=True, extensions=[])
+    reader.receive_bytes(framed.encode())
+    frames = [(frame.opcode, frame.payload) for frame in reader.received_frames()]
+    expected = sio.packet_class(sio_packet.EVENT, namespace=namespace, data=["sync-update", update]).encode()
+    assert frames == [(Opcode.TEXT, "4" + expected[0]), (Opcode.BINARY, update)]
 
 
 async def test_fan_out_is_encoded_once_and_counted(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
+from typing import Any
 
 import pytest
 from pycrdt import Doc, Map
@@ -166,7 +168,15 @@ async def test_a_database_error_fails_the_whole_batch(
                 raise ValueError("boom")  # after the INSERT: the transaction must roll back
             return ids
 
-        monkeypatch.setattr(storage.update_log, "append_updates", fail_once)
+        real_sqlite = documents.append_updates_sqlite
+
+        def fail_once_sqlite(connection: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[int]:
+            if any(row[2] == b"poison" for row in rows):
+                return real_sqlite(_FailingCommit(connection), rows)  # type: ignore[arg-type]
+            return real_sqlite(connection, rows)
+
+        monkeypatch.setattr(storage.update_log, "append_updates", fail_once)  # Postgres
+        monkeypatch.setattr(storage.update_log, "append_updates_sqlite", fail_once_sqlite)  # SQLite
         async with UpdateLog(db) as log:
             results = await asyncio.gather(
                 log.append("loop", loop_id, b"innocent"),
@@ -176,6 +186,23 @@ async def test_a_database_error_fails_the_whole_batch(
             assert [type(r) for r in results] == [ValueError, ValueError]
             ok = await log.append("loop", loop_id, b"ok")
         assert await stored_log(db) == {ok: (loop_id, b"ok")}
+
+
+class _FailingCommit:
+    """A sqlite3 connection whose COMMIT fails with an error that is not the database's."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+        self.executemany = connection.executemany
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._connection.in_transaction
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            raise ValueError("boom")  # after the INSERT: the transaction must roll back
+        return self._connection.execute(sql, *args)
 
 
 async def test_misuse(database_url: str) -> None:
