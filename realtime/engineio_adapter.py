@@ -23,6 +23,7 @@ server's CPU under the stock client's load (docs/realtime.md, "WebSocket compres
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Iterable
 from importlib.metadata import version
@@ -144,16 +145,31 @@ def encode_event(sio: socketio.AsyncServer, namespace: str, event: str, data: An
     """One Socket.IO EVENT as the WebSocket frames that carry it: a text frame with the
     Engine.IO MESSAGE packet, then one binary frame per attachment (Engine.IO v4 sends binary
     packets over WebSocket as raw binary frames)."""
+    if isinstance(data, bytes):  # every Yjs message: the text frame depends on the event only
+        frames = _binary_event_head(sio, namespace, event) + _FRAMES.send_data(data, fin=True)
+        return FramedPacket(WireFrames(frames))
+    return FramedPacket(WireFrames(_frame_parts(sio, namespace, event, data)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _binary_event_head(sio: socketio.AsyncServer, namespace: str, event: str) -> bytes:
+    """The text frame of a one-attachment ``event`` (its placeholder JSON), built once."""
+    return _frame_parts(sio, namespace, event, b"", head_only=True)
+
+
+def _frame_parts(
+    sio: socketio.AsyncServer, namespace: str, event: str, data: Any, *, head_only: bool = False
+) -> bytes:
     pkt = sio.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, data])
     encoded = pkt.encode()
     parts = encoded if isinstance(encoded, list) else [encoded]
     frames = bytearray()
-    for part in parts:
+    for part in parts[:1] if head_only else parts:
         if isinstance(part, bytes):
             frames += _FRAMES.send_data(part, fin=True)
         else:
             frames += _FRAMES.send_data(eio_packet.Packet(eio_packet.MESSAGE, part).encode(), fin=True)
-    return FramedPacket(WireFrames(frames))
+    return bytes(frames)
 
 
 def engineio_sid(sio: socketio.AsyncServer, sid: str, namespace: str) -> str | None:

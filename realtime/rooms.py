@@ -83,7 +83,8 @@ class Room:
 
     Updates from clients are applied to ``doc`` at once (that validates them), written to
     the durable log, and only then relayed: ``queue_broadcast`` batches what became durable
-    in the same loop iteration into one message per recipient, never echoing to a sender.
+    in the same loop iteration into one message for the room (a lone sender is left out; with
+    several, each also gets its own edits back, which Yjs ignores).
     """
 
     kind: docschema.DocKind
@@ -193,8 +194,7 @@ class Room:
     def apply(self, update: bytes) -> bytes | None:
         """Apply a Yjs update; return what it changed (None if nothing). Raises ValueError."""
         self._delta = None
-        with self.doc.transaction():
-            self.doc.apply_update(update)
+        self.doc.apply_update(update)  # one transaction of its own: _on_transaction sees it
         return self._take_delta()
 
     def apply_content(
@@ -285,18 +285,18 @@ class Room:
         if not outbox or not self.sessions:
             return
         senders = {sender for sender, _ in outbox}
+        if len(senders) > 1:
+            # Several senders in one turn: everyone gets the one merged update, their own
+            # edits included (Yjs applies what it already has as a no-op). One merge and one
+            # encoding, instead of one per sender leaving out their own.
+            everything = merge_updates(*(u for _, u in outbox))
+            self.transport.send(self.namespace, self.sessions.values(), "sync-update", everything)
+            return
+        (sender,) = senders
         everything = outbox[0][1] if len(outbox) == 1 else merge_updates(*(u for _, u in outbox))
-        bystanders = [s for sid, s in self.sessions.items() if sid not in senders]
-        if bystanders:
+        bystanders = [s for sid, s in self.sessions.items() if sid != sender]
+        if bystanders:  # never echoed to its only sender
             self.transport.send(self.namespace, bystanders, "sync-update", everything)
-        for sender in senders:
-            session = self.sessions.get(sender) if sender is not None else None
-            if session is None:
-                continue
-            others = [u for s, u in outbox if s != sender]
-            if others:
-                payload = others[0] if len(others) == 1 else merge_updates(*others)
-                self.transport.send(self.namespace, [session], "sync-update", payload)
 
     def send_to_others(self, sender: str | None, event: str, data: Any) -> None:
         recipients = [s for sid, s in self.sessions.items() if sid != sender]

@@ -51,6 +51,13 @@ def test_an_event_is_framed_as_engineio_would_send_it() -> None:
     frames = [(frame.opcode, frame.payload) for frame in reader.received_frames()]
     expected = sio.packet_class(sio_packet.EVENT, namespace=namespace, data=["sync-update", update]).encode()
     assert frames == [(Opcode.TEXT, "4" + expected[0]), (Opcode.BINARY, update)]
+    # A JSON event (presence, errors) is one text frame.
+    framed = engineio_adapter.encode_event(sio, namespace, "presence", {"members": []})
+    reader.receive_bytes(framed.encode())
+    expected = sio.packet_class(sio_packet.EVENT, namespace=namespace, data=["presence", {"members": []}])
+    assert [(f.opcode, f.payload) for f in reader.received_frames()] == [
+        (Opcode.TEXT, "4" + expected.encode())
+    ]
 
 
 async def test_fan_out_is_encoded_once_and_counted(
