@@ -4,17 +4,19 @@ The fan-out sends one event to many sockets. ``AsyncServer.emit`` would create a
 re-encode per recipient, and a binary event (every Yjs message) is two Engine.IO packets,
 so two WebSocket frames, two queue items and two writes per recipient. Instead
 :func:`encode_event` builds the event's WebSocket frames once (server frames are unmasked,
-so the same bytes suit every recipient) and :func:`queue_frames` puts them, as one item, on
-each recipient's Engine.IO send queue. The socket's writer task drains the queue in order, so
-these frames never overtake or split what Engine.IO itself sends (pings, acks), and our
-WebSocket driver (:class:`FramedWebSocket`) writes the item to the TCP transport in one call.
+so the same bytes suit every recipient) and :func:`queue_frames` writes them to each
+recipient's TCP transport in one call when its Engine.IO writer task is idle, or else puts
+them, as one item, on its send queue, which the writer drains in order through our WebSocket
+driver (:class:`FramedWebSocket`). Either way these frames never overtake or split what
+Engine.IO itself sends (pings, acks).
 
 That needs what neither library documents: the manager's ``eio_sid_from_sid``, the server's
-``sockets`` map and driver table (``_async``), each socket's ``queue``, and the writer
-calling ``ws.send(pkt.encode())``. The versions they were checked against are pinned exactly
-in ``pyproject.toml`` (:data:`CHECKED_VERSIONS`); :func:`install` runs :func:`self_check` at
-start-up and ``tests/realtime/test_engineio_adapter.py`` fails loudly when an upgrade moves
-them.
+``sockets`` map and driver table (``_async``), each socket's ``queue`` (and asyncio's
+``Queue._getters``, to see the writer parked on it), the driver being handed the socket's
+bound ``_websocket_handler``, and the writer calling ``ws.send(pkt.encode())``. The versions
+they were checked against are pinned exactly in ``pyproject.toml`` (:data:`CHECKED_VERSIONS`);
+:func:`install` runs :func:`self_check` at start-up and ``tests/realtime/test_engineio_adapter.py``
+fails loudly when an upgrade moves them.
 
 The driver also declines permessage-deflate (aiohttp's public ``compress=False``): our frames
 are small Yjs deltas that deflate does not shrink, and compressing them cost 14 % of the
@@ -23,6 +25,8 @@ server's CPU under the stock client's load (docs/realtime.md, "WebSocket compres
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import functools
 import inspect
 from collections.abc import Iterable
@@ -78,19 +82,17 @@ class FramedWebSocket(eio_aiohttp.WebSocket):  # type: ignore[misc]
         self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
         await self._sock.prepare(request)
         self._transport = request.transport
+        # The Engine.IO socket this driver serves (the handler is its bound method): the
+        # fan-out finds the transport through it (queue_frames).
+        self.handler.__self__.framed_transport = self._transport
         self.environ = environ
         await self.handler(self)
         return self._sock
 
     async def send(self, message: str | bytes) -> None:
         if type(message) is WireFrames:
-            transport = self._transport
-            if transport is None or transport.is_closing():
+            if not _write_frames(self._transport, message):
                 raise ConnectionResetError("the socket is closed")
-            transport.write(message)
-            if transport.get_write_buffer_size() > MAX_SEND_BACKLOG_BYTES:
-                transport.abort()  # the read loop ends and the socket is disconnected
-                raise ConnectionResetError("the client is not reading its messages")
         elif isinstance(message, bytes):
             await self._sock.send_bytes(message)
         else:
@@ -127,10 +129,11 @@ def self_check(sio: socketio.AsyncServer) -> None:
     handler = inspect.getsource(engineio.async_socket.AsyncSocket._websocket_handler)
     if "await ws.send(pkt.encode())" not in handler:
         problems.append("engineio's websocket writer no longer sends pkt.encode() through the driver")
-    if "self.server._async['websocket']" not in inspect.getsource(
-        engineio.async_socket.AsyncSocket._upgrade_websocket
-    ):
-        problems.append("engineio no longer takes its websocket driver from server._async")
+    upgrade = inspect.getsource(engineio.async_socket.AsyncSocket._upgrade_websocket)
+    if "self.server._async['websocket'](\n            self._websocket_handler" not in upgrade:
+        problems.append("engineio no longer makes its websocket driver with the socket's bound handler")
+    if not isinstance(getattr(asyncio.Queue(), "_getters", None), collections.deque):
+        problems.append("asyncio.Queue no longer keeps its waiting getters in _getters")
     if problems:
         raise EngineIOAdapterError("; ".join(problems))
 
@@ -179,15 +182,38 @@ def engineio_sid(sio: socketio.AsyncServer, sid: str, namespace: str) -> str | N
 
 
 def queue_frames(sio: socketio.AsyncServer, eio_sids: Iterable[str], packet: FramedPacket) -> int:
-    """Put the same framed event on each open transport's send queue; returns how many
-    transports got it. Never blocks: each socket's writer task drains its own queue, and a
-    socket that stops reading is closed (:data:`MAX_SEND_BACKLOG_BYTES`)."""
+    """Send the same framed event to each open transport; returns how many got it.
+
+    A socket whose writer task is parked on an empty queue has sent everything before this,
+    so the frames are written at once (no queue item, no writer wake-up: most of the cost of
+    a delivery). Otherwise they join the queue behind what is waiting, in order. Never
+    blocks; a socket that stops reading is closed (:data:`MAX_SEND_BACKLOG_BYTES`).
+    """
     sockets = sio.eio.sockets
+    frames = packet.encode_cache
     delivered = 0
     for eio_sid in eio_sids:
         socket = sockets.get(eio_sid)
         if socket is None or socket.closed:
             continue
-        socket.queue.put_nowait(packet)
+        queue = socket.queue
+        if (
+            queue.empty()
+            and queue._getters
+            and _write_frames(getattr(socket, "framed_transport", None), frames)
+        ):
+            delivered += 1
+            continue
+        queue.put_nowait(packet)
         delivered += 1
     return delivered
+
+
+def _write_frames(transport: asyncio.Transport | None, frames: bytes) -> bool:
+    """Write ready frames to a socket's transport; False if it is closed."""
+    if transport is None or transport.is_closing():
+        return False
+    transport.write(frames)
+    if transport.get_write_buffer_size() > MAX_SEND_BACKLOG_BYTES:
+        transport.abort()  # the read loop ends and the socket is disconnected
+    return True
