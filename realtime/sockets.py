@@ -28,7 +28,7 @@ from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
 from identity.errors import InvalidToken
 from identity.firebase import FirebaseUnavailable
-from realtime import engineio_adapter
+from realtime import engineio_adapter, packet_json
 from realtime.documents import DocumentService
 from realtime.errors import RealtimeError
 from realtime.limits import NAMESPACE_HELP, MalformedPayload, check_state_vector, parse_namespace
@@ -75,6 +75,7 @@ class CollabSocketServer:
             # callback), so each socket's messages are handled inline, in order, without a
             # task per message at either the Socket.IO or the Engine.IO layer.
             async_handlers=False,
+            json=packet_json,
         )
         self.sio.eio.async_handlers = False
         self.sessions: dict[str, tuple[Room, Session]] = {}
