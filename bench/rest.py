@@ -48,6 +48,7 @@ from bench.common import (
     proc_cpu_seconds,
     proc_status_kb,
 )
+from bench.realtime.runs import start_py_spy, stop_py_spy
 
 TARGET_SCENARIO = "get"
 TARGET_RATE = 500.0
@@ -165,11 +166,14 @@ async def run_scenario(
         await open_loop(session, next_url, headers, rate, args.warmup)
     db_pids = await pg.backend_pids() if pg else []
     db_cpu_before = {pid: proc_cpu_seconds(pid) for pid in db_pids}
+    label = f"{server.backend}-{name}-{rate:g}"
+    profiler = await start_py_spy(args.py_spy, label, server.pid, args.duration) if args.py_spy else None
     cpu_before = proc_cpu_seconds(server.pid)
     client_cpu_before = time.process_time()
     machine_before = machine_cpu()
     samples = await open_loop(session, next_url, headers, rate, args.duration)
     cpu_after = proc_cpu_seconds(server.pid)
+    await stop_py_spy(profiler, args.py_spy, label, wait=True)
     client_cpu = time.process_time() - client_cpu_before
     machine_after = machine_cpu()
     machine_busy = machine_after[0] - machine_before[0]
@@ -366,6 +370,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--loops", type=int, default=50, help="loops to seed")
     parser.add_argument("--connections", type=int, default=64, help="client connection pool size")
     parser.add_argument("--out", default="bench/results/rest.json", help="JSON results file")
+    parser.add_argument(
+        "--py-spy",
+        metavar="DIR",
+        help="a py-spy profile of the server per scenario (raw + summary) in DIR: uv run --with py-spy",
+    )
     args = parser.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
