@@ -193,10 +193,10 @@ class DocumentHandlers:
         caller = await require_caller(request)
         query = read_query(request, ListQuery)
         with_content = query.include == "content"
-        async with ctx.db.engine.connect() as connection:  # one read: no ORM session needed
-            page = await library.list_documents(
-                connection,
-                self.kind.model,
+        page = await ctx.db.read(  # one read: no ORM session, no transaction
+            functools.partial(
+                library.list_documents,
+                model=self.kind.model,
                 user_id=caller.user_id,
                 is_public=query.public,
                 offset=(query.page - 1) * query.limit,
@@ -204,6 +204,7 @@ class DocumentHandlers:
                 include_content=with_content,
                 scope=query.scope,
             )
+        )
         if page.total == 0:
             # Tokens are verified without a database round trip; a deleted account has no
             # rows left, so only an empty listing needs to ask whether the caller still exists.
