@@ -48,10 +48,14 @@ from bench.common import (
     proc_cpu_seconds,
     proc_status_kb,
 )
+from bench.realtime.runs import start_py_spy, stop_py_spy
 
 TARGET_SCENARIO = "get"
 TARGET_RATE = 500.0
 TARGET_P95_MS = 10.0
+# The listing's target (issue 11): the same p95, and server CPU per request within this
+# factor of ``get`` on the same backend at the same rate.
+LIST_CPU_VS_GET = 2.0
 MAX_ERROR_RATE = 0.01
 REQUEST_TIMEOUT_S = 10.0
 
@@ -165,11 +169,14 @@ async def run_scenario(
         await open_loop(session, next_url, headers, rate, args.warmup)
     db_pids = await pg.backend_pids() if pg else []
     db_cpu_before = {pid: proc_cpu_seconds(pid) for pid in db_pids}
+    label = f"{server.backend}-{name}-{rate:g}"
+    profiler = await start_py_spy(args.py_spy, label, server.pid, args.duration) if args.py_spy else None
     cpu_before = proc_cpu_seconds(server.pid)
     client_cpu_before = time.process_time()
     machine_before = machine_cpu()
     samples = await open_loop(session, next_url, headers, rate, args.duration)
     cpu_after = proc_cpu_seconds(server.pid)
+    await stop_py_spy(profiler, args.py_spy, label, wait=True)
     client_cpu = time.process_time() - client_cpu_before
     machine_after = machine_cpu()
     machine_busy = machine_after[0] - machine_before[0]
@@ -347,6 +354,33 @@ def verdicts(results: list[dict[str, Any]], backends: list[str]) -> list[dict[st
     return out
 
 
+def list_verdicts(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``list`` against its target: p95, and CPU per request relative to ``get`` (same run)."""
+    by_key = {(r["backend"], r["target_rate_rps"], r["scenario"]): r for r in results}
+    out = []
+    for (backend, rate, scenario), listed in by_key.items():
+        got = by_key.get((backend, rate, TARGET_SCENARIO))
+        if scenario != "list" or got is None:
+            continue
+        p95 = listed["latency_ms"]["p95"]
+        list_cpu, get_cpu = listed["server_cpu_ms_per_req"], got["server_cpu_ms_per_req"]
+        ratio = round(list_cpu / get_cpu, 2) if list_cpu and get_cpu else None
+        out.append(
+            {
+                "backend": backend,
+                "rate_rps": rate,
+                "p95_ms": p95,
+                "cpu_ratio_vs_get": ratio,
+                "pass": p95 is not None
+                and p95 < TARGET_P95_MS
+                and ratio is not None
+                and ratio <= LIST_CPU_VS_GET,
+                "at_target_rate": rate == TARGET_RATE,
+            }
+        )
+    return out
+
+
 # --- entry point --------------------------------------------------------------------------
 
 
@@ -366,6 +400,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--loops", type=int, default=50, help="loops to seed")
     parser.add_argument("--connections", type=int, default=64, help="client connection pool size")
     parser.add_argument("--out", default="bench/results/rest.json", help="JSON results file")
+    parser.add_argument(
+        "--py-spy",
+        metavar="DIR",
+        help="a py-spy profile of the server per scenario (raw + summary) in DIR: uv run --with py-spy",
+    )
     args = parser.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -429,6 +468,7 @@ async def amain(args: argparse.Namespace) -> int:
     finally:
         report["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         report["verdict"] = verdicts(report["results"], args.backends)
+        report["list_verdict"] = list_verdicts(report["results"])
         write_report(out, report)
 
     print_table(report["results"])
@@ -440,6 +480,18 @@ async def amain(args: argparse.Namespace) -> int:
         print(
             f"  {verdict['backend']:<8} at {verdict['rate_rps']:g} req/s: {state} "
             f"(p95 {fmt(verdict['p95_ms'])} ms){note}"
+        )
+    if report["list_verdict"]:
+        print(
+            f"list target (informational): p95 < {TARGET_P95_MS:g} ms and server CPU/request "
+            f"<= {LIST_CPU_VS_GET:g}x get's"
+        )
+    for verdict in report["list_verdict"]:
+        state = "PASS" if verdict["pass"] else "FAIL"
+        note = "" if verdict["at_target_rate"] else "  (not the target rate)"
+        print(
+            f"  {verdict['backend']:<8} at {verdict['rate_rps']:g} req/s: {state} "
+            f"(p95 {fmt(verdict['p95_ms'])} ms, CPU {fmt(verdict['cpu_ratio_vs_get'])}x get){note}"
         )
     for backend in args.backends:
         if not any(v["backend"] == backend for v in report["verdict"]):

@@ -141,18 +141,24 @@ def _json_fields(model: type[BaseModel]) -> tuple[tuple[str, str], ...]:
 
 
 @functools.cache
-def _timestamp_keys(model: type[BaseModel]) -> tuple[str, ...]:
+def _keys_of_type(model: type[BaseModel], annotations: tuple[object, ...]) -> tuple[str, ...]:
+    """The JSON keys of the model's fields annotated with one of ``annotations``."""
     return tuple(
-        field.alias or name for name, field in model.model_fields.items() if field.annotation is datetime
+        field.alias or name for name, field in model.model_fields.items() if field.annotation in annotations
     )
 
 
-def _listed_items(model: type[BaseModel], page: library.Page) -> list[dict[str, Any]]:
-    """Rows -> JSON-ready dicts with the model's keys, straight from the column values."""
+def _listed_items(
+    model: type[BaseModel], page: library.Page, live_content: Callable[[uuid.UUID], dict[str, Any] | None]
+) -> list[dict[str, Any]]:
+    """Rows -> JSON-ready dicts with the model's keys, straight from the column values. The
+    content of a document being edited right now, ``live_content(id)``, is newer than its row."""
     position = {column: i for i, column in enumerate(page.columns)}
     picks = [(key, position[column]) for key, column in _json_fields(model)]
-    timestamps = _timestamp_keys(model)
+    timestamps = _keys_of_type(model, (datetime,))
+    uuids = _keys_of_type(model, (uuid.UUID, uuid.UUID | None))
     hidden_at = position["hidden_at"] if issubclass(model, Moderated) else None
+    id_at = position["id"]
     items = []
     for row in page.rows:
         item = {key: row[i] for key, i in picks}
@@ -161,6 +167,13 @@ def _listed_items(model: type[BaseModel], page: library.Page) -> list[dict[str, 
         for key in timestamps:  # SQLite hands back naive datetimes; every one we store is UTC
             if item[key].tzinfo is None:
                 item[key] = item[key].replace(tzinfo=UTC)
+        live = live_content(row[id_at])
+        if live is not None:
+            item.update({k: v for k, v in live.items() if k in item})
+        for key in uuids:  # asyncpg's own UUID subclass takes pydantic_core 4x longer than a str
+            value = item[key]
+            if value is not None and type(value) is not uuid.UUID:
+                item[key] = str(value)
         items.append(item)
     return items
 
@@ -193,10 +206,10 @@ class DocumentHandlers:
         caller = await require_caller(request)
         query = read_query(request, ListQuery)
         with_content = query.include == "content"
-        async with ctx.db.engine.connect() as connection:  # one read: no ORM session needed
-            page = await library.list_documents(
-                connection,
-                self.kind.model,
+        page = await ctx.db.read(  # one read: no ORM session, no transaction
+            functools.partial(
+                library.list_documents,
+                model=self.kind.model,
                 user_id=caller.user_id,
                 is_public=query.public,
                 offset=(query.page - 1) * query.limit,
@@ -204,17 +217,19 @@ class DocumentHandlers:
                 include_content=with_content,
                 scope=query.scope,
             )
+        )
         if page.total == 0:
             # Tokens are verified without a database round trip; a deleted account has no
             # rows left, so only an empty listing needs to ask whether the caller still exists.
             async with ctx.db.session() as session:
                 if await get_user(session, caller.user_id) is None:
                     raise Unauthorized("this account no longer exists")
-        items = _listed_items(self.kind.public if with_content else self.kind.summary, page)
-        for item in items:
-            live = ctx.documents.loaded(self.kind.doc_kind, item["id"])
-            if live is not None:  # a document being edited right now is newer than its row
-                item.update({k: v for k, v in live.content().items() if k in item})
+
+        def live_content(document_id: uuid.UUID) -> dict[str, Any] | None:
+            room = ctx.documents.loaded(self.kind.doc_kind, document_id)
+            return None if room is None else room.content()
+
+        items = _listed_items(self.kind.public if with_content else self.kind.summary, page, live_content)
         # Rows go straight from column values to JSON bytes, without model objects in between.
         body = {self.kind.plural: items, "total": page.total, "page": query.page, "hasMore": page.has_more}
         return json_response(pydantic_core.to_json(body))

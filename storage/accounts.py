@@ -12,6 +12,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
 
+from cachetools import TLRUCache
+
 from identity.errors import InvalidToken
 from identity.firebase import FirebaseVerifier
 from identity.tokens import TokenIssuer, is_our_token, malformed_reason
@@ -48,11 +50,22 @@ class Authenticator:
         # When this process last wrote each user's last_seen_at (monotonic seconds).
         self._seen_interval = seen_interval
         self._seen: OrderedDict[uuid.UUID, float] = OrderedDict()
+        # Our access tokens already verified -> (caller, expiry). One is valid until it
+        # expires on every instance alike (there is no revocation list; a deleted account is
+        # checked where it matters), so this only saves the signature check and claim
+        # parsing, ~0.17 ms a request. Entries leave at the token's expiry.
+        self._verified: TLRUCache[str, tuple[Caller, int]] = TLRUCache(
+            maxsize=cache_size, ttu=lambda _token, entry, _now: entry[1], timer=time.time
+        )
 
     async def authenticate(self, token: str) -> Caller:
-        if is_our_token(token):
+        verified = self._verified.get(token)
+        if verified is not None:
+            caller = verified[0]
+        elif is_our_token(token):
             claims = self.tokens.verify_access(token)
             caller = Caller(claims.user_id, claims.is_anonymous)
+            self._verified[token] = (caller, claims.expires_at)
         else:
             problem = malformed_reason(token)
             if problem is not None:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -50,6 +52,10 @@ class Database:
         self._pool_size = pool_size
         self._echo = echo
         self._engine: AsyncEngine | None = None
+        # For read(): SQLite files, a plain sqlite3 engine; else autocommit, as asyncpg would
+        # otherwise spend a round trip each on BEGIN and ROLLBACK.
+        self._sqlite_reader: Engine | None = None
+        self._autocommit: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._write_sessions: async_sessionmaker[AsyncSession] | None = None
 
@@ -65,17 +71,25 @@ class Database:
 
     async def start(self) -> None:
         url = make_url(self.url)
+        sqlite = url.get_backend_name() == "sqlite"
+        sqlite_file = sqlite and bool(url.database) and url.database != ":memory:"
         kwargs: dict[str, Any] = {"echo": self._echo, "pool_pre_ping": False}
-        if url.get_backend_name() == "sqlite":
-            if url.database and url.database != ":memory:":
-                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        if sqlite:
+            if sqlite_file:
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
             kwargs["connect_args"] = {"timeout": 10}
         else:
             kwargs.update(pool_size=self._pool_size, max_overflow=self._pool_size)
         self._engine = create_async_engine(url, **kwargs)
-        if url.get_backend_name() == "sqlite":
+        if sqlite:
             event.listen(self._engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(self._engine.sync_engine, "begin", _sqlite_on_begin)
+        self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        if sqlite_file:  # no "begin" listener: each statement is its own snapshot
+            self._sqlite_reader = create_engine(
+                url.set(drivername="sqlite+pysqlite"), echo=self._echo, connect_args={"timeout": 10}
+            )
+            event.listen(self._sqlite_reader, "connect", _sqlite_on_connect)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
         self._write_sessions = async_sessionmaker(
             self._engine.execution_options(sqlite_write=True), expire_on_commit=False
@@ -84,7 +98,11 @@ class Database:
     async def stop(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()
+        if self._sqlite_reader is not None:
+            self._sqlite_reader.dispose()
         self._engine = None
+        self._sqlite_reader = None
+        self._autocommit = None
         self._sessions = None
         self._write_sessions = None
 
@@ -110,6 +128,28 @@ class Database:
             raise RuntimeError("Database is not started")
         async with self._write_sessions() as session, session.begin():
             yield session
+
+    async def read(self, query: Callable[[Connection], T]) -> T:
+        """``query(connection)`` for a hot read of one or two statements that writes nothing;
+        no transaction is opened (each statement sees its own consistent snapshot).
+
+        On SQLite it runs on a plain ``sqlite3`` connection in a worker thread: one thread
+        hop for the whole read, where aiosqlite makes one per cursor call (cursor, execute,
+        fetch, close, BEGIN, rollback) and that was most of a listing's CPU. Elsewhere it runs
+        on the async engine (asyncpg) with ``run_sync``, in autocommit.
+        """
+        if self._sqlite_reader is not None:
+            reader = self._sqlite_reader
+
+            def run() -> T:
+                with reader.connect() as connection:
+                    return query(connection)
+
+            return await asyncio.to_thread(run)
+        if self._autocommit is None:
+            raise RuntimeError("Database is not started")
+        async with self._autocommit.connect() as connection:
+            return await connection.run_sync(query)
 
     @asynccontextmanager
     async def write_connection(self) -> AsyncIterator[AsyncConnection]:

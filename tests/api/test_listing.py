@@ -1,4 +1,4 @@
-"""The list endpoints: one query's page, hasMore at the edges, the windowed total, content on demand."""
+"""The list endpoints: one query's page, hasMore at the edges, the counted total, content on demand."""
 
 from __future__ import annotations
 
