@@ -333,7 +333,7 @@ async def scenario(name: str, target_name: str, plan: Plan, pg: ThrowawayDatabas
             elif name == "max":
                 steps = []
                 for rate in plan.max_rates:
-                    run = await edit_run(target, load, rate, plan.warmup, plan.duration)
+                    run = await edit_run(target, load, rate, plan.warmup, plan.duration, spy)
                     steps.append(run)
                     _print_step(target_name, run)
                     if not passed(run):
