@@ -649,8 +649,10 @@ class DocumentService:
         that the rules do not already outrank is looked up."""
         room = self.loaded(kind, doc_id)
         rules = room.access if room is not None and self.bus.state is BusState.UP else None
-        if rules is not None and (not share_token or rules.hidden or rules.role(user_id) is not None):
-            return rules.role(user_id)
+        if rules is not None:
+            role = rules.role(user_id)
+            if role is not None or not share_token or rules.hidden:
+                return role
         async with self.db.session() as session:
             if rules is None:
                 rules = await load_access_rules(session, document_model(kind.value), doc_id)

@@ -35,19 +35,12 @@ def is_visible(document: Loop | Song, user_id: uuid.UUID | None, *, is_admin: bo
 
 def role_for(document: Loop | Song, user_id: uuid.UUID | None) -> Role | None:
     """The caller's role on ``document`` from ownership, visibility and moderation alone."""
-    return role_from(
-        owner_id=document.user_id,
-        is_public=document.is_public and is_visible(document, None),
-        user_id=user_id,
-    )
+    return AccessRules.of(document).role(user_id)
 
 
 def role_from(*, owner_id: uuid.UUID, is_public: bool, user_id: uuid.UUID | None) -> Role | None:
-    if user_id is not None and owner_id == user_id:
-        return Role.OWNER
-    if is_public:
-        return Role.VIEWER
-    return None
+    """The same rule for a document known only by its owner and (visible) publicity."""
+    return AccessRules(owner_id, is_public, hidden=False).role(user_id)
 
 
 async def share_grants_access(
