@@ -12,11 +12,13 @@ Engine.IO itself sends (pings, acks).
 
 That needs what neither library documents: the manager's ``eio_sid_from_sid``, the server's
 ``sockets`` map and driver table (``_async``), each socket's ``queue`` (and asyncio's
-``Queue._getters``, to see the writer parked on it), the driver being handed the socket's
-bound ``_websocket_handler``, and the writer calling ``ws.send(pkt.encode())``. The versions
-they were checked against are pinned exactly in ``pyproject.toml`` (:data:`CHECKED_VERSIONS`);
-:func:`install` runs :func:`self_check` at start-up and ``tests/realtime/test_engineio_adapter.py``
-fails loudly when an upgrade moves them.
+``Queue._getters``, to see the writer parked on it), and the driver being handed the socket's
+bound ``_websocket_handler``. The driver runs the socket's WebSocket session itself
+(:func:`_serve`, in place of that handler, whose source is checked by hash): engineio's
+makes a task and a ``wait_for`` for every frame it reads. The versions this was checked
+against are pinned exactly in ``pyproject.toml`` (:data:`CHECKED_VERSIONS`); :func:`install`
+runs :func:`self_check` at start-up and ``tests/realtime/test_engineio_adapter.py`` fails
+loudly when an upgrade moves them.
 
 The driver also declines permessage-deflate (aiohttp's public ``compress=False``): our frames
 are small Yjs deltas that deflate does not shrink, and compressing them cost 14 % of the
@@ -28,7 +30,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import hashlib
 import inspect
+import logging
 from collections.abc import Iterable
 from importlib.metadata import version
 from typing import Any, Final
@@ -36,13 +40,20 @@ from typing import Any, Final
 import engineio
 import socketio
 from aiohttp import web
+from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio.async_drivers import aiohttp as eio_aiohttp
 from socketio import packet as sio_packet
 from wsproto.frame_protocol import FrameProtocol
 
+log = logging.getLogger(__name__)
+
 # distribution -> the exact version this module was written against (pinned in pyproject.toml).
 CHECKED_VERSIONS: Final = {"python-socketio": "5.18.1", "python-engineio": "4.15.1"}
+
+# The source of engineio's AsyncSocket._websocket_handler, which _serve stands in for: a
+# change to it must be read before _serve is trusted again.
+CHECKED_WEBSOCKET_HANDLER_SHA256: Final = "27f120df4d717a24478b7b0f7389ce19eea8a881dd07e2c81fb1cf2493e006a5"
 
 # A socket whose unsent frames pass this is not reading (or cannot keep up): it is closed,
 # and its client reconnects and syncs only what it lacks. Well above the largest message
@@ -84,9 +95,10 @@ class FramedWebSocket(eio_aiohttp.WebSocket):  # type: ignore[misc]
         self._transport = request.transport
         # The Engine.IO socket this driver serves (the handler is its bound method): the
         # fan-out finds the transport through it (queue_frames).
-        self.handler.__self__.framed_transport = self._transport
+        socket = self.handler.__self__
+        socket.framed_transport = self._transport
         self.environ = environ
-        await self.handler(self)
+        await _serve(socket, self)
         return self._sock
 
     async def send(self, message: str | bytes) -> None:
@@ -97,6 +109,63 @@ class FramedWebSocket(eio_aiohttp.WebSocket):  # type: ignore[misc]
             await self._sock.send_bytes(message)
         else:
             await self._sock.send_str(message)
+
+
+async def _serve(socket: Any, ws: FramedWebSocket) -> None:
+    """The WebSocket session of an Engine.IO socket, in place of its ``_websocket_handler``.
+
+    That handler does this too (on a websocket-only engine a socket starts on its WebSocket,
+    never upgrades to it), but wraps every frame it reads in a new task and ``wait_for``:
+    two per Yjs message, a tenth of the server's CPU under load. Here the read loop awaits
+    aiohttp directly. A client that goes silent is still closed: Engine.IO's ping timeout
+    closes the socket, the writer then times out on its empty queue and closes the
+    WebSocket, which ends the read.
+    """
+    server = socket.server
+    socket.connected = True
+    socket.upgraded = True
+    writer = asyncio.ensure_future(_write_queued(socket, ws))
+    sock: web.WebSocketResponse = ws._sock
+    try:
+        while True:
+            try:
+                message = await sock.receive()
+            except Exception:  # a broken connection: what engineio's loop does too
+                break
+            data = message.data
+            if type(data) is not bytes and type(data) is not str:  # close, closing, error
+                break
+            if len(data) > server.max_http_buffer_size:
+                break
+            try:
+                await socket.receive(eio_packet.Packet(encoded_packet=data))
+            except eio_exceptions.UnknownPacketError:
+                pass
+            except eio_exceptions.SocketIsClosedError:
+                break
+            except Exception:
+                log.exception("engine.io: unexpected error handling a packet")
+    finally:
+        await socket.queue.put(None)  # ends the writer
+        await writer
+        await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+
+
+async def _write_queued(socket: Any, ws: FramedWebSocket) -> None:
+    """Engine.IO's writer: drain the socket's send queue until it ends (None) or times out."""
+    while True:
+        try:
+            packets = await socket.poll()
+        except eio_exceptions.QueueEmpty:
+            break
+        if not packets:
+            break
+        try:
+            for pkt in packets:
+                await ws.send(pkt.encode())
+        except Exception:
+            break
+    await ws.close()
 
 
 def self_check(sio: socketio.AsyncServer) -> None:
@@ -126,9 +195,12 @@ def self_check(sio: socketio.AsyncServer) -> None:
         problems.append("engineio BaseSocket.__init__ no longer creates self.queue")
     if "self.queue.get" not in inspect.getsource(engineio.async_socket.AsyncSocket.poll):
         problems.append("engineio AsyncSocket.poll no longer drains self.queue")
-    handler = inspect.getsource(engineio.async_socket.AsyncSocket._websocket_handler)
-    if "await ws.send(pkt.encode())" not in handler:
-        problems.append("engineio's websocket writer no longer sends pkt.encode() through the driver")
+    handler = inspect.getsource(engineio.async_socket.AsyncSocket._websocket_handler).encode()
+    if hashlib.sha256(handler).hexdigest() != CHECKED_WEBSOCKET_HANDLER_SHA256:
+        problems.append("engineio's AsyncSocket._websocket_handler changed: re-read it against _serve")
+    for name in ("poll", "receive", "close"):
+        if not inspect.iscoroutinefunction(getattr(engineio.async_socket.AsyncSocket, name, None)):
+            problems.append(f"engineio AsyncSocket.{name} is no longer a coroutine function")
     upgrade = inspect.getsource(engineio.async_socket.AsyncSocket._upgrade_websocket)
     if "self.server._async['websocket'](\n            self._websocket_handler" not in upgrade:
         problems.append("engineio no longer makes its websocket driver with the socket's bound handler")

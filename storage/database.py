@@ -152,6 +152,14 @@ class Database:
             return await connection.run_sync(query)
 
     @asynccontextmanager
+    async def autocommit_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection in autocommit: each statement is its own transaction."""
+        if self._autocommit is None:
+            raise RuntimeError("Database is not started")
+        async with self._autocommit.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
     async def write_connection(self) -> AsyncIterator[AsyncConnection]:
         """A Core connection in a write transaction, for hot paths that need no ORM session."""
         async with self.engine.execution_options(sqlite_write=True).begin() as conn:

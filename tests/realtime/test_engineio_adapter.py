@@ -3,6 +3,7 @@ WebSocket compression policy. These fail loudly when an upgrade moves what we re
 
 from __future__ import annotations
 
+import asyncio
 import tomllib
 from importlib.metadata import version
 from pathlib import Path
@@ -81,3 +82,35 @@ async def test_websocket_compression_is_declined(client: TestClient) -> None:
             assert ws.compress == 0
             opening = await ws.receive_str()
             assert opening.startswith("0{")
+
+
+async def test_a_silent_client_is_closed_by_the_ping_timeout(client: TestClient) -> None:
+    """The driver's read loop has no timeout of its own (engineio's made a task and a
+    wait_for per frame): a client that stops answering pings is closed by Engine.IO's ping
+    timeout, and its WebSocket ends."""
+    sockets = client.app[REST_CONTEXT].documents.transport
+    engine = sockets.sio.eio  # type: ignore[attr-defined]
+    engine.ping_interval, engine.ping_timeout = 0.2, 0.2
+    url = client.make_url("/socket.io/?EIO=4&transport=websocket")
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, autoping=True) as ws:
+        assert (await ws.receive_str()).startswith("0{")
+        received = []
+        while True:  # never answers the Engine.IO pings ("2")
+            message = await asyncio.wait_for(ws.receive(), 10)
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                break
+            received.append(message.data)
+        assert "2" in received
+        assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    await eventually(lambda: not engine.sockets)
+
+
+async def test_a_session_ends_when_the_client_closes(client: TestClient) -> None:
+    sockets = client.app[REST_CONTEXT].documents.transport
+    engine = sockets.sio.eio  # type: ignore[attr-defined]
+    url = client.make_url("/socket.io/?EIO=4&transport=websocket")
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        assert (await ws.receive_str()).startswith("0{")
+        await ws.send_str("3")  # a stray PONG is harmless
+        await eventually(lambda: len(engine.sockets) == 1)
+    await eventually(lambda: not engine.sockets)

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import sqlite3
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pycrdt import Doc, Map
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from storage import documents
 from storage.database import Database
 from storage.models import DocumentUpdate
 from storage.update_log import UpdateLog
+from tests.helpers import eventually
 from tests.storage.test_documents import make_documents
 
 
@@ -160,13 +164,13 @@ async def test_a_database_error_fails_the_whole_batch(
 
     async with Database(database_url) as db:
         (loop_id,) = await make_documents(db)
-        real = documents.append_updates
+        real_postgres = documents.append_updates_postgres
 
-        async def fail_once(session: object, entries: list[tuple[str, uuid.UUID, bytes]]) -> list[int]:
-            ids = await real(session, entries)  # type: ignore[arg-type]
+        async def fail_once(connection: object, entries: list[tuple[str, uuid.UUID, bytes]]) -> list[int]:
+            # One statement, its own transaction: it cannot fail half-way, so it fails before.
             if any(data == b"poison" for _, _, data in entries):
-                raise ValueError("boom")  # after the INSERT: the transaction must roll back
-            return ids
+                raise ValueError("boom")
+            return await real_postgres(connection, entries)  # type: ignore[arg-type]
 
         real_sqlite = documents.append_updates_sqlite
 
@@ -175,7 +179,7 @@ async def test_a_database_error_fails_the_whole_batch(
                 return real_sqlite(_FailingCommit(connection), rows)  # type: ignore[arg-type]
             return real_sqlite(connection, rows)
 
-        monkeypatch.setattr(storage.update_log, "append_updates", fail_once)  # Postgres
+        monkeypatch.setattr(storage.update_log, "append_updates_postgres", fail_once)  # Postgres
         monkeypatch.setattr(storage.update_log, "append_updates_sqlite", fail_once_sqlite)  # SQLite
         async with UpdateLog(db) as log:
             results = await asyncio.gather(
@@ -261,3 +265,61 @@ async def test_real_yjs_updates_through_the_log(database_url: str) -> None:
         async with db.session() as session:
             count = await session.scalar(select(func.count()).select_from(DocumentUpdate))
         assert count == len(captured)
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    path = tmp_path / "log.sqlite3"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+async def test_a_batch_waits_behind_an_open_append_without_blocking_the_loop(database_url: str) -> None:
+    """A transaction of this very loop that appended (a REST write) and has not committed
+    holds the log's order (SQLite's write lock, Postgres's advisory lock): the log's next
+    batch waits for it, gets a later id, and the loop keeps running meanwhile. On SQLite
+    batches commit on the loop when the lock is free, so this one must wait on a thread:
+    waiting on the loop would deadlock, since the holder needs the loop to commit."""
+    async with Database(database_url) as db:
+        (loop_id,) = await make_documents(db)
+        async with UpdateLog(db) as log:
+            first = await log.append("loop", loop_id, b"first")
+            async with db.write_session() as holder:
+                (held,) = await documents.append_updates(holder, [("loop", loop_id, b"held")])
+                waiting = asyncio.ensure_future(log.append("loop", loop_id, b"waited"))
+                await asyncio.sleep(0.3)  # the loop runs while the batch waits
+                assert not waiting.done()
+            waited = await asyncio.wait_for(waiting, 5)
+            last = await log.append("loop", loop_id, b"last")
+        assert first < held < waited < last
+        assert await stored_log(db) == {
+            first: (loop_id, b"first"),
+            held: (loop_id, b"held"),
+            waited: (loop_id, b"waited"),
+            last: (loop_id, b"last"),
+        }
+
+
+async def test_sqlite_the_log_checkpoints_the_wal_itself(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inline connection never checkpoints (a checkpoint fsyncs, on the loop); the
+    writer's thread does, so the WAL is folded into the database file as the log grows."""
+    from storage.update_log import _SQLiteWriter
+
+    monkeypatch.setattr(_SQLiteWriter, "CHECKPOINT_EVERY_BATCHES", 1)
+    path = Path(sqlite_url.removeprefix("sqlite+aiosqlite:///"))
+    async with Database(sqlite_url) as db:
+        (loop_id,) = await make_documents(db)
+        async with db.session() as session:  # fold the set-up writes in first
+            await session.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+        before = _file_size(path)
+        async with UpdateLog(db) as log:
+            for _ in range(100):
+                await log.append("loop", loop_id, os.urandom(8192))
+            # Most of what was appended is in the file (without checkpoints, none of it is).
+            await eventually(lambda: _file_size(path) >= before + 50 * 8192)
+
+
+def _file_size(path: Path) -> int:
+    return path.stat().st_size
