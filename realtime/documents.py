@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 import time
 import uuid
@@ -48,9 +49,11 @@ from storage.errors import NotFound
 from storage.kinds import document_model
 from storage.models import Loop, Song
 from storage.update_log import UpdateLog, UpdateLogFull
-from storage.users import shown_name
+from storage.users import shown_names
 
 log = logging.getLogger(__name__)
+
+MAX_NAMES_PER_READ = 500  # users whose shown names one query reads (joins of one loop turn)
 
 # REST JSON field -> SQL column, for the columns refreshed from the document.
 _COLUMNS = {
@@ -161,7 +164,11 @@ class DocumentService:
         # Dropped on every instance when a user changes (user_changed); trusted only while
         # the bus is up, like the read cache.
         self._shown_names: TTLCache[uuid.UUID, str] = TTLCache(maxsize=10_000, ttl=limits.read_cache_ttl)
-        self._name_lookups: dict[uuid.UUID, asyncio.Future[str | None]] = {}
+        # Names asked for and not yet read: one query reads all that a loop turn asked for
+        # (a join storm of 200 sockets is a few queries, not 200), and concurrent joins of
+        # one user share its lookup.
+        self._names_wanted: dict[uuid.UUID, asyncio.Future[str | None]] = {}
+        self._names_reads: set[asyncio.Task[None]] = set()
         self._names_generation = 0  # bumped by every change, so a racing read is not kept
         self.read_cache = ReadCache(
             ttl=limits.read_cache_ttl,
@@ -673,22 +680,42 @@ class DocumentService:
         name = self._shown_names.get(user_id) if trusted else None
         if name is not None:
             return name
-        # Sockets of one user joining together (a reconnect storm) share one query.
-        lookup = self._name_lookups.get(user_id)
+        lookup = self._names_wanted.get(user_id)
         if lookup is None:
-            lookup = asyncio.ensure_future(self._look_up_name(user_id))
-            self._name_lookups[user_id] = lookup
-            lookup.add_done_callback(lambda _: self._name_lookups.pop(user_id, None))
+            if not self._names_wanted:
+                asyncio.get_running_loop().call_soon(self._read_wanted_names)
+            lookup = self._names_wanted[user_id] = asyncio.get_running_loop().create_future()
         return await asyncio.shield(lookup)
 
-    async def _look_up_name(self, user_id: uuid.UUID) -> str | None:
+    def _read_wanted_names(self) -> None:
+        wanted, self._names_wanted = self._names_wanted, {}
+        ids = list(wanted)
+        for start in range(0, len(ids), MAX_NAMES_PER_READ):  # bound the query's parameters
+            chunk = {user_id: wanted[user_id] for user_id in ids[start : start + MAX_NAMES_PER_READ]}
+            task = asyncio.ensure_future(self._read_names(chunk))
+            self._names_reads.add(task)  # owned until done
+            task.add_done_callback(self._names_reads.discard)
+
+    async def _read_names(self, wanted: dict[uuid.UUID, asyncio.Future[str | None]]) -> None:
         generation = self._names_generation
-        async with self.db.session() as session:
-            name = await shown_name(session, user_id)
-        # Not kept if the user changed meanwhile (the read may predate the change).
-        if name is not None and self.bus.state is BusState.UP and generation == self._names_generation:
-            self._shown_names[user_id] = name
-        return name
+        try:
+            names = await self.db.read(functools.partial(shown_names, user_ids=list(wanted)))
+        except BaseException as exc:
+            for future in wanted.values():
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()  # retrieved: each waiter re-raises it
+            if not isinstance(exc, Exception):
+                raise
+            return
+        # Not kept if a user changed meanwhile (the read may predate the change).
+        keep = self.bus.state is BusState.UP and generation == self._names_generation
+        for user_id, future in wanted.items():
+            name = names.get(user_id)
+            if name is not None and keep:
+                self._shown_names[user_id] = name
+            if not future.done():
+                future.set_result(name)
 
     def user_changed(self, user_id: uuid.UUID) -> None:
         """A user was renamed or deleted: no instance shows the old name or admits them."""

@@ -147,15 +147,17 @@ class CollabSocketServer:
             raise SocketRefused("authentication required: connect with auth {token} or {shareToken}")
         if share_token and (len(share_token) > MAX_SHARE_TOKEN_LEN or UNSTORABLE_TEXT.search(share_token)):
             raise SocketRefused(f"{kind.value} not found")  # no such link (and no database query)
-        user_id, display_name = None, "Guest"
+        user_id = None
         try:
             if token:
                 caller = await self.auth.authenticate(token)
                 user_id = caller.user_id
-                display_name = await self._display_name(user_id)
-            # The room first: its access rules answer the role without another query (a
-            # refused caller leaves at most an empty room, unloaded when idle).
-            room = await self.service.open_room(kind, doc_id)
+            # The room and the name at once. The room's access rules answer the role without
+            # another query (a refused caller leaves at most an empty room, unloaded when idle).
+            room, display_name = await asyncio.gather(
+                self.service.open_room(kind, doc_id),
+                self._display_name(user_id) if user_id is not None else _guest(),
+            )
             role = await self.service.role_of(kind, doc_id, user_id=user_id, share_token=share_token)
         except InvalidToken as exc:
             raise SocketRefused(f"invalid token: {exc.reason}") from None
@@ -293,3 +295,7 @@ class CollabSocketServer:
         entry = self._session(sid)
         if entry is not None:
             self._error(*entry, "unknown_event", f"unknown event {event!r}")
+
+
+async def _guest() -> str:
+    return "Guest"  # how a share-link visitor without an account appears

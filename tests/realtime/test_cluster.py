@@ -416,3 +416,40 @@ async def test_a_renamed_or_deleted_user_is_dropped_from_every_instances_name_ca
             a.service.user_changed(user.id)
             await eventually(lambda: b.service._shown_names.get(user.id) is None)
             assert await b.service.shown_name(user.id) is None
+
+
+async def test_names_asked_for_together_are_read_together(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A join storm asks for many users' names in one loop turn: each gets its own answer
+    (None for an account that does not exist), from one query per batch of users."""
+    from realtime import documents as live
+
+    hub = MemoryHub()
+    async with Database(database_url) as db:
+        users = []
+        async with db.write_session() as session:
+            for i in range(7):
+                user = await create_anonymous_user(session)
+                user.display_name = f"Player {i}"
+                users.append(user.id)
+        ghost = uuid.uuid4()
+        async with instance(database_url, hub) as a:
+            reads = 0
+            real_read = a.service.db.read
+
+            async def counting_read(query: Any) -> Any:
+                nonlocal reads
+                reads += 1
+                return await real_read(query)
+
+            monkeypatch.setattr(a.service.db, "read", counting_read)
+            asked = [*users, ghost, *users]  # some twice: one lookup each
+            names = await asyncio.gather(*(a.service.shown_name(user_id) for user_id in asked))
+            assert names == [*(f"Player {i}" for i in range(7)), None, *(f"Player {i}" for i in range(7))]
+            assert reads == 1
+            a.service._forget_name(None)
+            monkeypatch.setattr(live, "MAX_NAMES_PER_READ", 3)
+            names = await asyncio.gather(*(a.service.shown_name(user_id) for user_id in users))
+            assert names == [f"Player {i}" for i in range(7)]
+            assert reads == 1 + 3  # 7 users, 3 a query
