@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import functools
 import logging
 import time
 import uuid
@@ -699,7 +698,8 @@ class DocumentService:
     async def _read_names(self, wanted: dict[uuid.UUID, asyncio.Future[str | None]]) -> None:
         generation = self._names_generation
         try:
-            names = await self.db.read(functools.partial(shown_names, user_ids=list(wanted)))
+            async with self.db.session() as session:
+                names = await shown_names(session, list(wanted))
         except BaseException as exc:
             for future in wanted.values():
                 if not future.done():

@@ -8,10 +8,10 @@ prefer the live document. Ownership, visibility and counters stay in SQL.
 from __future__ import annotations
 
 import functools
+import operator
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pydantic_core
@@ -141,39 +141,34 @@ def _json_fields(model: type[BaseModel]) -> tuple[tuple[str, str], ...]:
 
 
 @functools.cache
-def _keys_of_type(model: type[BaseModel], annotations: tuple[object, ...]) -> tuple[str, ...]:
-    """The JSON keys of the model's fields annotated with one of ``annotations``."""
-    return tuple(
-        field.alias or name for name, field in model.model_fields.items() if field.annotation in annotations
-    )
+def _item_layout(
+    model: type[BaseModel], columns: tuple[str, ...]
+) -> tuple[tuple[str, ...], Callable[[Sequence[Any]], tuple[Any, ...]], int | None]:
+    """How a listing row becomes an item of ``model``: its JSON keys, a getter of their values
+    from the row and the position of ``hidden_at`` (if the model is ``Moderated``)."""
+    position = {column: i for i, column in enumerate(columns)}
+    fields = _json_fields(model)
+    keys = tuple(key for key, _column in fields)
+    pick = operator.itemgetter(*(position[column] for _key, column in fields))
+    hidden_at = position["hidden_at"] if issubclass(model, Moderated) else None
+    return keys, pick, hidden_at
 
 
 def _listed_items(
-    model: type[BaseModel], page: library.Page, live_content: Callable[[uuid.UUID], dict[str, Any] | None]
+    model: type[BaseModel], page: library.Page, live_content: Callable[[str], dict[str, Any] | None]
 ) -> list[dict[str, Any]]:
-    """Rows -> JSON-ready dicts with the model's keys, straight from the column values. The
-    content of a document being edited right now, ``live_content(id)``, is newer than its row."""
-    position = {column: i for i, column in enumerate(page.columns)}
-    picks = [(key, position[column]) for key, column in _json_fields(model)]
-    timestamps = _keys_of_type(model, (datetime,))
-    uuids = _keys_of_type(model, (uuid.UUID, uuid.UUID | None))
-    hidden_at = position["hidden_at"] if issubclass(model, Moderated) else None
-    id_at = position["id"]
+    """Rows -> JSON-ready dicts with the model's keys, straight from the column values (ids
+    come as text and timestamps aware: ``storage.library.listed_columns``). The content of
+    a document being edited right now, ``live_content(id)``, is newer than its row."""
+    keys, pick, hidden_at = _item_layout(model, page.columns)
     items = []
     for row in page.rows:
-        item = {key: row[i] for key, i in picks}
+        item = dict(zip(keys, pick(row), strict=True))
         if hidden_at is not None:  # Moderated.hidden, computed as the model computes it
             item["hidden"] = row[hidden_at] is not None
-        for key in timestamps:  # SQLite hands back naive datetimes; every one we store is UTC
-            if item[key].tzinfo is None:
-                item[key] = item[key].replace(tzinfo=UTC)
-        live = live_content(row[id_at])
+        live = live_content(item["id"])
         if live is not None:
             item.update({k: v for k, v in live.items() if k in item})
-        for key in uuids:  # asyncpg's own UUID subclass takes pydantic_core 4x longer than a str
-            value = item[key]
-            if value is not None and type(value) is not uuid.UUID:
-                item[key] = str(value)
         items.append(item)
     return items
 
@@ -206,17 +201,15 @@ class DocumentHandlers:
         caller = await require_caller(request)
         query = read_query(request, ListQuery)
         with_content = query.include == "content"
-        page = await ctx.db.read(  # one read: no ORM session, no transaction
-            functools.partial(
-                library.list_documents,
-                model=self.kind.model,
-                user_id=caller.user_id,
-                is_public=query.public,
-                offset=(query.page - 1) * query.limit,
-                limit=query.limit,
-                include_content=with_content,
-                scope=query.scope,
-            )
+        page = await library.list_documents(
+            ctx.db,
+            self.kind.model,
+            user_id=caller.user_id,
+            is_public=query.public,
+            offset=(query.page - 1) * query.limit,
+            limit=query.limit,
+            include_content=with_content,
+            scope=query.scope,
         )
         if page.total == 0:
             # Tokens are verified without a database round trip; a deleted account has no
@@ -225,8 +218,10 @@ class DocumentHandlers:
                 if await get_user(session, caller.user_id) is None:
                     raise Unauthorized("this account no longer exists")
 
-        def live_content(document_id: uuid.UUID) -> dict[str, Any] | None:
-            room = ctx.documents.loaded(self.kind.doc_kind, document_id)
+        def live_content(document_id: str) -> dict[str, Any] | None:
+            if not ctx.documents.rooms:  # nothing is open here: no id to parse
+                return None
+            room = ctx.documents.loaded(self.kind.doc_kind, uuid.UUID(document_id))
             return None if room is None else room.content()
 
         items = _listed_items(self.kind.public if with_content else self.kind.summary, page, live_content)

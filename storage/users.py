@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, exists, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -35,10 +35,12 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
     return await session.get(User, user_id)
 
 
-def shown_names(connection: Connection, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+async def shown_names(session: AsyncSession, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
     """How these users appear to collaborators (presence, cursors); users that do not exist
-    are left out. A hot read of socket joins: run it with ``Database.read``."""
-    rows = connection.execute(select(User.id, User.display_name, User.username).where(User.id.in_(user_ids)))
+    are left out."""
+    rows = await session.execute(
+        select(User.id, User.display_name, User.username).where(User.id.in_(user_ids))
+    )
     return {row.id: row.display_name or row.username or f"Anonymous {str(row.id)[:4]}" for row in rows}
 
 

@@ -436,14 +436,14 @@ async def test_names_asked_for_together_are_read_together(
         ghost = uuid.uuid4()
         async with instance(database_url, hub) as a:
             reads = 0
-            real_read = a.service.db.read
+            real_read = live.shown_names
 
-            async def counting_read(query: Any) -> Any:
+            async def counting_read(session: Any, user_ids: Any) -> Any:
                 nonlocal reads
                 reads += 1
-                return await real_read(query)
+                return await real_read(session, user_ids)
 
-            monkeypatch.setattr(a.service.db, "read", counting_read)
+            monkeypatch.setattr(live, "shown_names", counting_read)
             asked = [*users, ghost, *users]  # some twice: one lookup each
             names = await asyncio.gather(*(a.service.shown_name(user_id) for user_id in asked))
             assert names == [*(f"Player {i}" for i in range(7)), None, *(f"Player {i}" for i in range(7))]

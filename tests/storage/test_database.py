@@ -1,19 +1,27 @@
-"""``Database.read``: the hot-read path (no transaction; a plain sqlite3 connection on SQLite)."""
+"""``Database.read``: the hot-read path (no transaction; straight on the driver)."""
 
 from __future__ import annotations
 
+import sqlite3
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
 import pytest
-from sqlalchemy import Connection, func, select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import bindparam, func, select, text
 
 from storage.database import Database
-from storage.library import create_document
+from storage.library import create_document, listed_columns
 from storage.models import Loop, User
 from tests.storage.test_documents import LOOP_VALUES, make_documents
 
+COUNT_LOOPS = select(func.count()).select_from(Loop)
+LOOPS_OF = select(Loop).where(Loop.user_id == bindparam("user_id")).order_by(Loop.created_at)
 
-def count_loops(connection: Connection) -> int:
-    return int(connection.execute(select(func.count()).select_from(Loop)).scalar_one())
+
+async def count_loops(db: Database) -> int:
+    [(count,)] = await db.read(COUNT_LOOPS, {})
+    return int(count)
 
 
 async def test_read_sees_committed_rows_only_and_does_not_wait_for_a_writer(database_url: str) -> None:
@@ -25,16 +33,46 @@ async def test_read_sees_committed_rows_only_and_does_not_wait_for_a_writer(data
             await session.flush()
             # The writer holds its transaction (SQLite: the write lock) open: the read goes
             # ahead and sees the last committed state.
-            assert await db.read(count_loops) == 1
-        assert await db.read(count_loops) == 2
+            assert await count_loops(db) == 1
+        assert await count_loops(db) == 2
+
+
+async def test_read_returns_the_values_the_engine_returns(database_url: str) -> None:
+    async with Database(database_url) as db:
+        (loop_id,) = await make_documents(db, loops=1)
+        async with db.write_session() as session:
+            row = await session.get(Loop, loop_id)
+            assert row is not None
+            row.hidden_at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+            owner = row.user_id
+        async with db.engine.connect() as connection:
+            expected = (await connection.execute(LOOPS_OF, {"user_id": owner})).all()
+        # Parameters and columns go through SQLAlchemy's own processors: UUIDs, JSON, booleans,
+        # timestamps and NULLs come back as the engine hands them back.
+        assert [tuple(row) for row in await db.read(LOOPS_OF, {"user_id": owner})] == expected
+        assert await db.read(LOOPS_OF, {"user_id": uuid.uuid4()}) == []
+
+
+async def test_listed_columns_carry_ids_as_text_and_timestamps_in_utc(database_url: str) -> None:
+    async with Database(database_url) as db:
+        (loop_id,) = await make_documents(db, loops=1)
+        listing = select(*listed_columns(Loop, include_content=True)).where(Loop.id == bindparam("id"))
+        [row] = await db.read(listing, {"id": loop_id})
+        values = dict(zip([c.key for c in listing.selected_columns], row, strict=True))
+        async with db.session() as session:
+            stored = await session.get(Loop, loop_id)
+        assert stored is not None
+        assert (values["id"], values["user_id"]) == (str(loop_id), str(stored.user_id))
+        assert values["forked_from"] is None and values["hidden_at"] is None
+        assert values["created_at"].tzinfo is not None
+        assert values["created_at"] == stored.created_at.replace(tzinfo=stored.created_at.tzinfo or UTC)
+        assert values["chord_progression"] == LOOP_VALUES["chord_progression"]
 
 
 async def test_read_propagates_errors_and_the_next_read_works(database_url: str) -> None:
     async with Database(database_url) as db:
-
-        def broken(connection: Connection) -> None:
-            connection.exec_driver_sql("SELECT * FROM no_such_table")
-
-        with pytest.raises(DBAPIError, match="no_such_table"):
-            await db.read(broken)
-        assert await db.read(count_loops) == 0
+        broken = select(text("*")).select_from(text("no_such_table"))
+        # The driver's own error: the read runs below SQLAlchemy.
+        with pytest.raises((sqlite3.Error, asyncpg.PostgresError), match="no_such_table"):
+            await db.read(broken, {})
+        assert await count_loops(db) == 0
