@@ -335,6 +335,12 @@ def print_table(results: list[dict[str, Any]]) -> None:
     print_rows(rows, left=2)
 
 
+def print_verdict(verdict: dict[str, Any], figures: str) -> None:
+    state = "PASS" if verdict["pass"] else "FAIL"
+    note = "" if verdict["at_target_rate"] else "  (not the target rate)"
+    print(f"  {verdict['backend']:<8} at {verdict['rate_rps']:g} req/s: {state} ({figures}){note}")
+
+
 def verdicts(results: list[dict[str, Any]], backends: list[str]) -> list[dict[str, Any]]:
     """p95 of ``get`` against the target, for every backend and rate measured."""
     out = []
@@ -475,23 +481,15 @@ async def amain(args: argparse.Namespace) -> int:
     print()
     print(f"target (informational): {TARGET_SCENARIO} p95 < {TARGET_P95_MS:g} ms at {TARGET_RATE:g} req/s")
     for verdict in report["verdict"]:
-        state = "PASS" if verdict["pass"] else "FAIL"
-        note = "" if verdict["at_target_rate"] else "  (not the target rate)"
-        print(
-            f"  {verdict['backend']:<8} at {verdict['rate_rps']:g} req/s: {state} "
-            f"(p95 {fmt(verdict['p95_ms'])} ms){note}"
-        )
+        print_verdict(verdict, f"p95 {fmt(verdict['p95_ms'])} ms")
     if report["list_verdict"]:
         print(
             f"list target (informational): p95 < {TARGET_P95_MS:g} ms and server CPU/request "
             f"<= {LIST_CPU_VS_GET:g}x get's"
         )
     for verdict in report["list_verdict"]:
-        state = "PASS" if verdict["pass"] else "FAIL"
-        note = "" if verdict["at_target_rate"] else "  (not the target rate)"
-        print(
-            f"  {verdict['backend']:<8} at {verdict['rate_rps']:g} req/s: {state} "
-            f"(p95 {fmt(verdict['p95_ms'])} ms, CPU {fmt(verdict['cpu_ratio_vs_get'])}x get){note}"
+        print_verdict(
+            verdict, f"p95 {fmt(verdict['p95_ms'])} ms, CPU {fmt(verdict['cpu_ratio_vs_get'])}x get"
         )
     for backend in args.backends:
         if not any(v["backend"] == backend for v in report["verdict"]):

@@ -44,6 +44,7 @@ EMPTY_UPDATE = b"\x00\x00"
 # sending them is hostile or broken, and is disconnected.
 MAX_REFUSED_UPDATES = 10
 MAX_SHARE_TOKEN_LEN = 256  # share tokens are short random strings
+GUEST_NAME = "Guest"  # how a share-link visitor without an account appears
 
 
 class CollabSocketServer:
@@ -152,12 +153,13 @@ class CollabSocketServer:
             if token:
                 caller = await self.auth.authenticate(token)
                 user_id = caller.user_id
-            # The room and the name at once. The room's access rules answer the role without
+            # The room (and the name) at once. The room's access rules answer the role without
             # another query (a refused caller leaves at most an empty room, unloaded when idle).
-            room, display_name = await asyncio.gather(
-                self.service.open_room(kind, doc_id),
-                self._display_name(user_id) if user_id is not None else _guest(),
-            )
+            opening = self.service.open_room(kind, doc_id)
+            if user_id is None:
+                room, display_name = await opening, GUEST_NAME
+            else:
+                room, display_name = await asyncio.gather(opening, self._display_name(user_id))
             role = await self.service.role_of(kind, doc_id, user_id=user_id, share_token=share_token)
         except InvalidToken as exc:
             raise SocketRefused(f"invalid token: {exc.reason}") from None
@@ -295,7 +297,3 @@ class CollabSocketServer:
         entry = self._session(sid)
         if entry is not None:
             self._error(*entry, "unknown_event", f"unknown event {event!r}")
-
-
-async def _guest() -> str:
-    return "Guest"  # how a share-link visitor without an account appears

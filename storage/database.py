@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import (
 )
 
 log = logging.getLogger(__name__)
-# Connections of the Postgres pool for ``Database.read`` (one short statement each).
-READ_POOL_SIZE = 4
+# Connections of the Postgres driver pool (``Database.postgres_connection``): the hot reads
+# and the update log's writer, one short statement each.
+POSTGRES_POOL_SIZE = 4
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -108,8 +109,7 @@ class Database:
         self._engine: AsyncEngine | None = None
         # For read(): a plain sqlite3 connection (SQLite files) or an asyncpg pool (Postgres).
         self._sqlite_reader: sqlite3.Connection | None = None
-        self._read_pool: asyncpg.Pool | None = None
-        self._autocommit: AsyncEngine | None = None  # each statement its own transaction
+        self._postgres_pool: asyncpg.Pool | None = None
         self._prepared: dict[Select[Any], _Prepared] = {}
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._write_sessions: async_sessionmaker[AsyncSession] | None = None
@@ -139,7 +139,6 @@ class Database:
         if sqlite:
             event.listen(self._engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(self._engine.sync_engine, "begin", _sqlite_on_begin)
-        self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
         if sqlite_file:
             self._sqlite_reader = self.open_sqlite_connection()
         elif url.get_backend_name() == "postgresql":
@@ -148,10 +147,10 @@ class Database:
             _args, connect = self._engine.dialect.create_connect_args(url)
             connect.pop("prepared_statement_cache_size", None)
             connect.pop("prepared_statement_name_func", None)
-            self._read_pool = await asyncpg.create_pool(
+            self._postgres_pool = await asyncpg.create_pool(
                 **connect,
                 min_size=1,
-                max_size=READ_POOL_SIZE,
+                max_size=POSTGRES_POOL_SIZE,
                 init=_asyncpg_setup,
                 reset=_keep_session,
             )
@@ -165,12 +164,11 @@ class Database:
             await self._engine.dispose()
         if self._sqlite_reader is not None:
             self._sqlite_reader.close()
-        if self._read_pool is not None:
-            await self._read_pool.close()
+        if self._postgres_pool is not None:
+            await self._postgres_pool.close()
         self._engine = None
         self._sqlite_reader = None
-        self._read_pool = None
-        self._autocommit = None
+        self._postgres_pool = None
         self._prepared.clear()
         self._sessions = None
         self._write_sessions = None
@@ -208,7 +206,7 @@ class Database:
         more CPU than the statement itself (a listing: 0.4 of 0.75 ms). SQLite (a file): on one
         plain sqlite3 connection, on the event loop, as WAL readers never wait for writers and
         an indexed read takes ~0.1 ms, less than a hop to a worker thread costs (0.1-0.3 ms).
-        Postgres: an asyncpg pool of its own (``READ_POOL_SIZE``). Anything else (an in-memory
+        Postgres: a connection of the driver pool (``postgres_connection``). Anything else (an in-memory
         SQLite): through the engine.
         """
         if self._engine is None:
@@ -219,19 +217,20 @@ class Database:
         if self._sqlite_reader is not None:
             cursor = self._sqlite_reader.execute(prepared.sql, prepared.arguments(values))
             return prepared.rows(cursor.fetchall())
-        if self._read_pool is not None:
-            async with self._read_pool.acquire() as connection:
+        if self._postgres_pool is not None:
+            async with self._postgres_pool.acquire() as connection:
                 return prepared.rows(await connection.fetch(prepared.sql, *prepared.arguments(values)))
         async with self._engine.connect() as connection:
             return list((await connection.execute(statement, values)).all())
 
     @asynccontextmanager
-    async def autocommit_connection(self) -> AsyncIterator[AsyncConnection]:
-        """A Core connection in autocommit: each statement is its own transaction."""
-        if self._autocommit is None:
-            raise RuntimeError("Database is not started")
-        async with self._autocommit.connect() as conn:
-            yield conn
+    async def postgres_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A plain asyncpg connection in autocommit (each statement its own transaction), for
+        hot paths of one statement that SQLAlchemy's layers would cost more than (Postgres only)."""
+        if self._postgres_pool is None:
+            raise RuntimeError("Database is not started on Postgres")
+        async with self._postgres_pool.acquire() as connection:
+            yield connection
 
     @asynccontextmanager
     async def write_connection(self) -> AsyncIterator[AsyncConnection]:
@@ -240,9 +239,10 @@ class Database:
             yield conn
 
     def open_sqlite_connection(self) -> sqlite3.Connection | None:
-        """A plain sqlite3 connection to this (file) database, set up like the engine's, for
-        a caller that runs whole transactions on a thread of its own; None on Postgres or an
-        in-memory database. ``check_same_thread`` is off: that one thread is not this one."""
+        """A plain sqlite3 connection to this (file) database, set up like the engine's, for a
+        hot path that runs its statements on the driver (``read``, the update log's writer);
+        None on Postgres or an in-memory database. ``check_same_thread`` is off: the update
+        log also uses one on a thread of its own."""
         url = make_url(self.url)
         if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
             return None

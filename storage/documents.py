@@ -23,9 +23,10 @@ ones that write) and never commit.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -153,7 +154,7 @@ async def append_updates(
         return [int(i) for i in ids]
     # SQLite: one executemany of a fixed statement on the driver (every aiosqlite call is a
     # hop to its thread and back; this takes the fewest). The update log's writer does not
-    # come here: it runs append_updates_sqlite on a thread of its own, one hop a batch.
+    # come here: it runs append_updates_sqlite on connections of its own.
     driver = (await conn.get_raw_connection()).driver_connection
     rows = sqlite_log_rows(conn.dialect, entries)
     await driver.executemany(_SQLITE_INSERT, rows)
@@ -183,15 +184,22 @@ def sqlite_log_rows(
     dialect: Dialect, entries: Sequence[tuple[str, uuid.UUID, bytes]]
 ) -> list[tuple[Any, ...]]:
     """Log entries as driver parameters for ``_SQLITE_INSERT``, converted by the columns' own types."""
-    table = cast(Table, DocumentUpdate.__table__)
-    to_uuid = table.c.resource_id.type.dialect_impl(dialect).bind_processor(dialect)
-    to_time = table.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
-    assert to_uuid is not None and to_time is not None
+    to_uuid, to_time = _log_bind_processors(dialect)
     stamp = to_time(utcnow())
     return [
         (resource_type, to_uuid(resource_id), bytes(data), stamp)
         for resource_type, resource_id, data in entries
     ]
+
+
+@functools.cache
+def _log_bind_processors(dialect: Dialect) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """The columns' own conversions of a resource id and a timestamp for this dialect."""
+    table = cast(Table, DocumentUpdate.__table__)
+    to_uuid = table.c.resource_id.type.dialect_impl(dialect).bind_processor(dialect)
+    to_time = table.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+    assert to_uuid is not None and to_time is not None
+    return to_uuid, to_time
 
 
 def append_updates_sqlite(connection: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[int]:

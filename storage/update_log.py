@@ -86,16 +86,15 @@ class _EngineWriter:
 
 
 class _PostgresWriter:
-    """Postgres: a batch is one statement on a pooled asyncpg connection in autocommit,
-    one round trip (:func:`append_updates_postgres`)."""
+    """Postgres: a batch is one statement on an asyncpg connection in autocommit, one round
+    trip (:func:`append_updates_postgres`)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def write(self, entries: Batch) -> list[int]:
-        async with self._db.autocommit_connection() as conn:
-            driver = (await conn.get_raw_connection()).driver_connection
-            return await append_updates_postgres(driver, entries)
+        async with self._db.postgres_connection() as connection:
+            return await append_updates_postgres(connection, entries)
 
     async def close(self) -> None:
         pass
