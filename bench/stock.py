@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -52,6 +53,7 @@ from bench.common import (
     git_commit,
     git_dirty,
     latency_summary,
+    loop_payload,
     machine_cpu,
     machine_info,
     print_rows,
@@ -60,6 +62,7 @@ from bench.common import (
     raise_nofile_limit,
 )
 from bench.realtime.runs import start_py_spy, stop_py_spy
+from realtime import docschema
 
 WORKER = REPO / "bench" / "js" / "load-worker.mjs"
 PEER = REPO / "bench" / "js" / "peer-server.mjs"
@@ -90,13 +93,16 @@ class PeerServer:
         assert self.proc is not None
         return self.proc.pid
 
-    async def start(self) -> None:
+    async def start(self, documents: dict[str, str]) -> None:
+        """Start it; ``documents`` (room name -> base64 Yjs update) is what each room loads."""
         self.proc = await asyncio.create_subprocess_exec(
             _node(), str(PEER), self.kind, str(self.port),
-            cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
+            cwd=REPO, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
-        assert self.proc.stdout is not None
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write((json.dumps(documents) + "\n").encode())
+        await self.proc.stdin.drain()
         line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
         if b"listening" not in line:
             raise ServerError(f"{self.kind} did not start: {line!r}")
@@ -122,12 +128,23 @@ class Target:
     rooms: list[dict[str, Any]] = field(default_factory=list)
 
 
+def room_document(i: int, rng: random.Random) -> bytes:
+    """Room ``i``'s document as a Yjs update: the loop ``create_loop(i, rng)`` makes on our
+    server, encoded as our server encodes it. The peers load the same documents (their rooms
+    would otherwise start empty and every join would sync less)."""
+    payload = loop_payload(i, rng)
+    content = {key: value for key, value in payload.items() if key in docschema.LOOP_FIELDS}
+    return docschema.content_to_update(docschema.DocKind.LOOP, content)
+
+
 async def start_target(name: str, rooms: int, pg: ThrowawayDatabase | None) -> Target:
+    rng = random.Random(7)  # the same documents on every target
     if name in PEERS:
+        names = [f"room-{i}-{random.randrange(10**9)}" for i in range(rooms)]
+        documents = {room: base64.b64encode(room_document(i, rng)).decode() for i, room in enumerate(names)}
         peer = PeerServer(name)
-        await peer.start()
-        names = [{"name": f"room-{i}-{random.randrange(10**9)}"} for i in range(rooms)]
-        return Target(name, peer.url, peer.pid, peer.stop, names)
+        await peer.start(documents)
+        return Target(name, peer.url, peer.pid, peer.stop, [{"name": room} for room in names])
     backend = name.removeprefix("ours-")
     server = Server(
         backend,
@@ -139,7 +156,6 @@ async def start_target(name: str, rooms: int, pg: ThrowawayDatabase | None) -> T
         },
     )
     await server.start()
-    rng = random.Random(7)
     specs = []
     async with aiohttp.ClientSession() as session:
         for i in range(rooms):  # one owner per room: every connect authenticates for real

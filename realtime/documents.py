@@ -52,7 +52,7 @@ from storage.users import shown_names
 
 log = logging.getLogger(__name__)
 
-MAX_NAMES_PER_READ = 500  # users whose shown names one query reads (joins of one loop turn)
+MAX_NAMES_PER_READ = 500  # users whose shown names one read asks for (joins of one loop turn)
 
 # REST JSON field -> SQL column, for the columns refreshed from the document.
 _COLUMNS = {
@@ -310,19 +310,18 @@ class DocumentService:
 
     async def _load(self, kind: docschema.DocKind, doc_id: uuid.UUID) -> Room:
         self.loads += 1
-        async with self.db.session() as session:
-            found = await stored.load_document(session, resource_type=kind.value, resource_id=doc_id)
-            row = None
-            if found is not None and found.state is None:
-                row = await session.get(document_model(kind.value), doc_id)
-            rules = await load_access_rules(session, document_model(kind.value), doc_id)
-        if found is None or rules is None:
+        loaded = await stored.load_document_and_access(self.db, resource_type=kind.value, resource_id=doc_id)
+        if loaded is None:
             raise NotFound(f"{kind.value} not found")
+        found, rules = loaded
         doc = Doc()
         room = Room(kind, doc_id, doc, self.transport, position=found.position, access=rules)
         if found.state is None:
             # A document created before the CRDT era: its JSON becomes its first update, once.
-            assert row is not None
+            async with self.db.session() as session:
+                row = await session.get(document_model(kind.value), doc_id)
+            if row is None:
+                raise NotFound(f"{kind.value} not found")
             first = initial_state(kind, _row_content(row))
             doc.apply_update(first)
             async with self.db.write_session() as session:
@@ -502,15 +501,14 @@ class DocumentService:
         async with room.snapshot_lock:
             if room.closed:
                 return 0
-            async with self.db.session() as session:
-                found = await stored.load_document(
-                    session, resource_type=room.kind.value, resource_id=room.doc_id
-                )
-                # Access changes announced while the bus was down were missed too.
-                room.access = await load_access_rules(session, document_model(room.kind.value), room.doc_id)
-            if found is None:
+            loaded = await stored.load_document_and_access(
+                self.db, resource_type=room.kind.value, resource_id=room.doc_id
+            )
+            if loaded is None:
                 await self._drop_deleted(room)
                 return 0
+            # Access changes announced while the bus was down were missed too.
+            found, room.access = loaded
             changed = 0
             if found.position > room.position and found.state is not None:
                 changed += self._apply_stored(room, found.state)
@@ -698,8 +696,7 @@ class DocumentService:
     async def _read_names(self, wanted: dict[uuid.UUID, asyncio.Future[str | None]]) -> None:
         generation = self._names_generation
         try:
-            async with self.db.session() as session:
-                names = await shown_names(session, list(wanted))
+            names = await shown_names(self.db, list(wanted))
         except BaseException as exc:
             for future in wanted.values():
                 if not future.done():

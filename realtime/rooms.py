@@ -110,6 +110,7 @@ class Room:
         self._delta: bytes | None = None
         self._outbox: list[tuple[str | None, bytes]] = []
         self._flush_scheduled = False
+        self._presence_scheduled = False
         self._full_update: bytes | None = None
         self._state_vector: bytes | None = None
         self._content: dict[str, Any] | None = None
@@ -304,7 +305,16 @@ class Room:
             self.transport.send(self.namespace, recipients, event, data)
 
     def send_presence(self) -> None:
-        if self.sessions:
+        """Tell everyone the room's members, once per loop turn: the sockets of a join storm
+        wake up together when their room has loaded, and each would otherwise send the whole
+        list to all the others (n joins, n² messages)."""
+        if not self._presence_scheduled:
+            self._presence_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_presence)
+
+    def _flush_presence(self) -> None:
+        self._presence_scheduled = False
+        if self.sessions and not self.closed:
             self.transport.send(
                 self.namespace, self.sessions.values(), "presence", {"members": self.members.as_json()}
             )

@@ -211,9 +211,7 @@ class Database:
         """
         if self._engine is None:
             raise RuntimeError("Database is not started")
-        prepared = self._prepared.get(statement)
-        if prepared is None:
-            prepared = self._prepared[statement] = _Prepared.compile(statement, self._engine.dialect)
+        prepared = self._prepare(statement)
         if self._sqlite_reader is not None:
             cursor = self._sqlite_reader.execute(prepared.sql, prepared.arguments(values))
             return prepared.rows(cursor.fetchall())
@@ -222,6 +220,75 @@ class Database:
                 return prepared.rows(await connection.fetch(prepared.sql, *prepared.arguments(values)))
         async with self._engine.connect() as connection:
             return list((await connection.execute(statement, values)).all())
+
+    async def read_each(
+        self, statement: Select[Any], values: Sequence[Mapping[str, Any]]
+    ) -> list[Sequence[Any]]:
+        """The rows of ``statement`` run once for each set of ``values``, all in one list (so
+        the statement should select what tells its rows apart): a batch of point reads (the
+        shown names of users joining a room) in one step. As ``read``: on the event loop for
+        a SQLite file, pipelined in one round trip (asyncpg's ``fetchmany``) on Postgres,
+        through the engine otherwise."""
+        if self._engine is None:
+            raise RuntimeError("Database is not started")
+        if not values:
+            return []
+        prepared = self._prepare(statement)
+        if self._sqlite_reader is not None:
+            reader = self._sqlite_reader
+            return [
+                row
+                for each in values
+                for row in prepared.rows(reader.execute(prepared.sql, prepared.arguments(each)).fetchall())
+            ]
+        if self._postgres_pool is not None:
+            async with self._postgres_pool.acquire() as connection:
+                arguments = [prepared.arguments(each) for each in values]
+                return prepared.rows(await connection.fetchmany(prepared.sql, arguments))
+        async with self._engine.connect() as connection:
+            return [row for each in values for row in (await connection.execute(statement, each)).all()]
+
+    async def read_together(
+        self, reads: Sequence[tuple[Select[Any], Mapping[str, Any]]]
+    ) -> list[list[Sequence[Any]]]:
+        """The rows of several read-only statements that must agree with each other (a
+        document's state and the log after it), from one snapshot of the database: one list
+        of rows per ``(statement, values)``, in order. Runs as ``read`` does, each set of
+        statements in one read-only transaction: on the event loop for a SQLite file (no
+        await between BEGIN and COMMIT, so no other read shares it), in a ``REPEATABLE READ``
+        transaction on a driver connection for Postgres, through the engine otherwise.
+        """
+        if self._engine is None:
+            raise RuntimeError("Database is not started")
+        prepared = [self._prepare(statement) for statement, _ in reads]
+        if self._sqlite_reader is not None:
+            reader = self._sqlite_reader
+            reader.execute("BEGIN")
+            try:
+                return [
+                    p.rows(reader.execute(p.sql, p.arguments(values)).fetchall())
+                    for p, (_, values) in zip(prepared, reads, strict=True)
+                ]
+            finally:
+                if reader.in_transaction:
+                    reader.execute("COMMIT")
+        if self._postgres_pool is not None:
+            async with (
+                self._postgres_pool.acquire() as connection,
+                connection.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                return [
+                    p.rows(await connection.fetch(p.sql, *p.arguments(values)))
+                    for p, (_, values) in zip(prepared, reads, strict=True)
+                ]
+        async with self._engine.connect() as connection, connection.begin():
+            return [list((await connection.execute(statement, values)).all()) for statement, values in reads]
+
+    def _prepare(self, statement: Select[Any]) -> _Prepared:
+        prepared = self._prepared.get(statement)
+        if prepared is None:
+            prepared = self._prepared[statement] = _Prepared.compile(statement, self.engine.dialect)
+        return prepared
 
     @asynccontextmanager
     async def postgres_connection(self) -> AsyncIterator[asyncpg.Connection]:

@@ -6,10 +6,11 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from storage.database import Database
 from storage.errors import Conflict, Unauthorized
 from storage.models import (
     Comment,
@@ -35,13 +36,20 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
     return await session.get(User, user_id)
 
 
-async def shown_names(session: AsyncSession, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+# One user's shown name (``shown_names`` runs it once per user): built once, compiled once.
+_SHOWN_NAME = select(User.id, User.display_name, User.username).where(
+    User.id == bindparam("id", type_=User.id.type)
+)
+
+
+async def shown_names(db: Database, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
     """How these users appear to collaborators (presence, cursors); users that do not exist
-    are left out."""
-    rows = await session.execute(
-        select(User.id, User.display_name, User.username).where(User.id.in_(user_ids))
-    )
-    return {row.id: row.display_name or row.username or f"Anonymous {str(row.id)[:4]}" for row in rows}
+    are left out. Read straight on the driver (joins ask for them in storms)."""
+    rows = await db.read_each(_SHOWN_NAME, [{"id": user_id} for user_id in user_ids])
+    return {
+        user_id: display_name or username or f"Anonymous {str(user_id)[:4]}"
+        for user_id, display_name, username in rows
+    }
 
 
 async def get_user_by_firebase_uid(session: AsyncSession, uid: str) -> User | None:

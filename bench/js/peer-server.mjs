@@ -2,13 +2,23 @@
 // A peer server for the stock-client benchmark (bench/stock.py), from npm, with its defaults:
 //   node bench/js/peer-server.mjs ysocketio <port>   the y-socket.io server (socket.io + YSocketIO)
 //   node bench/js/peer-server.mjs hocuspocus <port>  @hocuspocus/server
-// Prints {"event":"listening","port":n} on stdout once it accepts connections. Neither peer
+// Reads one JSON line on stdin first: {"<room name>": "<base64 Yjs update>", ...}, the
+// document each room starts from (the loops our server holds in the same run), loaded as a
+// persistence extension would load it when the room is first opened. Prints
+// {"event":"listening","port":n} on stdout once it accepts connections. Neither peer
 // persists anything here (their defaults): ours writes every update durably before relaying it.
 
 import http from 'node:http'
+import readline from 'node:readline'
+import * as Y from 'yjs'
 
 const [kind, portArg] = process.argv.slice(2)
 const port = Number(portArg)
+const documents = new Map()
+for await (const line of readline.createInterface({ input: process.stdin })) {
+  for (const [name, update] of Object.entries(JSON.parse(line))) documents.set(name, Buffer.from(update, 'base64'))
+  break
+}
 
 function listening () {
   process.stdout.write(JSON.stringify({ event: 'listening', port }) + '\n')
@@ -19,11 +29,21 @@ if (kind === 'ysocketio') {
   const { YSocketIO } = await import('y-socket.io/dist/server')
   const httpServer = http.createServer((req, res) => { res.writeHead(200); res.end('ok') })
   const io = new Server(httpServer)
-  new YSocketIO(io, {}).initialize()
+  const ysocketio = new YSocketIO(io, {})
+  ysocketio.on('document-loaded', (doc) => {
+    const stored = documents.get(doc.name)
+    if (stored) Y.applyUpdate(doc, stored)
+  })
+  ysocketio.initialize()
   httpServer.listen(port, '127.0.0.1', listening)
 } else if (kind === 'hocuspocus') {
   const { Server } = await import('@hocuspocus/server')
-  const server = new Server({ port, address: '127.0.0.1', quiet: true })
+  const server = new Server({
+    port,
+    address: '127.0.0.1',
+    quiet: true,
+    async onLoadDocument ({ documentName }) { return documents.get(documentName) ?? null }
+  })
   await server.listen()
   listening()
 } else {

@@ -113,6 +113,25 @@ async def stored_bench(database_url: str, doc_id: uuid.UUID) -> dict[str, Any]:
     return dict(doc.get("bench", type=Map))
 
 
+async def test_joins_of_one_loop_turn_send_the_members_once(database_url: str) -> None:
+    """The sockets of a join storm resume together once their room has loaded: everyone gets
+    the whole members list once, not once per joiner."""
+    doc_id = await new_loop(database_url)
+    async with instance(database_url, None) as a:
+        room = await a.service.open_room(LOOP, doc_id)
+        for sid in ("s1", "s2", "s3", "s4"):
+            a.service.join(room, a.session(sid))
+        assert not [sent for sent in a.transport.sent if sent[1] == "presence"]  # not yet: at the turn's end
+        await asyncio.sleep(0)
+        presence = [(to, data) for to, event, data in a.transport.sent if event == "presence"]
+        assert sorted(to for to, _ in presence) == ["s1", "s2", "s3", "s4"]
+        assert all(len(data["members"]) == 4 for _, data in presence)  # a user each
+        await a.service.leave(room, room.sessions["s4"])
+        await asyncio.sleep(0)
+        latest = [data for to, event, data in a.transport.sent if event == "presence" and to == "s1"][-1]
+        assert len(latest["members"]) == 3
+
+
 async def test_snapshots_of_two_instances_merge_instead_of_overwriting(database_url: str) -> None:
     doc_id = await new_loop(database_url)
     # No shared hub: the instances never hear each other, the worst case for the row.
@@ -438,10 +457,10 @@ async def test_names_asked_for_together_are_read_together(
             reads = 0
             real_read = live.shown_names
 
-            async def counting_read(session: Any, user_ids: Any) -> Any:
+            async def counting_read(db: Any, user_ids: Any) -> Any:
                 nonlocal reads
                 reads += 1
-                return await real_read(session, user_ids)
+                return await real_read(db, user_ids)
 
             monkeypatch.setattr(live, "shown_names", counting_read)
             asked = [*users, ghost, *users]  # some twice: one lookup each

@@ -1,4 +1,4 @@
-"""``Database.read``: the hot-read path (no transaction; straight on the driver)."""
+"""``Database.read``, ``read_each`` and ``read_together``: the hot-read paths, straight on the driver."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, func, select, text
 
 from storage.database import Database
 from storage.library import create_document, listed_columns
-from storage.models import Loop, User
+from storage.models import Base, Loop, User
 from tests.storage.test_documents import LOOP_VALUES, make_documents
 
 COUNT_LOOPS = select(func.count()).select_from(Loop)
@@ -76,3 +76,44 @@ async def test_read_propagates_errors_and_the_next_read_works(database_url: str)
         with pytest.raises((sqlite3.Error, asyncpg.PostgresError), match="no_such_table"):
             await db.read(broken, {})
         assert await count_loops(db) == 0
+
+
+LOOP_NAME = select(Loop.id, Loop.name).where(Loop.id == bindparam("id"))
+
+
+async def _read_each_and_together(db: Database) -> None:
+    first, second = await make_documents(db, loops=2)
+    ghost = uuid.uuid4()
+    # read_each: the statement once per set of values, every row in one list, in order.
+    rows = await db.read_each(LOOP_NAME, [{"id": second}, {"id": ghost}, {"id": first}])
+    assert [tuple(row) for row in rows] == [(second, LOOP_VALUES["name"]), (first, LOOP_VALUES["name"])]
+    assert await db.read_each(LOOP_NAME, []) == []
+    # read_together: one list of rows per statement, in order.
+    names, count = await db.read_together([(LOOP_NAME, {"id": first}), (COUNT_LOOPS, {})])
+    assert [tuple(row) for row in names] == [(first, LOOP_VALUES["name"])]
+    assert [tuple(row) for row in count] == [(2,)]
+
+
+async def test_read_each_and_read_together(database_url: str) -> None:
+    async with Database(database_url) as db:
+        await _read_each_and_together(db)
+
+
+async def test_read_each_and_read_together_through_the_engine_on_an_in_memory_database() -> None:
+    async with Database("sqlite+aiosqlite:///:memory:") as db:
+        async with db.engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+        await _read_each_and_together(db)
+
+
+async def test_read_together_ends_its_transaction_on_errors(database_url: str) -> None:
+    async with Database(database_url) as db:
+        await make_documents(db, loops=1)
+        broken = select(text("*")).select_from(text("no_such_table"))
+        with pytest.raises((sqlite3.Error, asyncpg.PostgresError), match="no_such_table"):
+            await db.read_together([(COUNT_LOOPS, {}), (broken, {})])
+        # The failed read's transaction is over: the next read sees a later commit.
+        await make_documents(db, loops=1)
+        [[(before,)], [(after,)]] = await db.read_together([(COUNT_LOOPS, {}), (COUNT_LOOPS, {})])
+        assert before == after == 2
+        assert await count_loops(db) == 2

@@ -15,10 +15,11 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
 
 from storage import documents
+from storage.access import load_access_rules
 from storage.database import Database
 from storage.library import create_document
 from storage.migrate import alembic_config, current_revision, head_revision, upgrade
-from storage.models import DocumentUpdate, Loop, Song, utcnow
+from storage.models import Base, Collaborator, DocumentUpdate, Loop, Song, utcnow
 from storage.users import create_anonymous_user
 
 LOOP_VALUES: dict[str, Any] = {
@@ -255,6 +256,58 @@ async def test_unknown_document_and_unknown_type(database_url: str) -> None:
                 await documents.load_document(session, resource_type="sample", resource_id=uuid.uuid4())
         with pytest.raises(ValueError, match="unknown resource type"):
             await append(db, [("sample", uuid.uuid4(), b"x")])
+
+
+async def _open_and_compare(db: Database) -> None:
+    """``load_document_and_access`` answers what the session-based reads answer."""
+    loop_id, other_id = await make_documents(db, loops=2)
+    (song_id,) = await make_documents(db, loops=0, songs=1)
+    folded = await append(db, [("loop", loop_id, b"folded")])
+    assert await snapshot(db, loop_id, state=b"STATE", position=folded[0])
+    ids = await append(
+        db, [("loop", loop_id, b"one"), ("loop", other_id, b"other"), ("loop", loop_id, b"two")]
+    )
+    async with db.write_session() as session:
+        editor = await create_anonymous_user(session)
+        session.add(Collaborator(resource_type="loop", resource_id=loop_id, user_id=editor.id, role="editor"))
+        row = await session.get(Loop, loop_id)
+        assert row is not None
+        row.is_public, row.hidden_at = True, utcnow()
+
+    opened = await documents.load_document_and_access(db, resource_type="loop", resource_id=loop_id)
+    assert opened is not None
+    found, access = opened
+    assert found == documents.StoredDocument(
+        state=b"STATE", position=folded[0], updates=[(ids[0], b"one"), (ids[2], b"two")]
+    )
+    assert found == await load(db, loop_id)
+    async with db.session() as session:
+        assert access == await load_access_rules(session, Loop, loop_id)
+    assert access.collaborators == {editor.id: "editor"} and access.is_public and access.hidden
+    assert all(isinstance(update, bytes) for _, update in found.updates)
+
+    fresh = await documents.load_document_and_access(db, resource_type="song", resource_id=song_id)
+    assert fresh is not None
+    assert fresh[0] == documents.StoredDocument(state=None, position=0, updates=[])
+    assert fresh[1].collaborators == {} and not fresh[1].hidden and not fresh[1].is_public
+    # Unknown ids, and a loop's id asked for as a song, open nothing.
+    assert (
+        await documents.load_document_and_access(db, resource_type="loop", resource_id=uuid.uuid4()) is None
+    )
+    assert await documents.load_document_and_access(db, resource_type="song", resource_id=loop_id) is None
+
+
+async def test_a_room_opens_from_one_read_of_state_log_and_access(database_url: str) -> None:
+    async with Database(database_url) as db:
+        await _open_and_compare(db)
+
+
+async def test_a_room_opens_through_the_engine_on_an_in_memory_database() -> None:
+    # Neither a SQLite file nor Postgres: read_together goes through the engine.
+    async with Database("sqlite+aiosqlite:///:memory:") as db:
+        async with db.engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+        await _open_and_compare(db)
 
 
 async def test_delete_document_log(database_url: str) -> None:
