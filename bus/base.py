@@ -96,6 +96,12 @@ class Bus(ABC):
 
     # --- the contract ------------------------------------------------------------------
 
+    def reaches_others(self, channel: str) -> bool:
+        """Whether a message on ``channel`` published now could reach another instance: False
+        only when the backend knows that nobody else listens (so a caller may skip encoding
+        it). A networked backend cannot know, and says True."""
+        return True
+
     def publish(self, channel: str, data: bytes) -> None:
         """Queue ``data`` for every other instance subscribed to ``channel``."""
         self._require_started()

@@ -33,6 +33,9 @@ class MemoryBus(Bus):
         self.state = BusState.STOPPED
         self._up.clear()
 
+    def reaches_others(self, channel: str) -> bool:
+        return any(bus is not self for bus in self.hub.subscribers.get(channel, ()))
+
     def _send(self, channel: str, raw: bytes) -> None:
         loop = asyncio.get_running_loop()
         for bus in self.hub.subscribers.get(channel, ()):

@@ -848,8 +848,10 @@ class DocumentService:
         return cluster.document_channel(self.prefix, kind.value, doc_id)
 
     def _publish(self, room: Room, message: ClusterMessage) -> None:
-        if self.bus.state is not BusState.STOPPED:
-            self.bus.publish(self._channel(room.kind, room.doc_id), message.encode())
+        channel = self._channel(room.kind, room.doc_id)
+        # One instance alone (the embedded default): nothing to encode for nobody.
+        if self.bus.state is not BusState.STOPPED and self.bus.reaches_others(channel):
+            self.bus.publish(channel, message.encode())
 
     def _publish_invalidation(self, kind: str, doc_id: uuid.UUID) -> None:
         if self.bus.state is not BusState.STOPPED:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from bus import Bus, BusState, Envelope, MemoryHub, open_bus
+from bus import Bus, BusState, Envelope, MemoryBus, MemoryHub, open_bus
 from tests.helpers import eventually
 from tests.redis_process import RedisProcess
 
@@ -85,6 +85,22 @@ async def test_channels_are_separate_and_unsubscribing_stops_delivery(make_bus: 
     await eventually(lambda: got_two.data == [b"2", b"marker"])
     assert got_one.data == [b"1"]
     assert one not in b.channels and two in b.channels
+
+
+async def test_reaches_others_is_true_whenever_another_instance_listens(make_bus: BusFactory) -> None:
+    a, b = await make_bus(), await make_bus()
+    name = channel()
+    await a.subscribe(name, Inbox())
+    # Only the in-process backend knows that nobody else listens (itself does not count).
+    knows = isinstance(a, MemoryBus)
+    assert a.reaches_others(name) is not knows
+    inbox = Inbox()
+    await b.subscribe(name, inbox)
+    assert a.reaches_others(name) and b.reaches_others(name)
+    a.publish(name, b"heard")
+    await eventually(lambda: inbox.data == [b"heard"])
+    await b.unsubscribe(name)
+    assert a.reaches_others(name) is not knows
 
 
 async def test_dropping_then_subscribing_again_at_once_keeps_the_subscription(make_bus: BusFactory) -> None:
