@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 from sqlalchemy import Dialect, Select, event, text
@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 log = logging.getLogger(__name__)
+# A SELECT of any columns (SQLAlchemy 2.1 types a Select by the types of its columns).
+AnySelect: TypeAlias = Select[*tuple[Any, ...]]
 # Connections of the Postgres driver pool (``Database.postgres_connection``): the hot reads
 # and the update log's writer, one short statement each.
 POSTGRES_POOL_SIZE = 4
@@ -58,7 +60,7 @@ class _Prepared:
     processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # (column index, processor)
 
     @classmethod
-    def compile(cls, statement: Select[Any], dialect: Dialect) -> _Prepared:
+    def compile(cls, statement: AnySelect, dialect: Dialect) -> _Prepared:
         compiled = statement.compile(dialect=dialect)
         if compiled.positiontup is None:  # sqlite3 (qmark) and asyncpg ($n) are positional
             raise ValueError(f"{dialect.name}: not a positional paramstyle")
@@ -110,7 +112,7 @@ class Database:
         # For read(): a plain sqlite3 connection (SQLite files) or an asyncpg pool (Postgres).
         self._sqlite_reader: sqlite3.Connection | None = None
         self._postgres_pool: asyncpg.Pool | None = None
-        self._prepared: dict[Select[Any], _Prepared] = {}
+        self._prepared: dict[AnySelect, _Prepared] = {}
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._write_sessions: async_sessionmaker[AsyncSession] | None = None
 
@@ -196,7 +198,7 @@ class Database:
         async with self._write_sessions() as session, session.begin():
             yield session
 
-    async def read(self, statement: Select[Any], values: Mapping[str, Any]) -> list[Sequence[Any]]:
+    async def read(self, statement: AnySelect, values: Mapping[str, Any]) -> list[Sequence[Any]]:
         """The rows of one read-only ``statement``, for the hottest reads (a listing): the
         values SQLAlchemy would return (its own parameter and column processors), outside any
         transaction (the statement sees its own consistent snapshot). ``statement`` should be
@@ -222,7 +224,7 @@ class Database:
             return list((await connection.execute(statement, values)).all())
 
     async def read_each(
-        self, statement: Select[Any], values: Sequence[Mapping[str, Any]]
+        self, statement: AnySelect, values: Sequence[Mapping[str, Any]]
     ) -> list[Sequence[Any]]:
         """The rows of ``statement`` run once for each set of ``values``, all in one list (so
         the statement should select what tells its rows apart): a batch of point reads (the
@@ -249,7 +251,7 @@ class Database:
             return [row for each in values for row in (await connection.execute(statement, each)).all()]
 
     async def read_together(
-        self, reads: Sequence[tuple[Select[Any], Mapping[str, Any]]]
+        self, reads: Sequence[tuple[AnySelect, Mapping[str, Any]]]
     ) -> list[list[Sequence[Any]]]:
         """The rows of several read-only statements that must agree with each other (a
         document's state and the log after it), from one snapshot of the database: one list
@@ -284,7 +286,7 @@ class Database:
         async with self._engine.connect() as connection, connection.begin():
             return [list((await connection.execute(statement, values)).all()) for statement, values in reads]
 
-    def _prepare(self, statement: Select[Any]) -> _Prepared:
+    def _prepare(self, statement: AnySelect) -> _Prepared:
         prepared = self._prepared.get(statement)
         if prepared is None:
             prepared = self._prepared[statement] = _Prepared.compile(statement, self.engine.dialect)

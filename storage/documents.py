@@ -32,12 +32,12 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import Select, Table, bindparam, delete, exists, insert, select, text, update
+from sqlalchemy import Table, bindparam, delete, exists, insert, select, text, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from storage.access import AccessRules
-from storage.database import Database
+from storage.database import AnySelect, Database
 from storage.kinds import document_model
 from storage.models import Collaborator, DocumentUpdate, utcnow
 
@@ -126,12 +126,14 @@ async def load_document_and_access(
         position=int(position),
         updates=[(int(entry_id), bytes(data)) for entry_id, data in log],
     )
-    access = AccessRules(owner_id, is_public, hidden_at is not None, dict(collaborators))
+    access = AccessRules(
+        owner_id, is_public, hidden_at is not None, {user: role for user, role in collaborators}
+    )
     return stored, access
 
 
 @functools.cache
-def _room_reads(resource_type: str) -> tuple[Select[Any], Select[Any], Select[Any]]:
+def _room_reads(resource_type: str) -> tuple[AnySelect, AnySelect, AnySelect]:
     """The three statements of ``load_document_and_access``, built once per kind (the
     database keeps their compiled form per statement object)."""
     model = document_model(resource_type)

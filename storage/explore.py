@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, literal, select, tuple_
+from sqlalchemy import func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
+from storage.database import AnySelect
 from storage.library import CONTENT_COLUMNS
 from storage.models import Loop, Song, User
 
@@ -65,7 +66,7 @@ def _public_filter(model: type[Loop] | type[Song], *, q: str | None, owner_id: u
     return where
 
 
-def search_query(model: type[Loop] | type[Song], q: str, *, limit: int = 20) -> Select[Any]:
+def search_query(model: type[Loop] | type[Song], q: str, *, limit: int = 20) -> AnySelect:
     """The first page of a name search, newest first (what explore runs; for EXPLAIN)."""
     return (
         select(model.id, User.username)

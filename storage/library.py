@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, DateTime, Select, String, Uuid, bindparam, delete, func, select
+from sqlalchemy import ColumnElement, DateTime, String, Uuid, bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -17,7 +17,7 @@ from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from storage.comments import delete_document_comments
-from storage.database import Database
+from storage.database import AnySelect, Database
 from storage.errors import QuotaExceeded, Unauthorized
 from storage.kinds import CONTENT_COLUMNS, resource_type_of
 from storage.models import Collaborator, DocumentView, Loop, SharedLink, Song, User, utcnow
@@ -143,7 +143,7 @@ def _page_filter(
 @functools.cache
 def _page_query(
     model: type[Loop] | type[Song], *, include_content: bool, by_visibility: bool, scope: str
-) -> Select[Any]:
+) -> AnySelect:
     """The listing statement, built once per shape (building a select costs more than running it)."""
     table = model.__table__
     where = _page_filter(model, by_visibility=by_visibility, scope=scope)
@@ -161,13 +161,13 @@ def _page_query(
 
 
 @functools.cache
-def _count_query(model: type[Loop] | type[Song], *, by_visibility: bool, scope: str) -> Select[Any]:
+def _count_query(model: type[Loop] | type[Song], *, by_visibility: bool, scope: str) -> AnySelect:
     where = _page_filter(model, by_visibility=by_visibility, scope=scope)
     return select(func.count()).select_from(model.__table__).where(*where)
 
 
 @functools.cache
-def _column_names(query: Select[Any]) -> tuple[str, ...]:
+def _column_names(query: AnySelect) -> tuple[str, ...]:
     return tuple(str(column.key) for column in query.selected_columns)
 
 
