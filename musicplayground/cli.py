@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -67,6 +68,7 @@ def serve(host: str | None, port: int | None) -> None:
 def _run(app: web.Application, settings: Settings, listener: socket.socket) -> None:
     from musicplayground.app import server_options
 
+    app.on_startup.append(_freeze_startup_objects)  # last: after everything else has started
     try:
         web.run_app(
             app,
@@ -81,6 +83,15 @@ def _run(app: web.Application, settings: Settings, listener: socket.socket) -> N
         )
     except SchemaOutOfDate as exc:
         raise click.ClickException(str(exc)) from None
+
+
+async def _freeze_startup_objects(_app: web.Application) -> None:
+    """Take what exists once the server has started (modules, the app, its pools: most of
+    the heap, alive until exit) out of the cyclic garbage collector's reach, so that a full
+    collection scans only what serving creates. A full collection of the whole heap paused
+    the event loop for ~90 ms under load: the p99 of every message in flight."""
+    gc.collect()
+    gc.freeze()
 
 
 def _listen(host: str, port: int) -> socket.socket:
