@@ -75,7 +75,7 @@ class Recorder:
     def observer(self, receiver: Editor) -> Any:
         def on_change(event: MapEvent) -> None:
             now = time.perf_counter()
-            for key in event.keys:
+            for key in event.keys:  # type: ignore[attr-defined]  # pycrdt declares MapEvent.keys only in __slots__
                 sent = self.sent_at.get(key)
                 if sent is None or not self.measuring or key.split(":")[0] == str(receiver.index):
                     continue  # the sender's own observer sees its edit at once: not a delivery

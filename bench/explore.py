@@ -156,7 +156,8 @@ async def run_backend(backend: str, args: argparse.Namespace) -> list[dict[str, 
             for _ in range(20):  # warm-up
                 await timed_get(session, "/api/explore?q=groove")
             for name, urls in scenarios(rng, args.requests).items():
-                latencies, statuses, totals = [], {}, []
+                latencies, totals = [], []
+                statuses: dict[int, int] = {}
                 for path in urls:
                     seconds, status, body = await timed_get(session, path)
                     latencies.append(seconds)

@@ -58,7 +58,7 @@ class RedisBus(Bus):
     async def start(self) -> None:
         if self._tasks:
             raise RuntimeError("RedisBus is already started")
-        timeouts = {"socket_connect_timeout": 2.0, "socket_keepalive": True}
+        timeouts: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_keepalive": True}
         self._publisher = Redis.from_url(self._url, **timeouts)
         self._listener_client = Redis.from_url(self._url, retry=Retry(NoBackoff(), 0), **timeouts)
         self.state = BusState.DOWN

@@ -857,11 +857,11 @@ class ContentReader:
         if self.kind is DocKind.LOOP:
             steps = self._step_records
             for key in self._changed_steps:
-                entry = self._entries[STEPS].get(key)
-                if entry is None:
+                step = self._entries[STEPS].get(key)
+                if step is None:
                     steps.pop(key, None)
                 else:
-                    steps[key] = _step_record(key, entry)
+                    steps[key] = _step_record(key, step)
             self._changed_steps = set()
             return _loop_content(meta, self._entries[CHORDS].items(), steps.values())
         return _song_content(meta, self._entries[TIMELINE].items())

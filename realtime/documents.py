@@ -314,12 +314,12 @@ class DocumentService:
         if loaded is None:
             raise NotFound(f"{kind.value} not found")
         found, rules = loaded
-        doc = Doc()
+        doc: Doc[Any] = Doc()
         room = Room(kind, doc_id, doc, self.transport, position=found.position, access=rules)
         if found.state is None:
             # A document created before the CRDT era: its JSON becomes its first update, once.
             async with self.db.session() as session:
-                row = await session.get(document_model(kind.value), doc_id)
+                row: Loop | Song | None = await session.get(document_model(kind.value), doc_id)
             if row is None:
                 raise NotFound(f"{kind.value} not found")
             first = initial_state(kind, _row_content(row))

@@ -136,7 +136,7 @@ class Room:
 
     def _scratch_doc(self) -> Doc:
         if self._scratch is None:
-            scratch = Doc()
+            scratch: Doc[Any] = Doc()
             scratch.apply_update(self.doc.get_update())
             # Which entries each trial touches, so only those are checked (check_live_bounds).
             roots = [docschema.META, *(name for name, _ in docschema.LIVE_COLLECTIONS[self.kind])]

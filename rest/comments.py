@@ -77,7 +77,7 @@ async def document_access(
     NotFound when the caller may not read it (an admin may read everything).
     """
     model: type[Loop] | type[Song] = Loop if resource_type == "loop" else Song
-    document = await session.get(model, document_id)
+    document: Loop | Song | None = await session.get(model, document_id)
     role = (
         await resolve_role(session, document, user_id=user_id, share_token=share_token)
         if document is not None

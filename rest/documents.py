@@ -233,11 +233,12 @@ class DocumentHandlers:
         ctx = context(request)
         caller = await require_caller(request)
         payload = await read_json(request, self.kind.create)
+        assert isinstance(payload, LoopCreate | SongCreate)  # what every kind's ``create`` is
         try:
             state = initial_state(self.kind.doc_kind, creation_content(payload))
         except ValueError as exc:
             raise BadRequest(f"invalid {self.kind.name}: {exc}") from None
-        doc = Doc()
+        doc: Doc[Any] = Doc()
         doc.apply_update(state)
         values = content_columns(docschema.doc_to_content(self.kind.doc_kind, doc))
         values.update(is_public=payload.is_public, doc_state=state)
@@ -261,7 +262,7 @@ class DocumentHandlers:
         async with ctx.db.session() as session:
             row = await library.get_document(session, self.kind.model, document_id)
             role = (
-                await resolve_role(session, row, user_id=caller and caller.user_id)
+                await resolve_role(session, row, user_id=caller.user_id if caller else None)
                 if row is not None
                 else None
             )
@@ -284,17 +285,19 @@ class DocumentHandlers:
         if cached is not None and documents.loaded(self.kind.doc_kind, document_id) is None:
             caller = await optional_caller(request)
             role = role_from(
-                owner_id=cached.owner_id, is_public=cached.is_public, user_id=caller and caller.user_id
+                owner_id=cached.owner_id,
+                is_public=cached.is_public,
+                user_id=caller.user_id if caller else None,
             )
             if role is not None:  # else: maybe a collaborator, or an admin on hidden content
                 if role is not Role.OWNER:
-                    count_view(request, self.kind.name, document_id, caller and caller.user_id)
+                    count_view(request, self.kind.name, document_id, caller.user_id if caller else None)
                 return json_response(cached.body)
         read_at = documents.read_cache.generation()
         row, role, stale = await self._readable(request)
         if role is not Role.OWNER:
             caller = await optional_caller(request)
-            count_view(request, self.kind.name, row.id, caller and caller.user_id)
+            count_view(request, self.kind.name, row.id, caller.user_id if caller else None)
         content = await documents.read_content(self.kind.doc_kind, row.id, stale=stale)
         data = self._data(row, content)
         cacheable = content is None  # nobody is editing it: the row is the whole truth, keep it

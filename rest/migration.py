@@ -96,7 +96,7 @@ def _validate(kind: DocumentKind, items: list[Any] | dict[str, Any], outcome: Ou
 def _document_values(kind: DocumentKind, content: dict[str, Any], is_public: bool) -> dict[str, Any]:
     """The row of a new document, with its first CRDT update made once (as REST create)."""
     state = initial_state(kind.doc_kind, content)
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     doc.apply_update(state)
     values = content_columns(docschema.doc_to_content(kind.doc_kind, doc))
     values.update(is_public=is_public, doc_state=state)

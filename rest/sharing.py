@@ -201,7 +201,7 @@ async def get_shared(request: web.Request) -> web.Response:
     data = await live_public(ctx, shared.kind, shared.row)
     if shared.kind.doc_kind is DocKind.LOOP:  # the samples its steps play, with URLs for this reader
         data["samples"] = await loop_samples(request, data)
-    count_view(request, shared.kind, shared.row, caller and caller.user_id)
+    count_view(request, shared.kind, shared.row, caller.user_id if caller else None)
     owner = OwnerPublic(
         display_name=shared.owner.display_name if shared.owner else None,
         avatar_url=shared.owner.avatar_url if shared.owner else None,
@@ -228,7 +228,7 @@ class ForkHandlers:
         room = await ctx.documents.open_room(self.kind.doc_kind, parent.id)
         content = room.content()
         state = initial_state(self.kind.doc_kind, content)
-        doc = Doc()
+        doc: Doc[Any] = Doc()
         doc.apply_update(state)
         values = content_columns(docschema.doc_to_content(self.kind.doc_kind, doc))
         values.update(is_public=False, doc_state=state, forked_from=parent.id)

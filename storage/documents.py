@@ -210,11 +210,12 @@ async def append_updates(
     # hop to its thread and back; this takes the fewest). The update log's writer does not
     # come here: it runs append_updates_sqlite on connections of its own.
     driver = (await conn.get_raw_connection()).driver_connection
-    rows = sqlite_log_rows(conn.dialect, entries)
-    await driver.executemany(_SQLITE_INSERT, rows)
+    assert driver is not None  # a live pooled connection always has its driver's
+    params = sqlite_log_rows(conn.dialect, entries)
+    await driver.executemany(_SQLITE_INSERT, params)
     async with driver.execute("SELECT last_insert_rowid()") as cursor:
         row = await cursor.fetchone()
-    return _consecutive_ids(int(row[0]), len(rows))
+    return _consecutive_ids(int(row[0]), len(params))
 
 
 async def append_updates_postgres(

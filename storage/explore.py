@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, literal, select, tuple_
+from sqlalchemy import Select, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
@@ -104,7 +104,8 @@ async def public_documents(
     else from ``offset``."""
     column = getattr(model, SORT_COLUMNS[sort])
     where = _public_filter(model, q=q, owner_id=owner_id)
-    query = select(model, User).join(User, User.id == model.user_id).where(*where)
+    query: Select[Loop | Song, User] = select(model, User)
+    query = query.join(User, User.id == model.user_id).where(*where)
     if after is not None:
         query = query.where(
             tuple_(column, model.id)

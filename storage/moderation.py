@@ -87,7 +87,9 @@ async def _reportable(
         return resource.hidden_at is None
     if resource.hidden_at is not None and resource.author_id != reporter_id:
         return False
-    document = await session.get(Loop if resource.resource_type == "loop" else Song, resource.resource_id)
+    document: Loop | Song | None = await session.get(
+        Loop if resource.resource_type == "loop" else Song, resource.resource_id
+    )
     return document is not None and role_for(document, reporter_id) is not None
 
 

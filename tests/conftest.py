@@ -7,7 +7,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import asyncpg
 import pytest
@@ -51,7 +51,12 @@ def s3_endpoint() -> Iterator[str]:
         yield endpoint
 
 
-S3_TEST_KEYS = {"access_key_id": "test-access-key", "secret_access_key": "test-secret-key"}
+class S3Keys(TypedDict):
+    access_key_id: str
+    secret_access_key: str
+
+
+S3_TEST_KEYS: S3Keys = {"access_key_id": "test-access-key", "secret_access_key": "test-secret-key"}
 
 
 async def create_s3_bucket(endpoint: str) -> str:

@@ -30,7 +30,7 @@ async def expect_error(resp: Any, status: int, code: str | None = None) -> dict[
     return dict(body)
 
 
-LOOP = {
+LOOP: dict[str, Any] = {
     "name": "Pop I-V-vi-IV",
     "length": 4,
     "bpm": 120,
@@ -43,7 +43,7 @@ LOOP = {
     "isPublic": False,
 }
 
-SONG = {
+SONG: dict[str, Any] = {
     "name": "First song",
     "bpm": 110,
     "timeSignature": "4/4",

@@ -185,12 +185,14 @@ class LoadTest:
 
     def _on_steps(self, socket: _Socket, event: MapEvent) -> None:
         now = time.monotonic()
-        for change in event.keys.values():
+        for change in event.keys.values():  # type: ignore[attr-defined]  # pycrdt declares MapEvent.keys only in __slots__
             value = change.get("newValue")
             if not isinstance(value, Map):
                 continue
             token = value.get("lt")
-            edit = self.edits.get(token) if isinstance(token, str) else None
+            if not isinstance(token, str):
+                continue
+            edit = self.edits.get(token)
             bit = 1 << socket.index
             if edit is None or not edit.expected & bit:
                 continue  # our own edit, an old one (initial sync), or one we were not there for
@@ -314,7 +316,8 @@ class LoadTest:
             try:
                 finished = asyncio.gather(*lives)
                 stopped = asyncio.create_task(stop.wait())
-                await asyncio.wait([finished, stopped], return_when=asyncio.FIRST_COMPLETED)
+                waited: list[asyncio.Future[Any]] = [finished, stopped]
+                await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
                 interrupted = stop.is_set()
                 stop.set()  # ends the edit loops of an interrupted run
                 await finished

@@ -21,6 +21,6 @@ def redis_counters(url: str, *, key_prefix: str) -> Counters:
         implementation="redispy",
         wrap_exceptions=True,
         key_prefix=f"{key_prefix}:ratelimit",
-        connection_pool=pool,
+        connection_pool=pool,  # type: ignore[arg-type]  # limits types **options as scalars; redispy takes a pool
     )
     return Counters(storage, backend="redis", close=pool.aclose)

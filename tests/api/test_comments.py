@@ -85,6 +85,7 @@ async def test_who_may_read_and_write(client: TestClient, kind: str) -> None:
     doc = await create_document(client, owner, kind)  # private
     path = f"/api/{kind}/{doc['id']}/comments"
     await post_comment(client, kind, doc["id"], owner)
+    headers: dict[str, str]
     for headers in ({}, other["headers"]):
         await expect_error(await client.get(path, headers=headers), 404)
         await expect_error(

@@ -70,7 +70,7 @@ ADMIN_ONLY = (401, 401, 403, 403, 200)
 
 def _hide(segment: str, target: Callable[[World], str], action: str) -> Call:  # songs: see below
     async def call(c: TestClient, w: World, h: dict[str, str]) -> Any:
-        body = {"json": {"reason": "dmca"}} if action == "hide" else {}
+        body: dict[str, Any] = {"json": {"reason": "dmca"}} if action == "hide" else {}
         return await c.post(f"/api/admin/{segment}/{target(w)}/{action}", headers=h, **body)
 
     return call

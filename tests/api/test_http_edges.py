@@ -86,6 +86,7 @@ async def test_openapi_describes_every_route(client: TestClient) -> None:
         path = info.get("path") or info.get("formatter")
         if route.method in ("HEAD", "OPTIONS", "*") or path == "/api/openapi.json":
             continue
+        assert path is not None  # every served route's resource has a path or a formatter
         if path.startswith("/socket.io"):  # the Socket.IO endpoint: docs/realtime.md
             continue
         served.add((route.method.lower(), path))

@@ -102,7 +102,7 @@ async def test_every_document_gets_its_first_crdt_update_once(client: TestClient
     # The live document is that state: opening it re-authors nothing from the JSON.
     room = await ctx.documents.open_room(docschema.DocKind.LOOP, new_id)
     assert room.content()["name"] == row.name
-    stored_doc = Doc()
+    stored_doc: Doc[Any] = Doc()
     stored_doc.apply_update(row.doc_state)
     assert room.doc.get_state() == stored_doc.get_state()
     async with ctx.db.session() as session:
@@ -222,7 +222,10 @@ async def test_one_migration_of_new_work_per_hour(client: TestClient) -> None:
 async def test_quota_applies_to_the_whole_payload(client: TestClient) -> None:
     who = await account(client)  # the test quota is 5 loops, 3 songs
     await client.post("/api/loops", json=LOOP, headers=who["headers"])
-    payload = {"loops": {f"l{i}": LOOP for i in range(5)}, "songs": {"s": {"name": "S"}}}
+    payload: dict[str, dict[str, Any]] = {
+        "loops": {f"l{i}": LOOP for i in range(5)},
+        "songs": {"s": {"name": "S"}},
+    }
     body = await expect_error(
         await client.post("/api/migrate", json=payload, headers=who["headers"]), 403, "quota_exceeded"
     )

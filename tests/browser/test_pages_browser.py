@@ -92,6 +92,7 @@ async def test_loop_page_draws_the_step_grid(
             x = CELL_GAP + column * (CELL_WIDTH + CELL_GAP) + CELL_WIDTH // 2
             y = CELL_GAP + lane * (CELL_HEIGHT + CELL_GAP) + CELL_HEIGHT // 2
             pixel = image.getpixel((x, y))
+            assert isinstance(pixel, tuple)  # an RGB image's pixel
             if not _close(pixel, _rgb(EMPTY_CELL)):
                 drawn.add((column, lane))
     # LOOP: drum-kick at step 0, synth-lead at step 4 (lanes sorted by sound).
@@ -159,7 +160,9 @@ async def test_embed_frames_on_another_site_and_the_full_page_refuses(
     assert await embed.locator("svg.grid rect.step").count() == 2
     assert await embed.locator("a.open").get_attribute("target") == "_blank"
     await page.wait_for_load_state("load")  # waits for both frames, refused or not
-    full = await (await page.wait_for_selector("#full")).content_frame()
+    full_frame = await page.wait_for_selector("#full")
+    assert full_frame is not None
+    full = await full_frame.content_frame()
     assert full is not None
     # Chromium replaces a frame refused by X-Frame-Options / frame-ancestors with an error page.
     assert full.url.startswith("chrome-error://"), full.url

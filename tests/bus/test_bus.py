@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from bus import Bus, BusState, Envelope, MemoryBus, MemoryHub, open_bus
+from bus.redis import RedisBus
 from tests.helpers import eventually
 from tests.redis_process import RedisProcess
 
@@ -152,6 +153,7 @@ async def test_redis_outage_is_reported_and_recovered() -> None:
     with RedisProcess() as server:
         restored: list[float] = []
         a, b = open_bus(server.url), open_bus(server.url)
+        assert isinstance(a, RedisBus)  # a redis:// URL: it counts what it drops
         async with a, b:
             b.on_restored(lambda: _record(restored))
             name = channel()

@@ -139,7 +139,7 @@ async def test_state_vector_bombs_are_refused_cheaply(
         for bomb in [b"\x80\x80\x80\x80\x02", b"\xff\xff\xff\xff\x0f", b"\x05\x01", b"\x01" + b"\xff" * 4000]:
             reply = await viewer.call_raw("sync-step-1", bomb, timeout=10)
             # Refused with an error, answered with the whole document instead.
-            other = Doc()
+            other: Doc[Any] = Doc()
             other.apply_update(reply)
             assert docschema.loop_doc_to_content(other) == docschema.loop_doc_to_content(a.doc)
     await viewer.wait_for(lambda: "malformed_message" in codes(viewer))
@@ -174,7 +174,7 @@ async def test_updates_with_missing_dependencies_are_refused_and_never_held(
     attacker = await connect(loop["id"], token=owner["token"], synced=True)
     room = live_room(client, loop)
     before = len(room.doc.get_update())
-    source = Doc(client_id=4242)
+    source: Doc[Any] = Doc(client_id=4242)
     updates: list[bytes] = []
     source.observe(lambda event: updates.append(event.update))
     async with healthy_during():
@@ -205,13 +205,13 @@ async def test_live_content_beyond_the_rest_bounds_is_refused(
     writer = await connect(loop["id"], token=owner["token"])
     room = live_room(client, loop)
     version = room.version
-    too_many = Doc(client_id=77)
+    too_many: Doc[Any] = Doc(client_id=77)
     too_many.apply_update(writer.doc.get_update())
     steps = too_many.get("steps", type=Map)
     with too_many.transaction():
         for i in range(docschema.MAX_STEPS + 1):
             steps[f"junk-{i}"] = Map({"step": i % 64, "soundId": "x"})
-    fat_entry = Doc(client_id=78)
+    fat_entry: Doc[Any] = Doc(client_id=78)
     fat_entry.apply_update(writer.doc.get_update())
     fat_entry.get("steps", type=Map)["fat"] = Map({f"a{i}": i for i in range(100)})
     async with healthy_during():

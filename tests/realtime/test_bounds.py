@@ -68,7 +68,7 @@ async def test_oversize_update_is_refused(
 ) -> None:
     a = await connect(loop["id"], token=owner["token"])
     b = await connect(loop["id"], token=owner["token"])
-    scratch = Doc()
+    scratch: Doc[Any] = Doc()
     scratch.get("meta", type=Map)["name"] = "x" * 10_000
     await a.emit_raw("sync-update", scratch.get_update())
     await a.wait_for(lambda: "update_too_large" in codes(a))
@@ -80,7 +80,7 @@ async def test_document_size_is_bounded(
     connect: ClientFactory, owner: dict[str, Any], loop: dict[str, Any]
 ) -> None:
     a = await connect(loop["id"], token=owner["token"])
-    scratch = Doc()
+    scratch: Doc[Any] = Doc()
     deltas: list[bytes] = []
     scratch.observe(lambda event: deltas.append(event.update))
     for i in range(40):  # 40 updates of ~3 KB each: more than the 64 KB document limit

@@ -93,7 +93,7 @@ async def new_loop(database_url: str) -> uuid.UUID:
 
 def edit(key: str, value: Any) -> bytes:
     """A Yjs update setting ``bench[key] = value`` from a client of its own."""
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     doc.get("bench", type=Map)[key] = value
     return doc.get_update()
 
@@ -106,7 +106,7 @@ async def stored_bench(database_url: str, doc_id: uuid.UUID) -> dict[str, Any]:
     async with Database(database_url) as db, db.session() as session:
         found = await stored.load_document(session, resource_type="loop", resource_id=doc_id)
     assert found is not None and found.state is not None
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     doc.apply_update(found.state)
     for _, update in found.updates:
         doc.apply_update(update)
@@ -150,7 +150,7 @@ async def test_snapshots_of_two_instances_merge_instead_of_overwriting(database_
         assert bench(room_b) == {"from-a": 1, "from-b": 2}
         assert await stored_bench(database_url, doc_id) == {"from-a": 1, "from-b": 2}
         # B's clients got A's content live when it was merged.
-        merged = Doc()
+        merged: Doc[Any] = Doc()
         for update in b.transport.updates_for("bob"):
             merged.apply_update(update)
         assert dict(merged.get("bench", type=Map)) == {"from-a": 1}
@@ -203,7 +203,7 @@ async def test_updates_awareness_members_and_events_reach_the_other_instance(dat
 
 
 def bench_of(update: bytes) -> dict[str, Any]:
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     doc.apply_update(update)
     return dict(doc.get("bench", type=Map))
 

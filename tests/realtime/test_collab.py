@@ -136,6 +136,7 @@ async def test_presence_lists_members_from_tokens(
     a = await connect(loop["id"], token=owner["token"])
     await connect(loop["id"], token=owner["token"])
     await a.wait_for(lambda: a.presence and a.presence[0]["connections"] == 2)
+    assert a.presence is not None
     assert a.presence[0]["userId"] == owner["user"]["id"] and a.presence[0]["role"] == "owner"
     resp = await client.get(f"/api/loops/{loop['id']}/presence", headers=bearer(owner["token"]))
     assert (await resp.json())["members"] == a.presence
@@ -195,6 +196,7 @@ async def test_share_token_grants_live_read_access(
     assert guest.role == "viewer"
     assert docschema.loop_doc_to_content(guest.doc)["name"] == loop["name"]
     await guest.wait_for(lambda: guest.presence and guest.presence[0]["displayName"] == "Guest")
+    assert guest.presence is not None
     assert guest.presence[0]["userId"] is None
     meta(guest)["name"] = "Guest edit"
     await guest.wait_for(lambda: any(e["code"] == "read_only" for e in guest.errors))

@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from realtime.client import CollabClient
 from tests.helpers import bearer, sign_up
 from tests.realtime.conftest import ClientFactory
 
@@ -27,7 +28,11 @@ async def test_created_edited_deleted_comments_are_pushed_to_the_room(
     resp = await client.post(f"/api/loops/{loop['id']}/comments", json={"body": "live!"}, headers=headers)
     created = await resp.json()
     for c in (editor, viewer):
-        await c.wait_for(lambda c=c: len(comment_events(c)) == 1)
+
+        def one_comment(c: CollabClient = c) -> bool:
+            return len(comment_events(c)) == 1
+
+        await c.wait_for(one_comment)
         assert comment_events(c)[0] == {"action": "created", "comment": created}
 
     resp = await client.patch(f"/api/comments/{created['id']}", json={"body": "edited"}, headers=headers)

@@ -18,6 +18,7 @@ from socketio import packet as sio_packet
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from realtime import engineio_adapter
+from realtime.client import CollabClient
 from rest.context import REST_CONTEXT
 from tests.helpers import eventually
 from tests.realtime.conftest import ClientFactory
@@ -70,7 +71,11 @@ async def test_fan_out_is_encoded_once_and_counted(
     before = service.deliveries
     writer.doc.get("meta", type=Map)["name"] = "fan-out"
     for reader in readers:
-        await reader.wait_for(lambda r=reader: r.doc.get("meta", type=Map).get("name") == "fan-out")
+
+        def renamed(r: CollabClient = reader) -> bool:
+            return r.doc.get("meta", type=Map).get("name") == "fan-out"
+
+        await reader.wait_for(renamed)
     await eventually(lambda: service.deliveries - before == len(readers))
 
 

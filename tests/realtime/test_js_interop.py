@@ -45,7 +45,7 @@ async def test_js_and_python_clients_converge_with_rest(
 
         # Concurrent edits from three clients: different cells, and one cell toggled by all.
         py_steps = py.doc.get("steps", type=Map)
-        shared = {"step": 8, "soundId": "drum-snare", "velocity": 0.8}
+        shared: dict[str, Any] = {"step": 8, "soundId": "drum-snare", "velocity": 0.8}
         await asyncio.gather(
             js1.command("toggle-step", step=1, soundId="drum-kick", on=True),
             js2.command("set-chord", bar=4, chord="F"),

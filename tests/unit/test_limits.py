@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from typing import Any
 
 import pytest
 from pycrdt import Doc, Encoder, Map, get_update
@@ -50,7 +51,7 @@ def test_bad_state_vectors_are_refused(state_vector: bytes) -> None:
 
 
 def test_real_state_vectors_pass_and_decode() -> None:
-    doc = Doc(client_id=7)
+    doc: Doc[Any] = Doc(client_id=7)
     doc.get("m", type=Map)["a"] = 1
     check_state_vector(doc.get_state(), max_bytes=1024)
     assert decode_state_vector(doc.get_state()) == {7: 1}
@@ -60,7 +61,7 @@ def test_real_state_vectors_pass_and_decode() -> None:
 
 
 def test_update_headers_are_bounded_by_their_length() -> None:
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     doc.get("m", type=Map)["a"] = "x"
     check_update_header(doc.get_update())
     check_update_header(b"\x00\x00")
@@ -138,7 +139,7 @@ def test_awareness_ids_are_reserved_for_their_user_after_they_leave() -> None:
 
 
 def test_check_live_bounds() -> None:
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     steps = doc.get("steps", type=Map)
     with doc.transaction():
         for i in range(docschema.MAX_STEPS):
@@ -147,7 +148,7 @@ def test_check_live_bounds() -> None:
     steps["one-more"] = Map({"step": 0})
     with pytest.raises(ValueError, match="at most 2048"):
         docschema.check_live_bounds("loop", doc)
-    fat = Doc()
+    fat: Doc[Any] = Doc()
     fat.get("timeline", type=Map)["b"] = Map({f"a{i}": i for i in range(docschema.MAX_ENTRY_FIELDS + 1)})
     docschema.check_live_bounds("song", fat)  # only touched entries are measured
     with pytest.raises(ValueError, match="attributes"):
@@ -160,7 +161,7 @@ def test_text_that_no_database_stores_is_refused_and_skipped() -> None:
             docschema.storable_text(bad)
         with pytest.raises(ValueError):
             docschema.loop_content_to_update({"name": bad, "length": 4})
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     doc.get("meta", type=Map)["name"] = "bad\x00"
     doc.get("steps", type=Map)["k"] = Map({"step": 1, "soundId": "kick\x00"})
     content = docschema.loop_doc_to_content(doc)
@@ -169,7 +170,7 @@ def test_text_that_no_database_stores_is_refused_and_skipped() -> None:
 
 def test_the_content_reader_matches_a_full_read_after_random_edits() -> None:
     rng = random.Random(6)
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     content = {
         "name": "x",
         "length": 4,
@@ -202,12 +203,12 @@ def test_pycrdt_reports_pending_structs_as_uncovered_by_the_state() -> None:
     """Room.apply_untrusted relies on this public pycrdt behaviour: after an update whose
     dependencies are missing is applied, ``get_update(update, doc.get_state())`` still holds
     its struct sections (the update's first varint counts them); after a complete one, none."""
-    source = Doc(client_id=11)
+    source: Doc[Any] = Doc(client_id=11)
     updates: list[bytes] = []
     source.observe(lambda event: updates.append(event.update))
     source.get("m", type=Map)["a"] = 1
     source.get("m", type=Map)["b"] = 2
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     doc.apply_update(updates[1])
     assert read_var_uint(get_update(updates[1], doc.get_state()), 0)[0] > 0
     doc.apply_update(updates[0])
@@ -223,11 +224,11 @@ class _NoTransport:
 
 
 def test_refused_updates_leave_the_live_document_untouched() -> None:
-    live = Doc()
+    live: Doc[Any] = Doc()
     live.apply_update(docschema.loop_content_to_update({"name": "x", "length": 4}))
     room = Room(docschema.DocKind.LOOP, uuid.uuid4(), live, _NoTransport())
     before = live.get_update()
-    source = Doc(client_id=12)
+    source: Doc[Any] = Doc(client_id=12)
     source.apply_update(before)
     updates: list[bytes] = []
     source.observe(lambda event: updates.append(event.update))
