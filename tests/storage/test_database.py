@@ -12,8 +12,8 @@ from sqlalchemy import bindparam, func, select, text
 
 from storage.database import Database
 from storage.library import create_document, listed_columns
-from storage.models import Base, Loop, User
-from tests.storage.test_documents import LOOP_VALUES, make_documents
+from storage.models import Loop, User
+from tests.storage.test_documents import LOOP_VALUES, in_memory_database, make_documents
 
 COUNT_LOOPS = select(func.count()).select_from(Loop)
 LOOPS_OF = select(Loop).where(Loop.user_id == bindparam("user_id")).order_by(Loop.created_at)
@@ -100,9 +100,7 @@ async def test_read_each_and_read_together(database_url: str) -> None:
 
 
 async def test_read_each_and_read_together_through_the_engine_on_an_in_memory_database() -> None:
-    async with Database("sqlite+aiosqlite:///:memory:") as db:
-        async with db.engine.begin() as connection:
-            await connection.run_sync(Base.metadata.create_all)
+    async with in_memory_database() as db:
         await _read_each_and_together(db)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -302,11 +304,18 @@ async def test_a_room_opens_from_one_read_of_state_log_and_access(database_url: 
         await _open_and_compare(db)
 
 
-async def test_a_room_opens_through_the_engine_on_an_in_memory_database() -> None:
-    # Neither a SQLite file nor Postgres: read_together goes through the engine.
+@asynccontextmanager
+async def in_memory_database() -> AsyncIterator[Database]:
+    """A database that is neither a SQLite file nor Postgres: the hot reads go through the
+    engine. Its schema comes from the models."""
     async with Database("sqlite+aiosqlite:///:memory:") as db:
         async with db.engine.begin() as connection:
             await connection.run_sync(Base.metadata.create_all)
+        yield db
+
+
+async def test_a_room_opens_through_the_engine_on_an_in_memory_database() -> None:
+    async with in_memory_database() as db:
         await _open_and_compare(db)
 
 
