@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 import time
 import uuid
@@ -43,7 +44,7 @@ from realtime.read_cache import ReadCache
 from realtime.rooms import Room, RoomTransport, Session
 from storage import documents as stored
 from storage.access import Role, load_access_rules, role_with_share
-from storage.database import Database
+from storage.database import Database, Steps
 from storage.errors import NotFound
 from storage.kinds import document_model
 from storage.models import Loop, Song
@@ -51,6 +52,7 @@ from storage.update_log import UpdateLog, UpdateLogFull
 from storage.users import shown_names
 
 log = logging.getLogger(__name__)
+
 
 MAX_NAMES_PER_READ = 500  # users whose shown names one read asks for (joins of one loop turn)
 
@@ -324,9 +326,8 @@ class DocumentService:
                 raise NotFound(f"{kind.value} not found")
             first = initial_state(kind, _row_content(row))
             doc.apply_update(first)
-            async with self.db.write_session() as session:
-                created = await stored.save_snapshot(
-                    session,
+            created = await self.db.write_steps(
+                stored.save_snapshot(
                     resource_type=kind.value,
                     resource_id=doc_id,
                     state=first,
@@ -334,6 +335,7 @@ class DocumentService:
                     columns={},
                     only_if_no_state=True,
                 )
+            )
             if not created:  # another process made the first state meanwhile: use that one
                 return await self._load(kind, doc_id)
             room.stored_bytes = len(first)
@@ -401,6 +403,7 @@ class DocumentService:
                     )
                 return
             if not room.closed:
+                room.logged_ids.add(future.result())
                 self.updates_relayed += 1
                 room.queue_broadcast(delta, sender.sid if sender is not None else None)
                 self._publish(room, ClusterMessage("update", {"id": future.result()}, delta))
@@ -421,48 +424,18 @@ class DocumentService:
         instances take turns. If the row moved past what this room has seen (another
         instance stored it and trimmed the log), its state is merged into the room first:
         the CRDT merge is idempotent, so nothing stored by anyone is ever overwritten.
-        Then the log after the row's position is applied (our own entries included:
-        re-applying them is a no-op) so the new position only covers entries in the state.
+        Then the entries of the log after the row's position that the room does not hold
+        are applied, so the new position only covers entries in the state.
+        The fold is one ``write_steps`` transaction: on a SQLite file it holds the write
+        lock only while its statements run, so the update log does not wait behind it.
         """
         async with room.snapshot_lock:
             started = time.perf_counter()
             if room.closed:
                 return SnapshotOutcome.DELETED
-            outcome = SnapshotOutcome.SAVED
-            async with self.db.write_session() as session:
-                locked = await stored.lock_document_state(
-                    session, resource_type=room.kind.value, resource_id=room.doc_id
-                )
-                if locked is None:
-                    outcome = SnapshotOutcome.DELETED
-                else:
-                    row_state, row_position = locked
-                    if row_position > room.position and row_state is not None:
-                        outcome = SnapshotOutcome.MERGED
-                        self._apply_stored(room, row_state)
-                        room.position = row_position
-                    missing = await stored.updates_after(
-                        session,
-                        resource_type=room.kind.value,
-                        resource_id=room.doc_id,
-                        position=room.position,
-                    )
-                    for entry_id, update in missing:
-                        self._apply_stored(room, update)
-                        room.position = max(room.position, entry_id)
-                    version, position = room.version, room.position
-                    state = room.doc.get_update()
-                    columns = content_columns(room.content())
-                    if room.last_edit_at is not None:  # a flush with no edit leaves updatedAt alone
-                        columns["updated_at"] = datetime.fromtimestamp(room.last_edit_at, UTC)
-                    await stored.save_snapshot(
-                        session,
-                        resource_type=room.kind.value,
-                        resource_id=room.doc_id,
-                        state=state,
-                        position=position,
-                        columns=columns,
-                    )
+            outcome, version, stored_bytes = await self.db.write_steps(self._fold_log_into_row(room))
+            if outcome is not SnapshotOutcome.DELETED:
+                await self._trim_log(room)
             self._log_ahead_of_row.discard((room.kind, room.doc_id))
             self.read_cache.invalidate(room.kind.value, room.doc_id)
             self._record_snapshot(room, outcome)
@@ -473,13 +446,66 @@ class DocumentService:
             if outcome is SnapshotOutcome.MERGED:
                 log.info("%s: the row had moved (another instance stored it); merged it", room.namespace)
             room.persisted_version = version
-            room.stored_bytes = len(state)
+            room.stored_bytes = stored_bytes
             # The next periodic snapshot is due one interval after this one, even if edits
             # kept arriving meanwhile (otherwise sustained editing snapshots every tick).
             room.dirty_since = None if room.version == version else time.monotonic()
             if self.on_snapshot is not None:
                 self.on_snapshot(time.perf_counter() - started, room.stored_bytes)
             return outcome
+
+    async def _trim_log(self, room: Room) -> None:
+        """Delete the log entries the row now holds. SQLite: a short batch per transaction,
+        so the update log's writer gets the one write lock between them. Postgres: in one
+        statement, which does not hold up the log's inserts."""
+        limit = stored.SQLITE_TRIM_BATCH if self.db.dialect == "sqlite" else None
+        trim = functools.partial(
+            stored.trim_document_log,
+            resource_type=room.kind.value,
+            resource_id=room.doc_id,
+            up_to=room.position,
+            limit=limit,
+        )
+        while await self.db.write_steps(trim()) == limit:
+            pass
+
+    def _fold_log_into_row(self, room: Room) -> Steps[tuple[SnapshotOutcome, int, int]]:
+        """The statements of a snapshot (see ``snapshot``): its outcome, the room version it
+        stored and the stored state's size."""
+        kind, doc_id = room.kind.value, room.doc_id
+        locked = yield from stored.lock_document_state(resource_type=kind, resource_id=doc_id)
+        if locked is None:
+            return SnapshotOutcome.DELETED, room.version, 0
+        outcome = SnapshotOutcome.SAVED
+        row_state, row_position = locked
+        if row_position > room.position and row_state is not None:
+            outcome = SnapshotOutcome.MERGED
+            self._apply_stored(room, row_state)
+            room.position = row_position
+        count, newest = yield from stored.log_after(
+            resource_type=kind, resource_id=doc_id, position=room.position
+        )
+        known = sum(1 for entry_id in room.logged_ids if room.position < entry_id <= newest)
+        if count != known:
+            # Entries this room never saw (another instance's, its bus message not here yet).
+            # The room's own are all in the log, so equal counts mean it holds every entry.
+            missing = yield from stored.updates_after(
+                resource_type=kind, resource_id=doc_id, position=room.position
+            )
+            for entry_id, update in missing:
+                if entry_id not in room.logged_ids:
+                    self._apply_stored(room, update)
+        room.position = max(room.position, newest)
+        room.logged_ids = {entry_id for entry_id in room.logged_ids if entry_id > room.position}
+        version, position = room.version, room.position
+        state = room.doc.get_update()
+        columns = content_columns(room.content())
+        if room.last_edit_at is not None:  # a flush with no edit leaves updatedAt alone
+            columns["updated_at"] = datetime.fromtimestamp(room.last_edit_at, UTC)
+        yield from stored.save_snapshot(
+            resource_type=kind, resource_id=doc_id, state=state, position=position, columns=columns
+        )
+        return outcome, version, len(state)
 
     def _record_snapshot(self, room: Room, outcome: SnapshotOutcome) -> None:
         self.snapshots.append(((room.kind, room.doc_id), time.monotonic(), outcome))
@@ -888,6 +914,9 @@ class DocumentService:
         except Exception:
             log.exception("%s: a malformed update from instance %s", room.namespace, origin[:8])
             return
+        entry_id = message.header.get("id")
+        if type(entry_id) is int:
+            room.logged_ids.add(entry_id)
         if delta is not None:
             room.stored_bytes += len(delta)
             room.queue_broadcast(delta, None)

@@ -91,7 +91,10 @@ class Room:
     doc_id: uuid.UUID
     doc: Doc
     transport: RoomTransport
-    position: int = 0  # newest update-log id known to be in ``doc``
+    position: int = 0  # newest update-log id known to be in ``doc``, and every id before it
+    # Ids after ``position`` of log entries known to be in ``doc`` (the room's own commits,
+    # updates from the bus): a snapshot reads back only the others.
+    logged_ids: set[int] = field(default_factory=set)
     stored_bytes: int = 0  # size of the last snapshot plus what was appended since
     sessions: dict[str, Session] = field(default_factory=dict)
     version: int = 0

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
-from sqlalchemy import Dialect, Select, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Dialect, Executable, Result, Select, create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -21,10 +23,16 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import StaticPool
 
 log = logging.getLogger(__name__)
 # A SELECT of any columns (SQLAlchemy 2.1 types a Select by the types of its columns).
 AnySelect: TypeAlias = Select[*tuple[Any, ...]]
+T = TypeVar("T")
+# Database work written once and run on a session or on a plain connection: a generator that
+# yields each statement and is sent its result (see run_steps, Database.write_steps).
+AnyResult: TypeAlias = Result[*tuple[Any, ...]]
+Steps: TypeAlias = Generator[Executable, AnyResult, T]
 # Connections of the Postgres driver pool (``Database.postgres_connection``): the hot reads
 # and the update log's writer, one short statement each.
 POSTGRES_POOL_SIZE = 4
@@ -48,6 +56,42 @@ def _sqlite_on_begin(conn: Any) -> None:
     # another writer committed in between; write sessions take the write lock up front.
     mode = "IMMEDIATE" if conn.get_execution_options().get("sqlite_write") else "DEFERRED"
     conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _sqlite_on_connect_loop_writer(dbapi_connection: Any, _record: Any) -> None:
+    # The event-loop writer (Database.write_steps) must never wait for the lock on the loop,
+    # and never checkpoint there (a checkpoint fsyncs; the update log's thread does it).
+    _sqlite_on_connect(dbapi_connection, _record)
+    dbapi_connection.execute("PRAGMA busy_timeout=0")
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+
+
+def _is_sqlite_busy(exc: OperationalError) -> bool:
+    orig = exc.orig
+    return isinstance(orig, sqlite3.Error) and orig.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+
+
+def _drive(steps: Steps[T], execute: Callable[[Executable], AnyResult]) -> T:
+    try:
+        statement = next(steps)
+        while True:
+            statement = steps.send(execute(statement))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    finally:
+        steps.close()
+
+
+async def run_steps(session: AsyncSession, steps: Steps[T]) -> T:
+    """Run ``steps`` in the caller's session (and transaction); their return value."""
+    try:
+        statement = next(steps)
+        while True:
+            statement = steps.send(await session.execute(statement))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    finally:
+        steps.close()
 
 
 @dataclass(frozen=True)
@@ -115,6 +159,7 @@ class Database:
         self._prepared: dict[AnySelect, _Prepared] = {}
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._write_sessions: async_sessionmaker[AsyncSession] | None = None
+        self._loop_writer: Engine | None = None  # write_steps on a SQLite file
 
     @property
     def dialect(self) -> str:
@@ -143,6 +188,12 @@ class Database:
             event.listen(self._engine.sync_engine, "begin", _sqlite_on_begin)
         if sqlite_file:
             self._sqlite_reader = self.open_sqlite_connection()
+            # One plain connection, used only on the event loop's thread (write_steps).
+            self._loop_writer = create_engine(
+                url.set(drivername="sqlite+pysqlite"), poolclass=StaticPool, echo=self._echo
+            )
+            event.listen(self._loop_writer, "connect", _sqlite_on_connect_loop_writer)
+            event.listen(self._loop_writer, "begin", _sqlite_on_begin)
         elif url.get_backend_name() == "postgresql":
             # Connected as the engine connects (same host, credentials, ssl...), minus the
             # options only SQLAlchemy's adapter understands.
@@ -166,10 +217,13 @@ class Database:
             await self._engine.dispose()
         if self._sqlite_reader is not None:
             self._sqlite_reader.close()
+        if self._loop_writer is not None:
+            self._loop_writer.dispose()
         if self._postgres_pool is not None:
             await self._postgres_pool.close()
         self._engine = None
         self._sqlite_reader = None
+        self._loop_writer = None
         self._postgres_pool = None
         self._prepared.clear()
         self._sessions = None
@@ -197,6 +251,33 @@ class Database:
             raise RuntimeError("Database is not started")
         async with self._write_sessions() as session, session.begin():
             yield session
+
+    async def write_steps(self, steps: Steps[T]) -> T:
+        """Run ``steps`` in one write transaction (committed on success); their return value.
+
+        On a SQLite file, when no other connection holds the write lock: right here on the
+        event loop, BEGIN IMMEDIATE, the statements, COMMIT, with no await in between, so the
+        lock is held only while the statements run. It yields to the loop once first, so a
+        run of them does not hold the loop. Through a session every statement is a hop to
+        aiosqlite's thread and back through a busy loop, the lock is held across all of them,
+        and the update log's writer waits behind it: a snapshot under load held it ~100 ms.
+        (A thread of its own does no better under load: it holds the lock while it waits
+        for the GIL.) When the lock is taken, and on any other database, the steps run in a
+        ``write_session``.
+        """
+        if self._loop_writer is not None:
+            await asyncio.sleep(0)
+            with self._loop_writer.connect() as connection:
+                try:
+                    transaction = connection.execution_options(sqlite_write=True).begin()
+                except OperationalError as exc:
+                    if not _is_sqlite_busy(exc):
+                        raise
+                else:
+                    with transaction:  # commits, or rolls back on an exception
+                        return _drive(steps, connection.execute)
+        async with self.write_session() as session:
+            return await run_steps(session, steps)
 
     async def read(self, statement: AnySelect, values: Mapping[str, Any]) -> list[Sequence[Any]]:
         """The rows of one read-only ``statement``, for the hottest reads (a listing): the

@@ -8,8 +8,8 @@ A document is stored as two parts:
 - the update log, ``document_updates``: every Yjs update accepted since, in id order.
 
 The document is ``doc_state`` with every log entry of id > ``doc_log_position`` applied.
-A snapshot writes a new state and position and deletes the entries it folded in, in one
-transaction.
+A snapshot writes a new state and position in one transaction; the entries it folded in
+are deleted after it, a batch per transaction (entries up to the position are never read).
 
 Ordering guarantee: log ids become visible in increasing order. On SQLite, write
 transactions are serialized (``BEGIN IMMEDIATE``); on Postgres :func:`append_updates`
@@ -17,9 +17,11 @@ takes a transaction-scoped advisory lock before it draws ids, so the sequence is
 and committed in the same order. Once an id is visible, no smaller id can appear later,
 so "everything up to position N" is well defined.
 
-The functions run in the caller's transaction (``Database.write_session()`` for the
-ones that write) and never commit, except ``load_document_and_access``: the opening of a
-live room, which reads on its own from one snapshot.
+The functions run in the caller's transaction and never commit, except
+``load_document_and_access``: the opening of a live room, which reads on its own from one
+snapshot. The ones a snapshot is made of are :data:`~storage.database.Steps` (statements
+yielded one by one), so a snapshot runs as one ``Database.write_steps`` transaction:
+``run_steps`` runs them in a session of the caller's.
 """
 
 from __future__ import annotations
@@ -32,12 +34,12 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import Table, bindparam, delete, exists, insert, select, text, update
-from sqlalchemy.engine import Dialect
+from sqlalchemy import Table, bindparam, delete, exists, func, insert, select, text, update
+from sqlalchemy.engine import CursorResult, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from storage.access import AccessRules
-from storage.database import AnySelect, Database
+from storage.database import AnySelect, Database, Steps, run_steps
 from storage.kinds import document_model
 from storage.models import Collaborator, DocumentUpdate, utcnow
 
@@ -61,6 +63,11 @@ RETURNING id
 """
 
 # 4 bound parameters a row: far below SQLite's limit of 32766 per statement.
+
+# Log entries deleted per transaction on SQLite once a snapshot folded them in
+# (trim_document_log): 100 take ~0.5 ms on the event loop, and SQLite's one write lock, which
+# the update log needs, is free again between batches.
+SQLITE_TRIM_BATCH = 100
 
 # Columns save_snapshot manages itself (or that must never change through it).
 _RESERVED_COLUMNS = frozenset({"id", "user_id", "doc_state", "doc_log_position"})
@@ -100,8 +107,8 @@ async def load_document(
     if row is None:
         return None
     state, position = row
-    updates = await updates_after(
-        session, resource_type=resource_type, resource_id=resource_id, position=position
+    updates = await run_steps(
+        session, updates_after(resource_type=resource_type, resource_id=resource_id, position=position)
     )
     return StoredDocument(state=state, position=int(position), updates=updates)
 
@@ -157,9 +164,9 @@ def _room_reads(resource_type: str) -> tuple[AnySelect, AnySelect, AnySelect]:
     return row, log, collaborators
 
 
-async def lock_document_state(
-    session: AsyncSession, *, resource_type: str, resource_id: uuid.UUID
-) -> tuple[bytes | None, int] | None:
+def lock_document_state(
+    *, resource_type: str, resource_id: uuid.UUID
+) -> Steps[tuple[bytes | None, int] | None]:
     """``(state, position)`` of a document row, locked until the end of the transaction.
 
     The lock serializes snapshots of one document across instances: ``FOR UPDATE`` on
@@ -168,9 +175,7 @@ async def lock_document_state(
     """
     model = document_model(resource_type)
     row = (
-        await session.execute(
-            select(model.doc_state, model.doc_log_position).where(model.id == resource_id).with_for_update()
-        )
+        yield select(model.doc_state, model.doc_log_position).where(model.id == resource_id).with_for_update()
     ).one_or_none()
     if row is None:
         return None
@@ -278,12 +283,12 @@ def _consecutive_ids(last: int, count: int) -> list[int]:
     return list(range(last - count + 1, last + 1))
 
 
-async def updates_after(
-    session: AsyncSession, *, resource_type: str, resource_id: uuid.UUID, position: int
-) -> list[tuple[int, bytes]]:
+def updates_after(
+    *, resource_type: str, resource_id: uuid.UUID, position: int
+) -> Steps[list[tuple[int, bytes]]]:
     """The log entries of one document with id > ``position``, as ``(id, update)`` in id order."""
     document_model(resource_type)
-    rows = await session.execute(
+    rows = yield (
         select(DocumentUpdate.id, DocumentUpdate.data)
         .where(
             DocumentUpdate.resource_id == resource_id,
@@ -293,6 +298,39 @@ async def updates_after(
         .order_by(DocumentUpdate.id)
     )
     return [(int(i), bytes(data)) for i, data in rows]
+
+
+def log_after(*, resource_type: str, resource_id: uuid.UUID, position: int) -> Steps[tuple[int, int]]:
+    """How many log entries one document has with id > ``position``, and the newest id
+    (``position`` if none): what a snapshot checks against the entries its room holds."""
+    document_model(resource_type)
+    count, newest = (
+        yield select(func.count(), func.max(DocumentUpdate.id)).where(
+            DocumentUpdate.resource_id == resource_id,
+            DocumentUpdate.resource_type == resource_type,
+            DocumentUpdate.id > position,
+        )
+    ).one()
+    return int(count), position if newest is None else int(newest)
+
+
+def trim_document_log(
+    *, resource_type: str, resource_id: uuid.UUID, up_to: int, limit: int | None
+) -> Steps[int]:
+    """Delete the log entries of one document with id <= ``up_to`` (entries a snapshot folded
+    in), at most ``limit`` of them, the oldest first; how many. With a limit, call it until it
+    deletes fewer."""
+    document_model(resource_type)
+    folded = [
+        DocumentUpdate.resource_id == resource_id,
+        DocumentUpdate.resource_type == resource_type,
+        DocumentUpdate.id <= up_to,
+    ]
+    if limit is not None:
+        oldest = select(DocumentUpdate.id).where(*folded).order_by(DocumentUpdate.id).limit(limit)
+        folded = [DocumentUpdate.id.in_(oldest)]
+    deleted = yield delete(DocumentUpdate).where(*folded)
+    return int(cast(CursorResult[Any], deleted).rowcount)
 
 
 async def has_unsnapshotted_updates(
@@ -316,8 +354,7 @@ async def has_unsnapshotted_updates(
     return bool(found)
 
 
-async def save_snapshot(
-    session: AsyncSession,
+def save_snapshot(
     *,
     resource_type: str,
     resource_id: uuid.UUID,
@@ -325,12 +362,15 @@ async def save_snapshot(
     position: int,
     columns: Mapping[str, Any],
     only_if_no_state: bool = False,
-) -> bool:
+) -> Steps[bool]:
     """Store ``state`` as the document, folding in every log entry up to ``position``.
 
     ``state`` must contain every log entry of this document with id <= ``position``.
     Also sets the given extra ``columns`` (the JSON mirror of the content, ``name``,
-    ``updated_at``, ...: the caller passes them) and deletes the folded log entries.
+    ``updated_at``, ...: the caller passes them). The folded log entries are left for
+    :func:`trim_document_log`, in transactions of their own: readers skip them already
+    (they read after the position), and deleting thousands of them in this transaction
+    held SQLite's one write lock, which the update log needs, for tens of milliseconds.
     Never moves backwards: returns False, changing nothing, if the row is gone or
     already holds a later position (an equal position is accepted).
 
@@ -347,22 +387,13 @@ async def save_snapshot(
     where = [model.id == resource_id, model.doc_log_position <= position]
     if only_if_no_state:
         where.append(model.doc_state.is_(None))
-    updated = await session.execute(
+    updated = yield (
         update(model)
         .where(*where)
         .values(**columns, doc_state=bytes(state), doc_log_position=position)
         .returning(model.id)
     )
-    if updated.first() is None:
-        return False
-    await session.execute(
-        delete(DocumentUpdate).where(
-            DocumentUpdate.resource_id == resource_id,
-            DocumentUpdate.resource_type == resource_type,
-            DocumentUpdate.id <= position,
-        )
-    )
-    return True
+    return updated.first() is not None
 
 
 async def delete_document_log(session: AsyncSession, *, resource_type: str, resource_id: uuid.UUID) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from pycrdt import Doc, Map
-from sqlalchemy import delete, text
+from sqlalchemy import delete, func, select, text
 
 from bus import BusState, MemoryBus, MemoryHub
 from realtime import docschema
@@ -26,7 +26,7 @@ from realtime.rooms import Room, Session, TokenBucket
 from storage import documents as stored
 from storage.access import Role
 from storage.database import Database
-from storage.models import Collaborator, Loop
+from storage.models import Collaborator, DocumentUpdate, Loop
 from storage.update_log import UpdateLog
 from storage.users import create_anonymous_user
 from tests.helpers import eventually
@@ -158,6 +158,33 @@ async def test_snapshots_of_two_instances_merge_instead_of_overwriting(database_
         assert await a.service.snapshot(room_a) is SnapshotOutcome.MERGED
         assert bench(room_a) == {"from-a": 1, "from-b": 2}
         assert await stored_bench(database_url, doc_id) == {"from-a": 1, "from-b": 2}
+
+
+async def test_a_snapshot_folds_in_log_entries_its_room_never_saw(database_url: str) -> None:
+    doc_id = await new_loop(database_url)
+    async with instance(database_url, None) as a, instance(database_url, None) as b:
+        room_a, alice = await a.join(doc_id, "alice")
+        room_b, bob = await b.join(doc_id, "bob")
+        a.service.client_update(room_a, alice, edit("from-a", 1))
+        await eventually(lambda: a.update_log.entries >= 1)
+        b.service.client_update(room_b, bob, edit("from-b", 2))
+        await eventually(lambda: b.update_log.entries >= 1)
+        assert room_a.logged_ids and not room_a.logged_ids & room_b.logged_ids
+        # The log holds A's own entry (A skips reading it back) and B's, which A never heard of.
+        assert await a.service.snapshot(room_a) is SnapshotOutcome.SAVED
+        assert bench(room_a) == {"from-a": 1, "from-b": 2}
+        assert await stored_bench(database_url, doc_id) == {"from-a": 1, "from-b": 2}
+        assert room_a.logged_ids == set()  # all of it is before the new position now
+        merged: Doc[Any] = Doc()
+        for update in a.transport.updates_for("alice"):
+            merged.apply_update(update)
+        assert dict(merged.get("bench", type=Map)) == {"from-b": 2}  # relayed to A's clients
+        async with Database(database_url) as db, db.session() as session:
+            assert not await stored.has_unsnapshotted_updates(
+                session, resource_type="loop", resource_id=doc_id
+            )
+            left = await session.scalar(select(func.count()).select_from(DocumentUpdate))
+        assert left == 0  # the folded entries were trimmed
 
 
 async def test_a_snapshot_of_a_deleted_row_drops_the_room_and_its_sockets(database_url: str) -> None:

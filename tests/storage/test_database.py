@@ -1,16 +1,18 @@
-"""``Database.read``, ``read_each`` and ``read_together``: the hot-read paths, straight on the driver."""
+"""``Database.read``, ``read_each`` and ``read_together``: the hot-read paths, straight on the
+driver; ``Database.write_steps``: a write transaction written once as steps."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
 from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import bindparam, func, select, text, update
 
-from storage.database import Database
+from storage.database import Database, Steps, run_steps
 from storage.library import create_document, listed_columns
 from storage.models import Loop, User
 from tests.storage.test_documents import LOOP_VALUES, in_memory_database, make_documents
@@ -115,3 +117,95 @@ async def test_read_together_ends_its_transaction_on_errors(database_url: str) -
         [[(before,)], [(after,)]] = await db.read_together([(COUNT_LOOPS, {}), (COUNT_LOOPS, {})])
         assert before == after == 2
         assert await count_loops(db) == 2
+
+
+# --- write_steps -----------------------------------------------------------------------
+
+
+def rename_all(name: str, *, then_fail: bool = False) -> Steps[int]:
+    """Steps: rename every loop, read the count back (the transaction sees its own write)."""
+    yield update(Loop).values(name=name)
+    (renamed,) = (yield select(func.count()).select_from(Loop).where(Loop.name == name)).one()
+    if then_fail:
+        raise RuntimeError("a step failed")
+    return int(renamed)
+
+
+async def loop_names(db: Database) -> list[str]:
+    return sorted(name for (name,) in await db.read(select(Loop.name), {}))
+
+
+async def test_write_steps_commit_or_roll_back_as_one_transaction(database_url: str) -> None:
+    async with Database(database_url) as db:
+        await make_documents(db, loops=2)
+        assert await db.write_steps(rename_all("A")) == 2
+        assert await loop_names(db) == ["A", "A"]
+        with pytest.raises(RuntimeError, match="a step failed"):
+            await db.write_steps(rename_all("B", then_fail=True))
+        assert await loop_names(db) == ["A", "A"]  # the failed transaction left nothing
+        assert await db.write_steps(rename_all("C")) == 2  # and did not stay open
+        assert await loop_names(db) == ["C", "C"]
+        async with db.write_session() as session:  # the same steps, in a caller's session
+            assert await run_steps(session, rename_all("D")) == 2
+        assert await loop_names(db) == ["D", "D"]
+
+
+async def test_write_steps_run_without_a_loop_turn_on_a_sqlite_file(backend: str, database_url: str) -> None:
+    """On a SQLite file nothing else runs on the loop between BEGIN and COMMIT (so the
+    write lock is not held across loop turns); elsewhere each statement is awaited."""
+    async with Database(database_url) as db:
+        await make_documents(db, loops=1)
+        turns = 0
+
+        async def count_turns() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        def observed(steps: Steps[int]) -> Steps[list[int]]:
+            seen = [turns]
+            statement = next(steps)
+            try:
+                while True:
+                    result = yield statement
+                    seen.append(turns)
+                    statement = steps.send(result)
+            except StopIteration:
+                return seen
+
+        ticker = asyncio.ensure_future(count_turns())
+        try:
+            await asyncio.sleep(0.01)
+            seen = await db.write_steps(observed(rename_all("A")))
+        finally:
+            ticker.cancel()
+        assert len(seen) == 3
+        if backend == "sqlite":
+            assert len(set(seen)) == 1, seen
+        else:
+            assert seen[0] < seen[1] < seen[2], seen
+        assert await loop_names(db) == ["A"]
+
+
+async def test_write_steps_wait_for_a_write_session_holding_the_lock(database_url: str) -> None:
+    async with Database(database_url) as db:
+        await make_documents(db, loops=1)
+        async with db.write_session() as session:
+            await session.execute(update(Loop).values(name="first"))
+            # SQLite: this session holds the write lock; the steps cannot take it on the
+            # loop, so they wait for it in a session of their own, without blocking the loop.
+            steps = asyncio.ensure_future(db.write_steps(rename_all("second")))
+            await asyncio.sleep(0.2)
+            assert not steps.done()
+        assert await steps == 1
+        assert await loop_names(db) == ["second"]
+
+
+async def test_write_steps_through_the_engine_on_an_in_memory_database() -> None:
+    async with in_memory_database() as db:
+        await make_documents(db, loops=2)
+        assert await db.write_steps(rename_all("A")) == 2
+        with pytest.raises(RuntimeError, match="a step failed"):
+            await db.write_steps(rename_all("B", then_fail=True))
+        assert await loop_names(db) == ["A", "A"]

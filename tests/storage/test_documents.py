@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from storage import documents
 from storage.access import load_access_rules
-from storage.database import Database
+from storage.database import Database, run_steps
 from storage.library import create_document
 from storage.migrate import alembic_config, current_revision, head_revision, upgrade
 from storage.models import Base, Collaborator, DocumentUpdate, Loop, Song, utcnow
@@ -72,15 +73,16 @@ async def append(db: Database, entries: list[tuple[str, uuid.UUID, bytes]]) -> l
 async def snapshot(
     db: Database, resource_id: uuid.UUID, *, state: bytes, position: int, **columns: Any
 ) -> bool:
-    async with db.write_session() as session:
-        return await documents.save_snapshot(
-            session,
-            resource_type="loop",
-            resource_id=resource_id,
-            state=state,
-            position=position,
-            columns=columns,
+    """Store a snapshot, then trim the log it folded in (as a live room's snapshot does)."""
+    saved = await db.write_steps(
+        documents.save_snapshot(
+            resource_type="loop", resource_id=resource_id, state=state, position=position, columns=columns
         )
+    )
+    await db.write_steps(
+        documents.trim_document_log(resource_type="loop", resource_id=resource_id, up_to=position, limit=None)
+    )
+    return saved
 
 
 async def log_count(db: Database, resource_id: uuid.UUID | None = None) -> int:
@@ -120,8 +122,8 @@ async def test_appended_updates_load_in_order_with_their_ids(database_url: str) 
         # The same id under the other resource type is another document.
         async with db.session() as session:
             assert await documents.load_document(session, resource_type="song", resource_id=loop_id) is None
-            assert await documents.updates_after(
-                session, resource_type="loop", resource_id=loop_id, position=ids[0]
+            assert await run_steps(
+                session, documents.updates_after(resource_type="loop", resource_id=loop_id, position=ids[0])
             ) == [(ids[2], b"two"), (ids[4], b"three")]
         assert await append(db, []) == []
 
@@ -160,6 +162,44 @@ async def test_snapshot_folds_the_log_into_the_row(database_url: str) -> None:
             assert row.updated_at.replace(tzinfo=updated_at.tzinfo) == updated_at
 
 
+async def test_trimming_deletes_folded_entries_a_batch_at_a_time(database_url: str) -> None:
+    async with Database(database_url) as db:
+        loop_id, other_id = await make_documents(db, loops=2)
+        ids = await append(db, [("loop", loop_id, bytes([i])) for i in range(7)])
+        (other_entry,) = await append(db, [("loop", other_id, b"keep")])
+        # An entry under the other resource type is another document's, even with this id.
+        (song_entry,) = await append(db, [("song", loop_id, b"song")])
+        assert await db.write_steps(
+            documents.save_snapshot(
+                resource_type="loop", resource_id=loop_id, state=b"S", position=ids[4], columns={}
+            )
+        )
+        # Saving folds in but does not delete: readers already skip entries up to the position.
+        assert await log_count(db, loop_id) == 8
+        assert (await load(db, loop_id)).updates == [(ids[5], bytes([5])), (ids[6], bytes([6]))]
+
+        def trim(limit: int | None) -> documents.Steps[int]:
+            return documents.trim_document_log(
+                resource_type="loop", resource_id=loop_id, up_to=ids[4], limit=limit
+            )
+
+        assert [await db.write_steps(trim(2)) for _ in range(2)] == [2, 2]  # oldest first
+        assert (await load(db, loop_id)).updates == [(ids[5], bytes([5])), (ids[6], bytes([6]))]
+        async with db.session() as session:
+            left = await session.scalars(
+                select(DocumentUpdate.id).where(DocumentUpdate.resource_id == loop_id)
+            )
+            assert sorted(left) == [ids[4], ids[5], ids[6], song_entry]
+        assert [await db.write_steps(trim(2)) for _ in range(2)] == [1, 0]  # up to the position only
+        assert await log_count(db, loop_id) == 3  # the two later entries and the song's
+        assert await db.write_steps(trim(None)) == 0
+        assert (await load(db, loop_id)).updates == [(ids[5], bytes([5])), (ids[6], bytes([6]))]
+        assert (await load(db, other_id)).updates == [(other_entry, b"keep")]
+        after = functools.partial(documents.log_after, resource_type="loop", resource_id=loop_id)
+        assert await db.write_steps(after(position=ids[4])) == (2, ids[6])
+        assert await db.write_steps(after(position=ids[6])) == (0, ids[6])  # none after: the position
+
+
 async def test_snapshot_never_moves_backwards(database_url: str) -> None:
     async with Database(database_url) as db:
         (loop_id,) = await make_documents(db)
@@ -190,9 +230,8 @@ async def test_a_first_state_is_stored_only_once(database_url: str) -> None:
         (loop_id,) = await make_documents(db)
 
         async def first_state(state: bytes) -> bool:
-            async with db.write_session() as session:
-                return await documents.save_snapshot(
-                    session,
+            return await db.write_steps(
+                documents.save_snapshot(
                     resource_type="loop",
                     resource_id=loop_id,
                     state=state,
@@ -200,6 +239,7 @@ async def test_a_first_state_is_stored_only_once(database_url: str) -> None:
                     columns={},
                     only_if_no_state=True,
                 )
+            )
 
         assert await first_state(b"A")
         assert not await first_state(b"B")  # another process got there first
@@ -214,13 +254,15 @@ async def test_snapshot_updates_an_object_loaded_in_the_same_session(database_ur
         async with db.write_session() as session:
             row = await session.get(Loop, loop_id)
             assert row is not None and row.doc_log_position == 0
-            assert await documents.save_snapshot(
+            assert await run_steps(
                 session,
-                resource_type="loop",
-                resource_id=loop_id,
-                state=b"S",
-                position=entry,
-                columns={"name": "Seen"},
+                documents.save_snapshot(
+                    resource_type="loop",
+                    resource_id=loop_id,
+                    state=b"S",
+                    position=entry,
+                    columns={"name": "Seen"},
+                ),
             )
             assert (row.name, row.doc_state, row.doc_log_position) == ("Seen", b"S", entry)
 
