@@ -108,9 +108,10 @@ class _SQLiteWriter:
     commit is a write to the WAL, ~0.2 ms and no fsync. Handing every batch to a thread
     cost more than the commit: the hop, and under load the thread waiting for the GIL
     (an idle edit took ~1 ms longer). When another connection holds the lock (a REST write,
-    a snapshot that could not run on the loop) the batch goes to a thread that waits for it: waiting on the loop could
-    deadlock, since that writer may need the loop to finish. The inline connection never
-    checkpoints (that fsyncs); the thread does, every :data:`CHECKPOINT_EVERY_BATCHES`.
+    a snapshot that could not run on the loop) the batch goes to a thread that waits for
+    it: waiting on the loop could deadlock, since that writer may need the loop to finish.
+    The inline connection never checkpoints (that fsyncs); the thread does, every
+    :data:`CHECKPOINT_EVERY_BATCHES`.
     """
 
     CHECKPOINT_EVERY_BATCHES: Final = 256
