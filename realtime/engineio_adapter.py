@@ -60,6 +60,13 @@ CHECKED_WEBSOCKET_HANDLER_SHA256: Final = "27f120df4d717a24478b7b0f7389ce19eea8a
 # (a whole document, 8 MB at most, sent once on join).
 MAX_SEND_BACKLOG_BYTES: Final = 32 * 1024 * 1024
 
+_EIO_MESSAGE: Final = str(eio_packet.MESSAGE)
+_SIO_PACKET_TYPES: Final = frozenset(str(t) for t in range(len(sio_packet.packet_names)))
+
+# The source of engineio's AsyncSocket.receive: _serve hands MESSAGE packets to the server's
+# "message" handler as receive does; a change to receive must be read first.
+CHECKED_RECEIVE_SHA256: Final = "a91ae36ec2fb5340713ec03be88b1ece9887d2f3116ff09f24dda3a6d965db28"
+
 # Server-side frame encoder: unmasked frames, no extensions (compression is declined).
 _FRAMES = FrameProtocol(client=False, extensions=[])
 
@@ -126,6 +133,8 @@ async def _serve(socket: Any, ws: FramedWebSocket) -> None:
     socket.upgraded = True
     writer = asyncio.ensure_future(_write_queued(socket, ws))
     sock: web.WebSocketResponse = ws._sock
+    sid = socket.sid
+    on_message = server.handlers["message"]  # python-socketio's (self_check)
     try:
         while True:
             try:
@@ -138,7 +147,16 @@ async def _serve(socket: Any, ws: FramedWebSocket) -> None:
             if len(data) > server.max_http_buffer_size:
                 break
             try:
-                await socket.receive(eio_packet.Packet(encoded_packet=data))
+                # An Engine.IO MESSAGE (a binary frame, or "4" and a Socket.IO packet, which
+                # starts with its type digit) goes straight to python-socketio, as
+                # ``socket.receive`` would pass it, without a packet object and engineio's
+                # dispatch per frame (two frames per Yjs message). Anything else: engineio.
+                if type(data) is bytes:
+                    await on_message(sid, data)
+                elif data[:1] == _EIO_MESSAGE and data[1:2] in _SIO_PACKET_TYPES:
+                    await on_message(sid, data[1:])
+                else:
+                    await socket.receive(eio_packet.Packet(encoded_packet=data))
             except eio_exceptions.UnknownPacketError:
                 pass
             except eio_exceptions.SocketIsClosedError:
@@ -198,6 +216,12 @@ def self_check(sio: socketio.AsyncServer) -> None:
     handler = inspect.getsource(engineio.async_socket.AsyncSocket._websocket_handler).encode()
     if hashlib.sha256(handler).hexdigest() != CHECKED_WEBSOCKET_HANDLER_SHA256:
         problems.append("engineio's AsyncSocket._websocket_handler changed: re-read it against _serve")
+    receive = inspect.getsource(engineio.async_socket.AsyncSocket.receive).encode()
+    if hashlib.sha256(receive).hexdigest() != CHECKED_RECEIVE_SHA256:
+        problems.append("engineio's AsyncSocket.receive changed: re-read it against _serve")
+    on_message = getattr(sio.eio, "handlers", {}).get("message")
+    if getattr(on_message, "__func__", None) is not socketio.AsyncServer._handle_eio_message:
+        problems.append("the engine's message handler is no longer python-socketio's _handle_eio_message")
     for name in ("poll", "receive", "close"):
         if not inspect.iscoroutinefunction(getattr(engineio.async_socket.AsyncSocket, name, None)):
             problems.append(f"engineio AsyncSocket.{name} is no longer a coroutine function")

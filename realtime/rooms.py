@@ -168,13 +168,15 @@ class Room:
         for touched in self._touched.values():
             touched.clear()
         try:
-            scratch.apply_update(update)
+            with scratch.transaction():  # one transaction: the update, then the state it left
+                scratch.apply_update(update)
+                state = scratch.get_state()
         except Exception as exc:  # pycrdt raises ValueError, sometimes others, on junk
             self._scratch = None
             raise RealtimeError("malformed_update", "not a valid Yjs update") from exc
         try:
             try:
-                pending = _leaves_pending(update, scratch)
+                pending = _leaves_pending(update, state)
             except MalformedPayload:
                 raise RealtimeError("malformed_update", "client id or clock out of range") from None
             if pending:
@@ -323,11 +325,12 @@ class Room:
             )
 
 
-def _leaves_pending(update: bytes, doc: Doc) -> bool:
-    """Whether ``doc`` failed to integrate some of ``update``'s structs (yrs keeps them as
-    "pending" until their dependencies arrive): what of the update the document's state
-    does not cover still holds struct sections (its first varint counts them)."""
-    sections, _ = read_var_uint(get_update(update, doc.get_state()), 0)
+def _leaves_pending(update: bytes, state: bytes) -> bool:
+    """Whether a document failed to integrate some of ``update``'s structs (yrs keeps them as
+    "pending" until their dependencies arrive): what of the update the document's ``state``
+    (after applying it) does not cover still holds struct sections (its first varint counts
+    them)."""
+    sections, _ = read_var_uint(get_update(update, state), 0)
     return sections > 0
 
 

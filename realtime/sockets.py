@@ -33,6 +33,7 @@ from realtime.documents import DocumentService
 from realtime.errors import RealtimeError
 from realtime.limits import NAMESPACE_HELP, MalformedPayload, check_state_vector, parse_namespace
 from realtime.rooms import Room, Session, TokenBucket
+from realtime.socketio_packet import HeaderCachingPacket
 from storage.accounts import Authenticator
 from storage.bounds import UNSTORABLE_TEXT
 from storage.errors import NotFound
@@ -76,6 +77,7 @@ class CollabSocketServer:
             # callback), so each socket's messages are handled inline, in order, without a
             # task per message at either the Socket.IO or the Engine.IO layer.
             async_handlers=False,
+            serializer=HeaderCachingPacket,
             json=packet_json,
         )
         self.sio.eio.async_handlers = False

@@ -42,6 +42,18 @@ def test_self_check_refuses_an_engine_that_allows_long_polling() -> None:
         engineio_adapter.self_check(socketio.AsyncServer(async_mode="aiohttp"))
 
 
+def test_self_check_refuses_an_engine_whose_messages_go_elsewhere() -> None:
+    """The read loop hands Engine.IO messages straight to python-socketio's handler."""
+    sio = socketio.AsyncServer(async_mode="aiohttp", transports=["websocket"])
+
+    async def elsewhere(sid: str, data: Any) -> None:
+        pass
+
+    sio.eio.on("message", elsewhere)
+    with pytest.raises(engineio_adapter.EngineIOAdapterError, match="_handle_eio_message"):
+        engineio_adapter.self_check(sio)
+
+
 def test_an_event_is_framed_as_engineio_would_send_it() -> None:
     """The frames built once for a fan-out carry exactly the packets python-socketio encodes:
     a text frame with the Engine.IO MESSAGE, then the binary attachment as a raw frame."""
