@@ -18,6 +18,7 @@ A message is a kind, a small JSON header and an optional binary body:
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 import time
@@ -65,6 +66,7 @@ class ClusterMessage:
         return cls(KINDS[index], header, bytes(data[start + size :]))
 
 
+@functools.lru_cache(maxsize=65536)  # asked for every update published; a UUID is slow to format
 def document_channel(prefix: str, kind: str, doc_id: uuid.UUID) -> str:
     return f"{prefix}doc:{kind}:{doc_id}"
 

@@ -157,13 +157,6 @@ class _SQLiteWriter:
         self._inline.close()
 
 
-def _retrieve(future: asyncio.Future[int]) -> None:
-    # A caller that was cancelled never reads its future; keep asyncio from reporting
-    # "exception was never retrieved" for it.
-    if not future.cancelled():
-        future.exception()
-
-
 class UpdateLog:
     """Group-committing appender to the update log. ``async with UpdateLog(db) as log:``.
 
@@ -306,7 +299,6 @@ class UpdateLog:
         if self.full:
             raise UpdateLogFull(f"{len(self._queue)} updates are waiting for the database")
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(_retrieve)
         self._queue.append(_Entry(resource_type, resource_id, bytes(data), future))
         self._wakeup.set()
         return future
@@ -400,6 +392,10 @@ class UpdateLog:
         for entry in batch:
             if not entry.future.done():
                 entry.future.set_exception(exc)
+                # Marked as retrieved: a caller that was cancelled never reads its future, and
+                # asyncio would report "exception was never retrieved" for it. Awaiting it and
+                # its callbacks still get the exception.
+                entry.future.exception()
 
     def _fail_queued(self, exc: BaseException) -> None:
         batch = list(self._queue)
