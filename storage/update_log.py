@@ -207,6 +207,7 @@ class UpdateLog:
         self._queue: deque[_Entry] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop  # set by start()
         self._writer: _BatchWriter = _EngineWriter(db)
         self._closing = False
         self.batches = 0
@@ -239,6 +240,8 @@ class UpdateLog:
             raise RuntimeError("UpdateLog is already started")
         self._closing = False
         self._wakeup = asyncio.Event()
+        # Kept: asking asyncio for the running loop costs a getpid() system call on Python 3.11.
+        self._loop = asyncio.get_running_loop()
         self._writer = self._make_writer()
         self._task = asyncio.create_task(self._run(), name=self._name)
 
@@ -298,7 +301,7 @@ class UpdateLog:
             raise TypeError("an update must be bytes")
         if self.full:
             raise UpdateLogFull(f"{len(self._queue)} updates are waiting for the database")
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[int] = self._loop.create_future()
         self._queue.append(_Entry(resource_type, resource_id, bytes(data), future))
         self._wakeup.set()
         return future
@@ -350,7 +353,7 @@ class UpdateLog:
                 self._fail(batch, exc)
                 continue
             finally:
-                self._last_commit_end = asyncio.get_running_loop().time()
+                self._last_commit_end = self._loop.time()
             if self.failing_since is not None:
                 log.warning(
                     "update log: the database takes writes again after %.1fs",
@@ -384,7 +387,7 @@ class UpdateLog:
     def _should_gather(self) -> bool:
         if self._max_delay <= 0 or len(self._queue) >= self._max_entries or self._closing:
             return False
-        idle_for = asyncio.get_running_loop().time() - self._last_commit_end
+        idle_for = self._loop.time() - self._last_commit_end
         return idle_for < self._busy_window
 
     @staticmethod
