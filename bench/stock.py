@@ -1,7 +1,7 @@
 """Real-time benchmark with the stock npm clients, against our server and two peers, in one run.
 
-    uv run python -m bench.stock            # every scenario, every target (~15 min)
-    uv run python -m bench.stock --quick    # the same, short windows (~5 min)
+    uv run python -m bench.stock            # every scenario, every target (~20-25 min)
+    uv run python -m bench.stock --quick    # the same, short windows (~8-10 min)
 
 Targets: ``ours-sqlite``, ``ours-postgres`` (``musicplayground serve``: auth, roles, durable
 log, snapshots), ``ysocketio`` (the y-socket.io server from npm) and ``hocuspocus``
@@ -447,7 +447,7 @@ def print_figures(rows: list[dict[str, Any]], targets: list[str]) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.stock", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="short windows and fewer MAX steps (~5 min)")
+    p.add_argument("--quick", action="store_true", help="short windows and fewer MAX steps (~8-10 min)")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated of {SCENARIOS}")
     p.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated of {TARGETS}")
     p.add_argument("--duration", type=float, help="measured seconds per window (default 20, quick 6)")
@@ -462,7 +462,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
-    rates = "10,20,40,80,120,160" if args.quick else "10,20,30,40,60,80,100,120,140,160,200,240"
+    # Up to well past where every target stops (MAX stops at the first failing rate).
+    rates = ",".join(map(str, range(20, 400, 40) if args.quick else [10, 20, *range(40, 401, 40)]))
     return Plan(
         warmup=args.warmup if args.warmup is not None else (2.0 if args.quick else 3.0),
         duration=args.duration if args.duration is not None else (6.0 if args.quick else 20.0),
