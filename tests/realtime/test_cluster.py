@@ -52,6 +52,13 @@ class RecordingTransport:
     def updates_for(self, sid: str) -> list[bytes]:
         return [data for to, event, data in self.sent if to == sid and event == "sync-update"]
 
+    def bench_received(self, sid: str) -> dict[str, Any]:
+        """The ``bench`` map of everything relayed to ``sid``."""
+        doc: Doc[Any] = Doc()
+        for update in self.updates_for(sid):
+            doc.apply_update(update)
+        return dict(doc.get("bench", type=Map))
+
 
 @dataclass
 class Instance:
@@ -67,6 +74,12 @@ class Instance:
         session = self.session(sid, role)
         self.service.join(room, session)
         return room, session
+
+    async def committed_edit(self, room: Room, session: Session, key: str, value: Any) -> None:
+        """``session`` sets ``bench[key] = value``; returns once it is in the update log."""
+        committed = self.update_log.entries
+        self.service.client_update(room, session, edit(key, value))
+        await eventually(lambda: self.update_log.entries > committed)
 
 
 @asynccontextmanager
@@ -138,22 +151,16 @@ async def test_snapshots_of_two_instances_merge_instead_of_overwriting(database_
     async with instance(database_url, None) as a, instance(database_url, None) as b:
         room_a, alice = await a.join(doc_id, "alice")
         room_b, bob = await b.join(doc_id, "bob")
-        a.service.client_update(room_a, alice, edit("from-a", 1))
-        await eventually(lambda: a.update_log.entries >= 1)
+        await a.committed_edit(room_a, alice, "from-a", 1)
         assert await a.service.snapshot(room_a) is SnapshotOutcome.SAVED  # folds and trims the log
 
-        b.service.client_update(room_b, bob, edit("from-b", 2))
-        await eventually(lambda: b.update_log.entries >= 1)
+        await b.committed_edit(room_b, bob, "from-b", 2)
         # B never saw A's entry, which A's snapshot has deleted from the log: B must merge
         # the row's state rather than overwrite it.
         assert await b.service.snapshot(room_b) is SnapshotOutcome.MERGED
         assert bench(room_b) == {"from-a": 1, "from-b": 2}
         assert await stored_bench(database_url, doc_id) == {"from-a": 1, "from-b": 2}
-        # B's clients got A's content live when it was merged.
-        merged: Doc[Any] = Doc()
-        for update in b.transport.updates_for("bob"):
-            merged.apply_update(update)
-        assert dict(merged.get("bench", type=Map)) == {"from-a": 1}
+        assert b.transport.bench_received("bob") == {"from-a": 1}  # live, when it was merged
 
         assert await a.service.snapshot(room_a) is SnapshotOutcome.MERGED
         assert bench(room_a) == {"from-a": 1, "from-b": 2}
@@ -165,20 +172,15 @@ async def test_a_snapshot_folds_in_log_entries_its_room_never_saw(database_url: 
     async with instance(database_url, None) as a, instance(database_url, None) as b:
         room_a, alice = await a.join(doc_id, "alice")
         room_b, bob = await b.join(doc_id, "bob")
-        a.service.client_update(room_a, alice, edit("from-a", 1))
-        await eventually(lambda: a.update_log.entries >= 1)
-        b.service.client_update(room_b, bob, edit("from-b", 2))
-        await eventually(lambda: b.update_log.entries >= 1)
+        await a.committed_edit(room_a, alice, "from-a", 1)
+        await b.committed_edit(room_b, bob, "from-b", 2)
         assert room_a.logged_ids and not room_a.logged_ids & room_b.logged_ids
         # The log holds A's own entry (A skips reading it back) and B's, which A never heard of.
         assert await a.service.snapshot(room_a) is SnapshotOutcome.SAVED
         assert bench(room_a) == {"from-a": 1, "from-b": 2}
         assert await stored_bench(database_url, doc_id) == {"from-a": 1, "from-b": 2}
         assert room_a.logged_ids == set()  # all of it is before the new position now
-        merged: Doc[Any] = Doc()
-        for update in a.transport.updates_for("alice"):
-            merged.apply_update(update)
-        assert dict(merged.get("bench", type=Map)) == {"from-b": 2}  # relayed to A's clients
+        assert a.transport.bench_received("alice") == {"from-b": 2}  # relayed to A's clients
         async with Database(database_url) as db, db.session() as session:
             assert not await stored.has_unsnapshotted_updates(
                 session, resource_type="loop", resource_id=doc_id
