@@ -435,7 +435,12 @@ class DocumentService:
                 return SnapshotOutcome.DELETED
             outcome, version, stored_bytes = await self.db.write_steps(self._fold_log_into_row(room))
             if outcome is not SnapshotOutcome.DELETED:
-                await self._trim_log(room)
+                try:
+                    await self._trim_log(room)
+                except Exception:  # the snapshot stands: readers skip folded entries anyway
+                    log.warning(
+                        "%s: folded log entries stay until the next snapshot", room.namespace, exc_info=True
+                    )
             self._log_ahead_of_row.discard((room.kind, room.doc_id))
             self.read_cache.invalidate(room.kind.value, room.doc_id)
             self._record_snapshot(room, outcome)

@@ -185,8 +185,7 @@ async def test_a_snapshot_folds_in_log_entries_its_room_never_saw(database_url: 
             assert not await stored.has_unsnapshotted_updates(
                 session, resource_type="loop", resource_id=doc_id
             )
-            left = await session.scalar(select(func.count()).select_from(DocumentUpdate))
-        assert left == 0  # the folded entries were trimmed
+        assert await log_entries(database_url) == 0  # the folded entries were trimmed
 
 
 async def test_a_snapshot_of_a_deleted_row_drops_the_room_and_its_sockets(database_url: str) -> None:
@@ -277,34 +276,60 @@ async def test_a_missed_message_is_caught_up_from_storage(
         assert b.service.catch_ups >= 1
 
 
-async def _refuse_log_writes(database_url: str, refuse: bool) -> None:
+async def _refuse_log_writes(database_url: str, refuse: bool, operation: str = "INSERT") -> None:
+    """Make the database refuse (or take again) ``operation`` on the update log, by a trigger."""
+    name = f"refuse_log_{operation.lower()}"
     async with Database(database_url) as db, db.write_session() as session:
         if db.dialect == "sqlite":
             if refuse:
                 await session.execute(
                     text(
-                        "CREATE TRIGGER refuse_log BEFORE INSERT ON document_updates "
+                        f"CREATE TRIGGER {name} BEFORE {operation} ON document_updates "
                         "BEGIN SELECT RAISE(ABORT, 'writes refused by the test'); END"
                     )
                 )
             else:
-                await session.execute(text("DROP TRIGGER refuse_log"))
+                await session.execute(text(f"DROP TRIGGER {name}"))
         elif refuse:
             await session.execute(
                 text(
-                    "CREATE FUNCTION refuse_log() RETURNS trigger AS $$ BEGIN "
+                    f"CREATE FUNCTION {name}() RETURNS trigger AS $$ BEGIN "
                     "RAISE EXCEPTION 'writes refused by the test'; END $$ LANGUAGE plpgsql"
                 )
             )
             await session.execute(
                 text(
-                    "CREATE TRIGGER refuse_log BEFORE INSERT ON document_updates "
-                    "FOR EACH STATEMENT EXECUTE FUNCTION refuse_log()"
+                    f"CREATE TRIGGER {name} BEFORE {operation} ON document_updates "
+                    f"FOR EACH STATEMENT EXECUTE FUNCTION {name}()"
                 )
             )
         else:
-            await session.execute(text("DROP TRIGGER refuse_log ON document_updates"))
-            await session.execute(text("DROP FUNCTION refuse_log()"))
+            await session.execute(text(f"DROP TRIGGER {name} ON document_updates"))
+            await session.execute(text(f"DROP FUNCTION {name}()"))
+
+
+async def log_entries(database_url: str) -> int:
+    async with Database(database_url) as db, db.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(DocumentUpdate)) or 0)
+
+
+async def test_a_snapshot_stands_when_trimming_its_log_fails(database_url: str) -> None:
+    doc_id = await new_loop(database_url)
+    async with instance(database_url, None) as a:
+        room, alice = await a.join(doc_id, "alice")
+        await a.committed_edit(room, alice, "one", 1)
+        await _refuse_log_writes(database_url, True, "DELETE")
+        try:
+            assert await a.service.snapshot(room) is SnapshotOutcome.SAVED
+        finally:
+            await _refuse_log_writes(database_url, False, "DELETE")
+        assert await stored_bench(database_url, doc_id) == {"one": 1}
+        assert room.persisted_version == room.version  # stored: not dirty any more
+        assert await log_entries(database_url) == 1  # folded in, not deleted: readers skip it
+        await a.committed_edit(room, alice, "two", 2)
+        assert await a.service.snapshot(room) is SnapshotOutcome.SAVED
+        assert await log_entries(database_url) == 0  # the next snapshot deletes both
+        assert await stored_bench(database_url, doc_id) == {"one": 1, "two": 2}
 
 
 async def test_an_edit_the_database_refuses_is_retried_until_durable_never_half_applied(
