@@ -100,7 +100,11 @@ class Counters:
         if self.last_error is not None:
             log.info("rate-limit counters available again (%s backend)", self.backend)
             self.last_error = None
-        reset_after = min(quota.period, max(0, math.ceil(stats.reset_time - time.time())))
+        # A refused hit has no room now: at least a second. (The limits library's reset is the
+        # window key's TTL modulo the period: 0 when the TTL is read at an exact multiple of it,
+        # in the millisecond the key was made. The Redis counters test met it once.)
+        at_least = 0 if allowed else 1
+        reset_after = min(quota.period, max(at_least, math.ceil(stats.reset_time - time.time())))
         return Decision(
             allowed=allowed, limit=quota.limit, remaining=stats.remaining, reset_after=reset_after
         )
