@@ -58,17 +58,9 @@ def _sqlite_on_begin(conn: Any) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def _sqlite_on_connect_loop_writer(dbapi_connection: Any, _record: Any) -> None:
-    # The event-loop writer (Database.write_steps) must never wait for the lock on the loop,
-    # and never checkpoint there (a checkpoint fsyncs; the update log's thread does it).
-    _sqlite_on_connect(dbapi_connection, _record)
-    dbapi_connection.execute("PRAGMA busy_timeout=0")
-    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
-
-
-def _is_sqlite_busy(exc: OperationalError) -> bool:
-    orig = exc.orig
-    return isinstance(orig, sqlite3.Error) and orig.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+def is_sqlite_busy(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is SQLite's "the write lock is taken" (also its extended codes)."""
+    return isinstance(exc, sqlite3.Error) and exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
 
 
 def _drive(steps: Steps[T], execute: Callable[[Executable], AnyResult]) -> T:
@@ -190,9 +182,11 @@ class Database:
             self._sqlite_reader = self.open_sqlite_connection()
             # One plain connection, used only on the event loop's thread (write_steps).
             self._loop_writer = create_engine(
-                url.set(drivername="sqlite+pysqlite"), poolclass=StaticPool, echo=self._echo
+                url.set(drivername="sqlite+pysqlite"),
+                creator=self._open_loop_connection,
+                poolclass=StaticPool,
+                echo=self._echo,
             )
-            event.listen(self._loop_writer, "connect", _sqlite_on_connect_loop_writer)
             event.listen(self._loop_writer, "begin", _sqlite_on_begin)
         elif url.get_backend_name() == "postgresql":
             # Connected as the engine connects (same host, credentials, ssl...), minus the
@@ -271,7 +265,7 @@ class Database:
                 try:
                     transaction = connection.execution_options(sqlite_write=True).begin()
                 except OperationalError as exc:
-                    if not _is_sqlite_busy(exc):
+                    if not is_sqlite_busy(exc.orig):
                         raise
                 else:
                     with transaction:  # commits, or rolls back on an exception
@@ -388,16 +382,28 @@ class Database:
         async with self.engine.execution_options(sqlite_write=True).begin() as conn:
             yield conn
 
-    def open_sqlite_connection(self) -> sqlite3.Connection | None:
+    def _open_loop_connection(self) -> sqlite3.Connection:
+        connection = self.open_sqlite_connection(on_loop=True)
+        assert connection is not None  # only made for a SQLite file
+        return connection
+
+    def open_sqlite_connection(self, *, on_loop: bool = False) -> sqlite3.Connection | None:
         """A plain sqlite3 connection to this (file) database, set up like the engine's, for a
         hot path that runs its statements on the driver (``read``, the update log's writer);
         None on Postgres or an in-memory database. ``check_same_thread`` is off: the update
-        log also uses one on a thread of its own."""
+        log also uses one on a thread of its own.
+
+        ``on_loop``: for writes on the event loop, which must never wait for the write lock
+        there (``busy_timeout`` 0: SQLITE_BUSY at once) nor checkpoint (that fsyncs; the update
+        log's thread does it)."""
         url = make_url(self.url)
         if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
             return None
         connection = sqlite3.connect(url.database, timeout=10, check_same_thread=False)
         _sqlite_on_connect(connection, None)
+        if on_loop:
+            connection.execute("PRAGMA busy_timeout=0")
+            connection.execute("PRAGMA wal_autocheckpoint=0")
         return connection
 
     async def ping(self) -> None:

@@ -32,7 +32,7 @@ from typing import Final, Protocol
 import asyncpg
 from sqlalchemy.exc import DBAPIError
 
-from storage.database import Database
+from storage.database import Database, is_sqlite_busy
 from storage.documents import (
     append_updates,
     append_updates_postgres,
@@ -118,8 +118,6 @@ class _SQLiteWriter:
 
     def __init__(self, db: Database, inline: sqlite3.Connection, waiting: sqlite3.Connection) -> None:
         self._db = db
-        inline.execute("PRAGMA busy_timeout=0")
-        inline.execute("PRAGMA wal_autocheckpoint=0")
         self._inline = inline
         self._waiting = waiting
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="update-log-sqlite")
@@ -131,7 +129,7 @@ class _SQLiteWriter:
         try:
             ids = append_updates_sqlite(self._inline, rows)
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # also its extended codes
+            if not is_sqlite_busy(exc):
                 raise
             loop = asyncio.get_running_loop()
             ids = await loop.run_in_executor(self._thread, append_updates_sqlite, self._waiting, rows)
@@ -248,7 +246,7 @@ class UpdateLog:
     def _make_writer(self) -> _BatchWriter:
         if self._db.dialect == "postgresql":
             return _PostgresWriter(self._db)
-        inline, waiting = self._db.open_sqlite_connection(), self._db.open_sqlite_connection()
+        inline, waiting = self._db.open_sqlite_connection(on_loop=True), self._db.open_sqlite_connection()
         if inline is None or waiting is None:  # in memory
             return _EngineWriter(self._db)
         return _SQLiteWriter(self._db, inline, waiting)
