@@ -15,7 +15,7 @@ from pycrdt import Doc, Map
 from sqlalchemy import func, select, text
 
 from storage import documents
-from storage.database import Database
+from storage.database import SQLITE_WAL_SIZE_LIMIT_BYTES, Database
 from storage.models import DocumentUpdate
 from storage.update_log import UpdateLog
 from tests.helpers import eventually
@@ -319,6 +319,33 @@ async def test_sqlite_the_log_checkpoints_the_wal_itself(
                 await log.append("loop", loop_id, os.urandom(8192))
             # Most of what was appended is in the file (without checkpoints, none of it is).
             await eventually(lambda: _file_size(path) >= before + 50 * 8192)
+
+
+async def test_sqlite_a_steady_stream_of_commits_still_lets_the_wal_start_over(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints that only copy the WAL run beside commits that never pause, never reach
+    its end, and SQLite never starts it over: the file grew with every commit. The log's
+    checkpoint makes the next commit start the WAL from the beginning, so its file stays
+    about as large as what is appended between two checkpoints."""
+    from storage.update_log import _SQLiteWriter
+
+    monkeypatch.setattr(_SQLiteWriter, "CHECKPOINT_EVERY_BATCHES", 10)
+    path = Path(sqlite_url.removeprefix("sqlite+aiosqlite:///"))
+    wal = path.with_name(path.name + "-wal")
+    async with Database(sqlite_url) as db:
+        (loop_id,) = await make_documents(db)
+        async with UpdateLog(db) as log:
+            entries = []
+            for _ in range(1200):  # one per loop turn: the writer commits them back to back
+                entries.append(log.submit("loop", loop_id, os.urandom(8192)))
+                await asyncio.sleep(0)
+            await asyncio.gather(*entries)
+        # 1,200 commits of 8 KB: ~30 MB of WAL if it never started over.
+        assert _file_size(wal) < 8 * 1024 * 1024
+        async with db.session() as session:
+            limit = (await session.execute(text("PRAGMA journal_size_limit"))).scalar_one()
+        assert limit == SQLITE_WAL_SIZE_LIMIT_BYTES
 
 
 def _file_size(path: Path) -> int:
