@@ -887,6 +887,10 @@ LIVE_COLLECTIONS: Final[dict[DocKind, tuple[tuple[str, int], ...]]] = {
 }
 
 
+# What check_live_bounds measures, by kind: (root, most entries), ``meta`` first.
+_LIVE_BOUNDS: Final = {kind: ((META, MAX_META_KEYS), *LIVE_COLLECTIONS[kind]) for kind in DocKind}
+
+
 def check_live_bounds(
     kind: DocKind | str, doc: Doc, touched: Mapping[str, Iterable[str]] | None = None
 ) -> None:
@@ -903,22 +907,21 @@ def check_live_bounds(
     Raises:
         ValueError: a collection, ``meta`` or an entry is over its bound (the message names it).
     """
-    kind = DocKind(kind)
-    bounded = ((META, MAX_META_KEYS), *LIVE_COLLECTIONS[kind])
-    if touched is not None:
-        bounded = tuple((name, bound) for name, bound in bounded if touched.get(name))
-        if not bounded:
-            return
-    touched = touched or {}
+    bounded = _LIVE_BOUNDS[DocKind(kind)]
+    measured: list[tuple[str, int, Iterable[str]]]
+    if touched is None:
+        present = set(doc.keys())
+        measured = [(name, bound, ()) for name, bound in bounded if name in present]
+    else:  # the roots an update touched exist (listing them costs more than a check)
+        measured = [(name, bound, touched[name]) for name, bound in bounded if touched.get(name)]
+    if not measured:
+        return
     with doc.transaction():
-        roots = set(doc.keys())
-        for name, bound in bounded:
-            if name not in roots:
-                continue
+        for name, bound, keys in measured:
             root = _root(doc, name)
             if len(root) > bound:
                 raise ValueError(f"{name}: at most {bound} entries")
-            for key in touched.get(name, ()):
+            for key in keys:
                 value = root.get(key)
                 if isinstance(value, Map | Mapping) and len(value) > MAX_ENTRY_FIELDS:
                     raise ValueError(f"{name}: an entry may have at most {MAX_ENTRY_FIELDS} attributes")
