@@ -20,7 +20,14 @@ from aiohttp import web
 from bus import Bus, BusState, open_bus
 from identity.firebase import FirebaseVerifier
 from identity.tokens import TokenIssuer
-from musicplayground.observability import METRICS, BusCounters, CacheCounters, Metrics, observe_requests
+from musicplayground.observability import (
+    METRICS,
+    BusCounters,
+    CacheCounters,
+    EventLoopLag,
+    Metrics,
+    observe_requests,
+)
 from realtime.docschema import DocKind
 from realtime.documents import DocumentService, RealtimeLimits
 from realtime.share_expiry import ShareExpiryWatcher
@@ -159,6 +166,7 @@ def create_app(settings: Settings) -> web.Application:
             await stack.enter_async_context(blobs)
             await stack.enter_async_context(views)
             await stack.enter_async_context(share_expiry)
+            await stack.enter_async_context(EventLoopLag(metrics.loop_lag))
             log.info(
                 "database: %s; bus: %s (instance %s); firebase: %s; samples: %s; malware scan: %s",
                 db.dialect,

@@ -9,6 +9,8 @@ limits, caches) plug in with ``Metrics.watch_*`` and a function returning their 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 import json
 import logging
@@ -227,6 +229,12 @@ class Metrics:
             buckets=tuple(2**n for n in range(8, 24, 2)),
             registry=self.registry,
         )
+        self.loop_lag = Histogram(
+            f"{PREFIX}_event_loop_lag_seconds",
+            "How late the event loop ran a timer (sampled every 0.1 s): what a message arriving then waited",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
         self.components = ComponentCollector()
         self.registry.register(self.components)
 
@@ -256,6 +264,38 @@ class Metrics:
 
 
 METRICS = web.AppKey("metrics", Metrics)
+
+
+class EventLoopLag:
+    """Samples how late the event loop runs a timer, every ``interval`` seconds, into
+    ``histogram``: everything the loop serves (socket messages, requests) waits as long when
+    it is busy or stalled, so this is the server's own share of their latency. The sampler
+    is a timer among the others, so its figures are what a message arriving at a moment
+    chosen without regard to the load would wait. ``async with EventLoopLag(...):``.
+    """
+
+    def __init__(self, histogram: Histogram, *, interval: float = 0.1) -> None:
+        self._histogram = histogram
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> EventLoopLag:
+        self._task = asyncio.get_running_loop().create_task(self._sample(), name="event-loop-lag")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _sample(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self._interval
+            await asyncio.sleep(self._interval)
+            self._histogram.observe(max(0.0, loop.time() - due))
 
 
 def _route_label(request: web.Request) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -113,6 +114,22 @@ async def test_snapshots_are_measured(client: TestClient) -> None:
     found = await scrape(client)
     assert found[("musicplayground_snapshot_duration_seconds_count", ())] >= 1
     assert found[("musicplayground_snapshot_bytes_sum", ())] > 0
+
+
+async def test_event_loop_lag_is_measured(client: TestClient) -> None:
+    """A stall of the loop shows in ``musicplayground_event_loop_lag_seconds``: the sampler's
+    timer runs late by as much."""
+    lag = client.app[METRICS].loop_lag
+    await eventually(lambda: _count(lag) >= 1)  # it samples from the start
+    time.sleep(0.3)  # noqa: ASYNC251 - the stall being measured
+    await eventually(lambda: _count(lag) >= 3)
+    found = await scrape(client)
+    assert found[("musicplayground_event_loop_lag_seconds_sum", ())] >= 0.15
+    assert found[("musicplayground_event_loop_lag_seconds_bucket", (("le", "0.1"),))] < _count(lag)
+
+
+def _count(histogram: Any) -> float:
+    return next(s.value for m in histogram.collect() for s in m.samples if s.name.endswith("_count"))
 
 
 @pytest.fixture
