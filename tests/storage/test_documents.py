@@ -312,8 +312,9 @@ async def _open_and_compare(db: Database) -> None:
         db, [("loop", loop_id, b"one"), ("loop", other_id, b"other"), ("loop", loop_id, b"two")]
     )
     async with db.write_session() as session:
-        editor = await create_anonymous_user(session)
+        editor, viewer = await create_anonymous_user(session), await create_anonymous_user(session)
         session.add(Collaborator(resource_type="loop", resource_id=loop_id, user_id=editor.id, role="editor"))
+        session.add(Collaborator(resource_type="loop", resource_id=loop_id, user_id=viewer.id, role="viewer"))
         row = await session.get(Loop, loop_id)
         assert row is not None
         row.is_public, row.hidden_at = True, utcnow()
@@ -327,7 +328,8 @@ async def _open_and_compare(db: Database) -> None:
     assert found == await load(db, loop_id)
     async with db.session() as session:
         assert access == await load_access_rules(session, Loop, loop_id)
-    assert access.collaborators == {editor.id: "editor"} and access.is_public and access.hidden
+    assert access.collaborators == {editor.id: "editor", viewer.id: "viewer"}
+    assert access.is_public and access.hidden
     assert all(isinstance(update, bytes) for _, update in found.updates)
 
     fresh = await documents.load_document_and_access(db, resource_type="song", resource_id=song_id)
