@@ -24,9 +24,9 @@ from musicplayground.observability import (
     METRICS,
     BusCounters,
     CacheCounters,
-    EventLoopLag,
     Metrics,
     observe_requests,
+    sampling_loop_lag,
 )
 from realtime.docschema import DocKind
 from realtime.documents import DocumentService, RealtimeLimits
@@ -166,7 +166,7 @@ def create_app(settings: Settings) -> web.Application:
             await stack.enter_async_context(blobs)
             await stack.enter_async_context(views)
             await stack.enter_async_context(share_expiry)
-            await stack.enter_async_context(EventLoopLag(metrics.loop_lag))
+            await stack.enter_async_context(sampling_loop_lag(metrics.loop_lag))
             log.info(
                 "database: %s; bus: %s (instance %s); firebase: %s; samples: %s; malware scan: %s",
                 db.dialect,

@@ -17,7 +17,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -266,36 +266,28 @@ class Metrics:
 METRICS = web.AppKey("metrics", Metrics)
 
 
-class EventLoopLag:
-    """Samples how late the event loop runs a timer, every ``interval`` seconds, into
-    ``histogram``: everything the loop serves (socket messages, requests) waits as long when
-    it is busy or stalled, so this is the server's own share of their latency. The sampler
-    is a timer among the others, so its figures are what a message arriving at a moment
-    chosen without regard to the load would wait. ``async with EventLoopLag(...):``.
-    """
+@contextlib.asynccontextmanager
+async def sampling_loop_lag(histogram: Histogram, *, interval: float = 0.1) -> AsyncIterator[None]:
+    """While open, samples how late the event loop runs a timer, every ``interval`` seconds,
+    into ``histogram``: everything the loop serves (socket messages, requests) waits as long
+    when it is busy or stalled, so this is the server's own share of their latency. The
+    sampler is a timer among the others, so its figures are what a message arriving at a
+    moment chosen without regard to the load would wait."""
 
-    def __init__(self, histogram: Histogram, *, interval: float = 0.1) -> None:
-        self._histogram = histogram
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> EventLoopLag:
-        self._task = asyncio.get_running_loop().create_task(self._sample(), name="event-loop-lag")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _sample(self) -> None:
+    async def sample() -> None:
         loop = asyncio.get_running_loop()
         while True:
-            due = loop.time() + self._interval
-            await asyncio.sleep(self._interval)
-            self._histogram.observe(max(0.0, loop.time() - due))
+            due = loop.time() + interval
+            await asyncio.sleep(interval)
+            histogram.observe(max(0.0, loop.time() - due))
+
+    sampler = asyncio.get_running_loop().create_task(sample(), name="event-loop-lag")
+    try:
+        yield
+    finally:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
 
 
 def _route_label(request: web.Request) -> str:
