@@ -46,6 +46,7 @@ from storage.blobs.local import LocalBlobStore
 from storage.blobs.s3 import S3BlobStore, S3Config
 from storage.counters import Counters, open_counters
 from storage.database import Database
+from storage.documents import room_open_reads
 from storage.migrate import (
     SchemaState,
     check_up_to_date,
@@ -58,6 +59,7 @@ from storage.purge import DailyPurge, PurgedAccount, PurgeHook
 from storage.samples import delete_sample_objects
 from storage.scan import ClamdScanner
 from storage.update_log import UpdateLog
+from storage.users import SHOWN_NAME_WARM_READ
 from storage.views import ViewCounter
 
 log = logging.getLogger(__name__)
@@ -156,6 +158,7 @@ def create_app(settings: Settings) -> web.Application:
             await stack.enter_async_context(counters)
             await stack.enter_async_context(db)
             await prepare_schema(db)
+            await db.keep_warm([*room_open_reads(db.dialect), SHOWN_NAME_WARM_READ])  # what a join reads
             await stack.enter_async_context(update_log)
             await stack.enter_async_context(bus)
             await stack.enter_async_context(documents)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
@@ -34,7 +35,8 @@ T = TypeVar("T")
 AnyResult: TypeAlias = Result[*tuple[Any, ...]]
 Steps: TypeAlias = Generator[Executable, AnyResult, T]
 # Connections of the Postgres driver pool (``Database.postgres_connection``): the hot reads
-# and the update log's writer, one short statement each.
+# and the update log's writer, one short statement each. All are opened at start and kept
+# (see Database.keep_warm): a connection opened later would be cold when it is needed most.
 POSTGRES_POOL_SIZE = 4
 # Bytes the SQLite WAL file keeps when it starts over (journal_size_limit): eight times
 # what the update log appends between two of its checkpoints at 1,000 edits/s (~8 MB).
@@ -131,12 +133,19 @@ class _Prepared:
         return rows
 
 
-async def _asyncpg_setup(connection: asyncpg.Connection) -> None:
+async def _asyncpg_json_codecs(connection: asyncpg.Connection) -> None:
     # JSON as SQLAlchemy's asyncpg dialect sets it up: decoded, not handed back as text.
     for name in ("json", "jsonb"):
         await connection.set_type_codec(
             name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
         )
+
+
+async def _run_warm_reads(
+    connection: asyncpg.Connection, reads: Sequence[tuple[_Prepared, Mapping[str, Any]]]
+) -> None:
+    for prepared, values in reads:  # into the connection's statement cache
+        await connection.fetch(prepared.sql, *prepared.arguments(values))
 
 
 async def _keep_session(_connection: asyncpg.Connection) -> None:
@@ -155,6 +164,7 @@ class Database:
         self._sqlite_reader: sqlite3.Connection | None = None
         self._postgres_pool: asyncpg.Pool | None = None
         self._prepared: dict[AnySelect, _Prepared] = {}
+        self._warm: list[tuple[_Prepared, Mapping[str, Any]]] = []  # see keep_warm
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._write_sessions: async_sessionmaker[AsyncSession] | None = None
         self._loop_writer: Engine | None = None  # write_steps on a SQLite file
@@ -162,6 +172,25 @@ class Database:
     @property
     def dialect(self) -> str:
         return make_url(self.url).get_backend_name()
+
+    async def keep_warm(self, reads: Sequence[tuple[AnySelect, Mapping[str, Any]]]) -> None:
+        """Run the reads of the hot paths (a room opening, the names of those joining) on
+        every driver connection now, and on every one opened later before it serves anything.
+
+        On Postgres a connection's first run of a statement parses it and looks up its types,
+        ~25 ms against 0.7 ms after: without this the first join storm after a start (a deploy,
+        everyone reconnecting at once) paid it on every connection while the storm waited.
+        The reads should find nothing (a nil id). Call once the schema is in place."""
+        warm = [(self._prepare(statement), values) for statement, values in reads]
+        self._warm = warm  # for connections opened from now on (the pool's set-up)
+        if self._sqlite_reader is not None:
+            for prepared, values in warm:  # into sqlite3's statement cache
+                self._sqlite_reader.execute(prepared.sql, prepared.arguments(values)).fetchall()
+        if self._postgres_pool is not None:
+            async with AsyncExitStack() as held:  # every connection of the pool, held at once
+                for _ in range(POSTGRES_POOL_SIZE):
+                    connection = await held.enter_async_context(self._postgres_pool.acquire())
+                    await _run_warm_reads(connection, warm)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -200,11 +229,20 @@ class Database:
             _args, connect = self._engine.dialect.create_connect_args(url)
             connect.pop("prepared_statement_cache_size", None)
             connect.pop("prepared_statement_name_func", None)
+
+            async def set_up(connection: asyncpg.Connection) -> None:
+                await _asyncpg_json_codecs(connection)
+                await _run_warm_reads(connection, self._warm)
+
             self._postgres_pool = await asyncpg.create_pool(
                 **connect,
-                min_size=1,
+                min_size=POSTGRES_POOL_SIZE,
                 max_size=POSTGRES_POOL_SIZE,
-                init=_asyncpg_setup,
+                # Never recycled after a number of queries (asyncpg's default: 50,000, about a
+                # minute at full load): the replacement would open cold on the hot path, and
+                # there is nothing to recycle (a bounded statement cache, no session state).
+                max_queries=math.inf,
+                init=set_up,
                 reset=_keep_session,
             )
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
@@ -226,6 +264,7 @@ class Database:
         self._loop_writer = None
         self._postgres_pool = None
         self._prepared.clear()
+        self._warm = []
         self._sessions = None
         self._write_sessions = None
 

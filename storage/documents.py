@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from storage.access import AccessRules
 from storage.database import AnySelect, Database, Steps, run_steps
-from storage.kinds import document_model
+from storage.kinds import RESOURCE_MODELS, document_model
 from storage.models import Collaborator, DocumentUpdate, utcnow
 
 # Key of the Postgres advisory lock that orders log appends (any fixed 64-bit value).
@@ -148,6 +148,19 @@ async def load_document_and_access(
         owner_id, is_public, hidden_at is not None, {user: role for user, role in collaborators}
     )
     return stored, access
+
+
+def room_open_reads(dialect: str) -> list[tuple[AnySelect, Mapping[str, Any]]]:
+    """The reads of ``load_document_and_access`` for every kind, finding nothing, for
+    ``Database.keep_warm``."""
+    reads: list[tuple[AnySelect, Mapping[str, Any]]] = []
+    for resource_type in RESOURCE_MODELS:
+        values = {"id": uuid.UUID(int=0), "resource_type": resource_type}
+        statements = (
+            [_room_read_postgres(resource_type)] if dialect == "postgresql" else _room_reads(resource_type)
+        )
+        reads += [(statement, values) for statement in statements]
+    return reads
 
 
 @functools.cache

@@ -42,6 +42,10 @@ _SHOWN_NAME = select(User.id, User.display_name, User.username).where(
 )
 
 
+# For Database.keep_warm: the read finding nothing.
+SHOWN_NAME_WARM_READ = (_SHOWN_NAME, {"id": uuid.UUID(int=0)})
+
+
 async def shown_names(db: Database, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
     """How these users appear to collaborators (presence, cursors); users that do not exist
     are left out. Read straight on the driver (joins ask for them in storms)."""

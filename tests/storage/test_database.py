@@ -4,6 +4,7 @@ driver; ``Database.write_steps``: a write transaction written once as steps."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import uuid
 from datetime import UTC, datetime
@@ -12,9 +13,11 @@ import asyncpg
 import pytest
 from sqlalchemy import bindparam, func, select, text, update
 
-from storage.database import Database, Steps, run_steps
+from storage.database import POSTGRES_POOL_SIZE, Database, Steps, run_steps
+from storage.documents import room_open_reads
 from storage.library import create_document, listed_columns
 from storage.models import Loop, User
+from storage.users import SHOWN_NAME_WARM_READ
 from tests.storage.test_documents import LOOP_VALUES, in_memory_database, make_documents
 
 COUNT_LOOPS = select(func.count()).select_from(Loop)
@@ -209,3 +212,69 @@ async def test_write_steps_through_the_engine_on_an_in_memory_database() -> None
         with pytest.raises(RuntimeError, match="a step failed"):
             await db.write_steps(rename_all("B", then_fail=True))
         assert await loop_names(db) == ["A", "A"]
+
+
+# --- keep_warm: the hot reads prepared on every connection before it serves ------------
+
+
+async def test_kept_warm_reads_run_at_once(database_url: str) -> None:
+    """keep_warm runs the reads on the driver connections when it is called (a read that
+    cannot run fails it), not on the first request that needs them."""
+    broken = select(text("nothing")).select_from(text("no_such_table"))
+    async with Database(database_url) as db:
+        with pytest.raises((sqlite3.OperationalError, asyncpg.UndefinedTableError)):
+            await db.keep_warm([(broken, {})])
+
+
+async def test_keep_warm_needs_a_started_database(database_url: str) -> None:
+    with pytest.raises(RuntimeError, match="not started"):
+        await Database(database_url).keep_warm([(COUNT_LOOPS, {})])
+
+
+async def _prepared_statements(connection: asyncpg.Connection) -> list[str]:
+    return [
+        statement for (statement,) in await connection.fetch("SELECT statement FROM pg_prepared_statements")
+    ]
+
+
+def _holds_the_join_reads(prepared: list[str]) -> bool:
+    return all(
+        any(f"FROM {table}" in s and "array_agg" in s for s in prepared) for table in ("loops", "songs")
+    ) and any("users.display_name" in s for s in prepared)
+
+
+async def test_every_postgres_connection_holds_the_join_reads_prepared(postgres_url: str) -> None:
+    """All POSTGRES_POOL_SIZE driver connections are open once the database has started;
+    after keep_warm each holds the reads of a room opening and of a joining user's name as
+    prepared statements (Postgres's own pg_prepared_statements), and so does a connection
+    opened later in place of a lost one: a join storm finds no connection cold."""
+
+    async def pool_connections(db: Database) -> tuple[list[int], list[list[str]]]:
+        async with contextlib.AsyncExitStack() as held:  # held at once: different connections
+            connections = [
+                await held.enter_async_context(db.postgres_connection()) for _ in range(POSTGRES_POOL_SIZE)
+            ]
+            return [c.get_server_pid() for c in connections], [
+                await _prepared_statements(c) for c in connections
+            ]
+
+    async with Database(postgres_url) as db:
+        pids, _ = await pool_connections(db)
+        assert len(set(pids)) == POSTGRES_POOL_SIZE
+        await db.keep_warm([*room_open_reads(db.dialect), SHOWN_NAME_WARM_READ])
+        warmed_pids, prepared = await pool_connections(db)
+        assert set(warmed_pids) == set(pids)  # the same connections, kept
+        assert all(_holds_the_join_reads(statements) for statements in prepared), prepared
+
+        admin = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", pids[0])
+        finally:
+            await admin.close()
+        for _ in range(100):  # until the pool has noticed and opened a new connection
+            await asyncio.sleep(0.02)
+            new_pids, prepared = await pool_connections(db)
+            if pids[0] not in new_pids:
+                break
+        assert pids[0] not in new_pids and len(set(new_pids)) == POSTGRES_POOL_SIZE
+        assert all(_holds_the_join_reads(statements) for statements in prepared), prepared
