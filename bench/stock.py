@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import (
     DEFAULT_POSTGRES_URL,
@@ -251,6 +252,38 @@ async def connect(load: Load, *, one_worker_at_a_time: bool = False) -> dict[str
     return {"connect_ms": summary, "connect_failed": sum(r["failed"] for r in replies)}
 
 
+# Our server's own histogram of update-log commits (write + COMMIT of one batch): tells a
+# slow disk (Postgres waits for the WAL's fsync at every commit) from a slow server.
+COMMIT_HISTOGRAM = "musicplayground_update_log_commit_seconds"
+
+
+async def commit_buckets(target: Target) -> dict[float, float] | None:
+    """The cumulative bucket counts of our server's commit histogram, by upper bound in
+    seconds; None for the peers (they persist nothing)."""
+    if not target.name.startswith("ours"):
+        return None
+    async with aiohttp.ClientSession() as session, session.get(f"{target.url}/metrics") as resp:
+        text = await resp.text()
+    for family in text_string_to_metric_families(text):
+        if family.name == COMMIT_HISTOGRAM:
+            return {float(s.labels["le"]): s.value for s in family.samples if s.name.endswith("_bucket")}
+    raise RuntimeError(f"{target.name}: /metrics has no {COMMIT_HISTOGRAM}")
+
+
+def commit_summary(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
+    """The window's commits: how many, how many took over 25 and 100 ms, and the bucket
+    bound under which 99 % of them finished."""
+    window = {bound: after[bound] - before.get(bound, 0.0) for bound in sorted(after)}
+    total = window[float("inf")]
+    p99_bound = next((bound for bound, count in window.items() if count >= 0.99 * total), None)
+    return {
+        "commits": int(total),
+        "over_25_ms": int(total - window.get(0.025, total)),
+        "over_100_ms": int(total - window.get(0.1, total)),
+        "p99_ms_at_most": None if p99_bound is None or not total else p99_bound * 1000,
+    }
+
+
 async def edit_run(
     target: Target, load: Load, rate: float, warmup: float, duration: float, py_spy: str | None = None
 ) -> dict[str, Any]:
@@ -264,9 +297,11 @@ async def edit_run(
     await asyncio.sleep(0.2 + warmup)  # the workers start 200 ms after the command
     label = f"{target.name}-{rate:g}"
     profiler = await start_py_spy(py_spy, label, target.pid, duration) if py_spy else None
+    commits0 = await commit_buckets(target)  # outside the CPU window
     cpu0, client0, machine0 = proc_cpu_seconds(target.pid) or 0.0, load.cpu_seconds(), machine_cpu()
     await asyncio.sleep(duration)
     cpu1, client1, machine1 = proc_cpu_seconds(target.pid) or 0.0, load.cpu_seconds(), machine_cpu()
+    commits1 = await commit_buckets(target)
     await stop_py_spy(profiler, py_spy, label, wait=True)
     replies = await running
     checked = await load.all({"cmd": "check"})
@@ -297,6 +332,7 @@ async def edit_run(
         "machine_cpu_busy_pct": round(100 * busy, 1),
         "loadavg_1m_at_start": round(loadavg, 2),
         "server_rss_mb": round((proc_status_kb(target.pid, "VmRSS") or 0) / 1024, 1),
+        "update_log_commits": commit_summary(commits0, commits1) if commits0 and commits1 else None,
     }
 
 
@@ -382,11 +418,12 @@ async def scenario(name: str, target_name: str, plan: Plan, pg: ThrowawayDatabas
 
 
 def _print_step(target: str, run: dict[str, Any]) -> None:
-    lat = run["latency_ms"]
+    lat, commits = run["latency_ms"], run.get("update_log_commits")
     print(
         f"    {target:14} F={run['rate']:<5g} {run['deliveries_per_s']:>8.0f}/s p50 {fmt(lat['p50'])} "
         f"p99 {fmt(lat['p99'])} lost {run['lost_pairs']} converged {run['rooms_converged']}/{run['rooms']} "
-        f"cpu/1k {fmt(run['server_cpu_ms_per_1000_deliveries'])} ms  load {run['loadavg_1m_at_start']}",
+        f"cpu/1k {fmt(run['server_cpu_ms_per_1000_deliveries'])} ms  load {run['loadavg_1m_at_start']}"
+        + (f"  commits >100 ms {commits['over_100_ms']}/{commits['commits']}" if commits else ""),
         flush=True,
     )
 
@@ -403,6 +440,7 @@ FIGURES: list[tuple[str, str, Any, bool]] = [
     ("s2", "S2 delivered %", lambda r: r["delivered_pct"], False),
     ("s2", "S2 rooms converged", lambda r: r["rooms_converged"], False),
     ("s2", "S2 server CPU ms / 1k deliveries", lambda r: r["server_cpu_ms_per_1000_deliveries"], True),
+    ("s2", "S2 commits over 100 ms (ours)", lambda r: r["update_log_commits"]["over_100_ms"], True),
     ("max", "MAX deliveries/s", lambda r: r["max_deliveries_per_s"], False),
     ("max", "MAX lossless deliveries/s (any p99)", lambda r: r.get("max_lossless_deliveries_per_s"), False),
     ("max", "MAX server CPU ms / 1k deliveries", lambda r: r.get("server_cpu_ms_per_1000_deliveries"), True),
