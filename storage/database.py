@@ -188,9 +188,9 @@ class Database:
                 self._sqlite_reader.execute(prepared.sql, prepared.arguments(values)).fetchall()
         if self._postgres_pool is not None:
             async with AsyncExitStack() as held:  # every connection of the pool, held at once
-                for _ in range(POSTGRES_POOL_SIZE):
-                    connection = await held.enter_async_context(self._postgres_pool.acquire())
-                    await _run_warm_reads(connection, warm)
+                acquire = self._postgres_pool.acquire
+                connections = [await held.enter_async_context(acquire()) for _ in range(POSTGRES_POOL_SIZE)]
+                await asyncio.gather(*(_run_warm_reads(connection, warm) for connection in connections))
 
     @property
     def engine(self) -> AsyncEngine:
