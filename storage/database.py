@@ -238,8 +238,8 @@ class Database:
                 **connect,
                 min_size=POSTGRES_POOL_SIZE,
                 max_size=POSTGRES_POOL_SIZE,
-                # Never recycled after a number of queries (asyncpg's default: 50,000, about a
-                # minute at full load): the replacement would open cold on the hot path, and
+                # Never recycled after a number of queries (asyncpg's default: 50,000, minutes
+                # at full load): the replacement would open cold on the hot path, and
                 # there is nothing to recycle (a bounded statement cache, no session state).
                 max_queries=math.inf,
                 init=set_up,
