@@ -813,10 +813,21 @@ class ContentReader:
         self._stale: dict[str, set[str] | None] = dict.fromkeys(names)  # None: read everything
         self._step_records: dict[str, _StepRecord] = {}  # derived from the cached steps
         self._changed_steps: set[str] = set()
-        self._subscriptions = []
-        for name in names:
+        self._subscriptions: list[tuple[Any, Any]] = []
+        self._observe(doc)
+
+    def _observe(self, doc: Doc) -> None:
+        for name in self._entries:
             root = _root(doc, name)
             self._subscriptions.append((root, root.observe_deep(self._on_change(name))))
+
+    def rebind(self, doc: Doc) -> None:
+        """Read ``doc`` from now on: a rebuilt copy of the document being read (a refused
+        change rolled back). The cache is kept: the entries a change touched since the last
+        read are read again anyway, and a change that was rolled back touched no others."""
+        self.close()
+        self.doc = doc
+        self._observe(doc)
 
     def _on_change(self, name: str) -> Callable[[list[Any]], None]:
         def changed(events: list[Any]) -> None:  # one parameter: pycrdt passes only the events

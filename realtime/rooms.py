@@ -20,6 +20,11 @@ from storage.access import AccessRules, Role
 
 MAX_CACHED_DIFFS = 16
 EMPTY_UPDATE = b"\x00\x00"
+# The rollback copy of a document (see Room._begin_trial) is re-encoded once what was
+# appended to it since reaches the size of its base, and at least this much: amortized, each
+# byte of edits is encoded a bounded number of times, and the copy stays under twice the size
+# of the encoded document.
+MIN_ROLLBACK_TAIL_BYTES = 64 * 1024
 
 
 class TokenBucket:
@@ -53,7 +58,7 @@ class Session:
     bucket: TokenBucket
     transport_id: Any = None  # the transport's handle for fast sends
     last_error_at: float = 0.0
-    refused_updates: int = 0  # updates refused after a trial on the scratch copy
+    refused_updates: int = 0  # updates refused after a trial on the document
 
     @property
     def identity(self) -> str:
@@ -81,10 +86,12 @@ class RoomTransport(Protocol):
 class Room:
     """The live document of one loop or song.
 
-    Updates from clients are applied to ``doc`` at once (that validates them), written to
-    the durable log, and only then relayed: ``queue_broadcast`` batches what became durable
-    in the same loop iteration into one message for the room (a lone sender is left out; with
-    several, each also gets its own edits back, which Yjs ignores).
+    Updates from clients are applied to ``doc`` at once (that validates them; a refused one
+    is rolled back, see ``apply_untrusted``), written to the durable log, and only then
+    relayed: ``queue_broadcast`` batches what became durable in the same loop iteration into
+    one message for the room (a lone sender is left out; with several, each also gets its own
+    edits back, which Yjs ignores). ``doc`` is replaced when a refused change is rolled back:
+    read it from the room each time.
     """
 
     kind: docschema.DocKind
@@ -118,13 +125,14 @@ class Room:
         self._state_vector: bytes | None = None
         self._content: dict[str, Any] | None = None
         self.full_encodes = 0  # how often the whole document was encoded (join storms: once)
-        # A copy of ``doc`` on which untrusted updates are tried first (see apply_untrusted).
-        self._scratch: Doc | None = None
         self._diffs: dict[bytes, bytes] = {}  # state vector -> what it lacks, this version
-        self._touched: dict[str, set[str]] = {}
-        self._scratch_subscriptions: list[Any] = []
+        # What rolls back a refused trial (see _begin_trial): the accepted document as
+        # updates, a full encoding and every transaction after it. Made at the first trial.
+        self._rollback: list[bytes] | None = None
+        self._rollback_tail_bytes = 0
+        self._touched: dict[str, set[str]] = {}  # root -> keys changed since the trial began
+        self._touched_subscriptions: list[Any] = []
         self._reader: docschema.ContentReader | None = None  # made on the first read
-        self._mirroring = True
         self._subscription = self.doc.observe(self._on_transaction)
 
     # --- the document ---------------------------------------------------------------
@@ -134,45 +142,95 @@ class Room:
         self.version += 1
         self._full_update = self._state_vector = self._content = None
         self._diffs.clear()
-        if self._scratch is not None and self._mirroring:
-            self._scratch.apply_update(event.update)
 
-    def _scratch_doc(self) -> Doc:
-        if self._scratch is None:
-            scratch: Doc[Any] = Doc()
-            scratch.apply_update(self.doc.get_update())
-            # Which entries each trial touches, so only those are checked (check_live_bounds).
-            roots = [docschema.META, *(name for name, _ in docschema.LIVE_COLLECTIONS[self.kind])]
-            self._touched = {name: set() for name in roots}
-            self._scratch_subscriptions = [  # kept: a dropped subscription stops observing
-                scratch.get(name, type=Map).observe_deep(_collector(touched))
-                for name, touched in self._touched.items()
-            ]
-            self._scratch = scratch
-        return self._scratch
+    def _begin_trial(self) -> tuple[int, int]:
+        """Start trying an untrusted change on ``doc`` itself; returns what ``_roll_back`` needs.
+
+        Trying it on a copy first and then applying it again to the live document cost every
+        edit two applies and every edited room a second document in memory. Instead the room
+        keeps, as bytes, what rebuilds the accepted document: a full encoding and every
+        change accepted since (``_accept``; so every change goes through this class's
+        ``apply*`` methods), re-encoded when that tail outgrows the base. A refused change,
+        rare, rebuilds the document from it.
+        """
+        if self._rollback is None:
+            self._rollback = [self.doc.get_update()]
+            self._rollback_tail_bytes = 0
+            self._observe_touched()
+        for touched in self._touched.values():
+            touched.clear()
+        self._delta = None
+        return len(self._rollback), self.version
+
+    def _observe_touched(self) -> None:
+        """Collect which entries each transaction touches, so a trial checks only those
+        (``docschema.check_live_bounds``)."""
+        roots = [docschema.META, *(name for name, _ in docschema.LIVE_COLLECTIONS[self.kind])]
+        self._touched = {name: set() for name in roots}
+        self._touched_subscriptions = [  # kept: a dropped subscription stops observing
+            self.doc.get(name, type=Map).observe_deep(_collector(touched))
+            for name, touched in self._touched.items()
+        ]
+
+    def _roll_back(self, trial: tuple[int, int]) -> None:
+        """Make ``doc`` what it was when ``trial`` began: a new document, built from the
+        rollback updates accepted before it, with the same client id (the server's own
+        changes go on from its clock) and the same observers."""
+        assert self._rollback is not None
+        length, version = trial
+        del self._rollback[length:]
+        base, *tail = self._rollback
+        old = self.doc
+        old.unobserve(self._subscription)
+        doc: Doc[Any] = Doc(client_id=old.client_id)
+        doc.apply_update(base)
+        if tail:
+            with doc.transaction():  # one transaction: half the cost of one per update
+                for update in tail:
+                    doc.apply_update(update)
+        self.doc = doc
+        self._subscription = doc.observe(self._on_transaction)
+        self._observe_touched()
+        if self._reader is not None:
+            self._reader.rebind(doc)  # its cache still holds for every entry it is not re-reading
+        self.version = version
+        self._delta = None
+        self._full_update = self._state_vector = self._content = None
+        self._diffs.clear()
+
+    def _accept(self, recorded: bytes | None) -> bytes | None:
+        """A change stands: add ``recorded`` (what rebuilds it) to the rollback updates;
+        return what the change did to the document (None if nothing)."""
+        rollback = self._rollback
+        if rollback is not None and recorded is not None:
+            rollback.append(recorded)
+            self._rollback_tail_bytes += len(recorded)
+            if self._rollback_tail_bytes >= max(MIN_ROLLBACK_TAIL_BYTES, len(rollback[0])):
+                self._rollback = [self.doc.get_update()]
+                self._rollback_tail_bytes = 0
+        return self._take_delta()
 
     def apply_untrusted(self, update: bytes) -> bytes | None:
         """Apply a client's update only if the document stays within bounds.
 
-        The update is tried on a scratch copy of the document first. It is refused (and the
-        live document left untouched) if pycrdt would keep part of it pending -- yrs holds
-        structs whose dependencies never arrived, uncounted and unbounded -- or if the
-        content would exceed what REST accepts (:func:`docschema.check_live_bounds`).
+        The update is applied, then checked; a refused one is rolled back (``_roll_back``),
+        so the document is as if it never came. It is refused if pycrdt would keep part of it
+        pending -- yrs holds structs whose dependencies never arrived, uncounted and
+        unbounded -- or if the content would exceed what REST accepts
+        (:func:`docschema.check_live_bounds`).
 
         Raises:
             RealtimeError: ``malformed_update``, ``missing_dependencies`` or ``content_too_large``.
         """
         if update == EMPTY_UPDATE:  # a client with nothing new (every sync-step-1 reply of a fresh one)
             return None
-        scratch = self._scratch_doc()
-        for touched in self._touched.values():
-            touched.clear()
+        trial = self._begin_trial()
         try:
-            with scratch.transaction():  # one transaction: the update, then the state it left
-                scratch.apply_update(update)
-                state = scratch.get_state()
+            with self.doc.transaction():  # one transaction: the update, then the state it left
+                self.doc.apply_update(update)
+                state = self.doc.get_state()
         except Exception as exc:  # pycrdt raises ValueError, sometimes others, on junk
-            self._scratch = None
+            self._roll_back(trial)
             raise RealtimeError("malformed_update", "not a valid Yjs update") from exc
         try:
             try:
@@ -185,53 +243,42 @@ class Room:
                     "this update depends on changes the server does not have; it was not applied",
                 )
             try:
-                docschema.check_live_bounds(self.kind, scratch, self._touched)
+                docschema.check_live_bounds(self.kind, self.doc, self._touched)
             except ValueError as exc:
                 raise RealtimeError("content_too_large", str(exc)) from None
         except RealtimeError:
-            self._scratch = None  # rebuilt from the live document on the next trial
+            self._roll_back(trial)
             raise
-        self._mirroring = False  # the scratch copy already has it
-        try:
-            return self.apply(update)
-        finally:
-            self._mirroring = True
+        return self._accept(self._delta)
 
     def apply(self, update: bytes) -> bytes | None:
-        """Apply a Yjs update; return what it changed (None if nothing). Raises ValueError."""
+        """Apply a trusted Yjs update (stored, or from another instance); return what it
+        changed (None if nothing). Raises ValueError."""
         self._delta = None
         self.doc.apply_update(update)  # one transaction of its own: _on_transaction sees it
-        return self._take_delta()
+        # The update itself, not the delta: structs yrs keeps pending (their dependencies are
+        # still on the way) are in neither the delta nor the state, only in the update.
+        return self._accept(update)
 
     def apply_content(
         self, content: dict[str, Any], fields: set[str] | None, *, max_growth: int | None = None
     ) -> bytes | None:
         """Make the document match ``content`` for ``fields`` (a REST write).
 
-        The change is made on the scratch copy first, so a refused write (``ValueError`` for
-        bad content, ``RealtimeError`` ``document_too_large`` when the change is larger than
-        ``max_growth`` bytes) leaves the live document as it was.
+        A refused write (``ValueError`` for bad content, ``RealtimeError``
+        ``document_too_large`` when the change is larger than ``max_growth`` bytes) is
+        rolled back, as a refused client update is.
         """
-        scratch = self._scratch_doc()
-        deltas: list[bytes] = []
-        subscription = scratch.observe(lambda event: deltas.append(event.update))
+        trial = self._begin_trial()
         try:
-            docschema.apply_content(self.kind, scratch, content, fields=fields)  # validates first
+            docschema.apply_content(self.kind, self.doc, content, fields=fields)  # validates first
+            delta = self._delta
+            if delta is not None and max_growth is not None and len(delta) > max_growth:
+                raise RealtimeError("document_too_large", "this change would make the document too large")
         except BaseException:
-            self._scratch = None  # whatever it holds now, the live document does not
+            self._roll_back(trial)
             raise
-        finally:
-            scratch.unobserve(subscription)
-        if not deltas:
-            return None
-        if max_growth is not None and len(deltas[0]) > max_growth:
-            self._scratch = None
-            raise RealtimeError("document_too_large", "this change would make the document too large")
-        self._mirroring = False
-        try:
-            return self.apply(deltas[0])
-        finally:
-            self._mirroring = True
+        return self._accept(self._delta)
 
     def _take_delta(self) -> bytes | None:
         delta, self._delta = self._delta, None
@@ -274,7 +321,7 @@ class Room:
         self.doc.unobserve(self._subscription)
         if self._reader is not None:
             self._reader.close()
-        self._scratch = None
+        self._rollback = None
 
     # --- fan-out ----------------------------------------------------------------------
 

@@ -41,8 +41,8 @@ from storage.errors import NotFound
 log = logging.getLogger(__name__)
 
 EMPTY_UPDATE = b"\x00\x00"
-# Refused updates each cost a rebuild of the room's scratch copy: a socket that keeps
-# sending them is hostile or broken, and is disconnected.
+# Refused updates each cost a rebuild of the room's document (a rollback): a socket that
+# keeps sending them is hostile or broken, and is disconnected.
 MAX_REFUSED_UPDATES = 10
 MAX_SHARE_TOKEN_LEN = 256  # share tokens are short random strings
 GUEST_NAME = "Guest"  # how a share-link visitor without an account appears

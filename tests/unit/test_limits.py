@@ -1,5 +1,6 @@
 """The cheap checks of issue 6 as pure logic: payload validators, room admission, live bounds,
-the incremental content reader, strict awareness states, and the pycrdt behaviour they rely on."""
+the incremental content reader, strict awareness states, and the pycrdt behaviour they rely on
+(the rollback of refused updates: test_room_rollback.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from pycrdt import Doc, Encoder, Map, get_update
 from presence.awareness import MalformedAwareness, RoomAwareness, parse_state
 from presence.wire import MalformedPayload, read_var_uint
 from realtime import docschema
-from realtime.errors import RealtimeError
 from realtime.limits import (
     admission_refusal,
     check_state_vector,
@@ -22,7 +22,6 @@ from realtime.limits import (
     parse_canonical_uuid,
     parse_namespace,
 )
-from realtime.rooms import Room
 
 
 def var_uint(value: int) -> bytes:
@@ -213,31 +212,3 @@ def test_pycrdt_reports_pending_structs_as_uncovered_by_the_state() -> None:
     assert read_var_uint(get_update(updates[1], doc.get_state()), 0)[0] > 0
     doc.apply_update(updates[0])
     assert read_var_uint(get_update(updates[1], doc.get_state()), 0)[0] == 0
-
-
-class _NoTransport:
-    def send(self, *args: object) -> None:
-        pass
-
-    async def disconnect(self, *args: object) -> None:
-        pass
-
-
-def test_refused_updates_leave_the_live_document_untouched() -> None:
-    live: Doc[Any] = Doc()
-    live.apply_update(docschema.loop_content_to_update({"name": "x", "length": 4}))
-    room = Room(docschema.DocKind.LOOP, uuid.uuid4(), live, _NoTransport())
-    before = live.get_update()
-    source: Doc[Any] = Doc(client_id=12)
-    source.apply_update(before)
-    updates: list[bytes] = []
-    source.observe(lambda event: updates.append(event.update))
-    source.get("meta", type=Map)["a"] = 1
-    source.get("meta", type=Map)["b"] = 2
-    with pytest.raises(RealtimeError) as refused:
-        room.apply_untrusted(updates[1])
-    assert refused.value.code == "missing_dependencies"
-    assert live.get_update() == before and room.version == 0
-    assert room.apply_untrusted(updates[0]) is not None
-    assert room.apply_untrusted(updates[1]) is not None
-    assert live.get("meta", type=Map)["b"] == 2
