@@ -127,7 +127,7 @@ class Room:
         self.full_encodes = 0  # how often the whole document was encoded (join storms: once)
         self._diffs: dict[bytes, bytes] = {}  # state vector -> what it lacks, this version
         # What rolls back a refused trial (see _begin_trial): the accepted document as
-        # updates, a full encoding and every transaction after it. Made at the first trial.
+        # updates, a full encoding and every change accepted after it. Made at the first trial.
         self._rollback: list[bytes] | None = None
         self._rollback_tail_bytes = 0
         self._touched: dict[str, set[str]] = {}  # root -> keys changed since the trial began
@@ -140,11 +140,16 @@ class Room:
     def _on_transaction(self, event: TransactionEvent) -> None:
         self._delta = event.update
         self.version += 1
+        self._forget_encodings()
+
+    def _forget_encodings(self) -> None:
+        """Drop what was derived from the document as it was (it changed)."""
         self._full_update = self._state_vector = self._content = None
         self._diffs.clear()
 
-    def _begin_trial(self) -> tuple[int, int]:
-        """Start trying an untrusted change on ``doc`` itself; returns what ``_roll_back`` needs.
+    def _begin_trial(self) -> int:
+        """Start trying an untrusted change on ``doc`` itself; returns the version
+        ``_roll_back`` restores.
 
         Trying it on a copy first and then applying it again to the live document cost every
         edit two applies and every edited room a second document in memory. Instead the room
@@ -160,7 +165,7 @@ class Room:
         for touched in self._touched.values():
             touched.clear()
         self._delta = None
-        return len(self._rollback), self.version
+        return self.version
 
     def _observe_touched(self) -> None:
         """Collect which entries each transaction touches, so a trial checks only those
@@ -172,13 +177,11 @@ class Room:
             for name, touched in self._touched.items()
         ]
 
-    def _roll_back(self, trial: tuple[int, int]) -> None:
-        """Make ``doc`` what it was when ``trial`` began: a new document, built from the
-        rollback updates accepted before it, with the same client id (the server's own
-        changes go on from its clock) and the same observers."""
+    def _roll_back(self, version: int) -> None:
+        """Make ``doc`` what it was when the trial began (at ``version``): a new document,
+        built from the rollback updates (only accepted changes are in them), with the same
+        client id (the server's own changes go on from its clock) and the same observers."""
         assert self._rollback is not None
-        length, version = trial
-        del self._rollback[length:]
         base, *tail = self._rollback
         old = self.doc
         old.unobserve(self._subscription)
@@ -195,8 +198,7 @@ class Room:
             self._reader.rebind(doc)  # its cache still holds for every entry it is not re-reading
         self.version = version
         self._delta = None
-        self._full_update = self._state_vector = self._content = None
-        self._diffs.clear()
+        self._forget_encodings()
 
     def _accept(self, recorded: bytes | None) -> bytes | None:
         """A change stands: add ``recorded`` (what rebuilds it) to the rollback updates;
@@ -224,13 +226,13 @@ class Room:
         """
         if update == EMPTY_UPDATE:  # a client with nothing new (every sync-step-1 reply of a fresh one)
             return None
-        trial = self._begin_trial()
+        version = self._begin_trial()
         try:
             with self.doc.transaction():  # one transaction: the update, then the state it left
                 self.doc.apply_update(update)
                 state = self.doc.get_state()
         except Exception as exc:  # pycrdt raises ValueError, sometimes others, on junk
-            self._roll_back(trial)
+            self._roll_back(version)
             raise RealtimeError("malformed_update", "not a valid Yjs update") from exc
         try:
             try:
@@ -247,7 +249,7 @@ class Room:
             except ValueError as exc:
                 raise RealtimeError("content_too_large", str(exc)) from None
         except RealtimeError:
-            self._roll_back(trial)
+            self._roll_back(version)
             raise
         return self._accept(self._delta)
 
@@ -269,14 +271,14 @@ class Room:
         ``document_too_large`` when the change is larger than ``max_growth`` bytes) is
         rolled back, as a refused client update is.
         """
-        trial = self._begin_trial()
+        version = self._begin_trial()
         try:
             docschema.apply_content(self.kind, self.doc, content, fields=fields)  # validates first
             delta = self._delta
             if delta is not None and max_growth is not None and len(delta) > max_growth:
                 raise RealtimeError("document_too_large", "this change would make the document too large")
         except BaseException:
-            self._roll_back(trial)
+            self._roll_back(version)
             raise
         return self._accept(self._delta)
 
