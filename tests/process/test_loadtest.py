@@ -1,5 +1,6 @@
 """``musicplayground loadtest`` against a real server process, checked against what the server
-stored: every edit the tool reports is in the loops it reads back over REST."""
+stored (every edit the tool reports is in the loops it reads back over REST) and against the
+server's own counters (``/metrics``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TEST_SECRET
 from tests.server_process import CLI, ServerProcess, run_cli
@@ -22,6 +24,17 @@ def _stored_cells(url: str, loop_id: str, token: str) -> list[dict[str, object]]
     )
     assert resp.status_code == 200
     return [s for s in resp.json()["iconSequence"] if s["soundId"] == "loadtest"]
+
+
+def _server_counter(url: str, name: str) -> float:
+    """One unlabelled sample of the server's Prometheus exposition."""
+    resp = requests.get(f"{url}/metrics", timeout=10)
+    assert resp.status_code == 200
+    for family in text_string_to_metric_families(resp.text):
+        for sample in family.samples:
+            if sample.name == name:
+                return sample.value
+    raise AssertionError(f"{name} is not in the server's metrics")
 
 
 def _owner_tokens(url: str, count: int) -> list[str]:
@@ -63,6 +76,9 @@ async def test_loadtest_report_agrees_with_the_server(tmp_path: Path, database_u
             for loop, token in zip(report["loops"], tokens, strict=True)
         ]
         assert sum(len(cells) for cells in stored) == report["edits_sent"]
+        # The server counted the same edits: each applied once, each relayed once it was durable.
+        assert _server_counter(server.url, "musicplayground_updates_applied_total") == report["edits_sent"]
+        assert _server_counter(server.url, "musicplayground_updates_relayed_total") == report["edits_sent"]
 
     # Each edit reaches the room's other 2 editors and its viewer, once each.
     assert report["expected_deliveries"] <= 3 * report["edits_sent"]
