@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 from pycrdt import Map
 from sqlalchemy import update
 
@@ -22,16 +21,7 @@ from realtime.client import CollabClient, CollabConnectionRefused
 from settings import Settings
 from storage.models import User, utcnow
 from storage.purge import purge_anonymous_accounts
-from tests.helpers import LOOP, bearer, eventually, expect_error, sign_up
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of a Prometheus exposition, keyed by (name, sorted labels)."""
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
+from tests.helpers import LOOP, bearer, eventually, expect_error, samples, sign_up
 
 
 async def scrape(client: TestClient, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

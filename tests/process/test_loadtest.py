@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TEST_SECRET
+from tests.helpers import samples
 from tests.server_process import CLI, ServerProcess, run_cli
 
 
@@ -26,15 +26,11 @@ def _stored_cells(url: str, loop_id: str, token: str) -> list[dict[str, object]]
     return [s for s in resp.json()["iconSequence"] if s["soundId"] == "loadtest"]
 
 
-def _server_counter(url: str, name: str) -> float:
-    """One unlabelled sample of the server's Prometheus exposition."""
+def _server_counters(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The server's own metrics (``/metrics``), keyed as :func:`tests.helpers.samples` keys them."""
     resp = requests.get(f"{url}/metrics", timeout=10)
     assert resp.status_code == 200
-    for family in text_string_to_metric_families(resp.text):
-        for sample in family.samples:
-            if sample.name == name:
-                return sample.value
-    raise AssertionError(f"{name} is not in the server's metrics")
+    return samples(resp.text)
 
 
 def _owner_tokens(url: str, count: int) -> list[str]:
@@ -77,8 +73,9 @@ async def test_loadtest_report_agrees_with_the_server(tmp_path: Path, database_u
         ]
         assert sum(len(cells) for cells in stored) == report["edits_sent"]
         # The server counted the same edits: each applied once, each relayed once it was durable.
-        assert _server_counter(server.url, "musicplayground_updates_applied_total") == report["edits_sent"]
-        assert _server_counter(server.url, "musicplayground_updates_relayed_total") == report["edits_sent"]
+        counters = _server_counters(server.url)
+        assert counters[("musicplayground_updates_applied_total", ())] == report["edits_sent"]
+        assert counters[("musicplayground_updates_relayed_total", ())] == report["edits_sent"]
 
     # Each edit reaches the room's other 2 editors and its viewer, once each.
     assert report["expected_deliveries"] <= 3 * report["edits_sent"]
