@@ -32,6 +32,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -127,6 +128,7 @@ class Target:
     pid: int
     stop: Any
     rooms: list[dict[str, Any]] = field(default_factory=list)
+    database: ThrowawayDatabase | None = None  # ours-postgres: its database, for the backends' CPU
 
 
 def room_document(i: int, rng: random.Random) -> bytes:
@@ -163,7 +165,7 @@ async def start_target(name: str, rooms: int, pg: ThrowawayDatabase | None) -> T
             token = await anonymous_token(session, server.base_url)
             loop_id = await create_loop(session, server.base_url, token, i, rng)
             specs.append({"name": f"loop:{loop_id}", "auth": {"token": token}})
-    return Target(name, server.base_url, server.pid, server.stop, specs)
+    return Target(name, server.base_url, server.pid, server.stop, specs, database=pg)
 
 
 def _node() -> str:
@@ -298,9 +300,12 @@ async def edit_run(
     label = f"{target.name}-{rate:g}"
     profiler = await start_py_spy(py_spy, label, target.pid, duration) if py_spy else None
     commits0 = await commit_buckets(target)  # outside the CPU window
+    db_pids = await target.database.backend_pids() if target.database else []
+    db0 = {pid: proc_cpu_seconds(pid) for pid in db_pids}
     cpu0, client0, machine0 = proc_cpu_seconds(target.pid) or 0.0, load.cpu_seconds(), machine_cpu()
     await asyncio.sleep(duration)
     cpu1, client1, machine1 = proc_cpu_seconds(target.pid) or 0.0, load.cpu_seconds(), machine_cpu()
+    db1 = {pid: proc_cpu_seconds(pid) for pid in db_pids}
     commits1 = await commit_buckets(target)
     await stop_py_spy(profiler, py_spy, label, wait=True)
     replies = await running
@@ -309,6 +314,9 @@ async def edit_run(
     delivered = sum(r["delivered_pairs"] for r in replies)
     expected = sum(r["expected_pairs"] for r in replies)
     server_cpu = cpu1 - cpu0
+    # Our server's Postgres backends (the commits' WAL flushes are theirs too); not the
+    # walwriter or checkpointer, which serve the whole cluster. SQLite runs inside the server.
+    db_cpu = sum((db1[p] or 0.0) - (db0[p] or 0.0) for p in db_pids if db1[p] is not None)
     busy = (machine1[0] - machine0[0]) / max(1e-9, machine1[1] - machine0[1])
     rooms = sum(c["rooms"] for c in checked)
     converged = sum(c["converged"] for c in checked)
@@ -328,6 +336,9 @@ async def edit_run(
         "convergence_problems": [p for c in checked for p in c["problems"]][:10],
         "server_cpu_util": round(server_cpu / duration, 3),
         "server_cpu_ms_per_1000_deliveries": round(1e6 * server_cpu / delivered, 2) if delivered else None,
+        "database_cpu_ms_per_1000_deliveries": (
+            round(1e6 * db_cpu / delivered, 2) if delivered and target.database else None
+        ),
         "client_cpu_util": round((client1 - client0) / duration, 3),
         "machine_cpu_busy_pct": round(100 * busy, 1),
         "loadavg_1m_at_start": round(loadavg, 2),
@@ -440,6 +451,7 @@ FIGURES: list[tuple[str, str, Any, bool]] = [
     ("s2", "S2 delivered %", lambda r: r["delivered_pct"], False),
     ("s2", "S2 rooms converged", lambda r: r["rooms_converged"], False),
     ("s2", "S2 server CPU ms / 1k deliveries", lambda r: r["server_cpu_ms_per_1000_deliveries"], True),
+    ("s2", "S2 Postgres CPU ms / 1k (ours)", lambda r: r["database_cpu_ms_per_1000_deliveries"], True),
     ("s2", "S2 commits over 100 ms (ours)", lambda r: r["update_log_commits"]["over_100_ms"], True),
     ("max", "MAX deliveries/s", lambda r: r["max_deliveries_per_s"], False),
     ("max", "MAX lossless deliveries/s (any p99)", lambda r: r.get("max_lossless_deliveries_per_s"), False),
@@ -468,6 +480,35 @@ def figures(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def median_figures(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The figures of several rounds in one: each value the median of its rounds, each ratio
+    the median of the rounds' own ratios (each taken within one round, so paired against the
+    machine's drift), with ``ratio_ranges`` their lowest and highest."""
+    rows = []
+    for i, first in enumerate(rounds[0]):
+        per_round = [r[i] for r in rounds]
+        values = {name: _spread(per_round, "values", name) for name in first["values"]}
+        ratios = {name: _spread(per_round, "ratios", name) for name in first["ratios"]}
+        rows.append(
+            {
+                "figure": first["figure"],
+                "lower_is_better": first["lower_is_better"],
+                "values": {name: seen[0] for name, seen in values.items()},
+                "ratios": {name: seen[0] for name, seen in ratios.items()},
+                "ratio_ranges": {name: seen[1] for name, seen in ratios.items()},
+            }
+        )
+    return rows
+
+
+def _spread(rows: list[dict[str, Any]], key: str, name: str) -> tuple[float | None, list[float] | None]:
+    """The median of one cell over rounds (those that have it), and its [lowest, highest]."""
+    seen = [row[key][name] for row in rows if row[key].get(name) is not None]
+    if not seen:
+        return None, None
+    return round(statistics.median(seen), 2), [min(seen), max(seen)]
+
+
 def print_figures(rows: list[dict[str, Any]], targets: list[str]) -> None:
     ours = [t for t in targets if t.startswith("ours")]
     peers = [t for t in targets if t in PEERS]
@@ -475,7 +516,12 @@ def print_figures(rows: list[dict[str, Any]], targets: list[str]) -> None:
     table = [header]
     for row in rows:
         cells = [row["figure"], *(fmt(row["values"].get(t)) for t in targets)]
-        cells += [fmt(row["ratios"].get(f"{o}/{p}")) for o in ours for p in peers]
+        for name in (f"{o}/{p}" for o in ours for p in peers):
+            cell = fmt(row["ratios"].get(name))
+            span = (row.get("ratio_ranges") or {}).get(name)
+            if span is not None and span[0] != span[1]:
+                cell += f" ({fmt(span[0])}-{fmt(span[1])})"
+            cells.append(cell)
         table.append(cells)
     print_rows(table)
 
@@ -492,6 +538,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, help="seconds before each window (default 3, quick 2)")
     p.add_argument("--max-rates", help="MAX: comma-separated edits/s per editor to try in order")
     p.add_argument("--client-procs", type=int, default=1, help="Node load workers for S2 and MAX")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every scenario this many times, the targets' order reversed every other round; "
+        "figures are medians, ratios the median of each round's own",
+    )
     p.add_argument(
         "--py-spy", metavar="DIR", help="py-spy profiles of our server (idle, S2): uv run --with py-spy"
     )
@@ -525,7 +578,9 @@ async def amain(args: argparse.Namespace) -> int:
     if "ours-postgres" in targets:
         pg = ThrowawayDatabase(os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL))
         await pg.create()
-    results: dict[str, dict[str, Any]] = {t: {} for t in targets}
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be at least 1")
+    rounds: list[dict[str, dict[str, Any]]] = [{t: {} for t in targets} for _ in range(args.rounds)]
     started = time.time()
     report: dict[str, Any] = {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -533,25 +588,30 @@ async def amain(args: argparse.Namespace) -> int:
         "git_dirty": git_dirty(),
         "machine": machine_info(),
         "plan": plan.__dict__,
-        "results": results,
+        "rounds": [],
     }
     try:
         for scen in scenarios:
-            print(f"== {scen}", flush=True)
-            for target in targets:
-                try:
-                    result = await scenario(scen, target, plan, pg if target == "ours-postgres" else None)
-                except (ServerError, RuntimeError, TimeoutError) as exc:
-                    result = {"error": f"{type(exc).__name__}: {exc}"}
-                results[target][scen] = result
-                summary = {k: v for k, v in result.items() if k not in {"steps", "convergence_problems"}}
-                print(f"  {target}: {json.dumps(summary)[:400]}", flush=True)
+            for number, results in enumerate(rounds):
+                of = f" (round {number + 1} of {len(rounds)})" if len(rounds) > 1 else ""
+                print(f"== {scen}{of}", flush=True)
+                # Reversed every other round: a drift of the machine's speed over the round
+                # then favours no target.
+                for target in targets if number % 2 == 0 else targets[::-1]:
+                    try:
+                        result = await scenario(scen, target, plan, pg if target == "ours-postgres" else None)
+                    except (ServerError, RuntimeError, TimeoutError) as exc:
+                        result = {"error": f"{type(exc).__name__}: {exc}"}
+                    results[target][scen] = result
+                    summary = {k: v for k, v in result.items() if k not in {"steps", "convergence_problems"}}
+                    print(f"  {target}: {json.dumps(summary)[:400]}", flush=True)
     finally:
         if pg is not None:
             await pg.drop()
         report["elapsed_s"] = round(time.time() - started, 1)
         report["loadavg_at_end"] = list(os.getloadavg())
-        report["figures"] = figures(results)
+        report["rounds"] = [{"results": results, "figures": figures(results)} for results in rounds]
+        report["figures"] = median_figures([r["figures"] for r in report["rounds"]])
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n")
     print()
@@ -559,7 +619,7 @@ async def amain(args: argparse.Namespace) -> int:
     loadavg = report["machine"]["loadavg_at_start"], report["loadavg_at_end"]
     print(f"\nload average at start {loadavg[0]}, at end {loadavg[1]}")
     print(f"results: {args.out}")
-    return 1 if any("error" in r for by in results.values() for r in by.values()) else 0
+    return 1 if any("error" in r for results in rounds for by in results.values() for r in by.values()) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
