@@ -49,6 +49,13 @@ def proc_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds the processes of ``after`` spent since ``before`` (both by pid, as
+    :meth:`ThrowawayDatabase.backends_cpu` gives them); one that started in between counts
+    entirely."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
 def proc_status_kb(pid: int, key: str) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -183,6 +190,11 @@ class ThrowawayDatabase:
         finally:
             await conn.close()
         return [int(r["pid"]) for r in rows]
+
+    async def backends_cpu(self) -> dict[int, float]:
+        """CPU seconds so far of each Postgres backend serving this database, by pid
+        (the walwriter and checkpointer serve the whole cluster and are not among them)."""
+        return {pid: cpu for pid in await self.backend_pids() if (cpu := proc_cpu_seconds(pid)) is not None}
 
     async def fetchval(self, query: str) -> Any:
         conn = await asyncpg.connect(self.url, timeout=10)

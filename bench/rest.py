@@ -37,6 +37,7 @@ from bench.common import (
     ServerError,
     ThrowawayDatabase,
     anonymous_token,
+    cpu_spent,
     create_loop,
     fmt,
     git_commit,
@@ -167,8 +168,7 @@ async def run_scenario(
 ) -> dict[str, Any]:
     if args.warmup > 0:
         await open_loop(session, next_url, headers, rate, args.warmup)
-    db_pids = await pg.backend_pids() if pg else []
-    db_cpu_before = {pid: proc_cpu_seconds(pid) for pid in db_pids}
+    db_cpu_before = await pg.backends_cpu() if pg else {}
     label = f"{server.backend}-{name}-{rate:g}"
     profiler = await start_py_spy(args.py_spy, label, server.pid, args.duration) if args.py_spy else None
     cpu_before = proc_cpu_seconds(server.pid)
@@ -181,13 +181,7 @@ async def run_scenario(
     machine_after = machine_cpu()
     machine_busy = machine_after[0] - machine_before[0]
     machine_total = max(machine_after[1] - machine_before[1], 1e-9)
-    db_cpu = None
-    if pg:
-        db_cpu = 0.0
-        for pid in await pg.backend_pids():
-            after = proc_cpu_seconds(pid)
-            if after is not None:  # a backend opened during the window counts entirely
-                db_cpu += after - (db_cpu_before.get(pid) or 0.0)
+    db_cpu = cpu_spent(db_cpu_before, await pg.backends_cpu()) if pg else None
 
     completed = len(samples.ok_from_scheduled)
     window = max(samples.last_done - samples.first_scheduled, 1e-9)

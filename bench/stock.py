@@ -49,6 +49,7 @@ from bench.common import (
     ServerError,
     ThrowawayDatabase,
     anonymous_token,
+    cpu_spent,
     create_loop,
     fmt,
     free_port,
@@ -300,12 +301,11 @@ async def edit_run(
     label = f"{target.name}-{rate:g}"
     profiler = await start_py_spy(py_spy, label, target.pid, duration) if py_spy else None
     commits0 = await commit_buckets(target)  # outside the CPU window
-    db_pids = await target.database.backend_pids() if target.database else []
-    db0 = {pid: proc_cpu_seconds(pid) for pid in db_pids}
+    db0 = await target.database.backends_cpu() if target.database else {}
     cpu0, client0, machine0 = proc_cpu_seconds(target.pid) or 0.0, load.cpu_seconds(), machine_cpu()
     await asyncio.sleep(duration)
     cpu1, client1, machine1 = proc_cpu_seconds(target.pid) or 0.0, load.cpu_seconds(), machine_cpu()
-    db1 = {pid: proc_cpu_seconds(pid) for pid in db_pids}
+    db1 = await target.database.backends_cpu() if target.database else {}
     commits1 = await commit_buckets(target)
     await stop_py_spy(profiler, py_spy, label, wait=True)
     replies = await running
@@ -314,9 +314,9 @@ async def edit_run(
     delivered = sum(r["delivered_pairs"] for r in replies)
     expected = sum(r["expected_pairs"] for r in replies)
     server_cpu = cpu1 - cpu0
-    # Our server's Postgres backends (the commits' WAL flushes are theirs too); not the
-    # walwriter or checkpointer, which serve the whole cluster. SQLite runs inside the server.
-    db_cpu = sum((db1[p] or 0.0) - (db0[p] or 0.0) for p in db_pids if db1[p] is not None)
+    # Our server's Postgres backends (the commits' WAL flushes are theirs too); SQLite runs
+    # inside the server.
+    db_cpu = cpu_spent(db0, db1)
     busy = (machine1[0] - machine0[0]) / max(1e-9, machine1[1] - machine0[1])
     rooms = sum(c["rooms"] for c in checked)
     converged = sum(c["converged"] for c in checked)
@@ -518,7 +518,7 @@ def print_figures(rows: list[dict[str, Any]], targets: list[str]) -> None:
         cells = [row["figure"], *(fmt(row["values"].get(t)) for t in targets)]
         for name in (f"{o}/{p}" for o in ours for p in peers):
             cell = fmt(row["ratios"].get(name))
-            span = (row.get("ratio_ranges") or {}).get(name)
+            span = row["ratio_ranges"].get(name)
             if span is not None and span[0] != span[1]:
                 cell += f" ({fmt(span[0])}-{fmt(span[1])})"
             cells.append(cell)
@@ -574,12 +574,12 @@ async def amain(args: argparse.Namespace) -> int:
     unknown = (set(scenarios) - set(SCENARIOS)) | (set(targets) - set(TARGETS))
     if unknown:
         raise SystemExit(f"unknown scenario or target: {sorted(unknown)}")
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be at least 1")
     pg = None
     if "ours-postgres" in targets:
         pg = ThrowawayDatabase(os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL))
         await pg.create()
-    if args.rounds < 1:
-        raise SystemExit("--rounds must be at least 1")
     rounds: list[dict[str, dict[str, Any]]] = [{t: {} for t in targets} for _ in range(args.rounds)]
     started = time.time()
     report: dict[str, Any] = {

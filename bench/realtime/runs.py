@@ -21,10 +21,10 @@ from bench.common import (
     Server,
     ThrowawayDatabase,
     anonymous_token,
+    cpu_spent,
     create_loop,
     latency_summary,
     machine_cpu,
-    proc_cpu_seconds,
     proc_status_kb,
 )
 from bench.realtime.wire import WS_PATH, perf_counter, unb64_floats
@@ -160,16 +160,6 @@ def _sleep_until(t: float) -> Any:
     return asyncio.sleep(max(0.0, t - perf_counter()))
 
 
-async def _db_cpu(pg: ThrowawayDatabase | None) -> dict[int, float | None]:
-    if pg is None:
-        return {}
-    return {pid: proc_cpu_seconds(pid) for pid in await pg.backend_pids()}
-
-
-def _db_cpu_delta(before: dict[int, float | None], after: dict[int, float | None]) -> float:
-    return sum((a or 0.0) - (before.get(pid) or 0.0) for pid, a in after.items() if a is not None)
-
-
 async def run_edit_load(
     bench: Bench, rooms: list[dict[str, Any]], editors: int, rate: float, label: str
 ) -> dict[str, Any]:
@@ -198,12 +188,12 @@ async def run_edit_load(
         t_meas1 = t_meas0 + args.duration
         await _sleep_until(t_meas0)
         srv0, cli0, mach0 = server.cpu_seconds(), [w.cpu_seconds() for w in workers], machine_cpu()
-        db0 = await _db_cpu(bench.pg)
+        db0 = await bench.pg.backends_cpu() if bench.pg else {}
         if args.py_spy:
             py_spy = await start_py_spy(args.py_spy, label, server.pid, args.duration)
         await _sleep_until(t_meas1)
         srv1, cli1, mach1 = server.cpu_seconds(), [w.cpu_seconds() for w in workers], machine_cpu()
-        db1 = await _db_cpu(bench.pg)
+        db1 = await bench.pg.backends_cpu() if bench.pg else {}
         print(f"  {label}: measured {args.duration:g} s; waiting for stragglers ...", flush=True)
         results = list(await asyncio.gather(*(w.recv(timeout=120 + GRACE_S) for w in workers)))
         rss_kb = server.rss_kb()
@@ -229,7 +219,7 @@ async def run_edit_load(
     client_cpu = sum((b or 0.0) - (a or 0.0) for a, b in zip(cli0, cli1, strict=True))
     busy = mach1[0] - mach0[0]
     machine_total = max(mach1[1] - mach0[1], 1e-9)
-    db_cpu = _db_cpu_delta(db0, db1) if bench.pg else None
+    db_cpu = cpu_spent(db0, db1) if bench.pg else None
     obs = total("obs_window")
     duration = args.duration
     delivered = total("delivered_pairs")
