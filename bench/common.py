@@ -3,7 +3,9 @@
 
 Used by ``bench/rest.py`` and ``bench/realtime.py``. Extended for the real-time benchmark:
 extra environment, a reusable data directory and secret (to restart a server on the same
-data), ``kill -9``, and a raised file-descriptor limit for thousands of sockets.
+data), ``kill -9``, and a raised file-descriptor limit for thousands of sockets. For
+``bench.stock``: a server run from another checkout (``checkout=``, ``--baseline``) and the
+Postgres floor (``ThrowawayDatabase.commit_floor``).
 """
 
 from __future__ import annotations

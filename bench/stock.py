@@ -541,7 +541,7 @@ def print_report(report: dict[str, Any]) -> None:
     rows, targets = report["figures"], report["targets"]
     print_rows(figure_table(rows, targets))
     differences = difference_table(rows, targets)
-    if len(differences[0]) > 1:
+    if len(differences) > 1 and len(differences[0]) > 1:
         print("\np50 differences (ms), ours minus the other, paired per round:")
         print_rows(differences)
     lines = comparison_lines(rows, targets)
