@@ -3,7 +3,9 @@
 
 Used by ``bench/rest.py`` and ``bench/realtime.py``. Extended for the real-time benchmark:
 extra environment, a reusable data directory and secret (to restart a server on the same
-data), ``kill -9``, and a raised file-descriptor limit for thousands of sockets.
+data), ``kill -9``, and a raised file-descriptor limit for thousands of sockets. For
+``bench.stock``: a server run from another checkout (``checkout=``, ``--baseline``) and the
+Postgres floor (``ThrowawayDatabase.commit_floor``).
 """
 
 from __future__ import annotations
@@ -143,11 +145,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_command() -> list[str]:
-    """The ``musicplayground`` console script of this interpreter's environment.
+def server_command(checkout: Path | None = None) -> list[str]:
+    """The ``musicplayground`` console script of this interpreter's environment, or of
+    ``checkout``'s own ``.venv`` (another commit's code, as ``bench/baseline.py`` installs it).
 
     ``python -m musicplayground.cli`` does not work (cli.py has no ``__main__`` guard).
     """
+    if checkout is not None:
+        return [str(checkout / ".venv" / "bin" / "musicplayground")]
     script = Path(sys.executable).parent / "musicplayground"
     if script.exists():
         return [str(script)]
@@ -196,6 +201,27 @@ class ThrowawayDatabase:
         (the walwriter and checkpointer serve the whole cluster and are not among them)."""
         return {pid: cpu for pid in await self.backend_pids() if (cpu := proc_cpu_seconds(pid)) is not None}
 
+    async def commit_floor(self, samples: int, idle_s: float) -> dict[str, float | None]:
+        """The floor under any durable edit on this Postgres: a bare asyncpg client's one-row
+        committed INSERT (autocommit: its own transaction, so a WAL flush), each after
+        ``idle_s`` of idle; p50/p99/... in ms (:func:`latency_summary`)."""
+        conn = await asyncpg.connect(self.url, timeout=10)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS bench_floor (id bigserial PRIMARY KEY, payload bytea NOT NULL)"
+            )
+            payload = os.urandom(64)  # about one small Yjs edit
+            await conn.execute("INSERT INTO bench_floor (payload) VALUES ($1)", payload)  # prepares it
+            times = []
+            for _ in range(samples):
+                await asyncio.sleep(idle_s)
+                started = time.perf_counter()
+                await conn.execute("INSERT INTO bench_floor (payload) VALUES ($1)", payload)
+                times.append(time.perf_counter() - started)
+        finally:
+            await conn.close()
+        return latency_summary(times)
+
     async def fetchval(self, query: str) -> Any:
         conn = await asyncpg.connect(self.url, timeout=10)
         try:
@@ -221,6 +247,19 @@ class ServerError(RuntimeError):
     pass
 
 
+# What would make another checkout's interpreter import this checkout's code or environment.
+CHECKOUT_ENV_DROPPED = ("PYTHONPATH", "PYTHONHOME", "UV_PROJECT_ENVIRONMENT")
+
+
+def checkout_env(checkout: Path, env: dict[str, str]) -> dict[str, str]:
+    """``env`` made to run ``checkout``'s code: its own ``.venv`` first on PATH and as
+    VIRTUAL_ENV, none of ``CHECKOUT_ENV_DROPPED``."""
+    venv = checkout / ".venv"
+    out = {key: value for key, value in env.items() if key not in CHECKOUT_ENV_DROPPED}
+    out.update(VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")
+    return out
+
+
 def _raise_nofile_in_child() -> None:  # preexec_fn: runs in the forked child
     raise_nofile_limit()
 
@@ -230,6 +269,8 @@ class Server:
 
     ``data_dir``/``secret`` let a second server start on the data of a first one (the
     same secret keeps issued tokens valid); ``keep_data`` leaves the directory in place.
+    ``checkout``: run that directory's code with its own ``.venv`` (cwd there, none of this
+    environment's ``VIRTUAL_ENV``/``PYTHONPATH``), e.g. a baseline commit.
     """
 
     def __init__(
@@ -241,8 +282,10 @@ class Server:
         data_dir: Path | None = None,
         secret: str | None = None,
         keep_data: bool = False,
+        checkout: Path | None = None,
     ) -> None:
         self.backend = backend
+        self.checkout = checkout
         self.database_url = database_url
         self.extra_env = dict(extra_env or {})
         self.owns_data_dir = data_dir is None
@@ -267,6 +310,8 @@ class Server:
         )
         if self.database_url:
             env["DATABASE_URL"] = self.database_url
+        if self.checkout is not None:
+            env = checkout_env(self.checkout, env)
         env.update(self.extra_env)
         return env
 
@@ -278,11 +323,12 @@ class Server:
     async def start(self, startup_timeout: float = 90.0) -> None:
         started = time.perf_counter()
         env = self._env()
+        cwd = self.checkout or REPO
         upgrade = await asyncio.create_subprocess_exec(
-            *server_command(),
+            *server_command(self.checkout),
             "db",
             "upgrade",
-            cwd=REPO,
+            cwd=cwd,
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -293,13 +339,13 @@ class Server:
         with self.log_path.open("wb") as log:
             # A new session: a Ctrl-C in the terminal reaches us only; we stop the server.
             self.proc = await asyncio.create_subprocess_exec(
-                *server_command(),
+                *server_command(self.checkout),
                 "serve",
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(self.port),
-                cwd=REPO,
+                cwd=cwd,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -1,25 +1,33 @@
 """Real-time benchmark with the stock npm clients, against our server and two peers, in one run.
 
-    uv run python -m bench.stock            # every scenario, every target (~20-25 min)
-    uv run python -m bench.stock --quick    # the same, short windows (~8-10 min)
+    uv run python -m bench.stock                    # every scenario, every target (~25-30 min)
+    uv run python -m bench.stock --quick            # the same, short windows (~10-12 min)
+    uv run python -m bench.stock --baseline main    # + our server at main, paired per round
 
 Targets: ``ours-sqlite``, ``ours-postgres`` (``musicplayground serve``: auth, roles, durable
 log, snapshots), ``ysocketio`` (the y-socket.io server from npm) and ``hocuspocus``
-(``@hocuspocus/server``); the load comes from ``bench/js/load-worker.mjs`` (real ``yjs`` +
-the stock provider). Scenarios (each on a fresh server process; targets interleaved per
-scenario so the machine's noise hits them alike):
+(``@hocuspocus/server``); with ``--baseline REF`` also ``ours-sqlite@base`` and
+``ours-postgres@base``: the server of commit REF from its own checkout and locked
+environment (``bench/baseline.py``). The load comes from ``bench/js/load-worker.mjs`` (real
+``yjs`` + the stock provider). Scenarios (``WORKLOADS``; each on a fresh server process;
+targets interleaved per scenario so the machine's noise hits them alike):
 
 * ``join``: 200 clients joining 20 rooms at once: connect p50/p95 (provider created -> synced).
-* ``idle``: 1 room x 2 editors x 1 edit/s: p50 of an edit on an idle server.
+* ``idle``: 1 room x 2 editors x 1 edit/s: p50 of an edit on an idle server; on Postgres also
+  the floor: a bare asyncpg client's one-row committed INSERT after a short idle, p50/p99.
 * ``s2``: 20 rooms x 10 editors x 5 edits/s.
+* ``m10``, ``m20``: 10 rooms x 5 editors x 10 and 20 edits/s (2,000 and 4,000 deliveries/s).
 * ``max``: 10 rooms x 5 editors, the rate raised step by step until p99 > 100 ms, a delivery
   is lost or a room diverges; the result is the best passing deliveries/s (and, for busy
   machines, the best lossless, converged deliveries/s whatever the p99).
-* ``s3``: 1,000 mostly idle sockets (100 rooms x 10): server RSS per connection.
+* ``s3``: 1,000 sockets (250 rooms x 4), connected 100 at a time and held: server RSS per
+  connection; then 0.2 edits/s per socket: server CPU, p50/p99.
 
 Latency: sender's transaction -> receiver's Y.Map observer, both in one Node process. Server
 CPU (``/proc/<pid>/stat``) over the measured window, per 1,000 deliveries. Every figure is
-also given as a ratio to each peer. Results: ``bench/results/stock.json`` (see bench/README.md).
+also given as a ratio to each peer (``bench/stock_report.py``). Results:
+``bench/results/stock-<UTC time>.json`` and ``stock-latest.json``, ``--markdown`` a page to
+commit (see bench/README.md).
 """
 
 from __future__ import annotations
@@ -31,8 +39,8 @@ import contextlib
 import json
 import os
 import random
+import shlex
 import shutil
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -42,6 +50,7 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.baseline import BASE_SUFFIX, Baseline, BaselineError, prepare, remove
 from bench.common import (
     DEFAULT_POSTGRES_URL,
     REPO,
@@ -65,14 +74,25 @@ from bench.common import (
     raise_nofile_limit,
 )
 from bench.realtime.runs import start_py_spy, stop_py_spy
+from bench.stock_report import (
+    PEERS,
+    comparison_lines,
+    difference_table,
+    figure_table,
+    figures,
+    is_base,
+    is_ours,
+    markdown,
+    median_figures,
+)
 from realtime import docschema
 
 WORKER = REPO / "bench" / "js" / "load-worker.mjs"
 PEER = REPO / "bench" / "js" / "peer-server.mjs"
+RESULTS = REPO / "bench" / "results"
 TARGETS = ("ours-sqlite", "ours-postgres", "ysocketio", "hocuspocus")
-PEERS = ("ysocketio", "hocuspocus")
-SCENARIOS = ("join", "idle", "s2", "max", "s3")
 P99_LIMIT_MS = 100.0
+FLOOR_IDLE_S = 0.5  # the idle scenario's server commits about every 0.5 s (2 editors x 1/s)
 
 
 # --- the server under test ------------------------------------------------------------------
@@ -132,6 +152,11 @@ class Target:
     database: ThrowawayDatabase | None = None  # ours-postgres: its database, for the backends' CPU
 
 
+def backend_of(name: str) -> str | None:
+    """``sqlite`` or ``postgres`` for our targets (current or baseline), None for a peer."""
+    return name.removeprefix("ours-").removesuffix(BASE_SUFFIX) if is_ours(name) else None
+
+
 def room_document(i: int, rng: random.Random) -> bytes:
     """Room ``i``'s document as a Yjs update: the loop ``create_loop(i, rng)`` makes on our
     server, encoded as our server encodes it. The peers load the same documents (their rooms
@@ -141,7 +166,11 @@ def room_document(i: int, rng: random.Random) -> bytes:
     return docschema.content_to_update(docschema.DocKind.LOOP, content)
 
 
-async def start_target(name: str, rooms: int, pg: ThrowawayDatabase | None) -> Target:
+async def start_target(
+    name: str, rooms: int, pg: ThrowawayDatabase | None, baseline: Baseline | None = None
+) -> Target:
+    """Start target ``name`` with ``rooms`` rooms; ``pg`` its database (ours on Postgres),
+    ``baseline`` the checkout whose server an ``@base`` target runs."""
     rng = random.Random(7)  # the same documents on every target
     if name in PEERS:
         names = [f"room-{i}-{random.randrange(10**9)}" for i in range(rooms)]
@@ -149,10 +178,14 @@ async def start_target(name: str, rooms: int, pg: ThrowawayDatabase | None) -> T
         peer = PeerServer(name)
         await peer.start(documents)
         return Target(name, peer.url, peer.pid, peer.stop, [{"name": room} for room in names])
-    backend = name.removeprefix("ours-")
+    backend = backend_of(name)
+    assert backend is not None
+    if is_base(name) and baseline is None:
+        raise ServerError(f"{name} needs --baseline")
     server = Server(
         backend,
         pg.url if pg is not None else None,
+        checkout=baseline.root if is_base(name) and baseline is not None else None,
         extra_env={
             "RT_MAX_MESSAGES_PER_SECOND": "1000",
             "RT_MAX_CLIENTS_PER_ROOM": "64",
@@ -262,14 +295,16 @@ COMMIT_HISTOGRAM = "musicplayground_update_log_commit_seconds"
 
 async def commit_buckets(target: Target) -> dict[float, float] | None:
     """The cumulative bucket counts of our server's commit histogram, by upper bound in
-    seconds; None for the peers (they persist nothing)."""
-    if not target.name.startswith("ours"):
+    seconds; None for the peers (they persist nothing), and for a baseline without it."""
+    if not is_ours(target.name):
         return None
     async with aiohttp.ClientSession() as session, session.get(f"{target.url}/metrics") as resp:
         text = await resp.text()
     for family in text_string_to_metric_families(text):
         if family.name == COMMIT_HISTOGRAM:
             return {float(s.labels["le"]): s.value for s in family.samples if s.name.endswith("_bucket")}
+    if is_base(target.name):  # an older commit may predate it
+        return None
     raise RuntimeError(f"{target.name}: /metrics has no {COMMIT_HISTOGRAM}")
 
 
@@ -288,7 +323,13 @@ def commit_summary(before: dict[float, float], after: dict[float, float]) -> dic
 
 
 async def edit_run(
-    target: Target, load: Load, rate: float, warmup: float, duration: float, py_spy: str | None = None
+    target: Target,
+    load: Load,
+    rate: float,
+    warmup: float,
+    duration: float,
+    py_spy: str | None = None,
+    scenario_name: str = "",
 ) -> dict[str, Any]:
     """One measured window of edits at ``rate`` per editor; then a convergence check.
     ``py_spy``: a directory for a py-spy profile of our server over the window."""
@@ -298,7 +339,7 @@ async def edit_run(
         load.all({"cmd": "load", "rate": rate, "warmup": warmup, "duration": duration, "grace": grace})
     )
     await asyncio.sleep(0.2 + warmup)  # the workers start 200 ms after the command
-    label = f"{target.name}-{rate:g}"
+    label = f"{target.name}-{scenario_name}-{rate:g}"
     profiler = await start_py_spy(py_spy, label, target.pid, duration) if py_spy else None
     commits0 = await commit_buckets(target)  # outside the CPU window
     db0 = await target.database.backends_cpu() if target.database else {}
@@ -360,72 +401,125 @@ def passed(run: dict[str, Any]) -> bool:
 # --- scenarios ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Workload:
+    """One scenario's load: ``rooms`` x ``editors`` connected, then what is measured:
+    one edit window at ``rate`` edits/s per editor, or MAX's ``sweep`` of rates (neither:
+    the connects only)."""
+
+    rooms: int
+    editors: int
+    rate: float | None = None
+    sweep: bool = False
+    workers: int | None = None  # Node load workers; None: --client-procs
+    staggered: bool = False  # connect one worker at a time, hold, then read RSS per connection
+    min_duration: float = 0.0
+
+    @property
+    def sockets(self) -> int:
+        return self.rooms * self.editors
+
+    def offered_deliveries_per_s(self, rate: float) -> float:
+        """Every edit reaches the room's other editors."""
+        return self.rooms * self.editors * (self.editors - 1) * rate
+
+
+WORKLOADS: dict[str, Workload] = {
+    "join": Workload(20, 10, workers=1),
+    "idle": Workload(1, 2, rate=1.0, workers=1, min_duration=10.0),
+    "s2": Workload(20, 10, rate=5.0),
+    "m10": Workload(10, 5, rate=10.0),  # issue 31: 2,000 deliveries/s
+    "m20": Workload(10, 5, rate=20.0),  # 4,000 deliveries/s
+    "max": Workload(10, 5, sweep=True),
+    # Issue 31's S3: 1,000 sockets, 250 rooms x 4, 0.2 edits/s each; 10 workers of 100 sockets,
+    # connected one worker at a time (not one storm).
+    "s3": Workload(250, 4, rate=0.2, workers=10, staggered=True),
+}
+SCENARIOS = tuple(WORKLOADS)
+
+
 @dataclass
 class Plan:
     warmup: float
     duration: float
     max_rates: list[float]
-    s3_rooms: int
     s3_hold: float
     procs: int
     py_spy: str | None = None
 
 
-async def scenario(name: str, target_name: str, plan: Plan, pg: ThrowawayDatabase | None) -> dict[str, Any]:
-    rooms, editors = {"join": (20, 10), "idle": (1, 2), "s2": (20, 10), "max": (10, 5)}.get(
-        name, (plan.s3_rooms, 10)
-    )
-    target = await start_target(target_name, rooms, pg)
+async def scenario(
+    name: str, target_name: str, plan: Plan, pg: ThrowawayDatabase | None, baseline: Baseline | None = None
+) -> dict[str, Any]:
+    work = WORKLOADS[name]
+    target = await start_target(target_name, work.rooms, pg, baseline)
     try:
         rss_before = proc_status_kb(target.pid, "VmRSS") or 0
-        procs = {"s2": plan.procs, "max": plan.procs, "s3": rooms // 10}.get(name, 1)
-        spy = plan.py_spy if target_name.startswith("ours") else None
-        async with Load(target, rooms, editors, procs) as load:
+        spy = plan.py_spy if is_ours(target_name) else None
+        async with Load(target, work.rooms, work.editors, work.workers or plan.procs) as load:
             profile = spy if name == "join" else None  # the join storm itself
             profiler = await start_py_spy(profile, f"{target_name}-join", target.pid, 30) if profile else None
-            joined = await connect(load, one_worker_at_a_time=name == "s3")
+            joined = await connect(load, one_worker_at_a_time=work.staggered)
             await stop_py_spy(profiler, profile, f"{target_name}-join", wait=False)
-            result: dict[str, Any] = {"rooms": rooms, "editors": editors, **joined}
+            result: dict[str, Any] = {
+                "backend": backend_of(target_name),
+                "rooms": work.rooms,
+                "editors": work.editors,
+                **joined,
+            }
             if joined["connect_failed"]:
                 result["error"] = f"{joined['connect_failed']} clients did not connect"
                 return result
-            if name == "idle":
-                result.update(await edit_run(target, load, 1.0, plan.warmup, max(plan.duration, 10), spy))
-            elif name == "s2":
-                result.update(await edit_run(target, load, 5.0, plan.warmup, plan.duration, spy))
-            elif name == "max":
-                steps = []
-                for rate in plan.max_rates:
-                    run = await edit_run(target, load, rate, plan.warmup, plan.duration, spy)
-                    steps.append(run)
-                    _print_step(target_name, run)
-                    if not passed(run):
-                        break
-                good = [s for s in steps if passed(s)]
-                best = max(good, key=lambda s: s["deliveries_per_s"]) if good else None
-                result.update(steps=steps, max_deliveries_per_s=best["deliveries_per_s"] if best else 0.0)
-                # On a busy machine p99 may miss 100 ms at every rate: also the best rate that
-                # lost nothing and converged, whatever its p99.
-                clean = [s for s in steps if s["lost_pairs"] == 0 and s["rooms_converged"] == s["rooms"]]
-                if clean:
-                    top = max(clean, key=lambda s: s["deliveries_per_s"])
-                    result["max_lossless_deliveries_per_s"] = top["deliveries_per_s"]
-                    result["max_lossless_p99_ms"] = top["latency_ms"]["p99"]
-                if best is not None:
-                    result["server_cpu_ms_per_1000_deliveries"] = best["server_cpu_ms_per_1000_deliveries"]
-            elif name == "s3":
+            if work.staggered:  # RSS per connection, idle, before any edit
                 await asyncio.sleep(plan.s3_hold)
                 rss_after = proc_status_kb(target.pid, "VmRSS") or 0
-                sockets = rooms * editors
                 result.update(
-                    sockets=sockets,
+                    sockets=work.sockets,
                     rss_before_mb=round(rss_before / 1024, 1),
                     rss_after_mb=round(rss_after / 1024, 1),
-                    rss_per_connection_kb=round((rss_after - rss_before) / sockets, 1),
+                    rss_per_connection_kb=round((rss_after - rss_before) / work.sockets, 1),
                 )
+            if work.rate is not None:
+                duration = max(plan.duration, work.min_duration)
+                result["offered_deliveries_per_s"] = work.offered_deliveries_per_s(work.rate)
+                result.update(await edit_run(target, load, work.rate, plan.warmup, duration, spy, name))
+                if name == "idle" and target.database is not None:
+                    # The same run's floor under a durable edit, on the same database, the
+                    # server idle: as many inserts as the window had edits, as far apart.
+                    samples = max(10, round(duration / FLOOR_IDLE_S))
+                    result["postgres_floor_ms"] = await target.database.commit_floor(samples, FLOOR_IDLE_S)
+            if work.sweep:
+                result.update(await max_sweep(target, load, plan, spy))
             return result
     finally:
         await target.stop()
+
+
+async def max_sweep(target: Target, load: Load, plan: Plan, spy: str | None) -> dict[str, Any]:
+    """MAX: the rate raised step by step on the same connections until one fails."""
+    steps = []
+    for rate in plan.max_rates:
+        run = await edit_run(target, load, rate, plan.warmup, plan.duration, spy, "max")
+        steps.append(run)
+        _print_step(target.name, run)
+        if not passed(run):
+            break
+    good = [s for s in steps if passed(s)]
+    best = max(good, key=lambda s: s["deliveries_per_s"]) if good else None
+    result: dict[str, Any] = {
+        "steps": steps,
+        "max_deliveries_per_s": best["deliveries_per_s"] if best else 0.0,
+    }
+    # On a busy machine p99 may miss 100 ms at every rate: also the best rate that lost
+    # nothing and converged, whatever its p99.
+    clean = [s for s in steps if s["lost_pairs"] == 0 and s["rooms_converged"] == s["rooms"]]
+    if clean:
+        top = max(clean, key=lambda s: s["deliveries_per_s"])
+        result["max_lossless_deliveries_per_s"] = top["deliveries_per_s"]
+        result["max_lossless_p99_ms"] = top["latency_ms"]["p99"]
+    if best is not None:
+        result["server_cpu_ms_per_1000_deliveries"] = best["server_cpu_ms_per_1000_deliveries"]
+    return result
 
 
 def _print_step(target: str, run: dict[str, Any]) -> None:
@@ -441,89 +535,27 @@ def _print_step(target: str, run: dict[str, Any]) -> None:
 
 # --- report ------------------------------------------------------------------------------------
 
-# scenario -> (figure, how to read it from a result, lower is better)
-FIGURES: list[tuple[str, str, Any, bool]] = [
-    ("join", "connect p50 ms", lambda r: r["connect_ms"]["p50"], True),
-    ("join", "connect p95 ms", lambda r: r["connect_ms"]["p95"], True),
-    ("idle", "idle edit p50 ms", lambda r: r["latency_ms"]["p50"], True),
-    ("s2", "S2 p50 ms", lambda r: r["latency_ms"]["p50"], True),
-    ("s2", "S2 p99 ms", lambda r: r["latency_ms"]["p99"], True),
-    ("s2", "S2 delivered %", lambda r: r["delivered_pct"], False),
-    ("s2", "S2 rooms converged", lambda r: r["rooms_converged"], False),
-    ("s2", "S2 server CPU ms / 1k deliveries", lambda r: r["server_cpu_ms_per_1000_deliveries"], True),
-    ("s2", "S2 Postgres CPU ms / 1k (ours)", lambda r: r["database_cpu_ms_per_1000_deliveries"], True),
-    ("s2", "S2 commits over 100 ms (ours)", lambda r: r["update_log_commits"]["over_100_ms"], True),
-    ("max", "MAX deliveries/s", lambda r: r["max_deliveries_per_s"], False),
-    ("max", "MAX lossless deliveries/s (any p99)", lambda r: r.get("max_lossless_deliveries_per_s"), False),
-    ("max", "MAX server CPU ms / 1k deliveries", lambda r: r.get("server_cpu_ms_per_1000_deliveries"), True),
-    ("s3", "S3 RSS KB / connection", lambda r: r["rss_per_connection_kb"], True),
-]
+
+def print_report(report: dict[str, Any]) -> None:
+    """The tables of ``bench.stock_report`` on stdout."""
+    rows, targets = report["figures"], report["targets"]
+    print_rows(figure_table(rows, targets))
+    differences = difference_table(rows, targets)
+    if len(differences) > 1 and len(differences[0]) > 1:
+        print("\np50 differences (ms), ours minus the other, paired per round:")
+        print_rows(differences)
+    lines = comparison_lines(rows, targets)
+    if lines:
+        print()
+        print("\n".join(lines))
 
 
-def figures(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per figure: each target's value and ours as a ratio to each peer."""
-    rows = []
-    for scen, label, read, lower_better in FIGURES:
-        values: dict[str, float | None] = {}
-        for target, by_scenario in results.items():
-            result = by_scenario.get(scen)
-            try:
-                values[target] = read(result) if result and "error" not in result else None
-            except (KeyError, TypeError):
-                values[target] = None
-        ratios = {}
-        for ours in (t for t in values if t.startswith("ours")):
-            for peer in PEERS:
-                a, b = values.get(ours), values.get(peer)
-                ratios[f"{ours}/{peer}"] = round(a / b, 2) if a is not None and b else None
-        rows.append({"figure": label, "lower_is_better": lower_better, "values": values, "ratios": ratios})
-    return rows
-
-
-def median_figures(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """The figures of several rounds in one: each value the median of its rounds, each ratio
-    the median of the rounds' own ratios (each taken within one round, so paired against the
-    machine's drift), with ``ratio_ranges`` their lowest and highest."""
-    rows = []
-    for i, first in enumerate(rounds[0]):
-        per_round = [r[i] for r in rounds]
-        values = {name: _spread(per_round, "values", name) for name in first["values"]}
-        ratios = {name: _spread(per_round, "ratios", name) for name in first["ratios"]}
-        rows.append(
-            {
-                "figure": first["figure"],
-                "lower_is_better": first["lower_is_better"],
-                "values": {name: seen[0] for name, seen in values.items()},
-                "ratios": {name: seen[0] for name, seen in ratios.items()},
-                "ratio_ranges": {name: seen[1] for name, seen in ratios.items()},
-            }
-        )
-    return rows
-
-
-def _spread(rows: list[dict[str, Any]], key: str, name: str) -> tuple[float | None, list[float] | None]:
-    """The median of one cell over rounds (those that have it), and its [lowest, highest]."""
-    seen = [row[key][name] for row in rows if row[key].get(name) is not None]
-    if not seen:
-        return None, None
-    return round(statistics.median(seen), 2), [min(seen), max(seen)]
-
-
-def print_figures(rows: list[dict[str, Any]], targets: list[str]) -> None:
-    ours = [t for t in targets if t.startswith("ours")]
-    peers = [t for t in targets if t in PEERS]
-    header = ["figure", *targets, *(f"{o.removeprefix('ours-')}/{p}" for o in ours for p in peers)]
-    table = [header]
-    for row in rows:
-        cells = [row["figure"], *(fmt(row["values"].get(t)) for t in targets)]
-        for name in (f"{o}/{p}" for o in ours for p in peers):
-            cell = fmt(row["ratios"].get(name))
-            span = row["ratio_ranges"].get(name)
-            if span is not None and span[0] != span[1]:
-                cell += f" ({fmt(span[0])}-{fmt(span[1])})"
-            cells.append(cell)
-        table.append(cells)
-    print_rows(table)
+def result_paths(args: argparse.Namespace, started: float) -> list[Path]:
+    """``--out``, or by default a dated file and ``stock-latest.json`` beside it."""
+    if args.out is not None:
+        return [args.out]
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
+    return [RESULTS / f"stock-{stamp}.json", RESULTS / "stock-latest.json"]
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -531,13 +563,13 @@ def print_figures(rows: list[dict[str, Any]], targets: list[str]) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.stock", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="short windows and fewer MAX steps (~8-10 min)")
+    p.add_argument("--quick", action="store_true", help="short windows and fewer MAX steps (~10-12 min)")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated of {SCENARIOS}")
     p.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated of {TARGETS}")
     p.add_argument("--duration", type=float, help="measured seconds per window (default 20, quick 6)")
     p.add_argument("--warmup", type=float, help="seconds before each window (default 3, quick 2)")
     p.add_argument("--max-rates", help="MAX: comma-separated edits/s per editor to try in order")
-    p.add_argument("--client-procs", type=int, default=1, help="Node load workers for S2 and MAX")
+    p.add_argument("--client-procs", type=int, default=1, help="Node load workers for S2, M10, M20 and MAX")
     p.add_argument(
         "--rounds",
         type=int,
@@ -546,10 +578,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "figures are medians, ratios the median of each round's own",
     )
     p.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also run our server at git REF (a branch, tag or commit) from its own checkout and "
+        "locked environment under bench/.baseline/, as ours-<db>@base beside each ours-<db> target",
+    )
+    p.add_argument(
+        "--drop-baseline", action="store_true", help="delete the baseline's checkout at the end (else reused)"
+    )
+    p.add_argument(
         "--py-spy", metavar="DIR", help="py-spy profiles of our server (idle, S2): uv run --with py-spy"
     )
-    p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "stock.json")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="the JSON results file (default bench/results/stock-<UTC time>.json and stock-latest.json)",
+    )
+    p.add_argument("--markdown", type=Path, metavar="PATH", help="also write the run's tables as markdown")
+    args = p.parse_args(argv)
+    args.command = shlex.join(["python", "-m", "bench.stock", *(sys.argv[1:] if argv is None else argv)])
+    return args
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
@@ -559,11 +607,15 @@ def make_plan(args: argparse.Namespace) -> Plan:
         warmup=args.warmup if args.warmup is not None else (2.0 if args.quick else 3.0),
         duration=args.duration if args.duration is not None else (6.0 if args.quick else 20.0),
         max_rates=[float(r) for r in (args.max_rates or rates).split(",")],
-        s3_rooms=100,
         s3_hold=3.0 if args.quick else 10.0,
         procs=args.client_procs,
         py_spy=args.py_spy,
     )
+
+
+def with_baseline(targets: list[str]) -> list[str]:
+    """``targets`` with ``ours-<db>@base`` right after each ``ours-<db>`` (adjacent windows)."""
+    return [name for t in targets for name in ((t, t + BASE_SUFFIX) if is_ours(t) else (t,))]
 
 
 async def amain(args: argparse.Namespace) -> int:
@@ -576,21 +628,38 @@ async def amain(args: argparse.Namespace) -> int:
         raise SystemExit(f"unknown scenario or target: {sorted(unknown)}")
     if args.rounds < 1:
         raise SystemExit("--rounds must be at least 1")
-    pg = None
-    if "ours-postgres" in targets:
-        pg = ThrowawayDatabase(os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL))
-        await pg.create()
+    baseline = None
+    if args.baseline:
+        if not any(is_ours(t) for t in targets):
+            raise SystemExit("--baseline needs ours-sqlite or ours-postgres among --targets")
+        try:
+            baseline = await asyncio.to_thread(prepare, args.baseline)
+        except BaselineError as exc:
+            raise SystemExit(f"baseline: {exc}") from exc
+        targets = with_baseline(targets)
+    # One throwaway database per Postgres target: a baseline's migrations may differ.
+    databases = {
+        t: ThrowawayDatabase(os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+        for t in targets
+        if backend_of(t) == "postgres"
+    }
     rounds: list[dict[str, dict[str, Any]]] = [{t: {} for t in targets} for _ in range(args.rounds)]
     started = time.time()
     report: dict[str, Any] = {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "command": args.command,
         "git_commit": git_commit(),
         "git_dirty": git_dirty(),
+        "baseline": baseline.describe() if baseline else None,
         "machine": machine_info(),
         "plan": plan.__dict__,
+        "targets": targets,
         "rounds": [],
     }
+    paths = result_paths(args, started)
     try:
+        for database in databases.values():
+            await database.create()
         for scen in scenarios:
             for number, results in enumerate(rounds):
                 of = f" (round {number + 1} of {len(rounds)})" if len(rounds) > 1 else ""
@@ -599,26 +668,35 @@ async def amain(args: argparse.Namespace) -> int:
                 # then favours no target.
                 for target in targets if number % 2 == 0 else targets[::-1]:
                     try:
-                        result = await scenario(scen, target, plan, pg if target == "ours-postgres" else None)
-                    except (ServerError, RuntimeError, TimeoutError) as exc:
+                        result = await scenario(scen, target, plan, databases.get(target), baseline)
+                    except (ServerError, RuntimeError, TimeoutError, OSError) as exc:
                         result = {"error": f"{type(exc).__name__}: {exc}"}
                     results[target][scen] = result
                     summary = {k: v for k, v in result.items() if k not in {"steps", "convergence_problems"}}
                     print(f"  {target}: {json.dumps(summary)[:400]}", flush=True)
     finally:
-        if pg is not None:
-            await pg.drop()
+        for database in databases.values():
+            await database.drop()
+        if baseline is not None and args.drop_baseline:
+            await asyncio.to_thread(remove, baseline)
         report["elapsed_s"] = round(time.time() - started, 1)
         report["loadavg_at_end"] = list(os.getloadavg())
         report["rounds"] = [{"results": results, "figures": figures(results)} for results in rounds]
         report["figures"] = median_figures([r["figures"] for r in report["rounds"]])
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        text = json.dumps(report, indent=2) + "\n"
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        if args.markdown is not None:
+            args.markdown.parent.mkdir(parents=True, exist_ok=True)
+            args.markdown.write_text(markdown(report))
     print()
-    print_figures(report["figures"], targets)
+    print_report(report)
     loadavg = report["machine"]["loadavg_at_start"], report["loadavg_at_end"]
     print(f"\nload average at start {loadavg[0]}, at end {loadavg[1]}")
-    print(f"results: {args.out}")
+    print(
+        f"results: {', '.join(map(str, paths))}" + (f"; markdown: {args.markdown}" if args.markdown else "")
+    )
     return 1 if any("error" in r for results in rounds for by in results.values() for r in by.values()) else 0
 
 

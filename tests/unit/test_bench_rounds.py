@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.stock import figures, median_figures
+from bench.stock_report import figures, median_figures
 
 
 def _round(ours_cpu: float, peer_cpu: float, ours_p50: float | None = 2.0) -> dict[str, dict[str, Any]]:
