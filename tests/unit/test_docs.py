@@ -12,6 +12,7 @@ from typing import Any, cast
 import pytest
 
 from musicplayground.app import readiness_checks
+from settings import FIELDS, README_TABLE_END, README_TABLE_START, Settings
 from storage import explore
 from storage.models import Loop, Song
 
@@ -52,6 +53,28 @@ def test_relative_links_resolve(doc: Path) -> None:
         elif anchor and destination.suffix == ".md" and anchor not in _anchors(destination.read_text()):
             broken.append(target)
     assert not broken, f"{doc.relative_to(ROOT)}: {broken}"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_settings_named_in_the_docs_have_their_defaults(doc: Path) -> None:
+    """A default written beside a setting's name (a table row, or `NAME` (8) in prose) is the
+    settings table's: the README's table is generated, every other mention is checked here."""
+    text = doc.read_text()
+    if doc.name == "README.md":
+        text = text.split(README_TABLE_START)[0] + text.split(README_TABLE_END)[1]
+    defaults = dict(Settings().describe())
+    rows = {row.env: row for row in FIELDS}
+    wrong = []
+    for env, cell in re.findall(r"^\| `([A-Z][A-Z0-9_]*)` \| ([^|]+) \|", text, re.M):
+        row = rows.get(env)
+        expected = row.shown_default if row and row.shown_default else defaults.get(env)
+        if expected is not None and cell.replace("`", "").strip() != expected.replace("`", "").strip():
+            wrong.append((env, cell.strip(), expected))
+    for env, number in re.findall(r"`([A-Z][A-Z0-9_]*)` \((\d+(?:\.\d+)?)\)", text):
+        if env in defaults and number != defaults[env]:
+            wrong.append((env, number, defaults[env]))
+    assert not wrong, f"{doc.relative_to(ROOT)}: (setting, written, table) {wrong}"
+    assert "|" not in "".join(str(r.doc) for r in FIELDS)  # a doc line never breaks the table
 
 
 def test_operations_names_every_readiness_check_and_the_backlog_code() -> None:
