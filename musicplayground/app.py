@@ -11,15 +11,17 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import fields
 from importlib.metadata import version
 from typing import Any
 
 import aiohttp_cors
 from aiohttp import web
 
-from bus import Bus, BusState, open_bus
+from bus import Bus, BusState
 from identity.firebase import FirebaseVerifier
 from identity.tokens import TokenIssuer
+from musicplayground import backends
 from musicplayground.observability import (
     METRICS,
     BusCounters,
@@ -42,9 +44,7 @@ from rest.system import METRICS_EXPOSITION, READINESS_CHECKS, Degraded, Readines
 from settings import Settings, load_or_create_secret
 from storage.accounts import Authenticator
 from storage.blobs import BlobStore
-from storage.blobs.local import LocalBlobStore
-from storage.blobs.s3 import S3BlobStore, S3Config
-from storage.counters import Counters, open_counters
+from storage.counters import Counters
 from storage.database import Database
 from storage.documents import room_open_reads
 from storage.migrate import (
@@ -68,17 +68,10 @@ PURGE_HOOK = web.AppKey[PurgeHook]("purge_hook")
 
 
 def realtime_limits(settings: Settings) -> RealtimeLimits:
-    return RealtimeLimits(
-        max_update_bytes=settings.max_update_bytes,
-        max_document_bytes=settings.max_document_bytes,
-        max_clients_per_room=settings.max_clients_per_room,
-        max_connections_per_user=settings.max_connections_per_user,
-        max_messages_per_second=settings.max_messages_per_second,
-        snapshot_interval=settings.snapshot_interval,
-        room_idle_seconds=settings.room_idle_seconds,
-        presence_timeout=settings.presence_timeout,
-        read_cache_ttl=settings.read_cache_ttl,
-    )
+    """The live documents' bounds: every ``RealtimeLimits`` field that is a setting of the same
+    name comes from ``settings`` (the others keep their defaults)."""
+    names = {f.name for f in fields(RealtimeLimits)} & {f.name for f in fields(Settings)}
+    return RealtimeLimits(**{name: getattr(settings, name) for name in names})
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
@@ -95,27 +88,10 @@ async def _hide_server_version(request: web.Request, response: web.StreamRespons
     response.headers["Server"] = "musicplayground"
 
 
-def blob_store(settings: Settings) -> BlobStore:
-    """S3/R2 when a bucket is configured, else files under DATA_DIR served by this app."""
-    if settings.s3_bucket:
-        return S3BlobStore(
-            S3Config(
-                bucket=settings.s3_bucket,
-                endpoint_url=settings.s3_endpoint_url,
-                region=settings.s3_region,
-                access_key_id=settings.s3_access_key_id,
-                secret_access_key=settings.s3_secret_access_key,
-                public_base_url=settings.s3_public_base_url,
-                presign_ttl=settings.s3_presign_seconds,
-            )
-        )
-    return LocalBlobStore(settings.data_dir / "samples", base_url=f"{settings.public_base_url}/files")
-
-
 def create_app(settings: Settings) -> web.Application:
     """The whole product as one aiohttp application. Raises ``ConfigError`` for bad settings."""
     secret = load_or_create_secret(settings)
-    db = Database(settings.effective_database_url)
+    db = backends.database(settings)
     verifier = (
         FirebaseVerifier(settings.firebase_project_id, settings.firebase_cert_url)
         if settings.firebase_project_id
@@ -126,12 +102,12 @@ def create_app(settings: Settings) -> web.Application:
     # Group commit: gather what arrives within 2 ms into one transaction (the issue asks
     # for "a few ms"); without it the writer commits back to back and burns a core.
     update_log = UpdateLog(db, max_delay=0.002, on_commit=metrics.observe_commit)
-    bus = open_bus(settings.redis_url)  # in-process without REDIS_URL
+    bus = backends.bus(settings)
     documents = DocumentService(
         db, update_log, realtime_limits(settings), bus=bus, channel_prefix=settings.redis_prefix
     )
     documents.on_snapshot = metrics.observe_snapshot
-    counters = open_counters(settings.redis_url, key_prefix=settings.redis_prefix.rstrip(":"))
+    counters = backends.counters(settings)
     limiter = RateLimiter(counters, settings) if settings.rate_limits_enabled else None
     sockets = CollabSocketServer(
         documents,
@@ -147,7 +123,7 @@ def create_app(settings: Settings) -> web.Application:
         on_counted=documents.read_cache.invalidate,
     )
     share_expiry = ShareExpiryWatcher(db, documents)
-    blobs = blob_store(settings)
+    blobs = backends.sample_blobs(settings)
     scanner = ClamdScanner(settings.clamd_url) if settings.clamd_url else None
     forget = _forget_purged(documents, purge_files_hook(blobs))
 

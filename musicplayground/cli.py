@@ -12,10 +12,10 @@ from contextlib import ExitStack
 import click
 from aiohttp import web
 
+from musicplayground import backends
 from musicplayground.loadtest.command import loadtest
 from musicplayground.observability import configure_logging
 from settings import ConfigError, Settings, mask_url
-from storage.database import Database
 from storage.errors import NotFound
 from storage.migrate import SchemaOutOfDate, check_up_to_date, current_revision, head_revision, upgrade
 from storage.moderation import set_admin
@@ -39,8 +39,10 @@ def main() -> None:
 
 
 @main.command(help="Run the HTTP + Socket.IO server.")
-@click.option("--host", default=None, help="Interface to bind (default: $HOST or 0.0.0.0).")
-@click.option("--port", type=int, default=None, help="Port to listen on (default: $PORT or 3001).")
+@click.option("--host", default=None, help=f"Interface to bind (default: $HOST or {Settings.host}).")
+@click.option(
+    "--port", type=int, default=None, help=f"Port to listen on (default: $PORT or {Settings.port})."
+)
 def serve(host: str | None, port: int | None) -> None:
     settings = _settings().listening_on(host=host, port=port, env=os.environ)
     configure_logging(settings)
@@ -143,7 +145,7 @@ def db() -> None:
 @db.command("upgrade", help="Apply every pending migration (creates the SQLite file if needed).")
 def db_upgrade() -> None:
     async def run() -> None:
-        async with Database(_settings().effective_database_url) as database:
+        async with backends.database(_settings()) as database:
             await upgrade(database)
             click.echo(f"database at revision {await current_revision(database)}")
 
@@ -153,14 +155,17 @@ def db_upgrade() -> None:
 @db.command("current", help="Show the database's revision and the code's.")
 def db_current() -> None:
     async def run() -> None:
-        async with Database(_settings().effective_database_url) as database:
+        async with backends.database(_settings()) as database:
             click.echo(f"database: {await current_revision(database) or 'empty'}")
             click.echo(f"code:     {head_revision()}")
 
     asyncio.run(run())
 
 
-@main.command("config", help="Print the effective configuration (secrets masked) and exit.")
+@main.command(
+    "config",
+    help="Print the effective configuration, one environment variable a line (secrets masked), and exit.",
+)
 def config() -> None:
     settings = _settings()
     rows = settings.describe()
@@ -174,21 +179,22 @@ def config() -> None:
     "--inactive-days",
     type=click.IntRange(min=1),
     default=None,
-    help="Inactivity that qualifies (default: $ANONYMOUS_RETENTION_DAYS or 90).",
+    help="Inactivity that qualifies "
+    f"(default: $ANONYMOUS_RETENTION_DAYS or {Settings.anonymous_retention_days}).",
 )
 @click.option("--dry-run", is_flag=True, help="Only print what would be removed.")
 def purge_anonymous(inactive_days: int | None, dry_run: bool) -> None:
-    from musicplayground.app import blob_store, purge_files_hook
+    from musicplayground.app import purge_files_hook
 
     settings = _settings()
     days = inactive_days or settings.anonymous_retention_days
 
     async def run() -> list[PurgedAccount]:
-        async with Database(settings.effective_database_url) as database:
+        async with backends.database(settings) as database:
             await check_up_to_date(database)
             if dry_run:
                 return await purge_anonymous_accounts(database, inactive_days=days, dry_run=True)
-            async with blob_store(settings) as blobs:
+            async with backends.sample_blobs(settings) as blobs:
                 purged = await purge_with_lock(
                     database, inactive_days=days, on_purged=purge_files_hook(blobs)
                 )
@@ -219,7 +225,7 @@ def admin() -> None:
 
 def _set_admin(username_or_id: str, value: bool) -> None:
     async def run() -> str:
-        async with Database(_settings().effective_database_url) as database:
+        async with backends.database(_settings()) as database:
             async with database.write_session() as session:
                 user = await set_admin(session, username_or_id, value)
                 return f"{user.username or user.id}"

@@ -83,16 +83,19 @@ def initial_state(kind: docschema.DocKind, content: dict[str, Any]) -> bytes:
 
 @dataclass(frozen=True)
 class RealtimeLimits:
-    max_update_bytes: int = 256 * 1024
-    max_document_bytes: int = 8 * 1024 * 1024
-    max_clients_per_room: int = 64
-    max_connections_per_user: int = 8
-    max_messages_per_second: int = 100
-    snapshot_interval: float = 10.0
-    room_idle_seconds: float = 30.0
-    presence_timeout: float = 30.0  # a silent instance's members and cursors vanish after it
+    """Bounds and timings of live documents. The first nine are settings of the same name (no
+    defaults here: the composition root builds them from ``Settings``, tests too)."""
+
+    max_update_bytes: int
+    max_document_bytes: int
+    max_clients_per_room: int
+    max_connections_per_user: int
+    max_messages_per_second: int
+    snapshot_interval: float
+    room_idle_seconds: float
+    presence_timeout: float  # a silent instance's members and cursors vanish after it
+    read_cache_ttl: float
     awareness_interval: float = 0.05  # at most one awareness message a client per this, on the bus
-    read_cache_ttl: float = 30.0
     presence_roll_call: float = 0.2  # how long REST presence waits for other instances' answers
 
 

@@ -37,6 +37,8 @@ Steps: TypeAlias = Generator[Executable, AnyResult, T]
 # Connections of the Postgres driver pool (``Database.postgres_connection``): the hot reads
 # and the update log's writer, one short statement each. All are opened at start and kept
 # (see Database.keep_warm): a connection opened later would be cold when it is needed most.
+# The server passes the POSTGRES_POOL_SIZE setting; this is the size for everyone else (tests,
+# benchmarks), and a unit test keeps the two equal.
 POSTGRES_POOL_SIZE = 4
 # Bytes the SQLite WAL file keeps when it starts over (journal_size_limit): eight times
 # what the update log appends between two of its checkpoints at 1,000 edits/s (~8 MB).
@@ -155,9 +157,17 @@ async def _keep_session(_connection: asyncpg.Connection) -> None:
 class Database:
     """Owns the engine. Use as ``async with Database(url) as db`` (or start/stop)."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        postgres_pool_size: int = POSTGRES_POOL_SIZE,
+        echo: bool = False,
+    ) -> None:
         self.url = url
         self._pool_size = pool_size
+        self.postgres_pool_size = postgres_pool_size
         self._echo = echo
         self._engine: AsyncEngine | None = None
         # For read(): a plain sqlite3 connection (SQLite files) or an asyncpg pool (Postgres).
@@ -189,7 +199,9 @@ class Database:
         if self._postgres_pool is not None:
             async with AsyncExitStack() as held:  # every connection of the pool, held at once
                 acquire = self._postgres_pool.acquire
-                connections = [await held.enter_async_context(acquire()) for _ in range(POSTGRES_POOL_SIZE)]
+                connections = [
+                    await held.enter_async_context(acquire()) for _ in range(self.postgres_pool_size)
+                ]
                 await asyncio.gather(*(_run_warm_reads(connection, warm) for connection in connections))
 
     @property
@@ -236,8 +248,8 @@ class Database:
 
             self._postgres_pool = await asyncpg.create_pool(
                 **connect,
-                min_size=POSTGRES_POOL_SIZE,
-                max_size=POSTGRES_POOL_SIZE,
+                min_size=self.postgres_pool_size,
+                max_size=self.postgres_pool_size,
                 # Never recycled after a number of queries (asyncpg's default: 50,000, minutes
                 # at full load): the replacement would open cold on the hot path, and
                 # there is nothing to recycle (a bounded statement cache, no session state).

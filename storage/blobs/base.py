@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, Self
 
 # Bytes read or yielded at a time: bounded, so memory stays flat whatever the file size.
@@ -31,6 +31,21 @@ def check_key(key: str) -> str:
     if len(key) > MAX_KEY_LENGTH or not KEY_PATTERN.match(key):
         raise ValueError(f"invalid blob key {key!r}")
     return key
+
+
+@dataclass(frozen=True)
+class S3Config:
+    """Where and how the S3 backend stores (values only: the backend, and aioboto3, are imported
+    when a store is opened)."""
+
+    bucket: str
+    endpoint_url: str | None = None
+    region: str = "auto"
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    public_base_url: str | None = None
+    presign_ttl: int = 3600
+    part_size: int = 8 * 1024 * 1024
 
 
 class BlobStore(ABC):

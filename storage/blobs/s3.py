@@ -12,14 +12,13 @@ import io
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import aioboto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from storage.blobs.base import CHUNK_SIZE, BlobInfo, BlobNotFound, BlobStore, check_key
+from storage.blobs.base import CHUNK_SIZE, BlobInfo, BlobNotFound, BlobStore, S3Config, check_key
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +27,7 @@ MIN_PART_SIZE = 5 * 1024 * 1024
 # Objects never change once written (keys are never reused).
 IMMUTABLE = "public, max-age=31536000, immutable"
 
-
-@dataclass(frozen=True)
-class S3Config:
-    bucket: str
-    endpoint_url: str | None = None
-    region: str = "auto"
-    access_key_id: str | None = None
-    secret_access_key: str | None = None
-    public_base_url: str | None = None
-    presign_ttl: int = 3600
-    part_size: int = 8 * 1024 * 1024
+__all__ = ["MIN_PART_SIZE", "S3BlobStore", "S3Config"]
 
 
 class _Window(io.RawIOBase):

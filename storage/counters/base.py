@@ -5,8 +5,8 @@ plus the previous window's count weighted by how much of it still overlaps the s
 window. It needs two counters per key (one Redis round trip per hit, done atomically by the
 library's Lua script) and cannot be beaten by bursting at a window boundary.
 
-The backend is chosen by URL: none or ``memory://`` keeps the counters in this process,
-``redis://`` / ``rediss://`` shares them between every instance on that Redis.
+This module is the contract and imports no backend; :func:`storage.counters.open_counters`
+picks one by URL.
 """
 
 from __future__ import annotations
@@ -112,16 +112,3 @@ class Counters:
     async def check(self) -> bool:
         """Whether the storage answers right now (for readiness)."""
         return bool(await self._storage.check())
-
-
-def open_counters(url: str | None, *, key_prefix: str = "mp") -> Counters:
-    """The backend named by ``url`` (nothing connects until the first hit)."""
-    if not url or url == "memory://":
-        from storage.counters.memory import memory_counters
-
-        return memory_counters()
-    if url.startswith(("redis://", "rediss://")):
-        from storage.counters.redis import redis_counters
-
-        return redis_counters(url, key_prefix=key_prefix)
-    raise ValueError(f"counters URL must be memory:// or redis(s)://, got {url.split(':', 1)[0]}://")

@@ -16,8 +16,10 @@ def redis_counters(url: str, *, key_prefix: str) -> Counters:
     pool = redis.asyncio.ConnectionPool.from_url(
         url, socket_timeout=TIMEOUT_SECONDS, socket_connect_timeout=TIMEOUT_SECONDS
     )
+    # limits names a Redis socket async+redis+unix:// (it only reads the scheme: we pass the pool).
+    scheme = "async+redis+" if url.startswith("unix://") else "async+"
     storage = RedisStorage(
-        "async+" + url,
+        scheme + url,
         implementation="redispy",
         wrap_exceptions=True,
         key_prefix=f"{key_prefix}:ratelimit",

@@ -113,6 +113,19 @@ async def test_sorts_are_total_and_keyset_pages_never_repeat_or_skip(client: Tes
     assert counts == sorted(counts, reverse=True)
 
 
+async def test_songs_are_sorted_by_forks_too(client: TestClient) -> None:
+    """As docs/community.md says: every sort applies to both types (songs are forked too)."""
+    who = await account(client, "songwriter")
+    fan = await account(client, "fan")
+    await create_document(client, who, "songs", name="Plain", isPublic=True)
+    loved = await create_document(client, who, "songs", name="Loved", isPublic=True)
+    for _ in range(2):
+        resp = await client.post(f"/api/songs/{loved['id']}/fork", headers=fan["headers"])
+        assert resp.status == 201, await resp.text()
+    page = await explore(client, "?type=song&sort=forks")
+    assert [(x["name"], x["forkCount"]) for x in page["items"]] == [("Loved", 2), ("Plain", 0)]
+
+
 async def test_bad_explore_queries_are_400(client: TestClient) -> None:
     who = await account(client)
     for _ in range(3):

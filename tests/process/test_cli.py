@@ -101,9 +101,13 @@ def test_config_prints_the_effective_settings_with_secrets_masked(tmp_path: Path
     result = run_cli("config", env=env)
     assert result.returncode == 0, result.stderr
     shown = dict(line.split(None, 1) for line in result.stdout.splitlines())
-    assert shown["log_format"] == "json" and shown["port"] == "3001"
-    assert shown["secret_key"] == "*** (set)" and shown["metrics_token"] == "*** (set)"
+    assert shown["LOG_FORMAT"] == "json" and shown["PORT"] == "3001"
+    assert shown["SECRET_KEY"] == "*** (set)" and shown["METRICS_TOKEN"] == "*** (set)"
     assert TEST_SECRET not in result.stdout and "scrape-token" not in result.stdout
+    generated = run_cli("config", env={"DATA_DIR": str(tmp_path)})
+    assert generated.returncode == 0, generated.stderr
+    shown = dict(line.split(None, 1) for line in generated.stdout.splitlines())
+    assert shown["SECRET_KEY"] == f"(not set: a generated key is kept in {tmp_path / 'secret_key'})"
 
 
 @SLOW

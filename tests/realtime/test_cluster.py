@@ -19,10 +19,12 @@ from pycrdt import Doc, Map
 from sqlalchemy import delete, func, select, text
 
 from bus import BusState, MemoryBus, MemoryHub
+from musicplayground.app import realtime_limits
 from realtime import docschema
 from realtime.documents import DocumentService, RealtimeLimits, SnapshotOutcome
 from realtime.errors import RealtimeError
 from realtime.rooms import Room, Session, TokenBucket
+from settings import Settings
 from storage import documents as stored
 from storage.access import Role
 from storage.database import Database
@@ -91,7 +93,7 @@ async def instance(
         db = await stack.enter_async_context(Database(database_url))
         update_log = await stack.enter_async_context(UpdateLog(db, **log_options))
         bus = await stack.enter_async_context(MemoryBus(hub=hub if hub is not None else MemoryHub()))
-        service = DocumentService(db, update_log, limits or RealtimeLimits(), bus=bus)
+        service = DocumentService(db, update_log, limits or realtime_limits(Settings()), bus=bus)
         transport = RecordingTransport()
         service.attach_transport(transport)
         await stack.enter_async_context(service)
@@ -239,7 +241,7 @@ def bench_of(update: bytes) -> dict[str, Any]:
 async def test_the_room_limit_counts_every_instance(database_url: str) -> None:
     doc_id = await new_loop(database_url)
     hub = MemoryHub()
-    limits = RealtimeLimits(max_clients_per_room=2)
+    limits = realtime_limits(Settings(max_clients_per_room=2))
     async with (
         instance(database_url, hub, limits=limits) as a,
         instance(database_url, hub, limits=limits) as b,
@@ -366,7 +368,7 @@ async def test_an_edit_the_database_refuses_is_retried_until_durable_never_half_
 async def test_sustained_editing_snapshots_once_per_interval(database_url: str) -> None:
     doc_id = await new_loop(database_url)
     interval = 0.6
-    limits = RealtimeLimits(snapshot_interval=interval)
+    limits = realtime_limits(Settings(snapshot_interval=interval))
     async with instance(database_url, None, limits=limits) as a:
         room, alice = await a.join(doc_id, "alice")
         started = time.monotonic()

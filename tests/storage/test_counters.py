@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from storage.counters import Counters, CountersUnavailable, Quota, open_counters
+from tests.helpers import eventually
 from tests.server_process import free_port
 
 
@@ -85,5 +87,37 @@ async def test_unreachable_redis_raises_unavailable_and_reports_it() -> None:
 
 
 def test_unknown_url_is_refused() -> None:
-    with pytest.raises(ValueError, match="memory:// or redis"):
+    with pytest.raises(ValueError, match="must be memory://, redis://, rediss:// or unix://"):
         open_counters("memcached://localhost")
+
+
+async def test_a_redis_unix_socket_url_counts_in_redis(tmp_path: Path) -> None:
+    """REDIS_URL may name a socket (unix://, as the bus takes it): the counters follow it."""
+    socket_path = tmp_path / "redis.sock"
+    server = await asyncio.create_subprocess_exec(
+        *(
+            "redis-server",
+            "--port",
+            "0",
+            "--unixsocket",
+            str(socket_path),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        url = f"unix://{socket_path}"
+        await eventually(lambda: socket_path.exists(), timeout=10)
+        quota = Quota("get", limit=1, period=3600)
+        async with open_counters(url, key_prefix="a") as a, open_counters(url, key_prefix="a") as b:
+            assert a.backend == "redis"
+            assert (await a.hit(quota, "u")).allowed
+            assert not (await b.hit(quota, "u")).allowed  # the same count, in that Redis
+            assert await a.check()
+    finally:
+        server.kill()
+        await server.wait()

@@ -13,6 +13,8 @@ import asyncpg
 import pytest
 from sqlalchemy import bindparam, func, select, text, update
 
+from musicplayground import backends
+from settings import Settings
 from storage.database import POSTGRES_POOL_SIZE, Database, Steps, run_steps
 from storage.documents import room_open_reads
 from storage.library import create_document, listed_columns
@@ -278,3 +280,14 @@ async def test_every_postgres_connection_holds_the_join_reads_prepared(postgres_
                 break
         assert pids[0] not in new_pids and len(set(new_pids)) == POSTGRES_POOL_SIZE
         assert all(_holds_the_join_reads(statements) for statements in prepared), prepared
+
+
+async def test_the_driver_pool_has_the_postgres_pool_size_setting(postgres_url: str) -> None:
+    """POSTGRES_POOL_SIZE connections are opened at start, and no more are ever opened."""
+    settings = Settings(database_url=postgres_url, postgres_pool_size=2)
+    async with backends.database(settings) as db, contextlib.AsyncExitStack() as held:
+        connections = [await held.enter_async_context(db.postgres_connection()) for _ in range(2)]
+        assert len({c.get_server_pid() for c in connections}) == 2
+        with pytest.raises(TimeoutError):  # a third waits for one of the two
+            async with asyncio.timeout(0.5):
+                await held.enter_async_context(db.postgres_connection())

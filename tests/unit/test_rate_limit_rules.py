@@ -98,7 +98,10 @@ def test_settings_defaults_and_parsing() -> None:
         ({"RATE_LIMITS": "sometimes"}, "RATE_LIMITS must be on or off"),
         ({"RATE_LIMIT_GET_PER_HOUR": "0"}, "RATE_LIMIT_GET_PER_HOUR must be >= 1"),
         ({"RATE_LIMIT_UPLOADS_PER_HOUR": "many"}, "RATE_LIMIT_UPLOADS_PER_HOUR must be an integer"),
-        ({"TRUSTED_PROXIES": "10.0.0.0/8,proxy.internal"}, "TRUSTED_PROXIES: 'proxy.internal'"),
+        (
+            {"TRUSTED_PROXIES": "10.0.0.0/8,proxy.internal"},
+            "TRUSTED_PROXIES must be IP addresses or networks, got 'proxy.internal'",
+        ),
     ],
 )
 def test_bad_settings_are_refused_with_one_clear_line(env: dict[str, str], message: str) -> None:
