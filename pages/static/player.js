@@ -184,9 +184,12 @@ export class Player {
    * @returns {Promise<number>} when the first step sounds
    */
   async start(time) {
-    if (this._clock) return this._clock.getTimeOfTick(0);
+    const playing = this._startedAt();
+    if (playing !== null) return playing;
     if (!this._context.isOffline && this._context.state !== "running") {
       await this._context.resume();
+      const meanwhile = this._startedAt(); // another start() while the context resumed
+      if (meanwhile !== null) return meanwhile;
     }
     if (this._pending) {
       this._program = this._pending;
@@ -209,6 +212,11 @@ export class Player {
     const at = time ?? this._context.now();
     clock.start(at);
     return at;
+  }
+
+  /** @returns {number | null} when the first step sounded, if playing */
+  _startedAt() {
+    return this._clock ? this._clock.getTimeOfTick(0) : null;
   }
 
   /**

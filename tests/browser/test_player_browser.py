@@ -267,6 +267,17 @@ async def test_a_song_plays_its_blocks_in_order_each_with_its_loop(page: Page) -
     assert steps[48]["cycle"] == 1 and steps[48]["time"] == pytest.approx(start + 3.0, abs=1e-3)
 
 
+async def test_a_song_without_repeat_stops_at_its_end(page: Page) -> None:
+    song = {"bpm": 240, "timeline": [{"id": "only", "loopId": "kick", "startBar": 0, "duration": 1}]}
+    start, stopped, heard = await play_live(
+        page, "song", song, 1.6, loops={"kick": kicks(0, 8)}, repeat=False
+    )
+    assert await call(page, "ended") == 1
+    # One bar at 240 bpm: kicks at 0 and 0.5 s, then the song is over (nothing at 1 s).
+    assert close_to([t - start for t in heard.onsets()], [0.0, 0.5], ONSET_TOLERANCE), heard.onsets()
+    assert stopped - start > 1.5 and heard.peak(start + 1.05, stopped) < 1e-4
+
+
 async def test_update_is_heard_from_the_next_cycle(page: Page) -> None:
     await call(page, "tap")
     await call(page, "load", "loop", kicks(0), {})
