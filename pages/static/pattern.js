@@ -59,6 +59,7 @@ export function compileLoop(tonal, loop) {
   /** @type {Set<string>} */
   const sounds = new Set();
   for (const step of loop.iconSequence ?? []) {
+    if (!step || typeof step !== "object") continue; // not a step: skipped, as the preview does
     const at = stepPosition(step);
     if (at < 0 || at >= steps || typeof step.soundId !== "string") continue;
     const event = {
@@ -99,7 +100,9 @@ export function compileLoop(tonal, loop) {
  * @returns {{steps: number, blocks: Placement[]}}
  */
 export function arrangeSong(song) {
-  const blocks = (song.timeline ?? []).map((block) => ({
+  const blocks = (song.timeline ?? [])
+    .filter((block) => block && typeof block === "object")
+    .map((block) => ({
     id: String(block.id),
     loopId: String(block.loopId),
     ...blockSpan(block),

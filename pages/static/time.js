@@ -162,6 +162,7 @@ export function chordSpans(loop) {
   /** @type {Map<number, ChordCell>} */
   const byStart = new Map();
   for (const chord of loop.chordProgression ?? []) {
+    if (!chord || typeof chord !== "object") continue;
     const start = chordStartStep(chord);
     if (start >= 0 && start < cycle) byStart.set(start, chord);
   }
@@ -212,5 +213,8 @@ export function blockSpan(block) {
  * @returns {number} the number of steps in the song: the end of its last block
  */
 export function songSteps(song) {
-  return (song.timeline ?? []).reduce((end, block) => Math.max(end, blockSpan(block).end), 0);
+  return (song.timeline ?? []).reduce(
+    (end, block) => (block && typeof block === "object" ? Math.max(end, blockSpan(block).end) : end),
+    0,
+  );
 }

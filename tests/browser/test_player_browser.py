@@ -208,8 +208,9 @@ async def test_unknown_sounds_and_samples_without_a_file_play_the_fallback(page:
         "name": "Fallbacks",
         "length": 1,
         "bpm": 120,
-        "chordProgression": [],
+        "chordProgression": [None],  # entries that are not objects are skipped
         "iconSequence": [
+            None,
             {"step": 0, "soundId": "kazoo-deluxe", "velocity": 1.0},
             {"step": 8, "soundId": "sample:never-uploaded", "velocity": 1.0},
         ],
