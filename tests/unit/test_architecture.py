@@ -1,4 +1,5 @@
-"""Dependencies point one way: rest -> realtime -> presence, storage; identity, settings, bus: leaves."""
+"""Dependencies point one way: rest -> realtime -> presence, storage; identity, settings, bus: leaves.
+pages (the public pages' player and preview) sits beside rest and reads only storage's bounds."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-INTERNAL = {"musicplayground", "rest", "realtime", "presence", "storage", "identity", "settings", "bus"}
+INTERNAL = {
+    "musicplayground",
+    "rest",
+    "realtime",
+    "presence",
+    "storage",
+    "identity",
+    "settings",
+    "bus",
+    "pages",
+}
 
 # package -> internal packages it may import (besides itself)
 ALLOWED = {
@@ -18,7 +29,8 @@ ALLOWED = {
     "storage": {"identity"},
     "presence": {"bus"},
     "realtime": {"bus", "presence", "storage", "identity"},
-    "rest": {"realtime", "presence", "storage", "identity", "settings"},
+    "rest": {"realtime", "presence", "storage", "identity", "settings", "pages"},
+    "pages": {"storage"},  # the public pages' pieces (player, preview); the handlers still live in rest
     "musicplayground": INTERNAL - {"musicplayground"},
 }
 # Frameworks of the edges: the lower layers stay free of them.
