@@ -5,6 +5,7 @@ hidden comment, or of a hidden account, reach only the sockets of those REST sho
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -23,6 +24,10 @@ def comment_events(c: CollabClient) -> list[dict[str, Any]]:
     return [payload for event, payload in c.events if event == "comment"]
 
 
+async def until(c: CollabClient, check: Callable[[CollabClient], bool]) -> None:
+    await c.wait_for(lambda: check(c), timeout=10)
+
+
 def bodies(c: CollabClient, action: str) -> list[str]:
     return [e["comment"]["body"] for e in comment_events(c) if e["action"] == action]
 
@@ -36,7 +41,7 @@ async def fenced(client: TestClient, loop_id: str, poster: dict[str, Any], *watc
     )
     assert resp.status == 201, await resp.text()
     for w in watchers:
-        await w.wait_for(lambda w=w: fence in bodies(w, "created"), timeout=10)
+        await until(w, lambda w: fence in bodies(w, "created"))
 
 
 async def rest_bodies(client: TestClient, loop_id: str, who: dict[str, Any]) -> list[str]:
@@ -60,7 +65,7 @@ async def test_a_hidden_comment_edited_by_its_author_reaches_only_its_author_and
     )
     comment = await resp.json()
     for c in sockets.values():
-        await c.wait_for(lambda c=c: bodies(c, "created") == ["rude"], timeout=10)
+        await until(c, lambda c: bodies(c, "created") == ["rude"])
 
     resp = await client.post(
         f"/api/admin/comments/{comment['id']}/hide", json={"reason": "abuse"}, headers=admin["headers"]
@@ -68,12 +73,12 @@ async def test_a_hidden_comment_edited_by_its_author_reaches_only_its_author_and
     assert resp.status == 200
     for name in ("owner", "bystander"):  # it disappears for them, the reason unsaid
         c = sockets[name]
-        await c.wait_for(lambda c=c: bodies(c, "deleted") == ["rude"], timeout=10)
+        await until(c, lambda c: bodies(c, "deleted") == ["rude"])
         gone = next(e for e in comment_events(c) if e["action"] == "deleted")["comment"]
         assert gone["hidden"] is False and gone["hiddenReason"] is None
     for name in ("author", "admin"):  # still theirs to see, now marked hidden
         c = sockets[name]
-        await c.wait_for(lambda c=c: len(bodies(c, "edited")) == 1, timeout=10)
+        await until(c, lambda c: len(bodies(c, "edited")) == 1)
         edited = next(e for e in comment_events(c) if e["action"] == "edited")["comment"]
         assert edited["hidden"] is True and edited["hiddenReason"] == "abuse"
 
@@ -84,11 +89,11 @@ async def test_a_hidden_comment_edited_by_its_author_reaches_only_its_author_and
     assert resp.status == 200
     for name in ("author", "admin"):
         c = sockets[name]
-        await c.wait_for(lambda c=c: "ruder" in bodies(c, "edited"), timeout=10)
+        await until(c, lambda c: "ruder" in bodies(c, "edited"))
     assert (await client.delete(f"/api/comments/{comment['id']}", headers=author["headers"])).status == 200
     for name in ("author", "admin"):
         c = sockets[name]
-        await c.wait_for(lambda c=c: "ruder" in bodies(c, "deleted"), timeout=10)
+        await until(c, lambda c: "ruder" in bodies(c, "deleted"))
 
     await fenced(client, loop["id"], owner, *sockets.values())
     for name in ("owner", "bystander"):
@@ -117,7 +122,7 @@ async def test_a_hidden_accounts_new_comments_reach_only_it_and_admins(
     assert resp.status == 201
     for name in ("troll", "admin"):
         c = watchers[name]
-        await c.wait_for(lambda c=c: bodies(c, "created") == ["spam!"], timeout=10)
+        await until(c, lambda c: bodies(c, "created") == ["spam!"])
     await fenced(client, loop["id"], owner, *watchers.values())
     for name in ("owner", "bystander"):
         assert "spam!" not in bodies(watchers[name], "created"), comment_events(watchers[name])
@@ -167,6 +172,7 @@ async def test_the_audience_is_applied_by_every_instance(database_url: str) -> N
         _room_b, _other = await b.join(doc_id, "other")
         _room_b, guest = await b.join(doc_id, "guest")
         guest.user_id = None  # a share-link guest: never in an audience's users
+        assert allowed.user_id is not None
         only = Audience(frozenset({allowed.user_id}), only=True)
         others = Audience(frozenset({allowed.user_id}), only=False)
         await a.service.broadcast(docschema.DocKind.LOOP, doc_id, "comment", {"n": 1}, only)
