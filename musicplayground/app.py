@@ -39,6 +39,7 @@ from rest.rate_limits import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from rest.routes import add_routes
 from rest.samples import SAMPLES, SampleContext
 from rest.system import METRICS_EXPOSITION, READINESS_CHECKS, Degraded, ReadinessCheck
+from rest.url_text import url_text_middleware
 from settings import Settings, load_or_create_secret
 from storage.accounts import Authenticator
 from storage.blobs import BlobStore
@@ -188,6 +189,7 @@ def create_app(settings: Settings) -> web.Application:
     # counted and carry the RateLimit headers; HTTP caching sees the final response.
     middlewares = [
         observe_requests(metrics, log_access=settings.access_log),
+        url_text_middleware,  # NUL in a path or query never reaches a handler or a database
         http_cache_middleware,
         *([rate_limit_middleware] if limiter else []),
         error_middleware,
