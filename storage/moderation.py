@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.access import role_for
-from storage.errors import Conflict, DomainError, NotFound
+from storage.errors import Conflict, DomainError, NotFound, Unauthorized
 from storage.models import Comment, Loop, Report, Song, User, utcnow
 
 MODERATED_MODELS: dict[str, type[Loop] | type[Song] | type[User] | type[Comment]] = {
@@ -30,6 +30,9 @@ MODERATED_MODELS: dict[str, type[Loop] | type[Song] | type[User] | type[Comment]
 
 class InvalidReport(DomainError):
     code = "invalid_report"
+
+
+_REPORTER_GONE = "this account no longer exists"
 
 
 async def is_admin(
@@ -108,6 +111,11 @@ async def create_report(
     resource_id: uuid.UUID,
     reason: str,
 ) -> Report:
+    """A new open report. Unauthorized if the reporter's account is gone (purged, deleted: its
+    access token may still be valid), NotFound if the reporter cannot see the resource,
+    Conflict only if this reporter really did report it already."""
+    if await session.scalar(select(User.id).where(User.id == reporter_id)) is None:
+        raise Unauthorized(_REPORTER_GONE)
     resource = await get_resource(session, resource_type, resource_id)
     if not await _reportable(session, resource, reporter_id):
         raise NotFound(f"{resource_type} not found")
@@ -122,7 +130,18 @@ async def create_report(
             session.add(report)
             await session.flush()
     except IntegrityError:
-        raise Conflict(f"you already reported this {resource_type}") from None
+        # Either the unique key (a report of the same resource) or the reporter's foreign key
+        # (the account was purged meanwhile): say which, never a conflict that did not happen.
+        existing = await session.scalar(
+            select(Report.id).where(
+                Report.reporter_id == reporter_id,
+                Report.resource_type == resource_type,
+                Report.resource_id == resource_id,
+            )
+        )
+        if existing is not None:
+            raise Conflict(f"you already reported this {resource_type}") from None
+        raise Unauthorized(_REPORTER_GONE) from None
     return report
 
 
