@@ -24,6 +24,7 @@ from realtime import docschema
 from realtime.documents import content_columns, initial_state
 from realtime.errors import RealtimeError
 from realtime.read_cache import CachedDocument
+from rest.client_address import request_ip, trusted_networks
 from rest.context import (
     context,
     json_model,
@@ -127,9 +128,11 @@ def _content(payload: BaseModel, *, only_sent: bool) -> dict[str, Any]:
 
 
 def count_view(request: web.Request, kind: str, document_id: uuid.UUID, user_id: uuid.UUID | None) -> None:
-    """Note a view of a document the caller does not own (batched; nothing waits for it)."""
-    viewer = viewer_key(user_id=user_id, ip=request.remote, user_agent=request.headers.get("User-Agent"))
-    context(request).views.record(kind, document_id, viewer)
+    """Note a view of a document the caller does not own (batched; nothing waits for it).
+    Without a token the viewer is its address (behind ``TRUSTED_PROXIES``, the client's)."""
+    ctx = context(request)
+    ip = request_ip(request, trusted_networks(ctx.settings.trusted_proxies)) if user_id is None else None
+    ctx.views.record(kind, document_id, viewer_key(user_id=user_id, ip=ip))
 
 
 @functools.cache
