@@ -267,6 +267,8 @@ class Settings:
     max_connections_per_user: int = 8
     http_idle_timeout: float = 15.0  # also bounds how long a client may take to send headers
     http_body_timeout: float = 30.0
+    # Unstored edits the update log may hold while the database is slow or refusing writes.
+    update_log_max_pending: int = 10_000
     # Several instances: the bus (REDIS_URL), cluster-wide presence, the REST read cache.
     redis_prefix: str = "mp:"
     presence_timeout: float = 30.0
@@ -355,6 +357,7 @@ class Settings:
             max_connections_per_user=_int(env, "RT_MAX_CONNECTIONS_PER_USER", 8, minimum=1),
             http_idle_timeout=_float(env, "HTTP_IDLE_TIMEOUT_SECONDS", 15.0),
             http_body_timeout=_float(env, "HTTP_BODY_TIMEOUT_SECONDS", 30.0),
+            update_log_max_pending=_int(env, "UPDATE_LOG_MAX_PENDING", 10_000, minimum=1),
             redis_prefix=_redis_prefix(env, "REDIS_PREFIX", "mp:"),
             presence_timeout=_float(env, "PRESENCE_TIMEOUT_SECONDS", 30.0),
             read_cache_ttl=_float(env, "READ_CACHE_TTL_SECONDS", 30.0),

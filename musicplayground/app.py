@@ -126,7 +126,9 @@ def create_app(settings: Settings) -> web.Application:
     metrics = Metrics()
     # Group commit: gather what arrives within 2 ms into one transaction (the issue asks
     # for "a few ms"); without it the writer commits back to back and burns a core.
-    update_log = UpdateLog(db, max_delay=0.002, on_commit=metrics.observe_commit)
+    update_log = UpdateLog(
+        db, max_delay=0.002, max_pending=settings.update_log_max_pending, on_commit=metrics.observe_commit
+    )
     bus = open_bus(settings.redis_url)  # in-process without REDIS_URL
     documents = DocumentService(
         db, update_log, realtime_limits(settings), bus=bus, channel_prefix=settings.redis_prefix

@@ -22,7 +22,6 @@ from pydantic.alias_generators import to_camel
 
 from realtime import docschema
 from realtime.documents import content_columns, initial_state
-from realtime.errors import RealtimeError
 from realtime.read_cache import CachedDocument
 from rest.client_address import request_ip, trusted_networks
 from rest.context import (
@@ -34,7 +33,7 @@ from rest.context import (
     read_query,
     require_caller,
 )
-from rest.errors import BadRequest, PayloadTooLarge
+from rest.errors import BadRequest
 from rest.responses import json_response
 from rest.samples import loop_samples
 from rest.schemas import (
@@ -356,8 +355,7 @@ class DocumentHandlers:
                 live = await ctx.documents.write_content(self.kind.doc_kind, row.id, content, set(content))
             except ValueError as exc:
                 raise BadRequest(f"invalid {self.kind.name}: {exc}") from None
-            except RealtimeError as exc:  # the document would pass its size limit
-                raise PayloadTooLarge(exc.message) from None
+            # A RealtimeError (too large, storage backlog) is answered by the error middleware.
         async with ctx.db.write_session() as session:
             fresh = await library.get_document(session, self.kind.model, row.id)
             if fresh is None:
