@@ -304,7 +304,8 @@ class DocumentHandlers:
         data = self._data(row, content)
         cacheable = content is None  # nobody is editing it: the row is the whole truth, keep it
         if self.kind.doc_kind is docschema.DocKind.LOOP:
-            data["samples"] = await loop_samples(request, data)
+            assert isinstance(row, Loop)
+            data["samples"] = await loop_samples(request, row, data)
             # Sample URLs may be signed for a limited time, and samples may be deleted.
             cacheable = cacheable and not data["samples"]
         response = json_response(data)

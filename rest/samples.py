@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import uuid
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -18,7 +19,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import ContentLengthError, HttpProcessingError, TransferEncodingError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rest.context import context, json_model, path_uuid, read_query, require_caller
+from rest.context import context, json_model, optional_caller, path_uuid, read_query, require_caller
 from rest.errors import BadRequest, UnsupportedMediaType
 from rest.openapi import Route
 from rest.responses import json_response
@@ -30,7 +31,7 @@ from storage.blobs.base import CHUNK_SIZE
 from storage.blobs.local import LocalBlobStore
 from storage.blobs.s3 import IMMUTABLE
 from storage.errors import FileTooLarge, NotFound
-from storage.models import Sample
+from storage.models import Loop, Sample
 from storage.scan import Scanner
 
 # Where the app serves locally stored samples (keys are ``samples/<32 hex>.<ext>``).
@@ -69,9 +70,19 @@ async def sample_json(blobs: BlobStore, sample: Sample) -> dict[str, Any]:
     return data.model_dump(mode="json", by_alias=True)
 
 
-async def loop_samples_json(session: AsyncSession, blobs: BlobStore, content: dict[str, Any]) -> list[Any]:
-    """``samples`` of a loop response: what its steps reference, with URLs for its reader."""
-    refs = await stored.samples_referenced(session, content, blobs)
+async def loop_samples_json(
+    session: AsyncSession,
+    blobs: BlobStore,
+    content: dict[str, Any],
+    *,
+    loop: Loop,
+    reader_id: uuid.UUID | None,
+) -> list[Any]:
+    """``samples`` of a loop response: what its steps reference, with URLs for its reader
+    (only the samples the loop shares with that reader; see ``samples_referenced``)."""
+    refs = await stored.samples_referenced(
+        session, content, blobs, loop_owner_id=loop.user_id, forked_from=loop.forked_from, reader_id=reader_id
+    )
     return [
         LoopSample(id=r.id, name=r.name, file_url=r.url, duration=r.duration, missing=r.missing).model_dump(
             mode="json", by_alias=True
@@ -80,12 +91,19 @@ async def loop_samples_json(session: AsyncSession, blobs: BlobStore, content: di
     ]
 
 
-async def loop_samples(request: web.Request, content: dict[str, Any]) -> list[Any]:
+async def loop_samples(request: web.Request, loop: Loop, content: dict[str, Any]) -> list[Any]:
     """``samples`` of a loop response for this request's reader (no query if it uses none)."""
     if not stored.referenced_sample_ids(content):
         return []
+    caller = await optional_caller(request)
     async with context(request).db.session() as session:
-        return await loop_samples_json(session, request.app[SAMPLES].blobs, content)
+        return await loop_samples_json(
+            session,
+            request.app[SAMPLES].blobs,
+            content,
+            loop=loop,
+            reader_id=caller.user_id if caller is not None else None,
+        )
 
 
 async def _spool_file(part: BodyPartReader, spool: BinaryIO, max_bytes: int) -> int:

@@ -200,7 +200,8 @@ async def get_shared(request: web.Request) -> web.Response:
     caller = await optional_caller(request)
     data = await live_public(ctx, shared.kind, shared.row)
     if shared.kind.doc_kind is DocKind.LOOP:  # the samples its steps play, with URLs for this reader
-        data["samples"] = await loop_samples(request, data)
+        assert isinstance(shared.row, Loop)
+        data["samples"] = await loop_samples(request, shared.row, data)
     count_view(request, shared.kind, shared.row, caller.user_id if caller else None)
     owner = OwnerPublic(
         display_name=shared.owner.display_name if shared.owner else None,
