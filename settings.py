@@ -267,6 +267,10 @@ class Settings:
     max_connections_per_user: int = 8
     http_idle_timeout: float = 15.0  # also bounds how long a client may take to send headers
     http_body_timeout: float = 30.0
+    # Sample uploads (issue 25): a total time, and a minimum average rate over a window.
+    upload_timeout: float = 300.0
+    upload_min_bytes_per_second: int = 4096
+    upload_rate_window: float = 10.0
     # Unstored edits the update log may hold while the database is slow or refusing writes.
     update_log_max_pending: int = 10_000
     # Several instances: the bus (REDIS_URL), cluster-wide presence, the REST read cache.
@@ -357,6 +361,9 @@ class Settings:
             max_connections_per_user=_int(env, "RT_MAX_CONNECTIONS_PER_USER", 8, minimum=1),
             http_idle_timeout=_float(env, "HTTP_IDLE_TIMEOUT_SECONDS", 15.0),
             http_body_timeout=_float(env, "HTTP_BODY_TIMEOUT_SECONDS", 30.0),
+            upload_timeout=_float(env, "UPLOAD_TIMEOUT_SECONDS", 300.0),
+            upload_min_bytes_per_second=_int(env, "UPLOAD_MIN_BYTES_PER_SECOND", 4096, minimum=1),
+            upload_rate_window=_float(env, "UPLOAD_RATE_WINDOW_SECONDS", 10.0),
             update_log_max_pending=_int(env, "UPDATE_LOG_MAX_PENDING", 10_000, minimum=1),
             redis_prefix=_redis_prefix(env, "REDIS_PREFIX", "mp:"),
             presence_timeout=_float(env, "PRESENCE_TIMEOUT_SECONDS", 30.0),

@@ -26,6 +26,7 @@ from rest.context import (
     json_model,
     optional_caller,
     path_uuid,
+    read_body,
     read_json,
     require_caller,
 )
@@ -251,6 +252,6 @@ class ForkHandlers:
 
 async def _optional_body(request: web.Request, model: type[Any]) -> Any:
     """A JSON body that may be left out entirely (then every field takes its default)."""
-    if not await request.read():  # aiohttp keeps the body, so read_json reads it again
+    if not await read_body(request):  # in time; aiohttp keeps it, so read_json reads it again
         return model()
     return await read_json(request, model)
