@@ -33,7 +33,7 @@ REQUEST_ID_HEADER = "X-Request-Id"
 # The request (or socket handshake) a log line belongs to; "-" outside any request.
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 # A caller's own id is kept if it looks like one (a load balancer's, a client's retry).
-_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")  # fullmatch: the whole header
 access_log = logging.getLogger("musicplayground.access")
 
 # --- logs -------------------------------------------------------------------------------
@@ -302,7 +302,7 @@ def observe_requests(metrics: Metrics, *, log_access: bool) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        rid = incoming if _CLIENT_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        rid = incoming if _CLIENT_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500

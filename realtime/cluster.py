@@ -12,7 +12,8 @@ A message is a kind, a small JSON header and an optional binary body:
 - ``hello``: an instance just loaded the room and asks the others for their members and
   awareness;
 - ``deleted``, ``access``: control events (document deleted, access rules changed);
-- ``event`` ``{event, data}``: a named event for every socket of the room (``broadcast``);
+- ``event`` ``{event, data, audience?}``: a named event for the sockets of the room that the
+  audience admits (``broadcast``; no audience: every socket);
 - ``invalidate`` ``{kind, id}`` (cache channel): a row changed.
 """
 

@@ -41,7 +41,7 @@ from realtime.cluster import ClusterMessage, RemotePeers
 from realtime.errors import RealtimeError
 from realtime.limits import MalformedPayload, admission_refusal, check_update_header
 from realtime.read_cache import ReadCache
-from realtime.rooms import Room, RoomTransport, Session
+from realtime.rooms import EVERYONE, Audience, Room, RoomTransport, Session
 from storage import documents as stored
 from storage.access import Role, load_access_rules, role_with_share
 from storage.database import Database, Steps
@@ -854,15 +854,19 @@ class DocumentService:
         room.send_presence()
         self._members_changed(room)
 
-    async def broadcast(self, kind: docschema.DocKind, doc_id: uuid.UUID, event: str, data: Any) -> None:
-        """Deliver a named event (e.g. ``comment``) to every socket of the document, on every
-        instance. ``data`` must be JSON-serializable."""
-        self.bus.publish(
-            self._channel(kind, doc_id), ClusterMessage("event", {"event": event, "data": data}).encode()
-        )
+    async def broadcast(
+        self, kind: docschema.DocKind, doc_id: uuid.UUID, event: str, data: Any, audience: Audience = EVERYONE
+    ) -> None:
+        """Deliver a named event (e.g. ``comment``) to the sockets of the document that
+        ``audience`` admits (default: every one), on every instance. ``data`` must be
+        JSON-serializable."""
+        header: dict[str, Any] = {"event": event, "data": data}
+        if audience is not EVERYONE:
+            header["audience"] = audience.as_json()
+        self.bus.publish(self._channel(kind, doc_id), ClusterMessage("event", header).encode())
         room = self.loaded(kind, doc_id)
         if room is not None:
-            room.send_to_others(None, event, data)
+            room.send_to_others(None, event, data, audience)
 
     async def presence(self, kind: docschema.DocKind, doc_id: uuid.UUID) -> list[dict[str, Any]]:
         """Members of every instance. A document not loaded here is opened, and the other
@@ -983,7 +987,12 @@ class DocumentService:
         self._spawn(self._recheck_roles(room.kind, room.doc_id), f"access {room.namespace}")
 
     def _remote_event(self, room: Room, origin: str, message: ClusterMessage) -> None:
-        room.send_to_others(None, str(message.header["event"]), message.header.get("data"))
+        try:
+            audience = Audience.from_json(message.header.get("audience"))
+        except ValueError:  # never delivered to everyone by mistake
+            log.error("%s: an event from instance %s with a malformed audience", room.namespace, origin[:8])
+            return
+        room.send_to_others(None, str(message.header["event"]), message.header.get("data"), audience)
 
     def _members_changed(self, room: Room) -> None:
         """Publish this instance's members of ``room`` soon (a join storm sends one message)."""

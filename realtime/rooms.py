@@ -72,6 +72,35 @@ class Session:
         return Member(self.user_id, self.display_name, self.role.value)
 
 
+@dataclass(frozen=True)
+class Audience:
+    """Which sockets of a room a named event is for: everyone but the sockets of ``users``
+    (``only=False``, the default: with no users, everyone), or only theirs (``only=True``).
+    What moderation hides is sent only to those allowed to see it (rest/comments.py)."""
+
+    users: frozenset[uuid.UUID] = frozenset()
+    only: bool = False
+
+    def admits(self, session: Session) -> bool:
+        listed = session.user_id is not None and session.user_id in self.users
+        return listed if self.only else not listed
+
+    def as_json(self) -> dict[str, Any]:
+        return {"users": sorted(str(u) for u in self.users), "only": self.only}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Audience:
+        """The audience a bus message names (``None``: everyone); ValueError if malformed."""
+        if data is None:
+            return EVERYONE
+        if not isinstance(data, dict) or not isinstance(data.get("users"), list):
+            raise ValueError("an audience is {users: [...], only: bool}")
+        return cls(frozenset(uuid.UUID(str(u)) for u in data["users"]), bool(data.get("only")))
+
+
+EVERYONE = Audience()
+
+
 class RoomTransport(Protocol):
     """How a room reaches its sockets (implemented by the Socket.IO edge)."""
 
@@ -353,8 +382,13 @@ class Room:
         if bystanders:  # never echoed to its only sender
             self.transport.send(self.namespace, bystanders, "sync-update", everything)
 
-    def send_to_others(self, sender: str | None, event: str, data: Any) -> None:
-        recipients = [s for sid, s in self.sessions.items() if sid != sender]
+    def send_to_others(
+        self, sender: str | None, event: str, data: Any, audience: Audience = EVERYONE
+    ) -> None:
+        if audience is EVERYONE:
+            recipients = [s for sid, s in self.sessions.items() if sid != sender]
+        else:
+            recipients = [s for sid, s in self.sessions.items() if sid != sender and audience.admits(s)]
         if recipients:
             self.transport.send(self.namespace, recipients, event, data)
 

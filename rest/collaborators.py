@@ -35,7 +35,8 @@ def _path_username(request: web.Request) -> str:
         return _USERNAME.validate_python(raw)
     except ValidationError:
         raise BadRequest(
-            f"{raw[:40]!r} is not a valid username (1-32 characters)", details=[{"field": "username"}]
+            f"{raw[:40]!r} is not a valid username (3 to 30 characters: a-z, 0-9 and '_')",
+            details=[{"field": "username"}],
         ) from None
 
 

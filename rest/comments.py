@@ -1,9 +1,11 @@
 """Comments on loops and songs, pushed live to the document's room as the ``comment`` event.
 
-Who may read them: whoever may read the document (owner, public, share token, admins).
-Who may write: anyone signed in (anonymous accounts included) who may read it; a share
-token alone reads but never writes. Edits are the author's; deletions the author's, the
-document owner's or an admin's.
+Who may read them: whoever may read the document (owner, public, share token, admins);
+a comment hidden by a moderator, or written by a hidden account, only its author and admins
+(``storage.comments.visible_to``), over REST and live alike: its events reach only their
+sockets, on every instance. Who may write: anyone signed in (anonymous accounts included)
+who may read it; a share token alone reads but never writes. Edits are the author's;
+deletions the author's, the document owner's or an admin's.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from realtime import docschema
+from realtime.rooms import EVERYONE, Audience
 from rest.community_schemas import (
     CommentCreate,
     CommentList,
@@ -49,18 +52,59 @@ def comment_model(comment: Comment, author: User) -> CommentPublic:
     return CommentPublic.model_validate({**fields, "author": Owner.model_validate(author)})
 
 
-def comment_json(comment: Comment, author: User) -> dict[str, Any]:
-    return dict(comment_model(comment, author).model_dump(mode="json", by_alias=True))
+def comment_json(comment: Comment, author: User, *, as_shown_before: bool = False) -> dict[str, Any]:
+    """The comment as REST returns it; ``as_shown_before``: as everyone saw it before a
+    moderator hid it (never the hiding reason)."""
+    model = comment_model(comment, author)
+    if as_shown_before:
+        model = model.model_copy(update={"hidden_at": None, "hidden_reason": None})
+    return dict(model.model_dump(mode="json", by_alias=True))
 
 
-async def push(ctx: RestContext, comment: Comment, author: User, action: str) -> None:
-    """Tell the document's live room: ``comment`` ``{action, comment}``."""
+async def _send(
+    ctx: RestContext, comment: Comment, action: str, data: dict[str, Any], audience: Audience
+) -> None:
     await ctx.documents.broadcast(
         docschema.DocKind(comment.resource_type),
         comment.resource_id,
         COMMENT_EVENT,
-        {"action": action, "comment": comment_json(comment, author)},
+        {"action": action, "comment": data},
+        audience,
     )
+
+
+async def _privileged(ctx: RestContext, comment: Comment) -> frozenset[uuid.UUID]:
+    """Who sees the comment even when it is hidden: its author and every admin."""
+    async with ctx.db.session() as session:
+        admins = await moderation.admin_ids(session, ctx.settings.admin_user_ids)
+    return admins | {comment.author_id}
+
+
+async def push(ctx: RestContext, comment: Comment, author: User, action: str) -> None:
+    """Tell the document's live room: ``comment`` ``{action, comment}``, to the sockets of
+    those who may read the comment (everyone, unless it or its author is hidden)."""
+    if stored.shown_to_everyone(comment, author):
+        await _send(ctx, comment, action, comment_json(comment, author), EVERYONE)
+        return
+    only = Audience(await _privileged(ctx, comment), only=True)
+    await _send(ctx, comment, action, comment_json(comment, author), only)
+
+
+async def push_moderation(ctx: RestContext, change: moderation.VisibilityChange, author: User) -> None:
+    """A moderator hid or unhid a comment. Its author and admins, who see it either way, get
+    ``edited`` (with ``hidden``); everyone else ``deleted`` when it disappears for them, or
+    ``created`` when it appears (unless its author is hidden)."""
+    comment = change.resource
+    assert isinstance(comment, Comment)
+    privileged = await _privileged(ctx, comment)
+    await _send(ctx, comment, "edited", comment_json(comment, author), Audience(privileged, only=True))
+    was_shown = not change.was_hidden and author.hidden_at is None
+    shown = stored.shown_to_everyone(comment, author)
+    others = Audience(privileged, only=False)
+    if was_shown and not shown:
+        await _send(ctx, comment, "deleted", comment_json(comment, author, as_shown_before=True), others)
+    elif shown and not was_shown:
+        await _send(ctx, comment, "created", comment_json(comment, author), others)
 
 
 async def document_access(
@@ -170,8 +214,7 @@ async def _own_comment(
         document, _role, admin = await document_access(
             ctx, session, comment.resource_type, comment.resource_id, user_id=caller.user_id
         )
-    hidden = comment.hidden_at is not None or author.hidden_at is not None
-    if hidden and comment.author_id != caller.user_id and not admin:
+    if not stored.visible_to(comment, author, caller.user_id, viewer_is_admin=admin):
         raise NotFound("comment not found")
     return ctx, caller.user_id, comment, author, document, admin
 

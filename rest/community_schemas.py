@@ -3,7 +3,6 @@ migration from localStorage. Same conventions as rest/schemas.py."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -20,10 +19,10 @@ from rest.schemas import (
     SongPublic,
     SongSummary,
     Timestamp,
+    username_syntax,
 )
 from storage.bounds import MAX_NAME_LEN
 
-USERNAME = re.compile(r"^[a-z0-9_]{3,30}$")
 # Names that read as the product or its staff, or collide with routes.
 RESERVED_USERNAMES = frozenset({"admin", "administrator", "api", "moderator", "root", "support", "system"})
 MAX_COMMENT = 2000
@@ -36,9 +35,7 @@ SERVER_OWNED_USER_FIELDS = frozenset(
 
 
 def _username(value: str) -> str:
-    value = value.lower()
-    if not USERNAME.match(value):
-        raise ValueError("a username is 3 to 30 characters: letters a-z, digits and '_'")
+    value = username_syntax(value)
     if value in RESERVED_USERNAMES:
         raise ValueError(f"the username {value!r} is reserved")
     return value

@@ -22,8 +22,8 @@ from pydantic.alias_generators import to_camel
 
 from realtime import docschema
 from realtime.documents import content_columns, initial_state
-from realtime.errors import RealtimeError
 from realtime.read_cache import CachedDocument
+from rest.client_address import request_ip, trusted_networks
 from rest.context import (
     context,
     json_model,
@@ -33,7 +33,7 @@ from rest.context import (
     read_query,
     require_caller,
 )
-from rest.errors import BadRequest, PayloadTooLarge
+from rest.errors import BadRequest
 from rest.responses import json_response
 from rest.samples import loop_samples
 from rest.schemas import (
@@ -127,9 +127,11 @@ def _content(payload: BaseModel, *, only_sent: bool) -> dict[str, Any]:
 
 
 def count_view(request: web.Request, kind: str, document_id: uuid.UUID, user_id: uuid.UUID | None) -> None:
-    """Note a view of a document the caller does not own (batched; nothing waits for it)."""
-    viewer = viewer_key(user_id=user_id, ip=request.remote, user_agent=request.headers.get("User-Agent"))
-    context(request).views.record(kind, document_id, viewer)
+    """Note a view of a document the caller does not own (batched; nothing waits for it).
+    Without a token the viewer is its address (behind ``TRUSTED_PROXIES``, the client's)."""
+    ctx = context(request)
+    ip = request_ip(request, trusted_networks(ctx.settings.trusted_proxies)) if user_id is None else None
+    ctx.views.record(kind, document_id, viewer_key(user_id=user_id, ip=ip))
 
 
 @functools.cache
@@ -302,7 +304,8 @@ class DocumentHandlers:
         data = self._data(row, content)
         cacheable = content is None  # nobody is editing it: the row is the whole truth, keep it
         if self.kind.doc_kind is docschema.DocKind.LOOP:
-            data["samples"] = await loop_samples(request, data)
+            assert isinstance(row, Loop)
+            data["samples"] = await loop_samples(request, row, data)
             # Sample URLs may be signed for a limited time, and samples may be deleted.
             cacheable = cacheable and not data["samples"]
         response = json_response(data)
@@ -353,8 +356,7 @@ class DocumentHandlers:
                 live = await ctx.documents.write_content(self.kind.doc_kind, row.id, content, set(content))
             except ValueError as exc:
                 raise BadRequest(f"invalid {self.kind.name}: {exc}") from None
-            except RealtimeError as exc:  # the document would pass its size limit
-                raise PayloadTooLarge(exc.message) from None
+            # A RealtimeError (too large, storage backlog) is answered by the error middleware.
         async with ctx.db.write_session() as session:
             fresh = await library.get_document(session, self.kind.model, row.id)
             if fresh is None:

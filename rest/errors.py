@@ -8,6 +8,7 @@ answered with a 500 that reveals nothing.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 
 from identity.errors import InvalidToken
 from identity.firebase import FirebaseUnavailable
+from realtime.errors import RealtimeError
 from rest.responses import json_response
 from storage.errors import DomainError, RateLimited
 
@@ -24,11 +26,6 @@ log = logging.getLogger(__name__)
 class BadRequest(DomainError):
     status = 400
     code = "validation_error"
-
-
-class PayloadTooLarge(DomainError):
-    status = 413
-    code = "document_too_large"
 
 
 class RequestTimeout(DomainError):
@@ -92,6 +89,38 @@ _HTTP_CODES = {
 }
 
 
+@dataclass(frozen=True)
+class RealtimeAnswer:
+    """How REST answers a refusal of the real-time layer: status, and ``Retry-After`` seconds."""
+
+    status: int
+    retry_after: int | None = None
+
+
+# Every code a RealtimeError can carry (docs/realtime.md#errors) as REST answers it, with the
+# code itself kept as the error code. tests/unit/test_realtime_answers.py keeps it complete.
+REALTIME_ANSWERS: dict[str, RealtimeAnswer] = {
+    "document_too_large": RealtimeAnswer(413),
+    "content_too_large": RealtimeAnswer(413),
+    "update_too_large": RealtimeAnswer(413),
+    "malformed_update": RealtimeAnswer(400),
+    "missing_dependencies": RealtimeAnswer(409),
+    "read_only": RealtimeAnswer(403),
+    "room_full": RealtimeAnswer(503, retry_after=5),
+    # The update log is waiting for the database: nothing was changed; it drains in seconds.
+    "storage_backlog": RealtimeAnswer(503, retry_after=2),
+}
+
+
+def realtime_error_response(exc: RealtimeError) -> web.Response:
+    answer = REALTIME_ANSWERS.get(exc.code)
+    if answer is None:  # a code missing from the table is our bug, not the client's
+        log.error("no REST answer for the real-time error %r: %s", exc.code, exc.message)
+        return error_response(500, "internal_error", "internal server error")
+    headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after is not None else None
+    return error_response(answer.status, exc.code, exc.message, headers=headers)
+
+
 class OneLineServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """The HTTP server's error log (``aiohttp.server``), one WARNING line per event.
 
@@ -121,6 +150,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return error_response(exc.status, exc.code, exc.message, exc.details, headers=exc.headers)
     except DomainError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details)
+    except RealtimeError as exc:  # a REST write refused by the live document
+        return realtime_error_response(exc)
     except InvalidToken as exc:
         return error_response(401, "invalid_token", exc.reason, headers={"WWW-Authenticate": "Bearer"})
     except FirebaseUnavailable:

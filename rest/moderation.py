@@ -8,7 +8,7 @@ import uuid
 from aiohttp import web
 
 from realtime import docschema
-from rest.comments import push
+from rest.comments import push_moderation
 from rest.community_schemas import (
     HideRequest,
     ModerationState,
@@ -37,8 +37,9 @@ async def require_admin(request: web.Request) -> uuid.UUID:
     return caller.user_id
 
 
-async def _visibility_changed(ctx: RestContext, resource: Loop | Song | User | Comment) -> None:
+async def _visibility_changed(ctx: RestContext, change: moderation.VisibilityChange) -> None:
     """Apply a hide / unhide to what is live: read caches, open rooms, comment lists."""
+    resource = change.resource
     if isinstance(resource, Loop | Song):
         kind = docschema.DocKind.LOOP if isinstance(resource, Loop) else docschema.DocKind.SONG
         ctx.documents.read_cache.invalidate(kind.value, resource.id)
@@ -47,7 +48,7 @@ async def _visibility_changed(ctx: RestContext, resource: Loop | Song | User | C
         async with ctx.db.session() as session:
             author = await session.get(User, resource.author_id)
         if author is not None:
-            await push(ctx, resource, author, "deleted" if resource.hidden_at is not None else "created")
+            await push_moderation(ctx, change, author)
 
 
 def _state(resource_type: str, resource: Loop | Song | User | Comment) -> ModerationState:
@@ -116,9 +117,9 @@ def visibility_handler(segment: str, *, hide: bool) -> Handler:
         await require_admin(request)
         reason = (await read_json(request, HideRequest)).reason if hide else None
         async with ctx.db.write_session() as session:
-            resource = await moderation.set_hidden(session, resource_type, resource_id, reason=reason)
-        await _visibility_changed(ctx, resource)
-        return json_model(_state(resource_type, resource))
+            change = await moderation.set_hidden(session, resource_type, resource_id, reason=reason)
+        await _visibility_changed(ctx, change)
+        return json_model(_state(resource_type, change.resource))
 
     handler.__name__ = f"{'hide' if hide else 'unhide'}_{resource_type}"
     return handler

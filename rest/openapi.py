@@ -20,6 +20,7 @@ _ERROR_TEXT = {
     401: "Missing or invalid token",
     403: "Not allowed, or quota reached",
     404: "Unknown, or private to someone else",
+    408: "The body did not arrive in time (or, for uploads, too slowly)",
     409: "Conflict",
     410: "Share link expired or revoked",
     413: "Body too large",
@@ -109,15 +110,18 @@ def build_openapi(routes: list[Route], *, title: str, version: str, server_url: 
         elif route.html:
             ok["content"] = html
         operation["responses"][str(route.status)] = ok
-        codes = set(route.errors)
+        codes = set(route.errors) | {400}  # a URL with NUL, on any route (rest/url_text.py)
         if route.body is not None:
-            codes |= {400, 413, 415}
+            codes |= {400, 408, 413, 415}
+        if route.form is not None:
+            codes.add(408)
         if route.auth == "required":
             codes.add(401)
         if is_rate_limited(route.method, route.path):
             codes.add(429)
         for code in sorted(codes):
-            as_page = route.html and code != 429  # the rate limiter answers JSON everywhere
+            # The URL check and the rate limiter answer JSON everywhere, pages included.
+            as_page = route.html and code not in (400, 429)
             operation["responses"][str(code)] = {
                 "description": _ERROR_TEXT.get(code, "Error"),
                 "content": html

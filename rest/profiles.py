@@ -16,7 +16,7 @@ from rest.community_schemas import (
     PublicProfile,
 )
 from rest.context import context, json_model, optional_caller, read_json, read_query, require_caller
-from rest.schemas import UserPublic
+from rest.schemas import UserPublic, username_syntax
 from storage import explore, moderation, profiles
 from storage.errors import NotFound, Unauthorized
 from storage.models import Loop, Song, User
@@ -53,6 +53,14 @@ async def update_me(request: web.Request) -> web.Response:
     return json_model(user_public(user, is_admin=admin))
 
 
+def _is_username(value: str) -> bool:
+    try:
+        username_syntax(value)
+    except ValueError:
+        return False
+    return True
+
+
 async def get_profile(request: web.Request) -> web.Response:
     ctx = context(request)
     username = request.match_info["username"]
@@ -60,7 +68,8 @@ async def get_profile(request: web.Request) -> web.Response:
     caller = await optional_caller(request)
     offset = (query.page - 1) * query.limit
     async with ctx.db.session() as session:
-        user = await profiles.user_by_username(session, username) if len(username) <= 30 else None
+        # A name that cannot be a username names nobody (no query; no look-alike either).
+        user = await profiles.user_by_username(session, username) if _is_username(username) else None
         if user is not None and user.hidden_at is not None and (caller is None or caller.user_id != user.id):
             if not await moderation.is_admin(
                 session, caller.user_id if caller else None, ctx.settings.admin_user_ids

@@ -21,10 +21,9 @@ let through (fail open), the outage is logged and ``/readyz`` reports it.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +31,7 @@ from aiohttp import web
 
 from identity.errors import InvalidToken
 from identity.firebase import FirebaseUnavailable
+from rest.client_address import client_ip, request_ip, trusted_networks
 from rest.context import optional_caller
 from rest.errors import error_response
 from settings import Settings
@@ -82,32 +82,6 @@ class Quotas:
         )
 
 
-Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-
-
-def client_ip(peer: str | None, forwarded_for: Iterable[str], trusted: Networks) -> str:
-    """The client's address: ``X-Forwarded-For`` is believed only as far as trusted proxies wrote it.
-
-    Walking from the right, every hop added by a trusted proxy is skipped; the first address
-    not in ``trusted`` is the client (anything left of it was written by the client itself).
-    """
-    address = peer or "unknown"
-    hops = [hop.strip() for header in forwarded_for for hop in header.split(",") if hop.strip()]
-    while _is_trusted(address, trusted) and hops:
-        address = hops.pop()
-    return address
-
-
-def _is_trusted(address: str, trusted: Networks) -> bool:
-    if not trusted:
-        return False
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in trusted)
-
-
 class RateLimiter:
     """Decides, counts and reports. One per app, on ``RATE_LIMITER``."""
 
@@ -115,10 +89,10 @@ class RateLimiter:
         self.refusals: Counter[str] = Counter()  # refused hits by quota name (metrics)
         self.counters = counters
         self.quotas = Quotas.from_settings(settings)
-        self.trusted_proxies = tuple(ipaddress.ip_network(n) for n in settings.trusted_proxies)
+        self.trusted_proxies = trusted_networks(settings.trusted_proxies)
 
     def client_ip(self, request: web.BaseRequest) -> str:
-        return client_ip(request.remote, request.headers.getall("X-Forwarded-For", ()), self.trusted_proxies)
+        return request_ip(request, self.trusted_proxies)
 
     def quotas_for(self, method: str, path: str) -> list[Quota]:
         """The quotas a request counts against, besides per-IP ones ([] = not limited)."""

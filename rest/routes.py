@@ -66,7 +66,7 @@ def _document_routes(handlers: DocumentHandlers) -> list[Route]:
             tag,
             body=kind.update,
             response=kind.public,
-            errors=(403, 404),
+            errors=(403, 404, 503),  # 503 storage_backlog, with Retry-After
         ),
         Route(
             "DELETE",

@@ -2,8 +2,9 @@
 
 The upload is read part by part from the multipart stream into an anonymous temporary
 file, in bounded chunks: the type is judged from the first bytes (415 before the rest is
-read), the size limit is enforced as the bytes arrive (413 the moment it is crossed), and
-memory does not grow with the file. The rest (full validation, scan, storage, quota) is
+read), the size limit is enforced as the bytes arrive (413 the moment it is crossed), the
+body must arrive in time and at a minimum pace (408, ``rest.body_pace``), and memory does
+not grow with the file. The rest (full validation, scan, storage, quota) is
 :func:`storage.samples.save_upload`.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import uuid
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -18,7 +20,8 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import ContentLengthError, HttpProcessingError, TransferEncodingError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rest.context import context, json_model, path_uuid, read_query, require_caller
+from rest.body_pace import BodyPace
+from rest.context import context, json_model, optional_caller, path_uuid, read_query, require_caller
 from rest.errors import BadRequest, UnsupportedMediaType
 from rest.openapi import Route
 from rest.responses import json_response
@@ -30,7 +33,7 @@ from storage.blobs.base import CHUNK_SIZE
 from storage.blobs.local import LocalBlobStore
 from storage.blobs.s3 import IMMUTABLE
 from storage.errors import FileTooLarge, NotFound
-from storage.models import Sample
+from storage.models import Loop, Sample
 from storage.scan import Scanner
 
 # Where the app serves locally stored samples (keys are ``samples/<32 hex>.<ext>``).
@@ -69,9 +72,19 @@ async def sample_json(blobs: BlobStore, sample: Sample) -> dict[str, Any]:
     return data.model_dump(mode="json", by_alias=True)
 
 
-async def loop_samples_json(session: AsyncSession, blobs: BlobStore, content: dict[str, Any]) -> list[Any]:
-    """``samples`` of a loop response: what its steps reference, with URLs for its reader."""
-    refs = await stored.samples_referenced(session, content, blobs)
+async def loop_samples_json(
+    session: AsyncSession,
+    blobs: BlobStore,
+    content: dict[str, Any],
+    *,
+    loop: Loop,
+    reader_id: uuid.UUID | None,
+) -> list[Any]:
+    """``samples`` of a loop response: what its steps reference, with URLs for its reader
+    (only the samples the loop shares with that reader; see ``samples_referenced``)."""
+    refs = await stored.samples_referenced(
+        session, content, blobs, loop_owner_id=loop.user_id, forked_from=loop.forked_from, reader_id=reader_id
+    )
     return [
         LoopSample(id=r.id, name=r.name, file_url=r.url, duration=r.duration, missing=r.missing).model_dump(
             mode="json", by_alias=True
@@ -80,19 +93,27 @@ async def loop_samples_json(session: AsyncSession, blobs: BlobStore, content: di
     ]
 
 
-async def loop_samples(request: web.Request, content: dict[str, Any]) -> list[Any]:
+async def loop_samples(request: web.Request, loop: Loop, content: dict[str, Any]) -> list[Any]:
     """``samples`` of a loop response for this request's reader (no query if it uses none)."""
     if not stored.referenced_sample_ids(content):
         return []
+    caller = await optional_caller(request)
     async with context(request).db.session() as session:
-        return await loop_samples_json(session, request.app[SAMPLES].blobs, content)
+        return await loop_samples_json(
+            session,
+            request.app[SAMPLES].blobs,
+            content,
+            loop=loop,
+            reader_id=caller.user_id if caller is not None else None,
+        )
 
 
-async def _spool_file(part: BodyPartReader, spool: BinaryIO, max_bytes: int) -> int:
+async def _spool_file(part: BodyPartReader, spool: BinaryIO, max_bytes: int, pace: BodyPace) -> int:
     """Copy the file part into ``spool``; returns its size. Sniffs the type from the first bytes."""
     size = 0
     head = b""
     while chunk := await part.read_chunk(CHUNK_SIZE):
+        pace.progress()
         size += len(chunk)
         if size > max_bytes:
             raise FileTooLarge(
@@ -109,9 +130,10 @@ async def _spool_file(part: BodyPartReader, spool: BinaryIO, max_bytes: int) -> 
     return size
 
 
-async def _read_name(part: BodyPartReader) -> str:
+async def _read_name(part: BodyPartReader, pace: BodyPace) -> str:
     raw = b""
     while chunk := await part.read_chunk(MAX_NAME_FIELD_BYTES + 1):
+        pace.progress()
         raw += chunk
         if len(raw) > MAX_NAME_FIELD_BYTES:
             raise BadRequest(
@@ -134,19 +156,27 @@ async def upload(request: web.Request) -> web.Response:
         size: int | None = None
         filename: str | None = None
         name: str | None = None
+        settings = context(request).settings
         try:
-            async for part in reader:
-                if not isinstance(part, BodyPartReader):
-                    raise BadRequest("nested multipart bodies are not accepted")
-                if part.name == "file" and size is None:
-                    filename = part.filename
-                    size = await _spool_file(part, spool, samples.max_bytes)
-                elif part.name == "name" and name is None:
-                    name = await _read_name(part)
-                elif part.name in {"file", "name"}:
-                    raise BadRequest(f"send one {part.name!r} field", details=[{"field": part.name}])
-                else:
-                    raise BadRequest(f"unknown field {part.name!r}", details=[{"field": part.name}])
+            async with BodyPace(
+                request,
+                total=settings.upload_timeout,
+                min_rate=settings.upload_min_bytes_per_second,
+                window=settings.upload_rate_window,
+            ) as pace:
+                async for part in reader:
+                    pace.progress()
+                    if not isinstance(part, BodyPartReader):
+                        raise BadRequest("nested multipart bodies are not accepted")
+                    if part.name == "file" and size is None:
+                        filename = part.filename
+                        size = await _spool_file(part, spool, samples.max_bytes, pace)
+                    elif part.name == "name" and name is None:
+                        name = await _read_name(part, pace)
+                    elif part.name in {"file", "name"}:
+                        raise BadRequest(f"send one {part.name!r} field", details=[{"field": part.name}])
+                    else:
+                        raise BadRequest(f"unknown field {part.name!r}", details=[{"field": part.name}])
         except (ConnectionError, ContentLengthError, TransferEncodingError, asyncio.IncompleteReadError):
             raise UploadInterrupted("the upload was interrupted before the whole body arrived") from None
         except (HttpProcessingError, ValueError) as exc:

@@ -8,6 +8,7 @@ The composer's own spellings are accepted as aliases: ``bars`` for a loop's ``le
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -389,7 +390,21 @@ class Readiness(OutputModel):
 # --- sharing, forks, collaborators (issue 8) ----------------------------------------------
 
 MAX_SHARE_DAYS = 3650
-Username = Annotated[str, Field(min_length=1, max_length=32)]
+# A username, matched whole (``fullmatch``: with ``re.match`` and ``$``, "admin\n" passed).
+USERNAME_PATTERN = re.compile(r"[a-z0-9_]{3,30}")
+
+
+def username_syntax(value: str) -> str:
+    """``value`` lowercased if it can be a username; ValueError (pydantic-compatible) if not."""
+    value = value.lower()
+    if not USERNAME_PATTERN.fullmatch(value):
+        raise ValueError("a username is 3 to 30 characters: letters a-z, digits and '_'")
+    return value
+
+
+# A username naming an account (collaborators); new usernames also avoid the reserved names
+# (rest/community_schemas.py).
+Username = Annotated[str, Field(min_length=3, max_length=30), AfterValidator(username_syntax)]
 CollaboratorRole = Literal["editor", "viewer"]
 
 

@@ -26,6 +26,7 @@ from rest.context import (
     json_model,
     optional_caller,
     path_uuid,
+    read_body,
     read_json,
     require_caller,
 )
@@ -200,7 +201,8 @@ async def get_shared(request: web.Request) -> web.Response:
     caller = await optional_caller(request)
     data = await live_public(ctx, shared.kind, shared.row)
     if shared.kind.doc_kind is DocKind.LOOP:  # the samples its steps play, with URLs for this reader
-        data["samples"] = await loop_samples(request, data)
+        assert isinstance(shared.row, Loop)
+        data["samples"] = await loop_samples(request, shared.row, data)
     count_view(request, shared.kind, shared.row, caller.user_id if caller else None)
     owner = OwnerPublic(
         display_name=shared.owner.display_name if shared.owner else None,
@@ -250,6 +252,6 @@ class ForkHandlers:
 
 async def _optional_body(request: web.Request, model: type[Any]) -> Any:
     """A JSON body that may be left out entirely (then every field takes its default)."""
-    if not await request.read():  # aiohttp keeps the body, so read_json reads it again
+    if not await read_body(request):  # in time; aiohttp keeps it, so read_json reads it again
         return model()
     return await read_json(request, model)

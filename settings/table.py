@@ -200,7 +200,15 @@ class Settings:
         30.0,
         seconds,
         CORE,
-        "a JSON request body must arrive within this (408 otherwise)",
+        "a request body read whole (JSON, the optional bodies of share and fork) must arrive within this (408 otherwise)",
+    )
+    update_log_max_pending: int = setting(
+        "UPDATE_LOG_MAX_PENDING",
+        10_000,
+        integer(1),
+        LIVE,
+        "edits the update log may hold unstored while the database is slow or refuses writes; past it "
+        "an edit is refused (`storage_backlog`, 503 over REST)",
     )
     # Several instances: the bus, rate-limit counters, cluster-wide presence, the REST read cache.
     redis_url: str | None = setting(
@@ -332,6 +340,23 @@ class Settings:
         integer(1024),
         SAMPLES,
         "largest sample upload, bytes (5 MB; 413 above)",
+    )
+    upload_timeout: float = setting(
+        "UPLOAD_TIMEOUT_SECONDS", 300.0, seconds, SAMPLES, "a sample upload must arrive within this (408)"
+    )
+    upload_min_bytes_per_second: int = setting(
+        "UPLOAD_MIN_BYTES_PER_SECOND",
+        4096,
+        integer(1),
+        SAMPLES,
+        "slowest average pace of an upload body, after `UPLOAD_RATE_WINDOW_SECONDS` of slack (408 `upload_too_slow`)",
+    )
+    upload_rate_window: float = setting(
+        "UPLOAD_RATE_WINDOW_SECONDS",
+        10.0,
+        seconds,
+        SAMPLES,
+        "how long an upload may lag behind `UPLOAD_MIN_BYTES_PER_SECOND` before it is cut off",
     )
     sample_quota_bytes: int = setting(
         "SAMPLE_QUOTA_BYTES",

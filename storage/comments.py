@@ -11,6 +11,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.models import Comment, User, utcnow
 
 
+def shown_to_everyone(comment: Comment, author: User) -> bool:
+    """Whether every reader of the document sees the comment: neither it nor its author is
+    hidden by a moderator. Otherwise only its author and admins do (:func:`visible_to`)."""
+    return comment.hidden_at is None and author.hidden_at is None
+
+
+def visible_to(comment: Comment, author: User, viewer_id: uuid.UUID | None, *, viewer_is_admin: bool) -> bool:
+    """The moderation rule of comments, for a reader of their document (the SQL twin is in
+    :func:`list_comments`): hidden comments, and comments of hidden accounts, are seen only
+    by their author and by admins."""
+    return viewer_is_admin or shown_to_everyone(comment, author) or comment.author_id == viewer_id
+
+
 async def create_comment(
     session: AsyncSession,
     *,
@@ -55,7 +68,7 @@ async def list_comments(
     """A page of a document's comments, oldest first, and their total.
 
     Hidden comments, and comments of hidden accounts, are left out except for their author
-    and for admins.
+    and for admins (the rule of :func:`visible_to`, as SQL).
     """
     where: list[Any] = [Comment.resource_id == resource_id, Comment.resource_type == resource_type]
     if not viewer_is_admin:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -16,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.access import role_for
-from storage.errors import Conflict, DomainError, NotFound
+from storage.errors import Conflict, DomainError, NotFound, Unauthorized
 from storage.models import Comment, Loop, Report, Song, User, utcnow
 
 MODERATED_MODELS: dict[str, type[Loop] | type[Song] | type[User] | type[Comment]] = {
@@ -31,6 +32,9 @@ class InvalidReport(DomainError):
     code = "invalid_report"
 
 
+_REPORTER_GONE = "this account no longer exists"
+
+
 async def is_admin(
     session: AsyncSession, user_id: uuid.UUID | None, admin_ids: Collection[uuid.UUID]
 ) -> bool:
@@ -39,6 +43,12 @@ async def is_admin(
     if user_id in admin_ids:
         return True
     return bool(await session.scalar(select(User.is_admin).where(User.id == user_id)))
+
+
+async def admin_ids(session: AsyncSession, configured: Collection[uuid.UUID]) -> frozenset[uuid.UUID]:
+    """Every admin now: ``users.is_admin`` and the ``ADMIN_USER_IDS`` setting."""
+    granted = (await session.execute(select(User.id).where(User.is_admin.is_(True)))).scalars()
+    return frozenset(granted) | frozenset(configured)
 
 
 async def find_user(session: AsyncSession, username_or_id: str) -> User | None:
@@ -101,6 +111,11 @@ async def create_report(
     resource_id: uuid.UUID,
     reason: str,
 ) -> Report:
+    """A new open report. Unauthorized if the reporter's account is gone (purged, deleted: its
+    access token may still be valid), NotFound if the reporter cannot see the resource,
+    Conflict only if this reporter really did report it already."""
+    if await session.scalar(select(User.id).where(User.id == reporter_id)) is None:
+        raise Unauthorized(_REPORTER_GONE)
     resource = await get_resource(session, resource_type, resource_id)
     if not await _reportable(session, resource, reporter_id):
         raise NotFound(f"{resource_type} not found")
@@ -115,7 +130,18 @@ async def create_report(
             session.add(report)
             await session.flush()
     except IntegrityError:
-        raise Conflict(f"you already reported this {resource_type}") from None
+        # Either the unique key (a report of the same resource) or the reporter's foreign key
+        # (the account was purged meanwhile): say which, never a conflict that did not happen.
+        existing = await session.scalar(
+            select(Report.id).where(
+                Report.reporter_id == reporter_id,
+                Report.resource_type == resource_type,
+                Report.resource_id == resource_id,
+            )
+        )
+        if existing is not None:
+            raise Conflict(f"you already reported this {resource_type}") from None
+        raise Unauthorized(_REPORTER_GONE) from None
     return report
 
 
@@ -132,26 +158,35 @@ async def list_reports(
     return list(rows), int(total or 0)
 
 
+@dataclass(frozen=True)
+class VisibilityChange:
+    """A resource after a hide or unhide, and whether it was hidden before."""
+
+    resource: Loop | Song | User | Comment
+    was_hidden: bool
+
+
 async def set_hidden(
     session: AsyncSession, resource_type: str, resource_id: uuid.UUID, *, reason: str | None
-) -> Loop | Song | User | Comment:
+) -> VisibilityChange:
     """Hide (``reason`` given) or unhide (``None``) a resource."""
     resource = await get_resource(session, resource_type, resource_id)
     if resource is None:
         raise NotFound(f"{resource_type} not found")
+    was_hidden = resource.hidden_at is not None
     resource.hidden_at = utcnow() if reason is not None else None
     resource.hidden_reason = reason
     await session.flush()
-    return resource
+    return VisibilityChange(resource, was_hidden)
 
 
 async def resolve_report(
     session: AsyncSession, *, report_id: uuid.UUID, action: str, admin_id: uuid.UUID, reason: str | None
-) -> tuple[Report, Loop | Song | User | Comment | None]:
+) -> tuple[Report, VisibilityChange | None]:
     """Resolve a report and every other open report of the same resource.
 
     ``hide`` hides the resource (with ``reason``, default ``"reported"``); ``dismiss`` does
-    nothing else. Returns the report and the resource if it was hidden.
+    nothing else. Returns the report and, if it was hidden, the change.
     """
     report = await session.get(Report, report_id)
     if report is None:

@@ -7,8 +7,10 @@ that checks the quota under the owner's row lock. Whatever fails, the object is 
 again: a failed upload leaves no row, no object and uses no quota.
 
 A loop uses a sample as ``soundId: "sample:<id>"``. Anyone who can read the loop can play
-the samples it references (:func:`samples_referenced`); deleting a sample a loop still
-uses is allowed, and the loop then reports that sample as missing.
+the samples of its owner that it references, and those its forks inherited from a loop the
+reader can read (:func:`samples_referenced`); a reference to anyone else's sample reveals
+nothing. Deleting a sample a loop still uses is allowed, and the loop then reports that
+sample as missing.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import audio
+from storage.access import load_access_rules
 from storage.blobs import BlobStore
 from storage.blobs.base import CHUNK_SIZE, EXTENSION_BY_CONTENT_TYPE
 from storage.database import Database
 from storage.errors import QuotaExceeded, Unauthorized
-from storage.models import Sample, User, utcnow
+from storage.models import Loop, Sample, User, utcnow
 from storage.scan import Scanner
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,7 @@ SAMPLE_QUOTA_BYTES = 100 * 1024 * 1024
 MAX_SAMPLE_NAME = 100
 SOUND_ID_PREFIX = "sample:"
 DEFAULT_SAMPLE_NAME = "Untitled sample"
+MAX_FORK_ANCESTORS = 8  # how far up a fork's history a sample reference is traced
 
 
 @dataclass(frozen=True)
@@ -268,32 +272,78 @@ def referenced_sample_ids(content: Mapping[str, Any]) -> list[str]:
 
 
 async def samples_referenced(
-    session: AsyncSession, content: Mapping[str, Any], blobs: BlobStore
+    session: AsyncSession,
+    content: Mapping[str, Any],
+    blobs: BlobStore,
+    *,
+    loop_owner_id: uuid.UUID,
+    forked_from: uuid.UUID | None,
+    reader_id: uuid.UUID | None,
 ) -> list[SampleRef]:
     """The samples a loop's content references, with URLs its reader can fetch.
 
-    The caller has already decided the reader may read the loop; that is what grants
-    access to the samples. Unknown or deleted samples come back with ``missing`` set.
+    The caller has already decided the reader may read the loop. A sample is shared by its
+    owner, through the loops they make with it, so a reference resolves only when the sample
+    belongs to the loop's owner or to the reader, or when the loop is a fork (of a fork, up
+    to ``MAX_FORK_ANCESTORS``) of a loop of the sample's owner that uses it and that the
+    reader may read. Any other reference comes back ``missing``, exactly like an unknown or
+    deleted sample: a sample id put into one's own loop reveals nothing that
+    ``GET /api/samples/:id`` would not.
     """
     ids = referenced_sample_ids(content)
     if not ids:
         return []
-    parsed: dict[str, uuid.UUID] = {}
-    for raw in ids:
-        try:
-            parsed[raw] = uuid.UUID(raw)
-        except ValueError:
-            continue
-    rows: dict[uuid.UUID, Sample] = {}
+    parsed = {raw: sample_id for raw in ids if (sample_id := _parse_sample_id(raw)) is not None}
+    found: dict[uuid.UUID, Sample] = {}
     if parsed:
-        found = await session.execute(select(Sample).where(Sample.id.in_(set(parsed.values()))))
-        rows = {s.id: s for s in found.scalars()}
+        result = await session.execute(select(Sample).where(Sample.id.in_(set(parsed.values()))))
+        found = {s.id: s for s in result.scalars()}
+    shared = {i: s for i, s in found.items() if s.user_id in (loop_owner_id, reader_id)}
+    through_forks = {i: s for i, s in found.items() if i not in shared}
+    if through_forks and forked_from is not None:
+        shared.update(await _shared_by_ancestors(session, forked_from, through_forks, reader_id))
     refs = []
     for raw in ids:
-        sample = rows.get(parsed[raw]) if raw in parsed else None
+        sample = shared.get(parsed[raw]) if raw in parsed else None
         if sample is None:
             refs.append(SampleRef(id=raw, name=None, url=None, duration=None))
         else:
             url = await blobs.url(sample.storage_key)
             refs.append(SampleRef(id=str(sample.id), name=sample.name, url=url, duration=sample.duration))
     return refs
+
+
+def _parse_sample_id(raw: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        return None
+
+
+async def _shared_by_ancestors(
+    session: AsyncSession, parent_id: uuid.UUID, wanted: dict[uuid.UUID, Sample], reader_id: uuid.UUID | None
+) -> dict[uuid.UUID, Sample]:
+    """Which of ``wanted`` an ancestor of a fork shares with the reader: a loop of the
+    sample's owner that uses it (as last stored) and that the reader may read."""
+    shared: dict[uuid.UUID, Sample] = {}
+    next_id: uuid.UUID | None = parent_id
+    for _ in range(MAX_FORK_ANCESTORS):
+        if next_id is None or len(shared) == len(wanted):
+            break
+        row = (
+            await session.execute(
+                select(Loop.user_id, Loop.forked_from, Loop.icon_sequence).where(Loop.id == next_id)
+            )
+        ).one_or_none()
+        if row is None:
+            break
+        owner_id, ancestor_id, steps = row
+        theirs = {i for i, s in wanted.items() if s.user_id == owner_id and i not in shared}
+        if theirs:
+            used = {_parse_sample_id(raw) for raw in referenced_sample_ids({"iconSequence": steps})}
+            if theirs & used:
+                rules = await load_access_rules(session, Loop, next_id)
+                if rules is not None and rules.role(reader_id) is not None:
+                    shared.update({i: wanted[i] for i in theirs & used})
+        next_id = ancestor_id
+    return shared

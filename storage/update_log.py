@@ -242,6 +242,7 @@ class UpdateLog:
         self._last_commit_end = float("-inf")
         self._name = name
         self._queue: deque[_Entry] = deque()
+        self._in_flight = 0  # entries taken by the writer and not yet committed or back in the queue
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop  # set by start()
@@ -260,7 +261,8 @@ class UpdateLog:
     @property
     def full(self) -> bool:
         """No room for another entry: :meth:`submit` would raise :class:`UpdateLogFull`."""
-        return len(self._queue) >= self._max_pending
+        # The batch being written counts: while the database refuses it, it is still unstored.
+        return len(self._queue) + self._in_flight >= self._max_pending
 
     @property
     def running(self) -> bool:
@@ -374,6 +376,7 @@ class UpdateLog:
             if self._should_gather():
                 await asyncio.sleep(self._max_delay)
             batch = self._take_batch()
+            self._in_flight = len(batch)
             started = time.perf_counter()
             try:
                 ids = await self._writer.write([(e.resource_type, e.resource_id, e.data) for e in batch])
@@ -392,6 +395,7 @@ class UpdateLog:
                 self._fail(batch, exc)
                 continue
             finally:
+                self._in_flight = 0
                 self._last_commit_end = self._loop.time()
             if self.failing_since is not None:
                 log.warning(
@@ -418,6 +422,7 @@ class UpdateLog:
             self.failing_since = now
             log.error("update log: the database refuses writes (%s); retrying until it is durable", exc)
         self._queue.extendleft(reversed(batch))
+        self._in_flight = 0  # back in the queue, counted there
         delay = min(self._max_retry_delay, 0.05 * 2 ** min(self._consecutive_failures, 10))
         if self._closing:
             delay = min(delay, 0.2)

@@ -36,11 +36,15 @@ MAX_PENDING = 100_000  # beyond this, views are dropped (and logged) rather than
 ViewKey = tuple[str, uuid.UUID, str, int]
 
 
-def viewer_key(*, user_id: uuid.UUID | None, ip: str | None, user_agent: str | None) -> str:
-    """Who is viewing: the account when signed in, else a hash of address and browser."""
+def viewer_key(*, user_id: uuid.UUID | None, ip: str | None) -> str:
+    """Who is viewing: the account when signed in, else a hash of the client's address.
+
+    Nothing the client chooses freely (its User-Agent, a cookie) is part of an anonymous key:
+    rotating it would count the same viewer again. Viewers behind one address count once.
+    """
     if user_id is not None:
         return f"u:{user_id.hex}"
-    digest = hashlib.sha256(f"{ip or ''}\x00{user_agent or ''}".encode()).hexdigest()
+    digest = hashlib.sha256((ip or "").encode()).hexdigest()
     return f"a:{digest[:40]}"
 
 

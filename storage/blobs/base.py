@@ -12,7 +12,7 @@ from typing import BinaryIO, Self
 CHUNK_SIZE = 64 * 1024
 # Keys are ours (random hex + an extension we chose): a strict shape keeps any path or
 # URL trick out of the backends.
-KEY_PATTERN = re.compile(r"^[a-z0-9]+(/[a-z0-9]+)*(\.[a-z0-9]{1,8})?$")
+KEY_PATTERN = re.compile(r"[a-z0-9]+(/[a-z0-9]+)*(\.[a-z0-9]{1,8})?")  # fullmatch: the whole key
 MAX_KEY_LENGTH = 256
 
 
@@ -28,7 +28,7 @@ class BlobInfo:
 
 
 def check_key(key: str) -> str:
-    if len(key) > MAX_KEY_LENGTH or not KEY_PATTERN.match(key):
+    if len(key) > MAX_KEY_LENGTH or not KEY_PATTERN.fullmatch(key):
         raise ValueError(f"invalid blob key {key!r}")
     return key
 

@@ -57,7 +57,8 @@ async def test_bad_input_gets_clear_errors_and_changes_nothing(client: TestClien
     await add_collaborator(client, plural, doc["id"], owner["token"], mate["username"], "viewer")
     before = await people(client, plural, doc["id"], owner["token"])
     cases = [
-        ({"username": "nobody-here", "role": "editor"}, 404, "user_not_found"),
+        ({"username": "nobody_here", "role": "editor"}, 404, "user_not_found"),
+        ({"username": "nobody-here", "role": "editor"}, 400, "validation_error"),  # never a username
         ({"username": owner["username"], "role": "editor"}, 400, "cannot_add_self"),
         ({"username": mate["username"], "role": "editor"}, 409, "already_collaborator"),
         ({"username": mate["username"], "role": "owner"}, 400, "validation_error"),
@@ -68,7 +69,7 @@ async def test_bad_input_gets_clear_errors_and_changes_nothing(client: TestClien
     for body, status, code in cases:
         await expect_error(await client.post(url, json=body, headers=headers), status, code)
     await expect_error(
-        await client.patch(f"{url}/nobody-here", json={"role": "viewer"}, headers=headers), 404
+        await client.patch(f"{url}/nobody_here", json={"role": "viewer"}, headers=headers), 404
     )
     await expect_error(await client.patch(f"{url}/{'y' * 40}", json={"role": "viewer"}, headers=headers), 400)
     await expect_error(

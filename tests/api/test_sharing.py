@@ -20,7 +20,14 @@ from tests.sharing_helpers import create_doc, expire_share, share
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     # Views are flushed by the tests themselves (the periodic flush would split batches).
-    return settings.replace(view_count_flush_interval=3600.0, max_loops_per_user=25)
+    # The test client is the "proxy": X-Forwarded-For plays the anonymous viewers' addresses.
+    return settings.replace(
+        view_count_flush_interval=3600.0, max_loops_per_user=25, trusted_proxies=("127.0.0.1",)
+    )
+
+
+def from_address(ip: str, **headers: str) -> dict[str, str]:
+    return {"X-Forwarded-For": ip, **headers}
 
 
 @pytest.fixture(params=["loops", "songs"])
@@ -148,15 +155,16 @@ async def test_views_count_once_per_viewer_and_never_the_owner(client: TestClien
         ).status == 200
     for _ in range(10):  # the owner's own views
         assert (await client.get(f"/api/loops/{doc['id']}", headers=bearer(owner["token"]))).status == 200
-    for agent in ("browser-a", "browser-a", "browser-b"):  # anonymous: address + user agent
-        assert (
-            await client.get(f"/api/shared/{link['shareToken']}", headers={"User-Agent": agent})
-        ).status == 200
-    assert await views(client).flush() == 3
+    for ip, agent in (("10.0.0.1", "a"), ("10.0.0.1", "b"), ("10.0.0.2", "a")):  # anonymous: the address
+        resp = await client.get(
+            f"/api/shared/{link['shareToken']}", headers=from_address(ip, **{"User-Agent": agent})
+        )
+        assert resp.status == 200
+    assert await views(client).flush() == 3  # the reader, and two addresses
     got = await (await client.get(f"/api/loops/{doc['id']}", headers=bearer(owner["token"]))).json()
     assert got["viewCount"] == 3
     # The same viewers again in the same period: nothing more.
-    await client.get(f"/api/shared/{link['shareToken']}", headers={"User-Agent": "browser-b"})
+    await client.get(f"/api/shared/{link['shareToken']}", headers=from_address("10.0.0.2"))
     assert await views(client).flush() == 0
     listed = await (await client.get("/api/loops", headers=bearer(owner["token"]))).json()
     assert listed["loops"][0]["viewCount"] == 3
@@ -169,7 +177,7 @@ async def test_a_burst_of_1000_views_is_a_handful_of_writes(client: TestClient) 
     before = counter.statements
     await asyncio.gather(
         *(
-            client.get(f"/api/loops/{doc['id']}", headers={"User-Agent": f"agent-{i % 500}"})
+            client.get(f"/api/loops/{doc['id']}", headers=from_address(f"10.0.{i % 500 // 250}.{i % 250}"))
             for i in range(1000)
         )
     )

@@ -108,8 +108,18 @@ async def test_samples_referenced_resolves_ids_in_order_and_reports_missing(
             {"step": 4, "soundId": "sample:not-a-uuid"},
         ]
     }
+    stranger = await new_user(db)
     async with db.session() as session:
-        refs = await samples.samples_referenced(session, content, blobs)
+        refs = await samples.samples_referenced(
+            session, content, blobs, loop_owner_id=owner, forked_from=None, reader_id=None
+        )
+        # In a stranger's loop the owner's sample is as good as unknown, except to its owner.
+        in_strangers_loop = await samples.samples_referenced(
+            session, content, blobs, loop_owner_id=stranger, forked_from=None, reader_id=stranger
+        )
+        owner_reading_it = await samples.samples_referenced(
+            session, content, blobs, loop_owner_id=stranger, forked_from=None, reader_id=owner
+        )
     assert [(r.id, r.missing) for r in refs] == [
         (str(ghost), True),
         (str(kick.id), False),
@@ -117,8 +127,20 @@ async def test_samples_referenced_resolves_ids_in_order_and_reports_missing(
     ]
     assert refs[1].url == await blobs.url(kick.storage_key)
     assert refs[1].duration == pytest.approx(0.1)
+    assert [(r.id, r.name, r.url, r.missing) for r in in_strangers_loop][1] == (
+        str(kick.id),
+        None,
+        None,
+        True,
+    )
+    assert [r.missing for r in owner_reading_it] == [True, False, True]
     async with db.session() as session:
-        assert await samples.samples_referenced(session, {"iconSequence": []}, blobs) == []
+        assert (
+            await samples.samples_referenced(
+                session, {"iconSequence": []}, blobs, loop_owner_id=owner, forked_from=None, reader_id=None
+            )
+            == []
+        )
 
 
 @pytest.mark.parametrize(
