@@ -200,7 +200,8 @@ class Settings:
         30.0,
         seconds,
         CORE,
-        "a request body read whole (JSON, the optional bodies of share and fork) must arrive within this (408 otherwise)",
+        "a request body read whole (JSON, the optional bodies of share and fork) must arrive within "
+        "this (408 otherwise)",
     )
     update_log_max_pending: int = setting(
         "UPDATE_LOG_MAX_PENDING",
@@ -349,7 +350,8 @@ class Settings:
         4096,
         integer(1),
         SAMPLES,
-        "slowest average pace of an upload body, after `UPLOAD_RATE_WINDOW_SECONDS` of slack (408 `upload_too_slow`)",
+        "slowest average pace of an upload body, after `UPLOAD_RATE_WINDOW_SECONDS` of slack "
+        "(408 `upload_too_slow`)",
     )
     upload_rate_window: float = setting(
         "UPLOAD_RATE_WINDOW_SECONDS",
