@@ -20,8 +20,8 @@ from pycrdt import Doc
 from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 
+from music.columns import content_columns
 from realtime import docschema
-from realtime.documents import content_columns, initial_state
 from realtime.errors import RealtimeError
 from realtime.read_cache import CachedDocument
 from rest.context import (
@@ -235,7 +235,7 @@ class DocumentHandlers:
         payload = await read_json(request, self.kind.create)
         assert isinstance(payload, LoopCreate | SongCreate)  # what every kind's ``create`` is
         try:
-            state = initial_state(self.kind.doc_kind, creation_content(payload))
+            state = docschema.content_to_update(self.kind.doc_kind, creation_content(payload))
         except ValueError as exc:
             raise BadRequest(f"invalid {self.kind.name}: {exc}") from None
         doc: Doc[Any] = Doc()

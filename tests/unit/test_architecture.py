@@ -1,4 +1,5 @@
-"""Dependencies point one way: rest -> realtime -> presence, storage; identity, settings, bus: leaves."""
+"""Dependencies point one way: rest -> realtime -> presence, storage; identity, settings, bus and
+music (the document domain): leaves."""
 
 from __future__ import annotations
 
@@ -8,17 +9,28 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-INTERNAL = {"musicplayground", "rest", "realtime", "presence", "storage", "identity", "settings", "bus"}
+INTERNAL = {
+    "musicplayground",
+    "rest",
+    "realtime",
+    "presence",
+    "storage",
+    "identity",
+    "settings",
+    "bus",
+    "music",
+}
 
 # package -> internal packages it may import (besides itself)
 ALLOWED = {
     "settings": set(),
     "identity": set(),
     "bus": set(),
-    "storage": {"identity"},
-    "presence": {"bus"},
-    "realtime": {"bus", "presence", "storage", "identity"},
-    "rest": {"realtime", "presence", "storage", "identity", "settings"},
+    "music": set(),
+    "storage": {"identity", "music"},
+    "presence": {"bus", "music"},
+    "realtime": {"bus", "presence", "storage", "identity", "music"},
+    "rest": {"realtime", "presence", "storage", "identity", "settings", "music"},
     "musicplayground": INTERNAL - {"musicplayground"},
 }
 # Frameworks of the edges: the lower layers stay free of them.
@@ -27,6 +39,7 @@ FORBIDDEN_THIRD_PARTY = {
     "presence": {"aiohttp", "socketio", "engineio", "sqlalchemy"},
     "identity": {"sqlalchemy", "socketio"},
     "bus": {"aiohttp", "socketio", "engineio", "sqlalchemy"},
+    "music": {"aiohttp", "socketio", "engineio", "sqlalchemy", "redis", "asyncpg"},
 }
 
 
@@ -69,3 +82,24 @@ def test_rest_uses_the_document_service_not_the_sockets() -> None:
         tree = ast.parse(path.read_text())
         modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert "realtime.sockets" not in modules, path
+
+
+def test_presence_has_its_behaviour_without_the_real_time_layer() -> None:
+    """Presence across instances (heartbeats, expiry, awareness coalescing) lives in presence/,
+    which is handed rooms and a way to publish: it imports neither realtime nor storage."""
+    assert (ROOT / "presence" / "cluster.py").exists()
+    for path in _files("presence"):
+        assert not _imports(path) & {"realtime", "storage"}, path
+
+
+# The parts of the document service: rest and the Socket.IO edge use its façade only.
+SERVICE_PARTS = {
+    f"realtime.{name}" for name in ("registry", "persistence", "relay", "access", "names", "tasks")
+}
+
+
+def test_rest_and_the_sockets_use_the_document_service_facade_not_its_parts() -> None:
+    for path in [*_files("rest"), ROOT / "realtime" / "sockets.py", ROOT / "realtime" / "share_expiry.py"]:
+        tree = ast.parse(path.read_text())
+        modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert not modules & SERVICE_PARTS, f"{path.relative_to(ROOT)} imports {modules & SERVICE_PARTS}"
