@@ -5,6 +5,11 @@ only then relayed, so a crash never loses an update any client has received. Sna
 the log into the document row (its Yjs state and the JSON columns that mirror it) every
 ``snapshot_interval`` while dirty, when the last client leaves, and at shutdown.
 
+A REST write goes the same way, except that it is folded into the row before it is relayed
+(:meth:`RoomPersistence.write_through`): by the time anyone sees it the row already holds it,
+so one read-cache invalidation (the fold's) covers it, and the write answers with the row as
+the fold saved it.
+
 Several instances: snapshots lock the row and merge what another instance stored before
 writing, so they never lose its content. After a bus outage (or a gap in an origin's
 sequence numbers) a room catches up from the row and the log.
@@ -19,6 +24,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,11 +45,26 @@ from storage.update_log import UpdateLog
 
 log = logging.getLogger(__name__)
 
+# Folded log entries the snapshot's own transaction deletes on SQLite (the rest go in batches
+# of storage.documents.SQLITE_TRIM_BATCH, a transaction each, so the update log's writer gets
+# the one write lock between them). A REST write's fold, a handful of entries, needs no
+# transaction of its own for them; a busy room's fold holds the lock ~0.2 ms longer at most.
+FOLD_TRIM_BATCH = 64
+
 
 class SnapshotOutcome(enum.Enum):
     SAVED = "saved"
     MERGED = "merged"  # the row had moved (another instance stored it): merged, then saved
     DELETED = "deleted"  # the row is gone: the room was dropped and its sockets told
+
+
+@dataclass
+class _Trim:
+    """The deletion of folded log entries at the end of a snapshot's transaction."""
+
+    limit: int | None  # None: all of them (Postgres)
+    started: bool = False
+    deleted: int = 0
 
 
 async def _not_wired(room: Room) -> None:
@@ -170,6 +191,40 @@ class RoomPersistence:
         committed.add_done_callback(relay)
         return committed
 
+    async def write_through(self, room: Room, delta: bytes) -> Any | None:
+        """A REST write: ``delta`` committed to the log, folded into the row, then relayed.
+
+        Returns the row as the fold saved it (every column but the Yjs state), or None if the
+        document was deleted meanwhile. It runs as an owned task, so a client that hangs up
+        does not cut it short: a committed write is always folded and relayed.
+        """
+        return await asyncio.shield(
+            self._tasks.spawn(self._write_through(room, delta), f"write {room.namespace}")
+        )
+
+    async def _write_through(self, room: Room, delta: bytes) -> Any | None:
+        room.stored_bytes += len(delta)
+        try:
+            entry_id = await asyncio.shield(self.update_log.submit(room.kind.value, room.doc_id, delta))
+        except Exception:  # only at shutdown (the log retries database errors until they are durable)
+            log.error("%s: an update could not be stored; not relayed", room.namespace)
+            raise
+        room.logged_ids.add(entry_id)
+        folded = False
+        try:
+            outcome, row = await self._fold(room, returning_row=True)
+            folded = True
+        finally:
+            if not room.closed:  # as persist_then_relay's commit callback does
+                self.updates_relayed += 1
+                room.queue_broadcast(delta, None)
+                self._publish(room, ClusterMessage("update", {"id": entry_id}, delta))
+                key = (room.kind, room.doc_id)
+                if not folded and key not in self._log_ahead_of_row:
+                    self._log_ahead_of_row.add(key)
+                    self.read_cache.invalidate(room.kind.value, room.doc_id)
+        return None if outcome is SnapshotOutcome.DELETED else row
+
     # --- the snapshot ---------------------------------------------------------------
 
     async def snapshot(self, room: Room) -> SnapshotOutcome:
@@ -181,28 +236,52 @@ class RoomPersistence:
         the CRDT merge is idempotent, so nothing stored by anyone is ever overwritten.
         Then the entries of the log after the row's position that the room does not hold
         are applied, so the new position only covers entries in the state.
-        The fold is one ``write_steps`` transaction: on a SQLite file it holds the write
-        lock only while its statements run, so the update log does not wait behind it.
+        The fold is one ``write_steps`` transaction, which also deletes the log entries it
+        folded in (on SQLite up to ``FOLD_TRIM_BATCH`` of them; the rest follow, a batch per
+        transaction): on a SQLite file it holds the write lock only while its statements
+        run, so the update log does not wait behind it.
         """
+        outcome, _row = await self._fold(room, returning_row=False)
+        return outcome
+
+    async def _fold(self, room: Room, *, returning_row: bool) -> tuple[SnapshotOutcome, Any | None]:
         async with room.snapshot_lock:
             started = time.perf_counter()
             if room.closed:
-                return SnapshotOutcome.DELETED
-            outcome, version, stored_bytes = await self.db.write_steps(self._fold_log_into_row(room))
-            if outcome is not SnapshotOutcome.DELETED:
-                try:
-                    await self._trim_log(room)
-                except Exception:  # the snapshot stands: readers skip folded entries anyway
-                    log.warning(
-                        "%s: folded log entries stay until the next snapshot", room.namespace, exc_info=True
-                    )
+                return SnapshotOutcome.DELETED, None
+            trim = _Trim(FOLD_TRIM_BATCH if self.db.dialect == "sqlite" else None)
+            try:
+                outcome, version, stored_bytes, row = await self.db.write_steps(
+                    self._fold_log_into_row(room, returning_row=returning_row, trim=trim)
+                )
+            except Exception:
+                if not trim.started:
+                    raise
+                # Only the trim failed: the snapshot stands without it (readers skip folded
+                # entries anyway). Folding again from the room as it now is stores the same.
+                log.warning(
+                    "%s: folded log entries stay until the next snapshot", room.namespace, exc_info=True
+                )
+                outcome, version, stored_bytes, row = await self.db.write_steps(
+                    self._fold_log_into_row(room, returning_row=returning_row, trim=None)
+                )
+            else:
+                if outcome is not SnapshotOutcome.DELETED and trim.deleted == trim.limit:
+                    try:
+                        await self._trim_log(room)
+                    except Exception:  # the snapshot stands: readers skip folded entries anyway
+                        log.warning(
+                            "%s: folded log entries stay until the next snapshot",
+                            room.namespace,
+                            exc_info=True,
+                        )
             self._log_ahead_of_row.discard((room.kind, room.doc_id))
             self.read_cache.invalidate(room.kind.value, room.doc_id)
             self._record_snapshot(room, outcome)
             if outcome is SnapshotOutcome.DELETED:
                 log.info("%s was deleted; dropping its room", room.namespace)
                 await self.on_deleted(room)
-                return outcome
+                return outcome, None
             if outcome is SnapshotOutcome.MERGED:
                 log.info("%s: the row had moved (another instance stored it); merged it", room.namespace)
             room.persisted_version = version
@@ -212,30 +291,31 @@ class RoomPersistence:
             room.dirty_since = None if room.version == version else time.monotonic()
             if self.on_snapshot is not None:
                 self.on_snapshot(time.perf_counter() - started, room.stored_bytes)
-            return outcome
+            return outcome, row
 
     async def _trim_log(self, room: Room) -> None:
-        """Delete the log entries the row now holds. SQLite: a short batch per transaction,
-        so the update log's writer gets the one write lock between them. Postgres: in one
-        statement, which does not hold up the log's inserts."""
-        limit = stored.SQLITE_TRIM_BATCH if self.db.dialect == "sqlite" else None
+        """Delete the folded log entries the snapshot's transaction left (SQLite only): a short
+        batch per transaction, so the update log's writer gets the one write lock between them."""
         trim = functools.partial(
             stored.trim_document_log,
             resource_type=room.kind.value,
             resource_id=room.doc_id,
             up_to=room.position,
-            limit=limit,
+            limit=stored.SQLITE_TRIM_BATCH,
         )
-        while await self.db.write_steps(trim()) == limit:
+        while await self.db.write_steps(trim()) == stored.SQLITE_TRIM_BATCH:
             pass
 
-    def _fold_log_into_row(self, room: Room) -> Steps[tuple[SnapshotOutcome, int, int]]:
+    def _fold_log_into_row(
+        self, room: Room, *, returning_row: bool, trim: _Trim | None
+    ) -> Steps[tuple[SnapshotOutcome, int, int, Any | None]]:
         """The statements of a snapshot (see ``snapshot``): its outcome, the room version it
-        stored and the stored state's size."""
+        stored, the stored state's size and the row as saved (if asked for). With ``trim``,
+        it then deletes folded log entries (at most ``trim.limit``; how many: ``trim.deleted``)."""
         kind, doc_id = room.kind.value, room.doc_id
         locked = yield from stored.lock_document_state(resource_type=kind, resource_id=doc_id)
         if locked is None:
-            return SnapshotOutcome.DELETED, room.version, 0
+            return SnapshotOutcome.DELETED, room.version, 0, None
         outcome = SnapshotOutcome.SAVED
         row_state, row_position = locked
         if row_position > room.position and row_state is not None:
@@ -262,10 +342,16 @@ class RoomPersistence:
         columns = content_columns(room.content())
         if room.last_edit_at is not None:  # a flush with no edit leaves updatedAt alone
             columns["updated_at"] = datetime.fromtimestamp(room.last_edit_at, UTC)
-        yield from stored.save_snapshot(
+        save = stored.save_snapshot_returning_row if returning_row else stored.save_snapshot
+        saved = yield from save(
             resource_type=kind, resource_id=doc_id, state=state, position=position, columns=columns
         )
-        return outcome, version, len(state)
+        if trim is not None:
+            trim.started = True
+            trim.deleted = yield from stored.trim_document_log(
+                resource_type=kind, resource_id=doc_id, up_to=position, limit=trim.limit
+            )
+        return outcome, version, len(state), saved if returning_row else None
 
     def _record_snapshot(self, room: Room, outcome: SnapshotOutcome) -> None:
         self.snapshots.append(((room.kind, room.doc_id), time.monotonic(), outcome))

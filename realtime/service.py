@@ -44,6 +44,7 @@ from realtime.rooms import Room, RoomKey, RoomTransport, Session
 from realtime.tasks import OwnedTasks
 from storage.access import Role
 from storage.database import Database
+from storage.errors import Forbidden, NotFound
 from storage.update_log import UpdateLog, UpdateLogFull
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,15 @@ class RealtimeLimits:
     awareness_interval: float = 0.05  # at most one awareness message a client per this, on the bus
     read_cache_ttl: float = 30.0
     presence_roll_call: float = 0.2  # how long REST presence waits for other instances' answers
+
+
+@dataclass(frozen=True)
+class ContentWrite:
+    """What a REST write of content left: the document's content, and its row as the write
+    stored it (every column but the Yjs state; None when the content was already so)."""
+
+    content: dict[str, Any]
+    row: Any | None
 
 
 class DocumentService:
@@ -302,18 +312,40 @@ class DocumentService:
         return room.content() if room is not None else None
 
     async def write_content(
-        self, kind: docschema.DocKind, doc_id: uuid.UUID, content: dict[str, Any], fields: set[str]
-    ) -> dict[str, Any]:
-        """A REST write: becomes one CRDT update, relayed live, then snapshotted at once."""
+        self,
+        kind: docschema.DocKind,
+        doc_id: uuid.UUID,
+        content: dict[str, Any],
+        fields: set[str],
+        *,
+        user_id: uuid.UUID,
+        owner_only: bool = False,
+    ) -> ContentWrite:
+        """A REST write by ``user_id``: one CRDT update, folded into the row at once and
+        relayed live.
+
+        The role comes from the room's access rules (read with the document when it is
+        loaded), so a document nobody has open costs three transactions: the load, the log's
+        commit and the fold. Raises NotFound (no such document, or not the caller's to see),
+        Forbidden (a viewer, or not the owner when ``owner_only``), ValueError (invalid
+        content) and RealtimeError (too large, storage backlog).
+        """
         room = await self.open_room(kind, doc_id)
+        role = await self.access.role_of(kind, doc_id, user_id=user_id, share_token=None)
+        if role is None:
+            raise NotFound(f"{kind.value} not found")
+        if role is not Role.OWNER and (owner_only or not role.can_write):
+            raise Forbidden(f"only the owner may change or delete this {kind.value}")
         if self.update_log.full:
             raise RealtimeError("storage_backlog", "the server cannot store edits right now")
         room_left = self.limits.max_document_bytes - room.stored_bytes
         delta = room.apply_content(content, fields, max_growth=room_left)
+        row = None
         if delta is not None:
-            await asyncio.shield(self._persist_then_relay(room, delta, None))
-            await self.persistence.snapshot(room)
-        return room.content()
+            row = await self.persistence.write_through(room, delta)
+            if row is None:
+                raise NotFound(f"{kind.value} not found")  # deleted meanwhile
+        return ContentWrite(room.content(), row)
 
     async def document_deleted(self, kind: docschema.DocKind, doc_id: uuid.UUID) -> None:
         """The row was deleted (REST): every instance drops the room and its sockets."""
