@@ -31,7 +31,7 @@ from musicplayground.observability import (
     sampling_loop_lag,
 )
 from realtime.docschema import DocKind
-from realtime.documents import DocumentService, RealtimeLimits
+from realtime.service import DocumentService, RealtimeLimits
 from realtime.share_expiry import ShareExpiryWatcher
 from realtime.sockets import CollabSocketServer
 from rest.context import REST_CONTEXT, RestContext

@@ -110,7 +110,7 @@ class ComponentCollector(Collector):
     """Reads the plain counters the components keep, at scrape time."""
 
     def __init__(self) -> None:
-        self.documents: Any = None  # realtime.documents.DocumentService
+        self.documents: Any = None  # realtime.service.DocumentService
         self.sockets: Any = None  # realtime.sockets.CollabSocketServer
         self.update_log: Any = None  # storage.update_log.UpdateLog
         self.bus: Callable[[], BusCounters] | None = None

@@ -14,7 +14,11 @@ A message is a kind, a small JSON header and an optional binary body:
 - ``deleted``, ``access``: control events (document deleted, access rules changed);
 - ``event`` ``{event, data, audience?}``: a named event for the sockets of the room that the
   audience admits (``broadcast``; no audience: every socket);
-- ``invalidate`` ``{kind, id}`` (cache channel): a row changed.
+- ``invalidate`` ``{kind, id}`` (cache channel): a row changed;
+- ``user-changed`` ``{id}`` (cache channel): a user was renamed or deleted (cached names).
+
+The headers and bodies of the presence messages (``awareness``, ``awareness-gone``,
+``members``) are ``presence.cluster``'s; this module is the envelope and the channels.
 """
 
 from __future__ import annotations
@@ -22,12 +26,9 @@ from __future__ import annotations
 import functools
 import json
 import struct
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-
-from presence.members import Member
 
 _LENGTH = struct.Struct(">BI")  # kind index, header length
 
@@ -74,58 +75,3 @@ def document_channel(prefix: str, kind: str, doc_id: uuid.UUID) -> str:
 
 def cache_channel(prefix: str) -> str:
     return f"{prefix}cache"
-
-
-def members_message(members: dict[str, Member]) -> ClusterMessage:
-    rows = [
-        [sid, str(m.user_id) if m.user_id else None, m.display_name, m.role] for sid, m in members.items()
-    ]
-    return ClusterMessage("members", {"members": rows})
-
-
-def read_members(message: ClusterMessage) -> dict[str, Member]:
-    members: dict[str, Member] = {}
-    for sid, user_id, name, role in message.header.get("members", []):
-        members[str(sid)] = Member(uuid.UUID(user_id) if user_id else None, str(name), str(role))
-    return members
-
-
-def awareness_message(sid: str, updates: list[bytes]) -> ClusterMessage:
-    return ClusterMessage("awareness", {"sid": sid, "sizes": [len(u) for u in updates]}, b"".join(updates))
-
-
-def read_awareness(message: ClusterMessage) -> list[bytes]:
-    updates, offset = [], 0
-    for size in message.header.get("sizes", []):
-        updates.append(message.body[offset : offset + int(size)])
-        offset += int(size)
-    return updates
-
-
-@dataclass
-class RemotePeers:
-    """What one room knows of the other instances: their members and awareness owners.
-
-    Remote sessions appear in the room's member list and awareness under the pseudo
-    session id ``<origin>:<sid>``, so the usual ownership rules apply to them too.
-    """
-
-    members: dict[str, set[str]] = field(default_factory=dict)  # origin -> pseudo sids
-    awareness: dict[str, set[str]] = field(default_factory=dict)  # origin -> pseudo sids
-    seen: dict[str, float] = field(default_factory=dict)  # origin -> monotonic time
-
-    def touch(self, origin: str) -> None:
-        self.seen[origin] = time.monotonic()
-
-    def expired(self, timeout: float) -> list[str]:
-        now = time.monotonic()
-        return [origin for origin, seen in self.seen.items() if now - seen > timeout]
-
-    def forget(self, origin: str) -> tuple[set[str], set[str]]:
-        """Drop an origin; return its pseudo sids (members, awareness owners)."""
-        self.seen.pop(origin, None)
-        return self.members.pop(origin, set()), self.awareness.pop(origin, set())
-
-
-def pseudo_sid(origin: str, sid: str) -> str:
-    return f"{origin}:{sid}"

@@ -942,7 +942,9 @@ def check_live_bounds(
 
 
 def content_to_update(kind: DocKind | str, content: Mapping[str, Any]) -> bytes:
-    """:func:`loop_content_to_update` or :func:`song_content_to_update` by ``kind``."""
+    """:func:`loop_content_to_update` or :func:`song_content_to_update` by ``kind``: the first
+    update of a new document (REST create, migration, fork, a row from before the CRDT state),
+    made once."""
     return _by_kind(kind, loop_content_to_update, song_content_to_update)(content)
 
 

@@ -26,6 +26,8 @@ EMPTY_UPDATE = b"\x00\x00"
 # of the encoded document.
 MIN_ROLLBACK_TAIL_BYTES = 64 * 1024
 
+RoomKey = tuple[docschema.DocKind, uuid.UUID]  # how the document service finds a room
+
 
 class TokenBucket:
     """Messages per second for one connection, with a burst of twice the rate."""

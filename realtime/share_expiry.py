@@ -13,7 +13,7 @@ import logging
 from datetime import datetime
 
 from realtime import docschema
-from realtime.documents import DocumentService
+from realtime.service import DocumentService
 from storage.database import Database
 from storage.models import utcnow
 from storage.sharing import shares_expired_between

@@ -29,10 +29,10 @@ from socketio.exceptions import ConnectionRefusedError as SocketRefused
 from identity.errors import InvalidToken
 from identity.firebase import FirebaseUnavailable
 from realtime import engineio_adapter, packet_json
-from realtime.documents import DocumentService
 from realtime.errors import RealtimeError
 from realtime.limits import NAMESPACE_HELP, MalformedPayload, check_state_vector, parse_namespace
 from realtime.rooms import Room, Session, TokenBucket
+from realtime.service import DocumentService
 from realtime.socketio_packet import HeaderCachingPacket
 from storage.accounts import Authenticator
 from storage.bounds import UNSTORABLE_TEXT

@@ -11,8 +11,8 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from identity.errors import InvalidToken
-from realtime.documents import DocumentService
 from realtime.limits import parse_canonical_uuid
+from realtime.service import DocumentService
 from rest.errors import BadRequest, RequestTimeout, UnsupportedMediaType, validation_error
 from rest.responses import json_response
 from settings import Settings

@@ -20,11 +20,12 @@ from pycrdt import Doc
 from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 
+from music.columns import content_columns
 from realtime import docschema
-from realtime.documents import content_columns, initial_state
 from realtime.read_cache import CachedDocument
 from rest.client_address import request_ip, trusted_networks
 from rest.context import (
+    RestContext,
     context,
     json_model,
     optional_caller,
@@ -237,7 +238,7 @@ class DocumentHandlers:
         payload = await read_json(request, self.kind.create)
         assert isinstance(payload, LoopCreate | SongCreate)  # what every kind's ``create`` is
         try:
-            state = initial_state(self.kind.doc_kind, creation_content(payload))
+            state = docschema.content_to_update(self.kind.doc_kind, creation_content(payload))
         except ValueError as exc:
             raise BadRequest(f"invalid {self.kind.name}: {exc}") from None
         doc: Doc[Any] = Doc()
@@ -327,6 +328,13 @@ class DocumentHandlers:
         members = await context(request).documents.presence(self.kind.doc_kind, row.id)
         return json_model(Presence.model_validate({"members": members}))
 
+    def _check_role(self, role: Role | None, *, editor_may: bool) -> None:
+        """The caller must own the document (or, with ``editor_may``, be an editor)."""
+        if role is None:
+            raise self._not_found()
+        if role is not Role.OWNER and not (editor_may and role.can_write):
+            raise Forbidden(f"only the owner may change or delete this {self.kind.name}")
+
     async def _owned(self, request: web.Request, *, editor_may: bool = False) -> Loop | Song:
         """The document if the caller owns it (or, with ``editor_may``, is an editor)."""
         ctx = context(request)
@@ -335,38 +343,70 @@ class DocumentHandlers:
         async with ctx.db.session() as session:
             row = await library.get_document(session, self.kind.model, document_id)
             role = await resolve_role(session, row, user_id=caller.user_id) if row is not None else None
-        if row is None or role is None:
-            raise self._not_found()
-        if role is not Role.OWNER and not (editor_may and role.can_write):
-            raise Forbidden(f"only the owner may change or delete this {self.kind.name}")
+        self._check_role(role, editor_may=editor_may)
+        assert row is not None  # a role means a row
         return row
 
     async def update(self, request: web.Request) -> web.Response:
+        """Content goes through the live document: one CRDT update, folded into the row at once,
+        whose saved row (with the live content) is the answer; the role is checked once, by the
+        document service, from the access rules it loads with the document. Visibility is SQL
+        and the owner's. A content write on a document nobody has open is three transactions."""
         ctx = context(request)
-        path_uuid(request)  # a bad id or a missing token is reported before the body is read
-        await require_caller(request)
+        document_id = path_uuid(request)  # a bad id or a missing token is reported before the body is read
+        caller = await require_caller(request)
         payload = await read_json(request, self.kind.update)
-        is_public = payload.model_dump(include=SQL_FIELDS, exclude_unset=True)
-        # Editors change content; visibility stays the owner's.
-        row = await self._owned(request, editor_may=not is_public)
+        visibility = payload.model_dump(include=SQL_FIELDS, exclude_unset=True)
         content = _content(payload, only_sent=True)
+        row: Any = None
         live: dict[str, Any] | None = None
         if content:
             try:
-                live = await ctx.documents.write_content(self.kind.doc_kind, row.id, content, set(content))
+                written = await ctx.documents.write_content(
+                    self.kind.doc_kind,
+                    document_id,
+                    content,
+                    set(content),
+                    user_id=caller.user_id,
+                    owner_only=bool(visibility),  # editors change content; visibility stays the owner's
+                )
             except ValueError as exc:
                 raise BadRequest(f"invalid {self.kind.name}: {exc}") from None
             # A RealtimeError (too large, storage backlog) is answered by the error middleware.
-        async with ctx.db.write_session() as session:
-            fresh = await library.get_document(session, self.kind.model, row.id)
-            if fresh is None:
+            row, live = written.row, written.content
+        if visibility or row is None:  # visibility to set, or nothing written (then nothing to invalidate)
+            row, was_public = await self._stored_row(
+                ctx, document_id, caller.user_id, visibility, role_checked=bool(content)
+            )
+            if visibility and visibility["is_public"] != was_public:
+                await ctx.documents.access_changed(self.kind.doc_kind, document_id)  # drops cached reads too
+            elif visibility:
+                ctx.documents.read_cache.invalidate(self.kind.name, document_id)
+        return self._public(row, live)
+
+    async def _stored_row(
+        self,
+        ctx: RestContext,
+        document_id: uuid.UUID,
+        user_id: uuid.UUID,
+        visibility: dict[str, Any],
+        *,
+        role_checked: bool,
+    ) -> tuple[Loop | Song, bool]:
+        """The row and whether it was public, after setting ``visibility`` (if any), in one
+        transaction that also checks the caller's role (unless ``role_checked``)."""
+        begin = ctx.db.write_session if visibility else ctx.db.session
+        async with begin() as session:
+            row = await library.get_document(session, self.kind.model, document_id)
+            if row is None:
                 raise self._not_found()
-            if is_public:
-                await library.update_document(session, fresh, is_public)
-        ctx.documents.read_cache.invalidate(self.kind.name, row.id)
-        if is_public and is_public["is_public"] != row.is_public:
-            await ctx.documents.access_changed(self.kind.doc_kind, row.id)
-        return self._public(fresh, live)
+            if not role_checked:
+                role = await resolve_role(session, row, user_id=user_id)
+                self._check_role(role, editor_may=not visibility)
+            was_public = row.is_public
+            if visibility:
+                await library.update_document(session, row, visibility)
+        return row, was_public
 
     async def delete(self, request: web.Request) -> web.Response:
         ctx = context(request)

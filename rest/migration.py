@@ -18,8 +18,8 @@ from aiohttp import web
 from pycrdt import Doc
 from pydantic import BaseModel, ValidationError
 
+from music.columns import content_columns
 from realtime import docschema
-from realtime.documents import content_columns, initial_state
 from rest.community_schemas import MigrateRequest, MigrateResponse
 from rest.context import context, json_model, read_json, require_caller
 from rest.documents import LOOPS, SONGS, DocumentKind, creation_content
@@ -95,7 +95,7 @@ def _validate(kind: DocumentKind, items: list[Any] | dict[str, Any], outcome: Ou
 
 def _document_values(kind: DocumentKind, content: dict[str, Any], is_public: bool) -> dict[str, Any]:
     """The row of a new document, with its first CRDT update made once (as REST create)."""
-    state = initial_state(kind.doc_kind, content)
+    state = docschema.content_to_update(kind.doc_kind, content)
     doc: Doc[Any] = Doc()
     doc.apply_update(state)
     values = content_columns(docschema.doc_to_content(kind.doc_kind, doc))

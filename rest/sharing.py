@@ -16,9 +16,9 @@ from aiohttp import web
 from pycrdt import Doc
 from sqlalchemy import update
 
+from music.columns import content_columns
 from realtime import docschema
 from realtime.docschema import DocKind
-from realtime.documents import content_columns, initial_state
 from rest import documents
 from rest.context import (
     RestContext,
@@ -229,7 +229,7 @@ class ForkHandlers:
         # with its own history: the copy's first update is made here, once.
         room = await ctx.documents.open_room(self.kind.doc_kind, parent.id)
         content = room.content()
-        state = initial_state(self.kind.doc_kind, content)
+        state = docschema.content_to_update(self.kind.doc_kind, content)
         doc: Doc[Any] = Doc()
         doc.apply_update(state)
         values = content_columns(docschema.doc_to_content(self.kind.doc_kind, doc))

@@ -9,7 +9,8 @@ A document is stored as two parts:
 
 The document is ``doc_state`` with every log entry of id > ``doc_log_position`` applied.
 A snapshot writes a new state and position in one transaction; the entries it folded in
-are deleted after it, a batch per transaction (entries up to the position are never read).
+are deleted in short batches, the first in that same transaction (entries up to the position
+are never read).
 
 Ordering guarantee: log ids become visible in increasing order. On SQLite, write
 transactions are serialized (``BEGIN IMMEDIATE``); on Postgres :func:`append_updates`
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import Table, bindparam, delete, exists, func, insert, select, text, update
+from sqlalchemy import Row, Table, Update, bindparam, delete, exists, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by, array_agg
 from sqlalchemy.engine import CursorResult, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -42,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from storage.access import AccessRules
 from storage.database import AnySelect, Database, Steps, run_steps
 from storage.kinds import RESOURCE_MODELS, document_model
-from storage.models import Collaborator, DocumentUpdate, utcnow
+from storage.models import Collaborator, DocumentUpdate, Loop, Song, utcnow
 
 # Key of the Postgres advisory lock that orders log appends (any fixed 64-bit value).
 _APPEND_LOCK_KEY = 0x6D705F646F636C67  # "mp_doclg"
@@ -422,9 +423,9 @@ def save_snapshot(
     ``state`` must contain every log entry of this document with id <= ``position``.
     Also sets the given extra ``columns`` (the JSON mirror of the content, ``name``,
     ``updated_at``, ...: the caller passes them). The folded log entries are left for
-    :func:`trim_document_log`, in transactions of their own: readers skip them already
-    (they read after the position), and deleting thousands of them in this transaction
-    held SQLite's one write lock, which the update log needs, for tens of milliseconds.
+    :func:`trim_document_log` (readers skip them already: they read after the position):
+    deleting thousands of them in one transaction held SQLite's one write lock, which the
+    update log needs, for tens of milliseconds, so a caller deletes them in short batches.
     Never moves backwards: returns False, changing nothing, if the row is gone or
     already holds a later position (an equal position is accepted).
 
@@ -435,19 +436,43 @@ def save_snapshot(
     loser must reload the document instead.
     """
     model = document_model(resource_type)
+    statement = _snapshot_update(model, resource_id, state, position, columns, only_if_no_state)
+    updated = yield statement.returning(model.id)
+    return updated.first() is not None
+
+
+def save_snapshot_returning_row(
+    *, resource_type: str, resource_id: uuid.UUID, state: bytes, position: int, columns: Mapping[str, Any]
+) -> Steps[Row[Any] | None]:
+    """:func:`save_snapshot` that returns the row as saved, every column but the state (what a
+    REST write answers with, without reading the row again); None if nothing was saved."""
+    model = document_model(resource_type)
+    statement = _snapshot_update(model, resource_id, state, position, columns, only_if_no_state=False)
+    updated = yield statement.returning(*_row_columns(model))
+    return updated.first()
+
+
+def _snapshot_update(
+    model: type[Loop] | type[Song],
+    resource_id: uuid.UUID,
+    state: bytes,
+    position: int,
+    columns: Mapping[str, Any],
+    only_if_no_state: bool,
+) -> Update:
     reserved = _RESERVED_COLUMNS.intersection(columns)
     if reserved:
         raise ValueError(f"save_snapshot cannot set {sorted(reserved)} through columns")
     where = [model.id == resource_id, model.doc_log_position <= position]
     if only_if_no_state:
         where.append(model.doc_state.is_(None))
-    updated = yield (
-        update(model)
-        .where(*where)
-        .values(**columns, doc_state=bytes(state), doc_log_position=position)
-        .returning(model.id)
-    )
-    return updated.first() is not None
+    return update(model).where(*where).values(**columns, doc_state=bytes(state), doc_log_position=position)
+
+
+@functools.cache
+def _row_columns(model: type[Loop] | type[Song]) -> tuple[Any, ...]:
+    """Every column of a document row but its Yjs state, named as the model's attributes."""
+    return tuple(getattr(model, a.key) for a in model.__mapper__.column_attrs if a.key != "doc_state")
 
 
 async def delete_document_log(session: AsyncSession, *, resource_type: str, resource_id: uuid.UUID) -> None:

@@ -21,9 +21,10 @@ from sqlalchemy import delete, func, select, text
 from bus import BusState, MemoryBus, MemoryHub
 from musicplayground.app import realtime_limits
 from realtime import docschema
-from realtime.documents import DocumentService, RealtimeLimits, SnapshotOutcome
 from realtime.errors import RealtimeError
+from realtime.persistence import SnapshotOutcome
 from realtime.rooms import Room, Session, TokenBucket
+from realtime.service import DocumentService, RealtimeLimits
 from settings import Settings
 from storage import documents as stored
 from storage.access import Role
@@ -416,7 +417,7 @@ async def test_awareness_on_the_bus_is_coalesced_per_client(database_url: str) -
         async with listener:
             seen: list[float] = []
             await listener.subscribe(
-                a.service._channel(LOOP, doc_id),
+                a.service.relay.channel(LOOP, doc_id),
                 lambda e: (
                     seen.append(time.monotonic())
                     if ClusterMessage.decode(e.data).kind == "awareness"
@@ -484,12 +485,12 @@ async def test_a_renamed_or_deleted_user_is_dropped_from_every_instances_name_ca
                 await session.execute(text("UPDATE users SET display_name = 'After'"))
             assert await b.service.shown_name(user.id) == "Before"  # cached until announced
             a.service.user_changed(user.id)  # what PATCH /api/users/me calls
-            await eventually(lambda: b.service._shown_names.get(user.id) is None)
+            await eventually(lambda: b.service.names.cached(user.id) is None)
             assert await b.service.shown_name(user.id) == "After"
             async with db.write_session() as session:
                 await session.execute(text("DELETE FROM users"))
             a.service.user_changed(user.id)
-            await eventually(lambda: b.service._shown_names.get(user.id) is None)
+            await eventually(lambda: b.service.names.cached(user.id) is None)
             assert await b.service.shown_name(user.id) is None
 
 
@@ -498,7 +499,7 @@ async def test_names_asked_for_together_are_read_together(
 ) -> None:
     """A join storm asks for many users' names in one loop turn: each gets its own answer
     (None for an account that does not exist), from one query per batch of users."""
-    from realtime import documents as live
+    from realtime import names as live
 
     hub = MemoryHub()
     async with Database(database_url) as db:
@@ -523,7 +524,7 @@ async def test_names_asked_for_together_are_read_together(
             names = await asyncio.gather(*(a.service.shown_name(user_id) for user_id in asked))
             assert names == [*(f"Player {i}" for i in range(7)), None, *(f"Player {i}" for i in range(7))]
             assert reads == 1
-            a.service._forget_name(None)
+            a.service.names.forget(None)
             monkeypatch.setattr(live, "MAX_NAMES_PER_READ", 3)
             names = await asyncio.gather(*(a.service.shown_name(user_id) for user_id in users))
             assert names == [f"Player {i}" for i in range(7)]

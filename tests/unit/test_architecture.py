@@ -1,5 +1,5 @@
-"""Dependencies point one way: rest -> realtime -> presence, storage; identity, settings, bus: leaves.
-pages (the public pages' player and preview) sits beside rest and reads only storage's bounds."""
+"""Dependencies point one way: rest -> realtime -> presence, storage; identity, settings, bus and
+music (the document domain): leaves. pages (the public pages' player and preview) sits beside rest."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ INTERNAL = {
     "settings",
     "bus",
     "pages",
+    "music",
 }
 
 # package -> internal packages it may import (besides itself)
@@ -26,11 +27,15 @@ ALLOWED = {
     "settings": set(),
     "identity": set(),
     "bus": set(),
-    "storage": {"identity"},
-    "presence": {"bus"},
-    "realtime": {"bus", "presence", "storage", "identity"},
-    "rest": {"realtime", "presence", "storage", "identity", "settings", "pages"},
-    "pages": {"storage"},  # the public pages' pieces (player, preview); the handlers still live in rest
+    "music": set(),
+    "storage": {"identity", "music"},
+    "presence": {"bus", "music"},
+    "realtime": {"bus", "presence", "storage", "identity", "music"},
+    "rest": {"realtime", "presence", "storage", "identity", "settings", "music", "pages"},
+    "pages": {
+        "storage",
+        "music",
+    },  # the public pages' pieces (player, preview); the handlers still live in rest
     "musicplayground": INTERNAL - {"musicplayground"},
 }
 # Frameworks of the edges: the lower layers stay free of them.
@@ -39,6 +44,7 @@ FORBIDDEN_THIRD_PARTY = {
     "presence": {"aiohttp", "socketio", "engineio", "sqlalchemy"},
     "identity": {"sqlalchemy", "socketio"},
     "bus": {"aiohttp", "socketio", "engineio", "sqlalchemy"},
+    "music": {"aiohttp", "socketio", "engineio", "sqlalchemy", "redis", "asyncpg"},
 }
 
 
@@ -158,3 +164,24 @@ def test_no_product_module_is_longer_than_600_lines_without_a_reason() -> None:
     # A reason is removed with the split it explains.
     stale = {name for name in LONG_MODULES if lengths.get(name, 0) <= MAX_MODULE_LINES}
     assert not stale, f"no longer over {MAX_MODULE_LINES} lines (or gone): drop from LONG_MODULES: {stale}"
+
+
+def test_presence_has_its_behaviour_without_the_real_time_layer() -> None:
+    """Presence across instances (heartbeats, expiry, awareness coalescing) lives in presence/,
+    which is handed rooms and a way to publish: it imports neither realtime nor storage."""
+    assert (ROOT / "presence" / "cluster.py").exists()
+    for path in _files("presence"):
+        assert not _imports(path) & {"realtime", "storage"}, path
+
+
+# The parts of the document service: rest and the Socket.IO edge use its façade only.
+SERVICE_PARTS = {
+    f"realtime.{name}" for name in ("registry", "persistence", "relay", "access", "names", "tasks")
+}
+
+
+def test_rest_and_the_sockets_use_the_document_service_facade_not_its_parts() -> None:
+    for path in [*_files("rest"), ROOT / "realtime" / "sockets.py", ROOT / "realtime" / "share_expiry.py"]:
+        tree = ast.parse(path.read_text())
+        modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert not modules & SERVICE_PARTS, f"{path.relative_to(ROOT)} imports {modules & SERVICE_PARTS}"

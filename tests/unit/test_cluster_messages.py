@@ -1,4 +1,4 @@
-"""The cluster message codec and the settings of several instances."""
+"""The cluster message codec (envelope and presence payloads) and the settings of several instances."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 
 from bus import MemoryBus, open_bus
 from bus.redis import RedisBus
+from presence import cluster as presence
 from presence.members import Member
-from realtime import cluster
 from realtime.cluster import ClusterMessage
 from settings import ConfigError, Settings
 
@@ -19,17 +19,21 @@ def test_messages_round_trip_with_binary_bodies() -> None:
         ClusterMessage("update", {"id": 42}, b"\x00\x01\xff"),
         ClusterMessage("hello"),
         ClusterMessage("event", {"event": "comment", "data": {"text": "ünïcode", "n": [1, 2]}}),
-        cluster.awareness_message("sid-1", [b"\x01abc", b"", b"\x02"]),
+        ClusterMessage("awareness", *presence.awareness_payload("sid-1", [b"\x01abc", b"", b"\x02"])),
     ):
         assert ClusterMessage.decode(message.encode()) == message
-    decoded = ClusterMessage.decode(cluster.awareness_message("s", [b"\x01abc", b"", b"\x02"]).encode())
-    assert cluster.read_awareness(decoded) == [b"\x01abc", b"", b"\x02"]
+    encoded = ClusterMessage(
+        "awareness", *presence.awareness_payload("s", [b"\x01abc", b"", b"\x02"])
+    ).encode()
+    decoded = ClusterMessage.decode(encoded)
+    assert presence.read_awareness(decoded.header, decoded.body) == [b"\x01abc", b"", b"\x02"]
 
 
 def test_members_and_event_payloads_with_ids_travel_as_text() -> None:
     user = uuid.uuid4()
     members = {"s1": Member(user, "Ada", "owner"), "s2": Member(None, "Guest", "viewer")}
-    assert cluster.read_members(ClusterMessage.decode(cluster.members_message(members).encode())) == members
+    encoded = ClusterMessage("members", presence.members_header(members)).encode()
+    assert presence.read_members(ClusterMessage.decode(encoded).header) == members
     event = ClusterMessage("event", {"event": "comment", "data": {"id": user}})
     assert ClusterMessage.decode(event.encode()).header["data"] == {"id": str(user)}
 
