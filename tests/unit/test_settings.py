@@ -12,7 +12,7 @@ import pytest
 
 from musicplayground import backends
 from musicplayground.app import realtime_limits
-from realtime.documents import RealtimeLimits
+from realtime.service import RealtimeLimits
 from settings import (
     FIELDS,
     README_TABLE_END,
