@@ -15,7 +15,7 @@ decoded once per distinct text here instead of once per message (string slicing 
 parse, ~5 % of the server's CPU under the stock client's load). Only texts of honest size and
 shape are kept (at most :data:`MAX_CACHED_HEADER_CHARS` characters, an event name and one
 placeholder, no ack id), so the cache holds at most :data:`MAX_CACHED_HEADERS` small entries
-(about 3 MiB at worst), whatever clients send. The read loop hands python-socketio nothing but
+(under 5 MiB at worst), whatever clients send. The read loop hands python-socketio nothing but
 a namespace CONNECT until the connection has a namespace, so nothing reaches this cache (or
 any decoder) before a client is authorized. Every other packet is decoded as python-socketio
 decodes it.

@@ -3,6 +3,8 @@ bounds (attachment count, bytes per packet), and its header cache keeps only hon
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 from socketio import packet as sio_packet
 
@@ -99,4 +101,22 @@ def test_only_short_honest_headers_are_cached() -> None:
     assert socketio_packet._cached_header(padded) is None
     info = socketio_packet._cached_header.cache_info()
     assert info.currsize == 3  # the long text never reached the cache
+    socketio_packet._cached_header.cache_clear()
+
+
+def test_the_header_cache_is_bounded_in_bytes_whatever_clients_send() -> None:
+    """Filled past its size with the largest texts it keeps, it holds a few MiB."""
+    socketio_packet._cached_header.cache_clear()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(socketio_packet.MAX_CACHED_HEADERS + 1000):
+            namespace = "/" + f"n{i:06d}" * 17  # as long as the text allows
+            event = "e" * (socketio_packet.MAX_CACHED_HEADER_CHARS - len(namespace) - 50)
+            OurPacket(encoded_packet=f'51-{namespace},["{event}",{{"_placeholder":true,"num":0}}]')
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert socketio_packet._cached_header.cache_info().currsize == socketio_packet.MAX_CACHED_HEADERS
+    assert held < 5 * 1024 * 1024, held
     socketio_packet._cached_header.cache_clear()
