@@ -434,6 +434,10 @@ def self_check(sio: socketio.AsyncServer) -> None:
         problems.append("engineio no longer makes its websocket driver with the socket's bound handler")
     if not isinstance(getattr(asyncio.Queue(), "_getters", None), collections.deque):
         problems.append("asyncio.Queue no longer keeps its waiting getters in _getters")
+    probe = SendQueue()
+    probe.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, "counted"))
+    if probe.backlog != len("counted"):
+        problems.append("asyncio.Queue no longer stores items through _put: SendQueue cannot count them")
     if problems:
         raise EngineIOAdapterError("; ".join(problems))
 
