@@ -23,6 +23,23 @@ loudly when an upgrade moves them.
 The driver also declines permessage-deflate (aiohttp's public ``compress=False``): our frames
 are small Yjs deltas that deflate does not shrink, and compressing them cost 14 % of the
 server's CPU under the stock client's load (docs/realtime.md, "WebSocket compression").
+
+The read loop is also where a connection's memory and log are bounded (docs/hardening.md,
+"Socket.IO connections"):
+
+- until the connection has a namespace, nothing but a namespace CONNECT is decoded, and a
+  connection without one after ``connect_timeout`` seconds is closed (the application says
+  when namespaces join and leave: :func:`namespace_joined`, :func:`namespace_left`);
+- a binary frame goes to python-socketio only when a binary packet awaits it (its
+  ``_binary_packet``), whose attachment count and size ``realtime/socketio_packet.py`` bounds;
+- what waits to be sent (the socket's queue, made by :class:`SendQueue`, and the transport's
+  write buffer) is bounded by :data:`MAX_SEND_BACKLOG_BYTES`, acks and emits included;
+- a malformed frame is logged once per connection as one WARNING line, and the connection is
+  closed after :data:`MAX_MALFORMED_FRAMES`; an application handler's failure (wrapped by
+  :func:`guarded`) is logged once per connection with its traceback.
+
+Each drop closes the WebSocket with a close code and a reason (a socket that does not read
+is aborted: it would not read a close frame either).
 """
 
 from __future__ import annotations
@@ -33,18 +50,21 @@ import functools
 import hashlib
 import inspect
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any, Final
 
 import engineio
 import socketio
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio.async_drivers import aiohttp as eio_aiohttp
 from socketio import packet as sio_packet
 from wsproto.frame_protocol import FrameProtocol
+
+from realtime.socketio_packet import PacketRefused
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +75,20 @@ CHECKED_VERSIONS: Final = {"python-socketio": "5.18.1", "python-engineio": "4.15
 # change to it must be read before _serve is trusted again.
 CHECKED_WEBSOCKET_HANDLER_SHA256: Final = "27f120df4d717a24478b7b0f7389ce19eea8a881dd07e2c81fb1cf2493e006a5"
 
-# A socket whose unsent frames pass this is not reading (or cannot keep up): it is closed,
-# and its client reconnects and syncs only what it lacks. Well above the largest message
-# (a whole document, 8 MB at most, sent once on join).
+# A socket whose unsent bytes (its queue, acks and emits included, and its transport's write
+# buffer) pass this is not reading (or cannot keep up): it is closed, and its client
+# reconnects and syncs only what it lacks. Well above the largest message (a whole document,
+# 8 MB at most, sent once on join).
 MAX_SEND_BACKLOG_BYTES: Final = 32 * 1024 * 1024
+# Malformed frames a connection may send before it is closed (the first is logged).
+MAX_MALFORMED_FRAMES: Final = 5
+# How long a dropped connection's close handshake may take before the transport is aborted.
+CLOSE_TIMEOUT: Final = 1.0
 
 _EIO_MESSAGE: Final = str(eio_packet.MESSAGE)
-_SIO_PACKET_TYPES: Final = frozenset(str(t) for t in range(len(sio_packet.packet_names)))
+_SIO_CONNECT: Final = str(sio_packet.CONNECT)
+_MAX_LOGGED_REASON: Final = 120  # characters of an exception's text in the log line
+_MAX_CLOSE_REASON: Final = 123  # bytes: the WebSocket limit for a close reason
 
 # The source of engineio's AsyncSocket.receive: _serve hands MESSAGE packets to the server's
 # "message" handler as receive does; a change to receive must be read first.
@@ -73,6 +100,28 @@ _FRAMES = FrameProtocol(client=False, extensions=[])
 
 class EngineIOAdapterError(RuntimeError):
     """The installed python-socketio / python-engineio no longer look like what this adapter uses."""
+
+
+class HandlerFailed(Exception):
+    """An application handler raised (see :func:`guarded`); ``__cause__`` is its exception."""
+
+
+def guarded(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """``handler`` (an event, connect or ack handler) with its failures told apart from what a
+    malformed frame makes python-socketio raise: the read loop logs them with their traceback.
+    A refused connection (``ConnectionRefusedError``, either kind) passes through for
+    python-socketio."""
+
+    @functools.wraps(handler)
+    async def run(*args: Any) -> Any:
+        try:
+            return await handler(*args)
+        except (socketio.exceptions.ConnectionRefusedError, ConnectionRefusedError):
+            raise  # python-socketio answers these with connect_error
+        except Exception as exc:
+            raise HandlerFailed from exc
+
+    return run
 
 
 class WireFrames(bytes):
@@ -92,8 +141,74 @@ class FramedPacket(eio_packet.Packet):
         return self.encode_cache  # type: ignore[no-any-return]
 
 
+class SendQueue(asyncio.Queue[Any]):
+    """An Engine.IO socket's send queue that knows how many bytes wait on it.
+
+    :func:`install` has the engine make every socket's queue with this class (its
+    ``create_queue``), so every send is counted: our fan-out and python-socketio's emits and
+    acks. ``backlog`` is what was queued and not yet handed to the transport (the writer
+    takes it down as it writes); past :data:`MAX_SEND_BACKLOG_BYTES`, with the transport's
+    write buffer, the socket is dropped at once, before another reply is even encoded (the
+    read loop stops at its next frame).
+    """
+
+    transport: asyncio.Transport | None = None  # set when the WebSocket is served
+    sid = "-"  # the Engine.IO session's, for the log
+    backlog = 0
+    overflowed = False
+
+    def _put(self, item: Any) -> None:
+        super()._put(item)
+        if item is not None:
+            self.backlog += _size(item)
+            self.check_backlog()
+
+    def check_backlog(self) -> None:
+        """Drop the connection if what waits to be sent is over the bound."""
+        transport = self.transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        if self.backlog + buffered > MAX_SEND_BACKLOG_BYTES and not self.overflowed:
+            self.overflowed = True
+            log.warning(
+                "socket %s: closed, %d bytes waiting to be sent (over %d): the client does not read",
+                self.sid,
+                self.backlog + buffered,
+                MAX_SEND_BACKLOG_BYTES,
+            )
+            if transport is not None:
+                transport.abort()  # the read loop ends and the socket is disconnected
+
+
+def _size(pkt: Any) -> int:
+    """Bytes of an Engine.IO packet on the queue (its data; a framed packet's are its frames)."""
+    data = pkt.data
+    return len(data) if isinstance(data, str | bytes) else 0
+
+
+@dataclass(eq=False)
+class _Wire:
+    """What the read loop knows of its connection besides the engine's socket."""
+
+    sid: str
+    namespaces: int = 0  # namespaces the application accepted, not yet left
+    bare_since: float = 0.0  # loop time the connection last had no namespace
+    malformed: int = 0
+    handler_failures: int = 0
+
+
+@dataclass(frozen=True)
+class WirePolicy:
+    """The read loop's settings (:func:`install`)."""
+
+    connect_timeout: float  # seconds a connection may go without a namespace
+
+
 class FramedWebSocket(eio_aiohttp.WebSocket):  # type: ignore[misc]
     """python-engineio's aiohttp WebSocket driver, writing :class:`WireFrames` in one call."""
+
+    def __init__(self, handler: Any, server: Any, *, policy: WirePolicy) -> None:
+        super().__init__(handler, server)
+        self.policy = policy
 
     async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
         request: web.Request = environ["aiohttp.request"]
@@ -101,16 +216,17 @@ class FramedWebSocket(eio_aiohttp.WebSocket):  # type: ignore[misc]
         await self._sock.prepare(request)
         self._transport = request.transport
         # The Engine.IO socket this driver serves (the handler is its bound method): the
-        # fan-out finds the transport through it (queue_frames).
+        # fan-out finds the transport through its queue (queue_frames).
         socket = self.handler.__self__
-        socket.framed_transport = self._transport
+        self._queue: SendQueue = socket.queue
+        self._queue.transport, self._queue.sid = self._transport, socket.sid
         self.environ = environ
-        await _serve(socket, self)
+        await _serve(socket, self, self.policy)
         return self._sock
 
     async def send(self, message: str | bytes) -> None:
         if type(message) is WireFrames:
-            if not _write_frames(self._transport, message):
+            if not _write_frames(self._queue, message):
                 raise ConnectionResetError("the socket is closed")
         elif isinstance(message, bytes):
             await self._sock.send_bytes(message)
@@ -118,7 +234,7 @@ class FramedWebSocket(eio_aiohttp.WebSocket):  # type: ignore[misc]
             await self._sock.send_str(message)
 
 
-async def _serve(socket: Any, ws: FramedWebSocket) -> None:
+async def _serve(socket: Any, ws: FramedWebSocket, policy: WirePolicy) -> None:
     """The WebSocket session of an Engine.IO socket, in place of its ``_websocket_handler``.
 
     That handler does this too (on a websocket-only engine a socket starts on its WebSocket,
@@ -126,51 +242,111 @@ async def _serve(socket: Any, ws: FramedWebSocket) -> None:
     two per Yjs message, a tenth of the server's CPU under load. Here the read loop awaits
     aiohttp directly. A client that goes silent is still closed: Engine.IO's ping timeout
     closes the socket, the writer then times out on its empty queue and closes the
-    WebSocket, which ends the read.
+    WebSocket, which ends the read. The bounds of the module docstring are kept here.
     """
     server = socket.server
     socket.connected = True
     socket.upgraded = True
+    loop = asyncio.get_running_loop()
+    wire = socket.wire = _Wire(socket.sid, bare_since=loop.time())
+    queue: SendQueue = socket.queue
     writer = asyncio.ensure_future(_write_queued(socket, ws))
     sock: web.WebSocketResponse = ws._sock
     sid = socket.sid
     on_message = server.handlers["message"]  # python-socketio's (self_check)
+    awaiting_attachments = on_message.__self__._binary_packet  # eio sid -> packet (self_check)
+    drop: tuple[int, str] | None = None  # (WebSocket close code, reason)
     try:
         while True:
             try:
-                message = await sock.receive()
+                if wire.namespaces:
+                    message = await sock.receive()
+                else:  # aiohttp takes no timeout as "none": never pass 0
+                    left = wire.bare_since + policy.connect_timeout - loop.time()
+                    message = await sock.receive(timeout=max(left, 0.001))
+            except TimeoutError:
+                drop = (WSCloseCode.POLICY_VIOLATION, f"no namespace within {policy.connect_timeout:g} s")
+                log.info("socket %s: closed, %s", sid, drop[1])
+                break
             except Exception:  # a broken connection: what engineio's loop does too
                 break
+            if queue.overflowed:
+                break  # frames read before the drop are not answered
             data = message.data
-            if type(data) is not bytes and type(data) is not str:  # close, closing, error
-                break
-            if len(data) > server.max_http_buffer_size:
-                break
             try:
-                # An Engine.IO MESSAGE (a binary frame, or "4" and a Socket.IO packet, which
-                # starts with its type digit) goes straight to python-socketio, as
-                # ``socket.receive`` would pass it, without a packet object and engineio's
-                # dispatch per frame (two frames per Yjs message). Anything else: engineio.
                 if type(data) is bytes:
-                    await on_message(sid, data)
-                elif data[:1] == _EIO_MESSAGE and data[1:2] in _SIO_PACKET_TYPES:
-                    await on_message(sid, data[1:])
-                else:
-                    await socket.receive(eio_packet.Packet(encoded_packet=data))
+                    # An attachment of the binary packet python-socketio holds for this
+                    # connection; with none held, a stray frame nothing would decode.
+                    if sid in awaiting_attachments:
+                        await on_message(sid, data)
+                elif type(data) is str:
+                    if len(data) > server.max_http_buffer_size:
+                        break
+                    # An Engine.IO MESSAGE ("4" and a Socket.IO packet) goes straight to
+                    # python-socketio, as ``socket.receive`` would pass it, without a packet
+                    # object and engineio's dispatch per frame. Anything else: engineio.
+                    if data[:1] == _EIO_MESSAGE:
+                        if not wire.namespaces and data[1:2] != _SIO_CONNECT:
+                            raise _NotConnected("only a namespace CONNECT before a namespace is connected")
+                        await on_message(sid, data[1:])
+                    else:
+                        await socket.receive(eio_packet.Packet(encoded_packet=data))
+                else:  # close, closing, error
+                    break
             except eio_exceptions.UnknownPacketError:
-                pass
+                pass  # a packet type the server ignores (a client's PING or NOOP)
             except eio_exceptions.SocketIsClosedError:
                 break
-            except Exception:
-                log.exception("engine.io: unexpected error handling a packet")
+            except PacketRefused as exc:
+                drop = (WSCloseCode.MESSAGE_TOO_BIG, exc.reason)
+                log.warning("socket %s: closed, %s", sid, exc.reason)
+                break
+            except HandlerFailed as exc:
+                wire.handler_failures += 1
+                if wire.handler_failures == 1:  # a server bug: its traceback, once per connection
+                    log.error("socket %s: a handler failed", sid, exc_info=exc.__cause__)
+                if wire.handler_failures + wire.malformed >= MAX_MALFORMED_FRAMES:
+                    drop = (WSCloseCode.POLICY_VIOLATION, "too many failed messages")
+                    break
+            except Exception as exc:  # what python-socketio/engineio raise for a malformed frame
+                wire.malformed += 1
+                if wire.malformed == 1:
+                    log.warning(
+                        "socket %s: malformed frame (%s: %s); closed after %d",
+                        sid,
+                        type(exc).__name__,
+                        str(exc)[:_MAX_LOGGED_REASON],
+                        MAX_MALFORMED_FRAMES,
+                    )
+                if wire.malformed + wire.handler_failures >= MAX_MALFORMED_FRAMES:
+                    drop = (WSCloseCode.POLICY_VIOLATION, "too many malformed Socket.IO frames")
+                    break
     finally:
+        if drop is not None:
+            await _close(sock, ws._transport, *drop)
         await socket.queue.put(None)  # ends the writer
         await writer
         await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
 
 
+class _NotConnected(ValueError):
+    """A frame other than a namespace CONNECT on a connection without a namespace."""
+
+
+async def _close(sock: web.WebSocketResponse, transport: Any, code: int, reason: str) -> None:
+    """Close the WebSocket with ``code`` and ``reason``; abort it if the client does not answer."""
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await sock.close(code=code, message=reason.encode()[:_MAX_CLOSE_REASON])
+    except TimeoutError:
+        pass
+    if not transport.is_closing():
+        transport.abort()
+
+
 async def _write_queued(socket: Any, ws: FramedWebSocket) -> None:
     """Engine.IO's writer: drain the socket's send queue until it ends (None) or times out."""
+    queue: SendQueue = socket.queue
     while True:
         try:
             packets = await socket.poll()
@@ -180,10 +356,33 @@ async def _write_queued(socket: Any, ws: FramedWebSocket) -> None:
             break
         try:
             for pkt in packets:
+                queue.backlog -= _size(pkt)  # from here on it is in the transport's buffer
                 await ws.send(pkt.encode())
         except Exception:
             break
     await ws.close()
+
+
+def namespace_joined(sio: socketio.AsyncServer, eio_sid: str | None) -> None:
+    """The application accepted a namespace on this Engine.IO session."""
+    wire = _wire(sio, eio_sid)
+    if wire is not None:
+        wire.namespaces += 1
+
+
+def namespace_left(sio: socketio.AsyncServer, eio_sid: str | None) -> None:
+    """A namespace the application accepted on this session is gone: with none left, the
+    session has ``connect_timeout`` seconds to connect another."""
+    wire = _wire(sio, eio_sid)
+    if wire is not None and wire.namespaces > 0:
+        wire.namespaces -= 1
+        if not wire.namespaces:
+            wire.bare_since = asyncio.get_running_loop().time()
+
+
+def _wire(sio: socketio.AsyncServer, eio_sid: str | None) -> _Wire | None:
+    socket = sio.eio.sockets.get(eio_sid) if eio_sid is not None else None
+    return getattr(socket, "wire", None)
 
 
 def self_check(sio: socketio.AsyncServer) -> None:
@@ -209,8 +408,13 @@ def self_check(sio: socketio.AsyncServer) -> None:
     if sio.eio.transports != ["websocket"]:
         problems.append("framed packets need a websocket-only engine")
     socket_init = inspect.getsource(engineio.base_socket.BaseSocket.__init__)
-    if "self.queue = " not in socket_init:
-        problems.append("engineio BaseSocket.__init__ no longer creates self.queue")
+    if "self.queue = self.server.create_queue()" not in socket_init:
+        problems.append("engineio BaseSocket.__init__ no longer makes self.queue with server.create_queue()")
+    if not isinstance(getattr(sio, "_binary_packet", None), dict):
+        problems.append("socketio server has no _binary_packet dict")
+    eio_message = inspect.getsource(socketio.AsyncServer._handle_eio_message)
+    if not all(f in eio_message for f in ("if eio_sid in self._binary_packet:", "pkt.add_attachment(data)")):
+        problems.append("python-socketio no longer hands frames to the binary packet kept in _binary_packet")
     if "self.queue.get" not in inspect.getsource(engineio.async_socket.AsyncSocket.poll):
         problems.append("engineio AsyncSocket.poll no longer drains self.queue")
     handler = inspect.getsource(engineio.async_socket.AsyncSocket._websocket_handler).encode()
@@ -230,14 +434,22 @@ def self_check(sio: socketio.AsyncServer) -> None:
         problems.append("engineio no longer makes its websocket driver with the socket's bound handler")
     if not isinstance(getattr(asyncio.Queue(), "_getters", None), collections.deque):
         problems.append("asyncio.Queue no longer keeps its waiting getters in _getters")
+    probe = SendQueue()
+    probe.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, "counted"))
+    if probe.backlog != len("counted"):
+        problems.append("asyncio.Queue no longer stores items through _put: SendQueue cannot count them")
     if problems:
         raise EngineIOAdapterError("; ".join(problems))
 
 
-def install(sio: socketio.AsyncServer) -> None:
-    """Check the internals, then give this server (only) the framed WebSocket driver."""
+def install(sio: socketio.AsyncServer, *, connect_timeout: float) -> None:
+    """Check the internals, then give this server (only) the framed WebSocket driver, whose
+    connections must connect a namespace within ``connect_timeout`` seconds, and counted
+    send queues."""
     self_check(sio)
-    sio.eio._async = {**sio.eio._async, "websocket": FramedWebSocket}
+    driver = functools.partial(FramedWebSocket, policy=WirePolicy(connect_timeout=connect_timeout))
+    sio.eio._async = {**sio.eio._async, "websocket": driver}
+    sio.eio.create_queue = SendQueue
 
 
 def encode_event(sio: socketio.AsyncServer, namespace: str, event: str, data: Any) -> FramedPacket:
@@ -292,24 +504,21 @@ def queue_frames(sio: socketio.AsyncServer, eio_sids: Iterable[str], packet: Fra
         socket = sockets.get(eio_sid)
         if socket is None or socket.closed:
             continue
-        queue = socket.queue
-        if (
-            queue.empty()
-            and queue._getters
-            and _write_frames(getattr(socket, "framed_transport", None), frames)
-        ):
+        queue: SendQueue = socket.queue
+        if queue.empty() and queue._getters and _write_frames(queue, frames):  # type: ignore[attr-defined]
             delivered += 1
             continue
-        queue.put_nowait(packet)
+        queue.put_nowait(packet)  # counted, and bounded (SendQueue)
         delivered += 1
     return delivered
 
 
-def _write_frames(transport: asyncio.Transport | None, frames: bytes) -> bool:
-    """Write ready frames to a socket's transport; False if it is closed."""
+def _write_frames(queue: SendQueue, frames: bytes) -> bool:
+    """Write ready frames to the transport of a socket's queue; False if it is closed."""
+    transport = queue.transport
     if transport is None or transport.is_closing():
         return False
     transport.write(frames)
-    if transport.get_write_buffer_size() > MAX_SEND_BACKLOG_BYTES:
-        transport.abort()  # the read loop ends and the socket is disconnected
+    if transport.get_write_buffer_size() > MAX_SEND_BACKLOG_BYTES - queue.backlog:
+        queue.check_backlog()
     return True

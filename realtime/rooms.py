@@ -19,6 +19,9 @@ from realtime.limits import MalformedPayload, read_var_uint
 from storage.access import AccessRules, Role
 
 MAX_CACHED_DIFFS = 16
+# ...holding at most this many bytes (state vectors and diffs): a client asking with one state
+# vector after another must not make a room keep a copy of a big document for each.
+MAX_CACHED_DIFF_BYTES = 1024 * 1024
 EMPTY_UPDATE = b"\x00\x00"
 # The rollback copy of a document (see Room._begin_trial) is re-encoded once what was
 # appended to it since reaches the size of its base, and at least this much: amortized, each
@@ -157,6 +160,7 @@ class Room:
         self._content: dict[str, Any] | None = None
         self.full_encodes = 0  # how often the whole document was encoded (join storms: once)
         self._diffs: dict[bytes, bytes] = {}  # state vector -> what it lacks, this version
+        self._diff_bytes = 0
         # What rolls back a refused trial (see _begin_trial): the accepted document as
         # updates, a full encoding and every change accepted after it. Made at the first trial.
         self._rollback: list[bytes] | None = None
@@ -177,6 +181,7 @@ class Room:
         """Drop what was derived from the document as it was (it changed)."""
         self._full_update = self._state_vector = self._content = None
         self._diffs.clear()
+        self._diff_bytes = 0
 
     def _begin_trial(self) -> int:
         """Start trying an untrusted change on ``doc`` itself; returns the version
@@ -337,9 +342,14 @@ class Room:
         # A client may ask again and again (100 messages/s): encode once per version.
         diff = self._diffs.get(state_vector)
         if diff is None:
-            if len(self._diffs) >= MAX_CACHED_DIFFS:
+            diff = self.doc.get_update(state_vector)
+            cost = len(state_vector) + len(diff)
+            if len(self._diffs) >= MAX_CACHED_DIFFS or self._diff_bytes + cost > MAX_CACHED_DIFF_BYTES:
                 self._diffs.clear()
-            diff = self._diffs[state_vector] = self.doc.get_update(state_vector)
+                self._diff_bytes = 0
+            if cost <= MAX_CACHED_DIFF_BYTES:
+                self._diffs[state_vector] = diff
+                self._diff_bytes += cost
         return diff
 
     def content(self) -> dict[str, Any]:

@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RealtimeLimits:
-    """Bounds and timings of live documents. The first nine are settings of the same name (no
+    """Bounds and timings of live documents. The first ten are settings of the same name (no
     defaults here: the composition root builds them from ``Settings``, tests too)."""
 
     max_update_bytes: int
@@ -64,6 +64,7 @@ class RealtimeLimits:
     room_idle_seconds: float
     presence_timeout: float  # a silent instance's members and cursors vanish after it
     read_cache_ttl: float
+    socket_connect_timeout: float  # seconds an Engine.IO session may go without a namespace
     awareness_interval: float = 0.05  # at most one awareness message a client per this, on the bus
     presence_roll_call: float = 0.2  # how long REST presence waits for other instances' answers
 

@@ -28,12 +28,11 @@ from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
 from identity.errors import InvalidToken
 from identity.firebase import FirebaseUnavailable
-from realtime import engineio_adapter, packet_json
+from realtime import engineio_adapter, packet_json, socketio_packet
 from realtime.errors import RealtimeError
 from realtime.limits import NAMESPACE_HELP, MalformedPayload, check_state_vector, parse_namespace
 from realtime.rooms import Room, Session, TokenBucket
 from realtime.service import DocumentService
-from realtime.socketio_packet import HeaderCachingPacket
 from storage.accounts import Authenticator
 from storage.bounds import UNSTORABLE_TEXT
 from storage.errors import NotFound
@@ -63,21 +62,24 @@ class CollabSocketServer:
         self.auth = auth
         # Per-IP connection-attempt limit: given the WSGI-style environ, why to refuse, or None.
         self._connect_refusal = connect_refusal
+        # Above our own update limit, so an oversize update gets an error event instead of a
+        # closed transport (which y-socket.io would answer with the same update).
+        frame_limit = service.limits.max_update_bytes + 64 * 1024
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
             namespaces="*",
             transports=["websocket"],
             cors_allowed_origins=cors_origins,
-            # Above our own update limit, so an oversize update gets an error event instead
-            # of a closed transport (which y-socket.io would answer with the same update).
-            max_http_buffer_size=service.limits.max_update_bytes + 64 * 1024,
+            max_http_buffer_size=frame_limit,
             logger=False,
             engineio_logger=False,
             # Handlers never wait on storage (edits are relayed from the log's commit
             # callback), so each socket's messages are handled inline, in order, without a
             # task per message at either the Socket.IO or the Engine.IO layer.
             async_handlers=False,
-            serializer=HeaderCachingPacket,
+            # One packet holds at most a frame's worth of attachment and an honest text part,
+            # so any update that fits in a frame still gets its error event.
+            serializer=socketio_packet.packet_class(max_bytes=frame_limit + socketio_packet.MAX_TEXT_BYTES),
             json=packet_json,
         )
         self.sio.eio.async_handlers = False
@@ -87,15 +89,18 @@ class CollabSocketServer:
         self._disconnects: set[asyncio.Task[None]] = set()
         self.refused: Counter[str] = Counter()  # client messages refused, by error code (metrics)
         service.attach_transport(self)
-        self.sio.on("connect", self._on_connect, namespace="*")
-        self.sio.on("disconnect", self._on_disconnect, namespace="*")
-        self.sio.on("sync-step-1", self._on_sync_step_1, namespace="*")
-        self.sio.on("sync-update", self._on_sync_update, namespace="*")
-        self.sio.on("awareness-update", self._on_awareness_update, namespace="*")
-        self.sio.on("*", self._on_unknown_event, namespace="*")
+        # Guarded: a handler's failure is logged with its traceback, apart from malformed frames.
+        guarded = engineio_adapter.guarded
+        self.sio.on("connect", guarded(self._on_connect), namespace="*")
+        self.sio.on("disconnect", guarded(self._on_disconnect), namespace="*")
+        self.sio.on("sync-step-1", guarded(self._on_sync_step_1), namespace="*")
+        self.sio.on("sync-update", guarded(self._on_sync_update), namespace="*")
+        self.sio.on("awareness-update", guarded(self._on_awareness_update), namespace="*")
+        self.sio.on("*", guarded(self._on_unknown_event), namespace="*")
+        self._on_sync_step_1_reply_guarded = guarded(self._on_sync_step_1_reply)
 
     def attach(self, app: web.Application) -> None:
-        engineio_adapter.install(self.sio)
+        engineio_adapter.install(self.sio, connect_timeout=self.service.limits.socket_connect_timeout)
         self.sio.attach(app)
 
     # --- transport (RoomTransport) ----------------------------------------------------
@@ -185,6 +190,7 @@ class CollabSocketServer:
         except RealtimeError as exc:
             raise SocketRefused(exc.message) from None
         self.sessions[sid] = (room, session)
+        engineio_adapter.namespace_joined(self.sio, session.transport_id)
         request = environ.get("aiohttp.request")
         if request is not None:
             self._requests[sid] = request
@@ -194,7 +200,7 @@ class CollabSocketServer:
             room.state_vector(),
             to=sid,
             namespace=namespace,
-            callback=lambda *reply: self._on_sync_step_1_reply(sid, reply),
+            callback=lambda *reply: self._on_sync_step_1_reply_guarded(sid, reply),
         )
         awareness = room.awareness.encode_all()
         if awareness is not None:
@@ -210,6 +216,7 @@ class CollabSocketServer:
         entry = self.sessions.pop(sid, None)
         self._requests.pop(sid, None)
         if entry is not None:
+            engineio_adapter.namespace_left(self.sio, entry[1].transport_id)
             await self.service.leave(*entry)
 
     def _session(self, sid: str) -> tuple[Room, Session] | None:

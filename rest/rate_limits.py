@@ -8,8 +8,11 @@ caller's user id, or by the client IP when no valid token was sent:
 - ``POST /api/samples/upload`` also: ``RATE_LIMIT_UPLOADS_PER_HOUR``;
 - ``POST /api/auth/anonymous`` also, always per IP: ``RATE_LIMIT_ANONYMOUS_ACCOUNTS_PER_IP_PER_HOUR``.
 
-Socket.IO connection attempts are counted per IP (``RATE_LIMIT_SOCKET_CONNECTS_PER_IP_PER_MINUTE``)
-by :meth:`RateLimiter.socket_connect_refusal`, which the socket server calls on connect.
+Socket.IO connection attempts are counted per IP (``RATE_LIMIT_SOCKET_CONNECTS_PER_IP_PER_MINUTE``):
+every new Engine.IO session here, at its WebSocket handshake (a 429 past the limit), so that
+sessions which never connect a namespace are counted too, and every namespace connect after a
+session's first by :meth:`RateLimiter.socket_connect_refusal`, which the socket server calls on
+connect (the first was counted with the handshake).
 Migrations (``RATE_LIMIT_MIGRATIONS_PER_HOUR``) are counted by ``POST /api/migrate`` itself
 from the database, so that only a request that migrates new work uses one up.
 
@@ -57,6 +60,13 @@ def is_rate_limited(method: str, path: str) -> bool:
 
 UPLOAD_PATH = "/api/samples/upload"
 ANONYMOUS_SIGN_UP_PATH = "/api/auth/anonymous"
+# Set on a socket handshake counted here: the session's first namespace connect is not counted again.
+SOCKET_SESSION_COUNTED = web.RequestKey("socket_session_counted", bool)
+
+
+def is_socket_handshake(method: str, path: str, query: Any) -> bool:
+    """A request opening a new Engine.IO session (Engine.IO names an existing one with ``sid``)."""
+    return method == "GET" and path.startswith(EXEMPT_PREFIXES) and "sid" not in query
 
 
 @dataclass(frozen=True)
@@ -131,6 +141,9 @@ class RateLimiter:
 
     async def check(self, request: web.Request) -> Decision | None:
         """Count ``request``; None when it is not limited (or the counters are down)."""
+        if is_socket_handshake(request.method, request.path, request.query):
+            request[SOCKET_SESSION_COUNTED] = True
+            return await self._hit_all([(self.quotas.socket_connects, f"ip:{self.client_ip(request)}")])
         quotas = self.quotas_for(request.method, request.path)
         if not quotas:
             return None
@@ -141,8 +154,12 @@ class RateLimiter:
         return await self._hit_all(hits)
 
     async def socket_connect_refusal(self, environ: dict[str, Any]) -> str | None:
-        """Why a socket connection attempt is refused (too many from its IP), or None."""
+        """Why a socket connection attempt (a namespace connect) is refused (too many from its
+        IP), or None. A session's first was counted with its handshake (:meth:`check`)."""
         request = environ.get("aiohttp.request")
+        if request is not None and request.get(SOCKET_SESSION_COUNTED):
+            request[SOCKET_SESSION_COUNTED] = False
+            return None
         peer = request.remote if request is not None else environ.get("REMOTE_ADDR")
         forwarded = request.headers.getall("X-Forwarded-For", ()) if request is not None else ()
         ip = client_ip(peer, forwarded, self.trusted_proxies)

@@ -288,6 +288,14 @@ class Settings:
         "connections of one user (or share link) to one document; the last quarter of a room is kept "
         "for owners and editors",
     )
+    socket_connect_timeout: float = setting(
+        "RT_CONNECT_TIMEOUT_SECONDS",
+        10.0,
+        seconds,
+        LIVE,
+        "a Socket.IO connection (Engine.IO session) that has not connected a document namespace within "
+        "this is closed (also after its last one left)",
+    )
     # Rate limits (rest/rate_limits.py); the counters are in Redis when REDIS_URL is set.
     rate_limits_enabled: bool = setting(
         "RATE_LIMITS",
@@ -332,7 +340,9 @@ class Settings:
         120,
         integer(1),
         RATE_LIMITS,
-        "Socket.IO connection attempts per client IP per minute",
+        "Socket.IO connection attempts per client IP per minute: each new Engine.IO session (its "
+        "WebSocket handshake, refused with 429 past the limit) and each namespace connect after a "
+        "session's first",
     )
     # Audio samples (bytes). With no bucket, files are kept in DATA_DIR/samples, served by the app.
     sample_max_bytes: int = setting(

@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import aiohttp
 import pytest
 
 from musicplayground.app import create_app
-from realtime.client import CollabClient, CollabConnectionRefused
+from realtime.client import CollabClient, CollabConnectionError, namespace_for
 from settings import Settings
 from tests.helpers import LOOP, bearer, expect_error, sign_up
+from tests.hostile.wire import RawSocket
 from tests.server_process import free_port
 
 
@@ -159,22 +161,31 @@ async def test_redis_down_fails_open_and_readyz_says_so(aiohttp_client: Any, set
 
 
 async def test_socket_connection_attempts_are_limited_per_ip(aiohttp_client: Any, settings: Settings) -> None:
+    """Each new Engine.IO session counts (at its handshake, 429 past the limit), and so does
+    each namespace connect after a session's first (refused with connect_error)."""
     client = await aiohttp_client(
-        create_app(settings.replace(rate_limit_socket_connects_per_ip_per_minute=2))
+        create_app(settings.replace(rate_limit_socket_connects_per_ip_per_minute=3))
     )
     owner = await sign_up(client)
+    auth = {"token": owner["token"]}
     loop = await (await client.post("/api/loops", json=LOOP, headers=bearer(owner["token"]))).json()
+    other = await (await client.post("/api/loops", json=LOOP, headers=bearer(owner["token"]))).json()
+    first, second = namespace_for("loop", loop["id"]), namespace_for("loop", other["id"])
     base = str(client.make_url("")).rstrip("/")
-    opened = []
-    try:
-        for _ in range(2):
-            c = CollabClient(base, "loop", loop["id"], token=owner["token"])
-            opened.append(c)
-            await c.connect()
+    async with aiohttp.ClientSession() as http:
+        a = await RawSocket.open(http, base)  # 1 of 3
+        await a.connect_namespace(first, auth)  # the session's first: counted with it
+        await a.connect_namespace(second, auth)  # 2 of 3
+        b = await RawSocket.open(http, base)  # 3 of 3
+        await b.connect_namespace(first, auth)
+        with pytest.raises(ConnectionRefusedError, match="too many connection attempts"):
+            await b.connect_namespace(second, auth)
+        with pytest.raises(aiohttp.WSServerHandshakeError) as handshake:
+            await RawSocket.open(http, base)
+        assert handshake.value.status == 429
+        assert handshake.value.headers is not None and int(handshake.value.headers["Retry-After"]) >= 1
         refused = CollabClient(base, "loop", loop["id"], token=owner["token"])
-        opened.append(refused)
-        with pytest.raises(CollabConnectionRefused, match="too many connection attempts"):
+        with pytest.raises(CollabConnectionError, match="cannot connect"):
             await refused.connect()
-    finally:
-        for c in opened:
-            await c.close()
+        await a.close()
+        await b.close()

@@ -13,14 +13,16 @@ import aiohttp
 import pytest
 import socketio
 from aiohttp.test_utils import TestClient
+from engineio import packet as eio_packet
 from pycrdt import Map
 from socketio import packet as sio_packet
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from realtime import engineio_adapter
-from realtime.client import CollabClient
+from realtime.client import CollabClient, namespace_for
 from rest.context import REST_CONTEXT
 from tests.helpers import eventually
+from tests.hostile.wire import RawSocket
 from tests.realtime.conftest import ClientFactory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,3 +133,49 @@ async def test_a_session_ends_when_the_client_closes(client: TestClient) -> None
         await ws.send_str("3")  # a stray PONG is harmless
         await eventually(lambda: len(engine.sockets) == 1)
     await eventually(lambda: not engine.sockets)
+
+
+def test_self_check_refuses_a_server_without_pending_binary_packets() -> None:
+    """The read loop hands a binary frame to python-socketio only when a packet awaits it."""
+    sio = socketio.AsyncServer(async_mode="aiohttp", transports=["websocket"])
+    del sio._binary_packet
+    with pytest.raises(engineio_adapter.EngineIOAdapterError, match="_binary_packet"):
+        engineio_adapter.self_check(sio)
+
+
+def test_every_send_queue_counts_its_bytes_and_overflows_past_the_bound() -> None:
+    sio = socketio.AsyncServer(async_mode="aiohttp", transports=["websocket"])
+    engineio_adapter.install(sio, connect_timeout=5)
+    queue = sio.eio.create_queue()  # what the engine gives every socket
+    assert isinstance(queue, engineio_adapter.SendQueue)
+    update = engineio_adapter.encode_event(sio, "/yjs|loop:x", "sync-update", b"u" * (1024 * 1024))
+    ack = eio_packet.Packet(eio_packet.MESSAGE, b"a" * (1024 * 1024))  # what python-socketio queues
+    while queue.backlog + 2 * 1024 * 1024 <= engineio_adapter.MAX_SEND_BACKLOG_BYTES:
+        queue.put_nowait(update)
+        queue.put_nowait(ack)
+    assert not queue.overflowed
+    queue.put_nowait(ack)
+    queue.put_nowait(ack)
+    assert queue.overflowed
+
+
+async def test_a_failing_handler_is_logged_once_with_its_traceback_then_the_socket_closed(
+    client: TestClient, owner: dict[str, Any], loop: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    sio = client.app[REST_CONTEXT].documents.transport.sio  # type: ignore[attr-defined]
+
+    async def broken(namespace: str, sid: str, *args: Any) -> None:
+        raise KeyError("a server bug")
+
+    sio.on("broken", engineio_adapter.guarded(broken), namespace="*")
+    namespace = namespace_for("loop", loop["id"])
+    async with aiohttp.ClientSession() as http:
+        sock = await RawSocket.open(http, str(client.make_url("")).rstrip("/"))
+        await sock.connect_namespace(namespace, {"token": owner["token"]})
+        for _ in range(engineio_adapter.MAX_MALFORMED_FRAMES):
+            await sock.ws.send_str(f'42{namespace},["broken"]')
+        code, reason = await sock.closed_by_server()
+    assert (code, reason) == (aiohttp.WSCloseCode.POLICY_VIOLATION, "too many failed messages")
+    failures = [r for r in caplog.records if "a handler failed" in r.getMessage()]
+    assert len(failures) == 1
+    assert failures[0].exc_info is not None and isinstance(failures[0].exc_info[1], KeyError)

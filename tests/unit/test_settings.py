@@ -231,3 +231,12 @@ def test_the_postgres_pool_size_is_a_setting() -> None:
     tuned = Settings.from_env({"POSTGRES_POOL_SIZE": "2"})
     assert backends.database(tuned).postgres_pool_size == 2
     assert problems({"POSTGRES_POOL_SIZE": "0"}) == ["POSTGRES_POOL_SIZE must be >= 1, got 0"]
+
+
+def test_the_socket_connect_timeout_reaches_the_realtime_limits() -> None:
+    assert realtime_limits(Settings()).socket_connect_timeout == 10.0
+    tuned = Settings.from_env({"RT_CONNECT_TIMEOUT_SECONDS": "2.5"})
+    assert realtime_limits(tuned).socket_connect_timeout == 2.5
+    assert problems({"RT_CONNECT_TIMEOUT_SECONDS": "0"}) == [
+        "RT_CONNECT_TIMEOUT_SECONDS must be > 0, got 0.0"
+    ]
