@@ -27,26 +27,31 @@ def encode_cursor(kind: str, sort: str, keyset: explore.Keyset) -> str:
 
 
 def decode_cursor(cursor: str, *, kind: str, sort: str) -> explore.Keyset:
-    """The keyset a cursor carries; BadRequest if it is junk or from another listing."""
+    """The keyset a cursor carries; BadRequest (``validation_error``, field ``cursor``) if it
+    is junk, from another listing, or tampered with: a value outside what the sort column can
+    hold, a time out of range once moved to UTC, an id that is not a UUID string."""
     bad = BadRequest(
         "invalid cursor: pass the nextCursor of the previous page", details=[{"field": "cursor"}]
     )
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        cursor_kind, cursor_sort, value, last_id = json.loads(raw)
-        keyset_id = uuid.UUID(last_id)
-    except (binascii.Error, ValueError, TypeError):
+        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError):  # not base64, not UTF-8, not JSON, too many digits
         raise bad from None
+    if not (isinstance(decoded, list) and len(decoded) == 4):
+        raise bad
+    cursor_kind, cursor_sort, value, last_id = decoded
     if (cursor_kind, cursor_sort) != (kind, sort):
         raise BadRequest("this cursor belongs to another type or sort", details=[{"field": "cursor"}])
-    if sort == "recent" and isinstance(value, str):
-        try:
-            return explore.Keyset(datetime.fromisoformat(value), keyset_id)
-        except ValueError:
-            raise bad from None
-    if sort != "recent" and isinstance(value, int) and not isinstance(value, bool):
-        return explore.Keyset(value, keyset_id)
-    raise bad
+    if not isinstance(last_id, str):
+        raise bad
+    try:
+        keyset_id = uuid.UUID(last_id)
+    except ValueError:
+        raise bad from None
+    keyset_value = explore.keyset_value(sort, value)
+    if keyset_value is None:
+        raise bad
+    return explore.Keyset(keyset_value, keyset_id)
 
 
 async def explore_public(request: web.Request) -> web.Response:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, func, literal, select, tuple_
@@ -28,6 +28,8 @@ from storage.models import Loop, Song, User
 
 # sort name -> column (loops and songs both have every one).
 SORT_COLUMNS: dict[str, str] = {"recent": "created_at", "views": "view_count", "forks": "fork_count"}
+# The counters are 32-bit INTEGER columns (Postgres refuses a larger parameter for them).
+MAX_COUNT = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,25 @@ class Keyset:
 
     value: int | datetime
     id: uuid.UUID
+
+
+def keyset_value(sort: str, value: Any) -> int | datetime | None:
+    """A keyset value read back from a client (a cursor), as the sort column takes it, or
+    None if that column could never hold it: a count outside ``0..MAX_COUNT``, anything but
+    an ISO 8601 time for ``recent``, a time that leaves the representable range once moved
+    to UTC (``9999-12-31T23:59:59-14:00``). Times come back aware, in UTC."""
+    if sort != "recent":
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT:
+            return value
+        return None
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+        # SQLite hands back naive times; every stored time is UTC.
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
 
 
 def sortable(model: type[Loop] | type[Song], sort: str) -> bool:
