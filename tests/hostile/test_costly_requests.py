@@ -3,16 +3,133 @@ cost is bounded and charged before the work, and tampered input is a 400, never 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import uuid
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy import func, select
 
+from rest.context import REST_CONTEXT
+from rest.cpu_worker import CPU_WORKER
+from settings import Settings
 from storage.explore import MAX_COUNT
+from storage.models import Loop, MigrationRun
 from tests.community import account, create_document
-from tests.helpers import expect_error
+from tests.helpers import LOOP, expect_error
+from tests.hostile.conftest import HealthyDuring
+
+MAX_LOOPS = 2000  # the most a migration may carry (rest.community_schemas.MAX_MIGRATE_LOOPS)
+HEALTHZ_P99 = 0.050  # seconds: the bound of issue 25 while five maximal migrations run
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # Room for a maximal migration to be accepted, so that it does all of its work.
+    return settings.replace(max_loops_per_user=MAX_LOOPS)
+
+
+# --- 4. migrations: charged first, converted off the event loop ----------------------------------
+
+
+def maximal_migration(settings: Settings) -> bytes:
+    """2,000 valid loops (with their own local ids), with as many steps as the body limit allows."""
+    body = b""
+    for count in range(64):
+        steps = [{"bar": i, "soundId": "drum-kick", "row": i % 4} for i in range(count)]
+        loops = {f"local-{i:04d}": {**LOOP, "iconSequence": steps} for i in range(MAX_LOOPS)}
+        grown = json.dumps({"loops": loops}, separators=(",", ":")).encode()
+        if len(grown) > settings.max_json_body_bytes:
+            break
+        body = grown
+    assert len(body) > settings.max_json_body_bytes * 0.8
+    return body
+
+
+@pytest.mark.timeout(300)  # ten seconds of the worker's CPU, which yields to anything else on a busy box
+async def test_five_maximal_migrations_never_hold_the_event_loop(
+    client: TestClient, settings: Settings, healthy_during: HealthyDuring
+) -> None:
+    body = maximal_migration(settings)
+    accounts = [await account(client) for _ in range(5)]
+
+    async def migrate(who: dict[str, Any]) -> Any:
+        headers = {**who["headers"], "Content-Type": "application/json"}
+        resp = await client.post("/api/migrate", data=body, headers=headers)
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+    async with healthy_during() as health:
+        results = await asyncio.gather(*(migrate(who) for who in accounts))
+    assert [r["loops"]["created"] for r in results] == [MAX_LOOPS] * 5
+    p99 = health.quantile(0.99)
+    assert p99 < HEALTHZ_P99, f"/healthz p99 {p99 * 1000:.1f} ms over {len(health.latencies)} answers"
+
+
+async def runs_of(client: TestClient, user_id: str) -> list[tuple[int, int]]:
+    """The migration runs charged to an account: (loops created, songs created) each."""
+    async with client.app[REST_CONTEXT].db.session() as session:
+        rows = await session.execute(
+            select(MigrationRun.loops_created, MigrationRun.songs_created).where(
+                MigrationRun.user_id == uuid.UUID(user_id)
+            )
+        )
+        return [(loops, songs) for loops, songs in rows]
+
+
+async def loops_of(client: TestClient, user_id: str) -> int:
+    async with client.app[REST_CONTEXT].db.session() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(Loop).where(Loop.user_id == uuid.UUID(user_id))
+        )
+    return int(count or 0)
+
+
+async def test_a_refused_migration_run_is_charged_before_its_work(client: TestClient) -> None:
+    who = await account(client)
+    user_id = who["user"]["id"]
+    await create_document(client, who)  # one loop: 2,000 more are over the quota
+    worker = client.app[CPU_WORKER]
+    over = {"loops": {f"over-{i}": LOOP for i in range(MAX_LOOPS)}}
+    resp = await client.post("/api/migrate", json=over, headers=who["headers"])
+    body = await expect_error(resp, 403, "quota_exceeded")
+    assert "counts against the hourly migration limit" in body["error"]
+    assert body["details"] == [{"kind": "loop", "quota": MAX_LOOPS, "existing": 1, "requested": MAX_LOOPS}]
+    # Charged, and nothing created.
+    assert await runs_of(client, user_id) == [(0, 0)]
+    assert await loops_of(client, user_id) == 1
+    # So the next run of new work this hour is refused before anything is validated or built.
+    built = worker.calls["build"]
+    resp = await client.post("/api/migrate", json={"loops": {"small": LOOP}}, headers=who["headers"])
+    await expect_error(resp, 429, "rate_limited")
+    assert worker.calls["build"] == built
+    assert await runs_of(client, user_id) == [(0, 0)]  # a 429 is not a run
+    assert await loops_of(client, user_id) == 1
+
+
+async def test_only_runs_of_new_work_are_charged(client: TestClient) -> None:
+    who = await account(client)
+    user_id = who["user"]["id"]
+    payload = {"loops": {"a": LOOP, "b": {**LOOP, "length": 3}}}  # "b" fails validation
+    first = await client.post("/api/migrate", json=payload, headers=who["headers"])
+    assert first.status == 200
+    assert (await first.json())["loops"] == {"created": 1, "failed": 1, "alreadyMigrated": 0}
+    assert await runs_of(client, user_id) == [(1, 0)]
+    # Re-sending what was migrated is answered, free, as often as the client likes.
+    built = client.app[CPU_WORKER].calls["build"]
+    for _ in range(3):
+        again = await client.post("/api/migrate", json={"loops": {"a": LOOP}}, headers=who["headers"])
+        assert again.status == 200
+        assert (await again.json())["loops"] == {"created": 0, "failed": 0, "alreadyMigrated": 1}
+    assert client.app[CPU_WORKER].calls["build"] == built
+    assert await runs_of(client, user_id) == [(1, 0)]
+    # A run that fails every item still names new work: it is charged (the hour is spent).
+    resp = await client.post("/api/migrate", json=payload, headers=who["headers"])
+    await expect_error(resp, 429, "rate_limited")
+
 
 # --- 11. tampered explore cursors ---------------------------------------------------------------
 
