@@ -281,6 +281,8 @@ class Settings:
     view_count_window: float = 3600.0
     view_count_flush_interval: float = 5.0
     composer_url: str = "http://localhost:5173"
+    page_cache_bytes: int = 32 * 1024 * 1024  # rendered public pages kept per instance
+    list_content_budget_bytes: int = 1024 * 1024  # document content per list page (include=content)
     # Rate limits and HTTP caching (rest/rate_limits.py, rest/http_cache.py). Counters live
     # in Redis when REDIS_URL is set, so every instance enforces the same limits.
     rate_limits_enabled: bool = True
@@ -369,6 +371,8 @@ class Settings:
             composer_url=str(_url(env, "COMPOSER_URL", "http://localhost:5173", ("http", "https"))).rstrip(
                 "/"
             ),
+            page_cache_bytes=_int(env, "PAGE_CACHE_BYTES", 32 * 1024 * 1024, minimum=0),
+            list_content_budget_bytes=_int(env, "LIST_CONTENT_BUDGET_BYTES", 1024 * 1024, minimum=1024),
             rate_limits_enabled=_switch(env, "RATE_LIMITS", True),
             rate_limit_get_per_hour=_int(env, "RATE_LIMIT_GET_PER_HOUR", 1000, minimum=1),
             rate_limit_mutations_per_hour=_int(env, "RATE_LIMIT_MUTATIONS_PER_HOUR", 100, minimum=1),

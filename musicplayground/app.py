@@ -37,6 +37,7 @@ from rest.cpu_worker import CPU_WORKER, CpuWorker
 from rest.errors import OneLineServerLog, error_middleware
 from rest.http_cache import http_cache_middleware
 from rest.migration import MIGRATION_LOCKS, AccountLocks
+from rest.page_cache import PAGE_CACHE, PageCache
 from rest.rate_limits import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from rest.routes import add_routes
 from rest.samples import SAMPLES, SampleContext
@@ -206,6 +207,8 @@ def create_app(settings: Settings) -> web.Application:
     app[PURGE_HOOK] = forget
     app[CPU_WORKER] = cpu_worker
     app[MIGRATION_LOCKS] = AccountLocks()
+    pages = app[PAGE_CACHE] = PageCache(settings.page_cache_bytes)
+    metrics.watch_cache("public_pages", lambda: CacheCounters(hits=pages.hits, misses=pages.misses))
     app[SAMPLES] = SampleContext(
         blobs=blobs, scanner=scanner, max_bytes=settings.sample_max_bytes, quota=settings.sample_quota_bytes
     )

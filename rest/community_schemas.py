@@ -12,11 +12,13 @@ from pydantic import AfterValidator, Field, model_validator
 
 from rest.schemas import (
     InputModel,
+    LoopContentOmitted,
     LoopPublic,
     LoopSummary,
     Moderated,
     OutputModel,
     QueryModel,
+    SongContentOmitted,
     SongPublic,
     SongSummary,
     Timestamp,
@@ -109,6 +111,14 @@ class ExploreSongContent(SongPublic):
     owner: Owner
 
 
+class ExploreLoopContentOmitted(LoopContentOmitted):
+    owner: Owner
+
+
+class ExploreSongContentOmitted(SongContentOmitted):
+    owner: Owner
+
+
 class ProfileQuery(QueryModel):
     page: Page = 1
     limit: Limit = 20
@@ -144,7 +154,14 @@ class ExploreQuery(QueryModel):
 
 
 class ExploreResponse(OutputModel):
-    items: list[ExploreLoopContent | ExploreLoop | ExploreSongContent | ExploreSong]
+    items: list[
+        ExploreLoopContent
+        | ExploreLoopContentOmitted
+        | ExploreLoop
+        | ExploreSongContent
+        | ExploreSongContentOmitted
+        | ExploreSong
+    ]
     total: int
     page: int
     has_more: bool

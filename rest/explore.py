@@ -8,13 +8,17 @@ import json
 import uuid
 from datetime import datetime
 
+import pydantic_core
 from aiohttp import web
+from pydantic.alias_generators import to_camel
 
-from rest.community_schemas import ExploreQuery, ExploreResponse
-from rest.context import context, json_model, read_query
+from rest.community_schemas import ExploreQuery
+from rest.context import context, read_query
 from rest.errors import BadRequest
 from rest.profiles import public_item
+from rest.responses import json_response
 from storage import explore
+from storage.content_budget import read_contents
 from storage.models import Loop, Song
 
 MODELS: dict[str, type[Loop] | type[Song]] = {"loop": Loop, "song": Song}
@@ -78,13 +82,22 @@ async def explore_public(request: web.Request) -> web.Response:
     next_cursor = (
         encode_cursor(query.type, query.sort, page.last) if page.has_more and page.last is not None else None
     )
-    response = ExploreResponse.model_validate(
-        {
-            "items": [public_item(row, owner, with_content=with_content) for row, owner in page.rows],
-            "total": page.total,
-            "page": query.page,
-            "has_more": page.has_more,
-            "next_cursor": next_cursor,
-        }
-    )
-    return json_model(response)
+    items = [public_item(row, owner).model_dump(mode="json", by_alias=True) for row, owner in page.rows]
+    if page.entries is not None:
+        contents = await read_contents(
+            ctx.db,
+            model,
+            [row.id for row, _ in page.rows],
+            page.entries,
+            budget=ctx.settings.list_content_budget_bytes,
+        )
+        for item, (row, _) in zip(items, page.rows, strict=True):
+            content = contents.get(row.id)
+            if content is None:
+                item["contentOmitted"] = True
+            else:
+                item.update((to_camel(column), value) for column, value in content.items())
+    # Built as JSON directly: the content is the database's own, and validating thousands of
+    # steps again would cost more than the rest of the request.
+    body = {"items": items, "total": page.total, "page": query.page, "hasMore": page.has_more}
+    return json_response(pydantic_core.to_json({**body, "nextCursor": next_cursor}))

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,12 +16,15 @@ from sqlalchemy import func, select
 
 from rest.context import REST_CONTEXT
 from rest.cpu_worker import CPU_WORKER
+from rest.page_cache import PAGE_CACHE
 from settings import Settings
+from storage.bounds import MAX_CHORD_CELLS, MAX_STEPS
 from storage.explore import MAX_COUNT
 from storage.models import Loop, MigrationRun
 from tests.community import account, create_document
-from tests.helpers import LOOP, expect_error
+from tests.helpers import LOOP, expect_error, samples
 from tests.hostile.conftest import HealthyDuring
+from tests.sharing_helpers import share
 
 MAX_LOOPS = 2000  # the most a migration may carry (rest.community_schemas.MAX_MIGRATE_LOOPS)
 HEALTHZ_P99 = 0.050  # seconds: the bound of issue 25 while five maximal migrations run
@@ -28,8 +32,9 @@ HEALTHZ_P99 = 0.050  # seconds: the bound of issue 25 while five maximal migrati
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    # Room for a maximal migration to be accepted, so that it does all of its work.
-    return settings.replace(max_loops_per_user=MAX_LOOPS)
+    # Room for a maximal migration to be accepted, so that it does all of its work; a page
+    # cache that holds two pages of a loop at its bounds, not three.
+    return settings.replace(max_loops_per_user=MAX_LOOPS, page_cache_bytes=2 * 250_000)
 
 
 # --- 4. migrations: charged first, converted off the event loop ----------------------------------
@@ -129,6 +134,146 @@ async def test_only_runs_of_new_work_are_charged(client: TestClient) -> None:
     # A run that fails every item still names new work: it is charged (the hour is spent).
     resp = await client.post("/api/migrate", json=payload, headers=who["headers"])
     await expect_error(resp, 429, "rate_limited")
+
+
+# --- 6. public pages and explore: bounded cost per request -----------------------------------
+
+PAGE_BYTES = 300_000  # the HTML of a loop at its bounds (a later issue's bound)
+
+
+def maximal_loop(**fields: Any) -> dict[str, Any]:
+    """A loop at its bounds: 2,048 steps, each its own sound (so its own lane: the tallest
+    grid), every chord cell, the longest name."""
+    steps = [
+        {"step": i % 64, "soundId": f"sound-{i:04d}", "velocity": (i % 5) / 4, "note": "C4"}
+        for i in range(MAX_STEPS)
+    ]
+    chords = [{"bar": bar, "chord": f"C{bar:02d}maj7 add9 sus2"[:20]} for bar in range(MAX_CHORD_CELLS)]
+    return {
+        **LOOP,
+        "name": "N" * 100,
+        "length": 8,
+        "chordProgression": chords,
+        "iconSequence": steps,
+        **fields,
+    }
+
+
+async def page_counters(client: TestClient) -> tuple[float, float]:
+    """(pages answered without rendering, pages rendered), from /metrics."""
+    found = samples(await (await client.get("/metrics")).text())
+    labels = (("cache", "public_pages"),)
+    return found[("musicplayground_cache_hits_total", labels)], found[
+        ("musicplayground_cache_misses_total", labels)
+    ]
+
+
+async def test_a_page_at_the_bounds_is_compact_and_rendered_once_per_version(client: TestClient) -> None:
+    who = await account(client)
+    loop = await create_document(client, who, **maximal_loop())
+    link = await share(client, "loops", loop["id"], who["token"])
+    token = link["shareToken"]
+    await client.get(f"/loop/{token}")  # this client's view, counted and written now:
+    await client.app[REST_CONTEXT].views.flush()  # its later visits do not change the page
+    for path in (f"/loop/{token}", f"/embed/{token}"):
+        hits, renders = await page_counters(client)
+        first = await client.get(path)
+        page = await first.read()
+        assert first.status == 200 and len(page) <= PAGE_BYTES, len(page)
+        assert page.count(b'<rect class="step"') == MAX_STEPS and b'data-lanes="2048"' in page
+        again = await client.get(path)
+        assert again.status == 200 and await again.read() == page
+        assert again.headers["ETag"] == first.headers["ETag"]
+        revalidated = await client.get(path, headers={"If-None-Match": first.headers["ETag"]})
+        assert revalidated.status == 304 and await revalidated.read() == b""
+        # One render for three requests: the second came from the cache, the 304 rendered nothing.
+        assert await page_counters(client) == (hits + 2, renders + 1)
+    # An edit is a new version of the page: a new ETag, rendered once more.
+    resp = await client.patch(f"/api/loops/{loop['id']}", json={"name": "edited"}, headers=who["headers"])
+    assert resp.status == 200
+    hits, renders = await page_counters(client)
+    changed = await client.get(f"/loop/{token}", headers={"If-None-Match": first.headers["ETag"]})
+    assert changed.status == 200 and b"edited" in await changed.read()
+    assert await page_counters(client) == (hits, renders + 1)
+
+
+async def test_the_page_cache_is_bounded_by_bytes(client: TestClient) -> None:
+    pages = client.app[PAGE_CACHE]
+    who = await account(client)
+    tokens = []
+    for i in range(3):
+        loop = await create_document(client, who, **maximal_loop(name=f"loop {i}"))
+        tokens.append((await share(client, "loops", loop["id"], who["token"]))["shareToken"])
+    for token in tokens:  # each page once: written now, later visits change nothing
+        assert (await client.get(f"/loop/{token}")).status == 200
+    await client.app[REST_CONTEXT].views.flush()
+    _, renders = await page_counters(client)
+    sizes = set()
+    for token in tokens * 2:  # three pages in turn through a cache that holds two
+        sizes.add(len(await (await client.get(f"/loop/{token}")).read()))
+        assert 0 < pages.size <= pages.max_bytes
+    assert max(sizes) * 2 <= pages.max_bytes < max(sizes) * 3
+    # The least recently used page is always the one asked for next: each is rendered again.
+    assert (await page_counters(client))[1] == renders + 6
+
+
+async def copies(client: TestClient, original: dict[str, Any], count: int) -> list[str]:
+    """``count`` more rows like the loop ``original`` (straight in the database: 100 loops at
+    their bounds through REST would cost the test minutes), newest last."""
+    async with client.app[REST_CONTEXT].db.write_session() as session:
+        row = await session.get(Loop, uuid.UUID(original["id"]))
+        assert row is not None
+        values = {c.key: getattr(row, c.key) for c in Loop.__table__.columns if c.key != "id"}
+        made = []
+        for i in range(count):
+            moment = row.created_at + timedelta(seconds=i + 1)
+            made.append(Loop(**{**values, "id": uuid.uuid4(), "created_at": moment, "updated_at": moment}))
+        session.add_all(made)
+    return [str(loop.id) for loop in made]
+
+
+SUMMARY_BYTES = 1024  # what an item without content may take, owner included
+
+
+@pytest.mark.parametrize("route", ["explore", "loops"])
+async def test_a_page_of_content_stays_within_its_budget(
+    client: TestClient, settings: Settings, route: str
+) -> None:
+    who = await account(client, username=f"u{uuid.uuid4().hex[:10]}")
+    first = await create_document(client, who, **maximal_loop(isPublic=True))
+    await copies(client, first, 99)
+    if route == "explore":
+        resp = await client.get("/api/explore?include=content&limit=100")
+    else:
+        resp = await client.get("/api/loops?include=content&limit=100", headers=who["headers"])
+    body = await resp.read()
+    assert resp.status == 200
+    budget = settings.list_content_budget_bytes
+    assert len(body) <= budget + 100 * SUMMARY_BYTES, len(body)
+    page = json.loads(body)
+    items = page["items"] if route == "explore" else page["loops"]
+    assert len(items) == 100 and page["total"] == 100 and page["hasMore"] is False
+    # The first items carry their whole content, in page order; the rest are marked.
+    whole = [i for i, item in enumerate(items) if "iconSequence" in item]
+    assert whole == list(range(len(whole))) and 1 <= len(whole) < 100
+    assert all(len(items[i]["iconSequence"]) == MAX_STEPS for i in whole)
+    assert all(len(items[i]["chordProgression"]) == MAX_CHORD_CELLS for i in whole)
+    assert all(item.get("contentOmitted") is True for item in items[len(whole) :])
+    assert not any("contentOmitted" in items[i] for i in whole)
+    # What was left out is one GET away.
+    omitted = items[len(whole)]
+    full = await client.get(f"/api/loops/{omitted['id']}")
+    assert full.status == 200 and len((await full.json())["iconSequence"]) == MAX_STEPS
+
+
+async def test_small_documents_all_come_with_their_content(client: TestClient) -> None:
+    who = await account(client)
+    first = await create_document(client, who, isPublic=True)
+    await copies(client, first, 99)
+    page = await (await client.get("/api/explore?include=content&limit=100")).json()
+    assert len(page["items"]) == 100
+    assert all(item["iconSequence"] == first["iconSequence"] for item in page["items"])
+    assert not any("contentOmitted" in item for item in page["items"])
 
 
 # --- 11. tampered explore cursors ---------------------------------------------------------------
