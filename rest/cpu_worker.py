@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import multiprocessing
+import multiprocessing.connection
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -54,6 +56,16 @@ def _set_up_worker(niceness: int) -> None:
     # Below the event loop's process in the scheduler: when the machine is short of CPU, the
     # loop (and the database) go first and the batch work waits.
     os.nice(niceness)
+    # The pool's workers wait on their queue forever: one whose server was killed (SIGKILL,
+    # out of memory) would stay, and keep the forkserver alive with it. It goes with it.
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), name="parent-watch", daemon=True).start()
+
+
+def _exit_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
 
 
 class CpuWorker:

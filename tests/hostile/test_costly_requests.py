@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
@@ -24,6 +27,7 @@ from storage.models import Loop, MigrationRun
 from tests.community import account, create_document
 from tests.helpers import LOOP, expect_error, samples
 from tests.hostile.conftest import HealthyDuring
+from tests.server_process import ServerProcess
 from tests.sharing_helpers import share
 
 MAX_LOOPS = 2000  # the most a migration may carry (rest.community_schemas.MAX_MIGRATE_LOOPS)
@@ -72,6 +76,58 @@ async def test_five_maximal_migrations_never_hold_the_event_loop(
     assert [r["loops"]["created"] for r in results] == [MAX_LOOPS] * 5
     p99 = health.quantile(0.99)
     assert p99 < HEALTHZ_P99, f"/healthz p99 {p99 * 1000:.1f} ms over {len(health.latencies)} answers"
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (from /proc)."""
+    children: dict[int, set[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):  # gone meanwhile
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after "(command name)": state, ppid, ...
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), set()).add(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    return {pid for pid in pids if Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)}
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return "Z"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("stop", ["terminate", "kill"])
+def test_the_migration_worker_goes_with_its_server(tmp_path: Path, stop: str) -> None:
+    with ServerProcess({"DATA_DIR": str(tmp_path / "data")}, log_path=tmp_path / "server.log") as server:
+        assert server.proc is not None
+        token = requests.post(f"{server.url}/api/auth/anonymous", timeout=5).json()["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        resp = requests.post(
+            f"{server.url}/api/migrate", json={"loops": {"a": LOOP}}, headers=headers, timeout=60
+        )
+        assert resp.status_code == 200, resp.text
+        workers = descendants(server.proc.pid)
+        assert workers, "the migration ran in no worker process"
+        getattr(server, stop)()
+    deadline = time.monotonic() + 30
+    while alive(workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(workers), f"left behind: {alive(workers)}\n{server.log()[-2000:]}"
 
 
 async def runs_of(client: TestClient, user_id: str) -> list[tuple[int, int]]:
