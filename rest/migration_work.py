@@ -88,6 +88,13 @@ class Built:
     warnings: list[Issue]
 
 
+@dataclass(frozen=True)
+class _Entry:
+    position: int
+    local_id: str
+    raw: Any
+
+
 def _parse(body: bytes) -> MigrateRequest | BadBody:
     try:
         return MigrateRequest.model_validate_json(body)
@@ -146,13 +153,6 @@ def scan(body: bytes) -> Scanned | BadBody:
             if isinstance(loop_id, str) and 0 < len(loop_id) <= MAX_LOCAL_ID:
                 referenced.add(loop_id)
     return Scanned(ids, sorted(referenced), issues)
-
-
-@dataclass(frozen=True)
-class _Entry:
-    position: int
-    local_id: str
-    raw: Any
 
 
 @dataclass
