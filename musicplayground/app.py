@@ -35,8 +35,11 @@ from realtime.service import DocumentService, RealtimeLimits
 from realtime.share_expiry import ShareExpiryWatcher
 from realtime.sockets import CollabSocketServer
 from rest.context import REST_CONTEXT, RestContext
+from rest.cpu_worker import CPU_WORKER, CpuWorker
 from rest.errors import OneLineServerLog, error_middleware
 from rest.http_cache import http_cache_middleware
+from rest.migration import MIGRATION_LOCKS, AccountLocks
+from rest.page_cache import PAGE_CACHE, PageCache
 from rest.rate_limits import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from rest.routes import add_routes
 from rest.samples import SAMPLES, SampleContext
@@ -129,6 +132,7 @@ def create_app(settings: Settings) -> web.Application:
     blobs = backends.sample_blobs(settings)
     scanner = ClamdScanner(settings.clamd_url) if settings.clamd_url else None
     forget = _forget_purged(documents, purge_files_hook(blobs))
+    cpu_worker = CpuWorker(preload=["rest.migration_work"])
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
@@ -149,6 +153,7 @@ def create_app(settings: Settings) -> web.Application:
             await stack.enter_async_context(views)
             await stack.enter_async_context(share_expiry)
             await stack.enter_async_context(sampling_loop_lag(metrics.loop_lag))
+            await stack.enter_async_context(cpu_worker)
             log.info(
                 "database: %s; bus: %s (instance %s); firebase: %s; samples: %s; malware scan: %s",
                 db.dialect,
@@ -180,6 +185,10 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS_EXPOSITION] = metrics.render
     app[READINESS_CHECKS] = readiness_checks(db, update_log, bus, counters if limiter else None, blobs)
     app[PURGE_HOOK] = forget
+    app[CPU_WORKER] = cpu_worker
+    app[MIGRATION_LOCKS] = AccountLocks()
+    pages = app[PAGE_CACHE] = PageCache(settings.page_cache_bytes)
+    metrics.watch_cache("public_pages", lambda: CacheCounters(hits=pages.hits, misses=pages.misses))
     app[SAMPLES] = SampleContext(
         blobs=blobs, scanner=scanner, max_bytes=settings.sample_max_bytes, quota=settings.sample_quota_bytes
     )

@@ -74,6 +74,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
@@ -126,14 +127,17 @@ __all__ = [
     "SONG_FIELDS",
     "STEPS",
     "TIMELINE",
+    "CheckedContent",
     "ContentReader",
     "DocKind",
     "apply_content",
     "apply_loop_content",
     "apply_song_content",
+    "check_content",
     "check_live_bounds",
     "content_to_update",
     "doc_to_content",
+    "first_update",
     "loop_content_to_update",
     "loop_doc_to_content",
     "new_doc",
@@ -638,15 +642,42 @@ def loop_content_to_update(content: Mapping[str, Any]) -> bytes:
     Raises:
         ValueError: content does not fit the schema.
     """
-    doc = new_doc()
-    apply_loop_content(doc, content)
-    return doc.get_update()
+    return first_update(check_content(LOOP, content))
 
 
 def song_content_to_update(content: Mapping[str, Any]) -> bytes:
     """The song twin of :func:`loop_content_to_update`."""
+    return first_update(check_content(SONG, content))
+
+
+@dataclass(frozen=True)
+class CheckedContent:
+    """Whole content that passed the strict checks (:func:`check_content`): what a new
+    document's first update will hold. Checking is the cheaper half of making that update,
+    so a caller can count what is valid before it pays for the documents (a migration checks
+    its quota in between)."""
+
+    kind: DocKind
+    plan: Mapping[str, Any]
+
+
+def check_content(kind: DocKind | str, content: Mapping[str, Any]) -> CheckedContent:
+    """``content`` (all fields) checked as :func:`loop_content_to_update` checks it.
+
+    Raises:
+        ValueError: content does not fit the schema.
+    """
+    kind = DocKind(kind)
+    prepare = _prepare_loop if kind is DocKind.LOOP else _prepare_song
+    _, plan = prepare(content, None)
+    return CheckedContent(kind, plan)
+
+
+def first_update(checked: CheckedContent) -> bytes:
+    """The first update of a new document holding ``checked``. The document is made, encoded
+    and dropped in the calling thread, so this may run in a worker thread."""
     doc = new_doc()
-    apply_song_content(doc, content)
+    _write_plan(doc, checked.plan, None)
     return doc.get_update()
 
 

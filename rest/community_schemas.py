@@ -11,11 +11,13 @@ from pydantic import AfterValidator, Field, model_validator
 
 from rest.schemas import (
     InputModel,
+    LoopContentOmitted,
     LoopPublic,
     LoopSummary,
     Moderated,
     OutputModel,
     QueryModel,
+    SongContentOmitted,
     SongPublic,
     SongSummary,
     Timestamp,
@@ -106,6 +108,14 @@ class ExploreSongContent(SongPublic):
     owner: Owner
 
 
+class ExploreLoopContentOmitted(LoopContentOmitted):
+    owner: Owner
+
+
+class ExploreSongContentOmitted(SongContentOmitted):
+    owner: Owner
+
+
 class ProfileQuery(QueryModel):
     page: Page = 1
     limit: Limit = 20
@@ -141,7 +151,14 @@ class ExploreQuery(QueryModel):
 
 
 class ExploreResponse(OutputModel):
-    items: list[ExploreLoopContent | ExploreLoop | ExploreSongContent | ExploreSong]
+    items: list[
+        ExploreLoopContent
+        | ExploreLoopContentOmitted
+        | ExploreLoop
+        | ExploreSongContent
+        | ExploreSongContentOmitted
+        | ExploreSong
+    ]
     total: int
     page: int
     has_more: bool

@@ -158,17 +158,26 @@ def _item_layout(
 
 
 def _listed_items(
-    model: type[BaseModel], page: library.Page, live_content: Callable[[str], dict[str, Any] | None]
+    kind: DocumentKind, page: library.Page, live_content: Callable[[str], dict[str, Any] | None]
 ) -> list[dict[str, Any]]:
-    """Rows -> JSON-ready dicts with the model's keys, straight from the column values (ids
-    come as text and timestamps aware: ``storage.library.listed_columns``). The content of
-    a document being edited right now, ``live_content(id)``, is newer than its row."""
-    keys, pick, hidden_at = _item_layout(model, page.columns)
+    """Rows -> JSON-ready dicts with the summary's keys, straight from the column values (ids
+    come as text and timestamps aware: ``storage.library.listed_columns``), and the content
+    read for the page (``page.contents``; a document past the page's budget is marked
+    ``contentOmitted``). The content of a document being edited right now,
+    ``live_content(id)``, is newer than its row."""
+    keys, pick, hidden_at = _item_layout(kind.summary, page.columns)
+    content_keys = {column: key for key, column in _json_fields(kind.public) if key not in keys}
     items = []
     for row in page.rows:
         item = dict(zip(keys, pick(row), strict=True))
         if hidden_at is not None:  # Moderated.hidden, computed as the model computes it
             item["hidden"] = row[hidden_at] is not None
+        if page.contents is not None:
+            content = page.contents.get(uuid.UUID(item["id"]))
+            if content is None:
+                item["contentOmitted"] = True
+            else:
+                item.update((content_keys[column], value) for column, value in content.items())
         live = live_content(item["id"])
         if live is not None:
             item.update({k: v for k, v in live.items() if k in item})
@@ -203,7 +212,6 @@ class DocumentHandlers:
         ctx = context(request)
         caller = await require_caller(request)
         query = read_query(request, ListQuery)
-        with_content = query.include == "content"
         page = await library.list_documents(
             ctx.db,
             self.kind.model,
@@ -211,7 +219,7 @@ class DocumentHandlers:
             is_public=query.public,
             offset=(query.page - 1) * query.limit,
             limit=query.limit,
-            include_content=with_content,
+            content_budget=ctx.settings.list_content_budget_bytes if query.include == "content" else None,
             scope=query.scope,
         )
         if page.total == 0:
@@ -227,7 +235,7 @@ class DocumentHandlers:
             room = ctx.documents.loaded(self.kind.doc_kind, uuid.UUID(document_id))
             return None if room is None else room.content()
 
-        items = _listed_items(self.kind.public if with_content else self.kind.summary, page, live_content)
+        items = _listed_items(self.kind, page, live_content)
         # Rows go straight from column values to JSON bytes, without model objects in between.
         body = {self.kind.plural: items, "total": page.total, "page": query.page, "hasMore": page.has_more}
         return json_response(pydantic_core.to_json(body))

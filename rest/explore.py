@@ -8,13 +8,17 @@ import json
 import uuid
 from datetime import datetime
 
+import pydantic_core
 from aiohttp import web
+from pydantic.alias_generators import to_camel
 
-from rest.community_schemas import ExploreQuery, ExploreResponse
-from rest.context import context, json_model, read_query
+from rest.community_schemas import ExploreQuery
+from rest.context import context, read_query
 from rest.errors import BadRequest
 from rest.profiles import public_item
+from rest.responses import json_response
 from storage import explore
+from storage.content_budget import read_contents
 from storage.models import Loop, Song
 
 MODELS: dict[str, type[Loop] | type[Song]] = {"loop": Loop, "song": Song}
@@ -27,26 +31,31 @@ def encode_cursor(kind: str, sort: str, keyset: explore.Keyset) -> str:
 
 
 def decode_cursor(cursor: str, *, kind: str, sort: str) -> explore.Keyset:
-    """The keyset a cursor carries; BadRequest if it is junk or from another listing."""
+    """The keyset a cursor carries; BadRequest (``validation_error``, field ``cursor``) if it
+    is junk, from another listing, or tampered with: a value outside what the sort column can
+    hold, a time out of range once moved to UTC, an id that is not a UUID string."""
     bad = BadRequest(
         "invalid cursor: pass the nextCursor of the previous page", details=[{"field": "cursor"}]
     )
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        cursor_kind, cursor_sort, value, last_id = json.loads(raw)
-        keyset_id = uuid.UUID(last_id)
-    except (binascii.Error, ValueError, TypeError):
+        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError):  # not base64, not UTF-8, not JSON, too many digits
         raise bad from None
+    if not (isinstance(decoded, list) and len(decoded) == 4):
+        raise bad
+    cursor_kind, cursor_sort, value, last_id = decoded
     if (cursor_kind, cursor_sort) != (kind, sort):
         raise BadRequest("this cursor belongs to another type or sort", details=[{"field": "cursor"}])
-    if sort == "recent" and isinstance(value, str):
-        try:
-            return explore.Keyset(datetime.fromisoformat(value), keyset_id)
-        except ValueError:
-            raise bad from None
-    if sort != "recent" and isinstance(value, int) and not isinstance(value, bool):
-        return explore.Keyset(value, keyset_id)
-    raise bad
+    if not isinstance(last_id, str):
+        raise bad
+    try:
+        keyset_id = uuid.UUID(last_id)
+    except ValueError:
+        raise bad from None
+    keyset_value = explore.keyset_value(sort, value)
+    if keyset_value is None:
+        raise bad
+    return explore.Keyset(keyset_value, keyset_id)
 
 
 async def explore_public(request: web.Request) -> web.Response:
@@ -73,13 +82,22 @@ async def explore_public(request: web.Request) -> web.Response:
     next_cursor = (
         encode_cursor(query.type, query.sort, page.last) if page.has_more and page.last is not None else None
     )
-    response = ExploreResponse.model_validate(
-        {
-            "items": [public_item(row, owner, with_content=with_content) for row, owner in page.rows],
-            "total": page.total,
-            "page": query.page,
-            "has_more": page.has_more,
-            "next_cursor": next_cursor,
-        }
-    )
-    return json_model(response)
+    items = [public_item(row, owner).model_dump(mode="json", by_alias=True) for row, owner in page.rows]
+    if page.entries is not None:
+        contents = await read_contents(
+            ctx.db,
+            model,
+            [row.id for row, _ in page.rows],
+            page.entries,
+            budget=ctx.settings.list_content_budget_bytes,
+        )
+        for item, (row, _) in zip(items, page.rows, strict=True):
+            content = contents.get(row.id)
+            if content is None:
+                item["contentOmitted"] = True
+            else:
+                item.update((to_camel(column), value) for column, value in content.items())
+    # Built as JSON directly: the content is the database's own, and validating thousands of
+    # steps again would cost more than the rest of the request.
+    body = {"items": items, "total": page.total, "page": query.page, "hasMore": page.has_more}
+    return json_response(pydantic_core.to_json({**body, "nextCursor": next_cursor}))

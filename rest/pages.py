@@ -6,6 +6,10 @@ refuse to be framed; only ``/embed/<token>`` may sit in another site's ``<iframe
 answer with an ``ETag`` and ``Cache-Control: no-cache``: browsers and proxies keep a copy but
 revalidate it, so a revoked link stops working at once. ``Referrer-Policy: no-referrer``
 keeps the token (it is in the URL) from leaking to the sites a page links to.
+
+A page costs one render per version: its ETag comes from what it shows, before rendering
+(:func:`page_etag`), a matching revalidation is a 304 without rendering, and rendered pages
+are kept by ETag in a cache bounded by bytes (``rest.page_cache``, ``PAGE_CACHE_BYTES``).
 """
 
 from __future__ import annotations
@@ -15,13 +19,16 @@ from collections.abc import Iterable
 from html import escape
 from typing import Any
 
+import pydantic_core
 from aiohttp import web
 
 from rest.context import RestContext, context
+from rest.page_cache import PAGE_CACHE
 from rest.sharing import SharedResource, count_view, live_public, open_share
 from storage.sharing import ShareExpired, ShareHidden, ShareNotFound, ShareRevoked
 
 SITE_NAME = "Music Playground"
+RENDERING = "2"  # the markup's version, part of every page's ETag: change it with the markup
 CELL_WIDTH, CELL_HEIGHT, CELL_GAP = 14, 20, 2
 STEPS_PER_BAR = 16
 MAX_GRID_COLUMNS = 64
@@ -92,26 +99,32 @@ def grid_layout(data: dict[str, Any]) -> tuple[int, list[str], list[tuple[int, i
 
 
 def grid_svg(data: dict[str, Any], *, scale: float = 1.0) -> str:
+    """The step grid as inline SVG, drawn in unscaled units (``scale`` sizes the element).
+
+    Compact, as a loop at its bounds has 2,048 steps over up to 2,048 lanes: the empty cells
+    are one rectangle filled with a pattern of one cell, and each step is one ``rect.step``
+    with integer coordinates (a 2,048-step page is ~250 KB, where a rectangle per empty cell
+    made it 9 MB)."""
     columns, labels, cells = grid_layout(data)
     lanes = max(1, len(labels))
-    w, h, gap = CELL_WIDTH * scale, CELL_HEIGHT * scale, CELL_GAP * scale
-    width, height = columns * (w + gap) + gap, lanes * (h + gap) + gap
+    pitch_x, pitch_y = CELL_WIDTH + CELL_GAP, CELL_HEIGHT + CELL_GAP
+    width, height = columns * pitch_x + CELL_GAP, lanes * pitch_y + CELL_GAP
     parts = [
-        f'<svg class="grid" xmlns="http://www.w3.org/2000/svg" width="{width:g}" height="{height:g}" '
-        f'viewBox="0 0 {width:g} {height:g}" role="img" aria-label="step grid: {len(cells)} steps" '
-        f'data-columns="{columns}" data-lanes="{lanes}">',
-        f'<rect width="{width:g}" height="{height:g}" fill="#1c1c2a"/>',
+        f'<svg class="grid" xmlns="http://www.w3.org/2000/svg" width="{width * scale:g}" '
+        f'height="{height * scale:g}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="step grid: {len(cells)} steps" data-columns="{columns}" data-lanes="{lanes}">'
+        f'<defs><pattern id="cell" x="{CELL_GAP}" y="{CELL_GAP}" width="{pitch_x}" height="{pitch_y}" '
+        f'patternUnits="userSpaceOnUse"><rect width="{CELL_WIDTH}" height="{CELL_HEIGHT}" '
+        f'fill="{EMPTY_CELL}"/></pattern></defs>'
+        f'<rect width="{width}" height="{height}" fill="#1c1c2a"/>'
+        f'<rect x="{CELL_GAP}" y="{CELL_GAP}" width="{width - CELL_GAP}" height="{height - CELL_GAP}" '
+        'fill="url(#cell)"/>'
     ]
-    for lane in range(lanes):
-        for column in range(columns):
-            x, y = gap + column * (w + gap), gap + lane * (h + gap)
-            parts.append(f'<rect x="{x:g}" y="{y:g}" width="{w:g}" height="{h:g}" fill="{EMPTY_CELL}"/>')
-    for column, lane, fill in cells:
-        x, y = gap + column * (w + gap), gap + lane * (h + gap)
-        parts.append(
-            f'<rect class="step" x="{x:g}" y="{y:g}" width="{w:g}" height="{h:g}" rx="{2 * scale:g}" '
-            f'fill="{fill}" data-step="{column}" data-lane="{lane}"/>'
-        )
+    parts.extend(
+        f'<rect class="step" x="{CELL_GAP + column * pitch_x}" y="{CELL_GAP + lane * pitch_y}" '
+        f'width="{CELL_WIDTH}" height="{CELL_HEIGHT}" rx="2" fill="{fill}"/>'
+        for column, lane, fill in cells
+    )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -240,14 +253,25 @@ _PROBLEMS = {
 }
 
 
-def _html(body: str, *, status: int, headers: dict[str, str]) -> web.Response:
-    return web.Response(text=body, status=status, content_type="text/html", charset="utf-8", headers=headers)
+def _html(body: str | bytes, *, status: int, headers: dict[str, str]) -> web.Response:
+    data = body.encode() if isinstance(body, str) else body
+    return web.Response(body=data, status=status, content_type="text/html", charset="utf-8", headers=headers)
 
 
 def _etag_matches(request: web.Request, etag: str) -> bool:
     header = request.headers.get("If-None-Match", "")
     candidates = {part.strip().removeprefix("W/") for part in header.split(",")}
     return etag in candidates or "*" in candidates
+
+
+def page_etag(ctx: RestContext, resource: SharedResource, data: dict[str, Any], *, embed: bool) -> str:
+    """The ETag of a page, from everything :func:`render_page` shows, without rendering it:
+    the same page has the same ETag on every instance, and any change to it a new one."""
+    owner = resource.owner.display_name if resource.owner else None
+    settings = ctx.settings
+    shown = [RENDERING, resource.kind.name, embed, resource.link.share_token, owner, data]
+    shown += [settings.public_base_url, settings.composer_url]
+    return '"' + hashlib.blake2b(pydantic_core.to_json(shown), digest_size=16).hexdigest() + '"'
 
 
 async def _serve(request: web.Request, *, kind: str | None, embed: bool) -> web.Response:
@@ -267,12 +291,17 @@ async def _serve(request: web.Request, *, kind: str | None, embed: bool) -> web.
         return _html(not_here, status=404, headers=headers)
     data = await live_public(ctx, resource.kind, resource.row)
     count_view(request, resource.kind, resource.row, None)
-    body = render_page(ctx, resource, data, embed=embed)
-    etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
+    etag = page_etag(ctx, resource, data, embed=embed)
     headers.update({"ETag": etag, "Cache-Control": "no-cache"})
+    pages = request.app[PAGE_CACHE]
     if _etag_matches(request, etag):
+        pages.revalidated()
         return web.Response(status=304, headers=headers)
-    return _html(body, status=200, headers=headers)
+    page = pages.get(etag)
+    if page is None:
+        page = render_page(ctx, resource, data, embed=embed).encode()
+        pages.put(etag, page)
+    return _html(page, status=200, headers=headers)
 
 
 async def loop_page(request: web.Request) -> web.Response:

@@ -295,15 +295,33 @@ class SongPublic(SongSummary):
     timeline: list[dict[str, Any]]
 
 
+CONTENT_OMITTED = (
+    "`true`: past the page's content budget (`LIST_CONTENT_BUDGET_BYTES`), this item comes "
+    "without its content; `GET` the document for it"
+)
+
+
+class LoopContentOmitted(LoopSummary):
+    """A loop of a page asked ``include=content`` for, past the page's content budget."""
+
+    content_omitted: Literal[True] = Field(description=CONTENT_OMITTED)
+
+
+class SongContentOmitted(SongSummary):
+    """A song of a page asked ``include=content`` for, past the page's content budget."""
+
+    content_omitted: Literal[True] = Field(description=CONTENT_OMITTED)
+
+
 class LoopList(OutputModel):
-    loops: list[LoopPublic | LoopSummary]
+    loops: list[LoopPublic | LoopContentOmitted | LoopSummary]
     total: int
     page: int
     has_more: bool
 
 
 class SongList(OutputModel):
-    songs: list[SongPublic | SongSummary]
+    songs: list[SongPublic | SongContentOmitted | SongSummary]
     total: int
     page: int
     has_more: bool

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from pycrdt import Doc
 from sqlalchemy import update
+from sqlalchemy.orm import defer
 
 from music.columns import content_columns
 from realtime import docschema
@@ -129,7 +130,11 @@ async def open_share(ctx: RestContext, token: str) -> SharedResource:
     async with ctx.db.session() as session:
         link = sharing.raise_unless_live(await sharing.find_share(session, token))
         kind = KINDS[link.resource_type]
-        row = await library.get_document(session, kind.model, link.resource_id)
+        # Without its Yjs state (up to RT_MAX_DOCUMENT_BYTES): readers of a link get JSON.
+        model = kind.model
+        row: Loop | Song | None = await session.get(  # type: ignore[assignment]  # mypy: a union of models
+            model, link.resource_id, options=[defer(model.doc_state)]
+        )
         if row is None:
             raise sharing.ShareNotFound("the shared document no longer exists")
         if not is_visible(row, None):  # hidden by a moderator: gone for everyone holding a link

@@ -440,6 +440,22 @@ class Settings:
         COMMUNITY,
         "how often buffered views are written (one transaction per flush)",
     )
+    page_cache_bytes: int = setting(
+        "PAGE_CACHE_BYTES",
+        32 * 1024 * 1024,
+        integer(0),
+        COMMUNITY,
+        "rendered public pages (`/loop/…`, `/song/…`, `/embed/…`) kept per instance, by ETag "
+        "(32 MiB; `0` keeps none)",
+    )
+    list_content_budget_bytes: int = setting(
+        "LIST_CONTENT_BUDGET_BYTES",
+        1024 * 1024,
+        integer(1024),
+        COMMUNITY,
+        "document content one list page carries with `?include=content` (explore, `GET /api/loops`, "
+        "`GET /api/songs`); later items come marked `contentOmitted`",
+    )
     admin_user_ids: frozenset[uuid.UUID] = setting(
         "ADMIN_USER_IDS",
         frozenset(),

@@ -17,6 +17,7 @@ from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from storage.comments import delete_document_comments
+from storage.content_budget import content_entries, read_contents
 from storage.database import AnySelect, Database
 from storage.errors import QuotaExceeded, Unauthorized
 from storage.kinds import CONTENT_COLUMNS, resource_type_of
@@ -25,17 +26,20 @@ from storage.models import Collaborator, DocumentView, Loop, SharedLink, Song, U
 Document = TypeVar("Document", bound=Loop | Song)
 
 # Never in a listing: the Yjs state (the heaviest column) and its log bookkeeping.
-_NEVER_LISTED = frozenset({"doc_state", "doc_log_position"})
+NEVER_LISTED = frozenset({"doc_state", "doc_log_position"})
 
 
 @dataclass(frozen=True)
 class Page:
-    """One page of a listing: plain column values (no ORM objects), in ``columns`` order."""
+    """One page of a listing: plain column values (no ORM objects), in ``columns`` order.
+    With content asked for, ``contents`` has the content columns of the documents that fit
+    the page's budget (``storage.content_budget``), by id."""
 
     columns: tuple[str, ...]
     rows: Sequence[Sequence[Any]]
     total: int
     has_more: bool
+    contents: dict[uuid.UUID, dict[str, Any]] | None = None
 
 
 class uuid_text(FunctionElement[str]):
@@ -85,10 +89,14 @@ def _listed(column: KeyedColumnElement[Any]) -> ColumnElement[Any]:
     return column
 
 
-def listed_columns(model: type[Loop] | type[Song], *, include_content: bool) -> list[ColumnElement[Any]]:
+def listed_columns(
+    model: type[Loop] | type[Song], *, include_content: bool = False
+) -> list[ColumnElement[Any]]:
     """A listing's columns, named as in the table, with values as JSON carries them: UUIDs as
-    text (``uuid_text``), timestamps aware (``utc_datetime``)."""
-    skip = _NEVER_LISTED if include_content else _NEVER_LISTED | set(CONTENT_COLUMNS[model])
+    text (``uuid_text``), timestamps aware (``utc_datetime``). Listings leave the content
+    columns out (``include_content=False``) and read them within a budget
+    (``storage.content_budget``)."""
+    skip = NEVER_LISTED if include_content else NEVER_LISTED | set(CONTENT_COLUMNS[model])
     return [_listed(column) for column in model.__table__.columns if column.name not in skip]
 
 
@@ -152,8 +160,9 @@ def _page_query(
     # read and sort every matching row before the LIMIT (twice the CPU of the page alone);
     # the subquery counts from the index.
     total = _count_query(model, by_visibility=by_visibility, scope=scope).scalar_subquery()
+    sizes = [content_entries(model)] if include_content else []
     return (
-        select(*listed_columns(model, include_content=include_content), total.label("total"))
+        select(*listed_columns(model), *sizes, total.label("total"))
         .where(*where)
         .order_by(table.c.updated_at.desc(), table.c.id)
         .offset(bindparam("offset"))
@@ -180,18 +189,19 @@ async def list_documents(
     is_public: bool | None,
     offset: int,
     limit: int,
-    include_content: bool,
+    content_budget: int | None,
     scope: str = "mine",
 ) -> Page:
     """A page of the user's loops or songs (``scope="collaborating"``: those the user is a
     collaborator of), most recently updated first, and the total.
 
-    One statement through ``Database.read`` (no ORM, no transaction): the summary columns
-    (the JSON content only if asked for), ``limit + 1`` rows to learn whether there is more,
-    and the total counted over the same filter.
+    One statement through ``Database.read`` (no ORM, no transaction): the summary columns,
+    ``limit + 1`` rows to learn whether there is more, and the total counted over the same
+    filter. With a ``content_budget`` (bytes), the content of the page's documents that fit
+    it is read too (``storage.content_budget``).
     """
     shape = {"by_visibility": is_public is not None, "scope": scope}
-    query = _page_query(model, include_content=include_content, **shape)
+    query = _page_query(model, include_content=content_budget is not None, **shape)
     values: dict[str, Any] = {"user_id": user_id, "offset": offset, "limit": limit + 1}
     if is_public is not None:
         values["is_public"] = is_public
@@ -201,7 +211,14 @@ async def list_documents(
     else:  # past the last page there is no row to carry the total
         (count,) = await db.read(_count_query(model, **shape), values)
         total = int(count[0])
-    return Page(columns=_column_names(query), rows=rows[:limit], total=total, has_more=len(rows) > limit)
+    has_more, rows = len(rows) > limit, rows[:limit]
+    columns = _column_names(query)
+    contents = None
+    if content_budget is not None:
+        at, sizes = columns.index("id"), columns.index("content_entries")
+        ids = [uuid.UUID(row[at]) for row in rows]
+        contents = await read_contents(db, model, ids, [row[sizes] for row in rows], budget=content_budget)
+    return Page(columns=columns, rows=rows, total=total, has_more=has_more, contents=contents)
 
 
 async def update_document(session: AsyncSession, document: Document, values: dict[str, Any]) -> Document:

@@ -1,11 +1,12 @@
 """Storage side of POST /api/migrate: the localStorage id mappings and the hourly limit.
 
-The REST handler (rest/migration.py) runs one write transaction: :func:`lock_account`,
-read the mappings, create what is new with :func:`insert_documents`, :func:`record_run`.
-Locking the account row serializes migrations of one user (Postgres ``FOR UPDATE``;
-SQLite write transactions are serialized anyway), so two identical requests sent at once
-run one after the other and the second finds the first's mappings. The unique key on
-``(user_id, kind, local_id)`` is the backstop.
+The REST handler (rest/migration.py) runs short transactions around work done off the
+event loop: :func:`lock_account` and read the mappings, then :func:`check_rate` and
+:func:`charge_run` (committed before anything is validated or converted); later, in the
+transaction that creates the documents, :func:`lock_account` again, :func:`insert_documents`
+and :func:`finish_run`. Locking the account row serializes those transactions per user
+(Postgres ``FOR UPDATE``; SQLite write transactions are serialized anyway); the unique key
+on ``(user_id, kind, local_id)`` is the backstop against creating a local item twice.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.errors import RateLimited, Unauthorized
 from storage.models import Loop, MigrationMapping, MigrationRun, Song, User, utcnow
 
-# The seed's limit: one migration per user per hour (counting only runs that created something).
+# The seed's limit: RATE_LIMIT_MIGRATIONS_PER_HOUR runs per user per hour. What a run is and
+# when it is charged: docs/community.md.
 MIGRATION_WINDOW = timedelta(hours=1)
+LOOKUP_SLICE = 250  # local ids per mapping lookup
 
 
 @dataclass(frozen=True)
@@ -44,17 +47,20 @@ async def lock_account(session: AsyncSession, user_id: uuid.UUID) -> None:
 async def mappings(
     session: AsyncSession, *, user_id: uuid.UUID, kind: str, local_ids: Collection[str]
 ) -> dict[str, uuid.UUID]:
-    """Local id -> document id, for the local ids this user already migrated."""
-    if not local_ids:
-        return {}
-    rows = await session.execute(
-        select(MigrationMapping.local_id, MigrationMapping.resource_id).where(
-            MigrationMapping.user_id == user_id,
-            MigrationMapping.kind == kind,
-            MigrationMapping.local_id.in_(list(local_ids)),
+    """Local id -> document id, for the local ids this user already migrated (asked in
+    slices: a statement's parameters are rendered on the event loop)."""
+    wanted = list(local_ids)
+    found: dict[str, uuid.UUID] = {}
+    for start in range(0, len(wanted), LOOKUP_SLICE):
+        rows = await session.execute(
+            select(MigrationMapping.local_id, MigrationMapping.resource_id).where(
+                MigrationMapping.user_id == user_id,
+                MigrationMapping.kind == kind,
+                MigrationMapping.local_id.in_(wanted[start : start + LOOKUP_SLICE]),
+            )
         )
-    )
-    return {local_id: resource_id for local_id, resource_id in rows}
+        found.update((local_id, resource_id) for local_id, resource_id in rows)
+    return found
 
 
 async def owned_loops(
@@ -77,9 +83,9 @@ async def document_count(session: AsyncSession, model: type[Loop] | type[Song], 
 async def check_rate(
     session: AsyncSession, user_id: uuid.UUID, *, per_hour: int, now: datetime | None = None
 ) -> None:
-    """Raise RateLimited if this user already made ``per_hour`` migrations that created
-    something within the last hour (``RATE_LIMIT_MIGRATIONS_PER_HOUR``). Counted from the
-    database, so the limit holds across instances; retries of migrated items never count."""
+    """Raise RateLimited if this user was already charged ``per_hour`` migration runs within
+    the last hour (``RATE_LIMIT_MIGRATIONS_PER_HOUR``). Counted from the database, so the
+    limit holds across instances; re-sending migrated items is never charged."""
     now = now or utcnow()
     recent = list(
         (
@@ -105,6 +111,21 @@ async def check_rate(
     )
 
 
+async def charge_run(session: AsyncSession, *, user_id: uuid.UUID) -> uuid.UUID:
+    """Count a migration run against the hourly limit, before any of its work is done; its
+    outcome is written by :func:`finish_run` (a run refused later keeps zeros)."""
+    run = MigrationRun(user_id=user_id, loops_created=0, songs_created=0, created_at=utcnow())
+    session.add(run)
+    await session.flush()
+    return run.id
+
+
+async def finish_run(session: AsyncSession, run_id: uuid.UUID, *, loops: int, songs: int) -> None:
+    await session.execute(
+        update(MigrationRun).where(MigrationRun.id == run_id).values(loops_created=loops, songs_created=songs)
+    )
+
+
 async def insert_documents(
     session: AsyncSession,
     model: type[Loop] | type[Song],
@@ -113,20 +134,15 @@ async def insert_documents(
     kind: str,
     documents: list[NewDocument],
 ) -> None:
-    """Create the documents and their id mappings (in the caller's transaction)."""
+    """Create the documents and their id mappings (in the caller's transaction): one bulk
+    INSERT per table, so the caller slices a large batch."""
+    if not documents:
+        return
     now = utcnow()
-    session.add_all(
-        model(id=doc.id, user_id=user_id, created_at=now, updated_at=now, **doc.values) for doc in documents
+    owned = {"user_id": user_id, "created_at": now, "updated_at": now}
+    await session.execute(insert(model), [{"id": d.id, **owned, **d.values} for d in documents])
+    mapped = {"user_id": user_id, "kind": kind, "created_at": now}
+    await session.execute(
+        insert(MigrationMapping),
+        [{"id": uuid.uuid4(), "local_id": d.local_id, "resource_id": d.id, **mapped} for d in documents],
     )
-    session.add_all(
-        MigrationMapping(
-            user_id=user_id, kind=kind, local_id=doc.local_id, resource_id=doc.id, created_at=now
-        )
-        for doc in documents
-    )
-    await session.flush()
-
-
-async def record_run(session: AsyncSession, *, user_id: uuid.UUID, loops: int, songs: int) -> None:
-    session.add(MigrationRun(user_id=user_id, loops_created=loops, songs_created=songs, created_at=utcnow()))
-    await session.flush()

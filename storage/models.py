@@ -299,7 +299,8 @@ class MigrationMapping(Base):
 
 
 class MigrationRun(Base):
-    """One migration that created something: the hourly limit counts these rows."""
+    """One migration run, charged against the hourly limit before its work is done; what it
+    created is filled in when it finishes (a run refused after being charged keeps zeros)."""
 
     __tablename__ = "migration_runs"
     __table_args__ = (Index("ix_migration_runs_user_id_created_at", "user_id", "created_at"),)

@@ -231,8 +231,10 @@ async def test_quota_applies_to_the_whole_payload(client: TestClient) -> None:
     )
     assert "nothing was migrated" in body["error"] and body["details"][0]["requested"] == 5
     assert await counts(client, who["user"]["id"]) == (1, 0)
-    # Nothing was recorded either: a payload that fits is accepted at once.
+    # Nothing was created, but the refused run was charged: the hour's migration is spent.
     payload["loops"].pop("l4")
+    await expect_error(await client.post("/api/migrate", json=payload, headers=who["headers"]), 429)
+    await forget_last_run(client)
     result = await migrate(client, who, payload)
     assert result["loops"]["created"] == 4 and result["songs"]["created"] == 1
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -42,22 +44,31 @@ async def client(aiohttp_client: Any, settings: Settings) -> TestClient:
 
 
 class HealthProbe:
-    """Polls /healthz on its own connection; every answer must come within HEALTH_TIMEOUT."""
+    """Polls /healthz on its own connection; every answer must come within HEALTH_TIMEOUT.
+    ``latencies`` holds how long each answer took, in seconds (see :meth:`quantile`)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.answers = 0
         self.failures: list[str] = []
+        self.latencies: list[float] = []
+
+    def quantile(self, q: float) -> float:
+        """The ``q`` quantile of the latencies (nearest rank: p99 of 100 answers is the 99th)."""
+        ordered = sorted(self.latencies)
+        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
     async def run(self) -> None:
         async with aiohttp.ClientSession() as session:
             while True:
                 try:
+                    started = time.perf_counter()
                     async with asyncio.timeout(HEALTH_TIMEOUT):
                         async with session.get(self.url) as resp:
                             if resp.status != 200:
                                 self.failures.append(f"status {resp.status}")
                             await resp.read()
+                    self.latencies.append(time.perf_counter() - started)
                     self.answers += 1
                 except TimeoutError:
                     self.failures.append(f"/healthz took more than {HEALTH_TIMEOUT} s")
