@@ -117,6 +117,19 @@ class TimelineBlock(InputModel):
         return _reject_both(data, "duration", "bars")
 
 
+def absent_means_unchanged(schema: dict[str, Any]) -> None:
+    """JSON schema of a partial update: a field that is absent stays unchanged, so its
+    ``default`` (None, standing for "absent") is not a value a client may send; it is left
+    out of the schema unless the field also accepts ``null``."""
+    for prop in schema.get("properties", {}).values():
+        if prop.get("default", ...) is None and not _accepts_null(prop):
+            del prop["default"]
+
+
+def _accepts_null(prop: dict[str, Any]) -> bool:
+    return prop.get("type") == "null" or any(_accepts_null(option) for option in prop.get("anyOf", ()))
+
+
 def _unique_bars(cells: list[ChordCell]) -> list[ChordCell]:
     bars = [c.bar for c in cells]
     if len(bars) != len(set(bars)):
@@ -168,6 +181,8 @@ class LoopCreate(_DocumentInput):
 class LoopUpdate(_DocumentInput):
     """Partial update: only the fields present change. ``null`` clears ``bpm``."""
 
+    model_config = ConfigDict(json_schema_extra=absent_means_unchanged)
+
     name: Name = None  # type: ignore[assignment]  # absent = unchanged; null is refused
     length: LoopLength = Field(  # type: ignore[assignment]
         default=None, validation_alias=AliasChoices("length", "bars")
@@ -195,6 +210,10 @@ class SongCreate(_DocumentInput):
 
 
 class SongUpdate(_DocumentInput):
+    """Partial update: only the fields present change."""
+
+    model_config = ConfigDict(json_schema_extra=absent_means_unchanged)
+
     name: Name = None  # type: ignore[assignment]
     bpm: Bpm = None  # type: ignore[assignment]
     time_signature: TimeSignature = None  # type: ignore[assignment]
@@ -238,6 +257,8 @@ class OutputModel(BaseModel):
         serialize_by_alias=True,
         validate_by_name=True,
         from_attributes=True,
+        # Every field is in every answer (defaults too), so the schema says they are required.
+        json_schema_serialization_defaults_required=True,
     )
 
 
