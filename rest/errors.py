@@ -122,7 +122,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except DomainError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details)
     except InvalidToken as exc:
-        return error_response(401, "invalid_token", exc.reason, headers={"WWW-Authenticate": "Bearer"})
+        # ``token_expired`` (refresh and retry) or ``invalid_token`` (sign in again).
+        return error_response(401, exc.code, exc.reason, headers={"WWW-Authenticate": "Bearer"})
     except FirebaseUnavailable:
         log.exception("Firebase certificates unavailable")
         return error_response(
