@@ -241,6 +241,12 @@ class ListQuery(QueryModel):
     )
 
 
+class SongQuery(QueryModel):
+    include: Literal["loops"] | None = Field(
+        default=None, description="`loops` adds the loops of the timeline (one request for a whole song)"
+    )
+
+
 # --- responses --------------------------------------------------------------------------
 
 
@@ -313,6 +319,41 @@ class SongSummary(Moderated):
 
 class SongPublic(SongSummary):
     timeline: list[dict[str, Any]]
+
+
+class SongWarning(OutputModel):
+    """Something about a saved song worth telling its author; the song was saved as sent."""
+
+    code: Literal["unknown_loop"]
+    error: str
+    details: list[dict[str, Any]] = Field(
+        description="one {blockId, loopId, reason} per block, as POST /api/migrate reports the blocks it "
+        "leaves out"
+    )
+
+
+class SongWritten(SongPublic):
+    """A song as ``POST`` / ``PATCH /api/songs`` answer it: with what the author should know."""
+
+    warnings: list[SongWarning] = Field(
+        description="`unknown_loop`: timeline blocks naming a loop that does not exist or that you may "
+        "not read (kept in the timeline; players skip them)"
+    )
+
+
+class SongDetail(SongPublic):
+    """A song as ``GET /api/songs/{id}`` answers it; ``?include=loops`` adds its loops."""
+
+    loops: list[LoopPublic] | None = Field(
+        default=None,
+        description="with ?include=loops: every loop the timeline uses that you may read, with its "
+        "live content (null without it)",
+    )
+    missing_loop_ids: list[str] | None = Field(
+        default=None,
+        description="with ?include=loops: loop ids of the timeline that do not exist or that you "
+        "may not read (null without it)",
+    )
 
 
 class LoopList(OutputModel):
