@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from rest import auth, system
+from rest.asyncapi import build_asyncapi
 from rest.community import community_routes
 from rest.documents import LOOPS, SONGS, DocumentHandlers
 from rest.openapi import Route, build_openapi
@@ -177,3 +178,6 @@ def add_routes(app: web.Application, *, public_base_url: str, version: str) -> N
         routes, title="Music Playground API", version=version, server_url=public_base_url
     )
     app.router.add_get("/api/openapi.json", system.openapi)
+    # The socket events, beside it (the Socket.IO endpoint is no REST route).
+    app[system.ASYNCAPI_DOCUMENT] = build_asyncapi(version=version, server_url=public_base_url)
+    app.router.add_get("/api/asyncapi.json", system.asyncapi)
