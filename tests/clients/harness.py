@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 KIT = ROOT / "clients" / "js"
 FIXTURE = ROOT / "tests" / "fixtures" / "composer-localstorage.json"
 SECRET = "kit-test-secret-key-that-is-long-enough-0123456789"
+# A loaded 2-core machine can take half a minute just to import the server.
+START_TIMEOUT = 180
 NPM_MISSING = "node and npm are needed; run `npm ci` in clients/js (scripts/test does)"
 
 
@@ -84,7 +86,7 @@ class KitServer:
         return f"http://{host!s}:{port}"
 
     def start(self) -> KitServer:
-        self.server.start()
+        self.server.start(timeout=START_TIMEOUT)
         self._control = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         threading.Thread(target=self._control.serve_forever, name="kit-control", daemon=True).start()
         return self
@@ -105,7 +107,7 @@ class KitServer:
             code = self.server.terminate() if signal == "TERM" else self.server.kill()
             return {"exitCode": code}
         if action == "start":
-            self.server.start()
+            self.server.start(timeout=START_TIMEOUT)
             return {"server": self.url}
         if action == "mint-token":
             now = int(time.time())
@@ -151,7 +153,9 @@ class KitServer:
 
         return Handler
 
-    def run_vitest(self, *files: str, env: dict[str, str] | None = None, timeout: float = 600) -> VitestReport:
+    def run_vitest(
+        self, *files: str, env: dict[str, str] | None = None, timeout: float = 600
+    ) -> VitestReport:
         return run_vitest(
             *files,
             env={"SERVER": self.url, "CONTROL": self.control_url, "FIXTURE": str(FIXTURE), **(env or {})},
@@ -168,7 +172,15 @@ def run_vitest(*files: str, env: dict[str, str] | None = None, timeout: float = 
     npm()
     try:
         result = subprocess.run(
-            [npx, "vitest", "run", *files, "--reporter=json", f"--outputFile={report_path}", "--reporter=default"],
+            [
+                npx,
+                "vitest",
+                "run",
+                *files,
+                "--reporter=json",
+                f"--outputFile={report_path}",
+                "--reporter=default",
+            ],
             cwd=KIT,
             env={**os.environ, **(env or {}), "NO_COLOR": "1"},
             capture_output=True,
@@ -186,11 +198,22 @@ def run_vitest(*files: str, env: dict[str, str] | None = None, timeout: float = 
         for test in suite["assertionResults"]
         if test["status"] != "passed"
     ]
-    failures += [f"{suite['name']}: {suite['message'][:2000]}" for suite in report["testResults"] if suite.get("message")]
-    return VitestReport(report["numPassedTests"], report["numFailedTests"] + report.get("numPendingTests", 0), failures, output)
+    failures += [
+        f"{suite['name']}: {suite['message'][:2000]}"
+        for suite in report["testResults"]
+        if suite.get("message")
+    ]
+    return VitestReport(
+        report["numPassedTests"],
+        report["numFailedTests"] + report.get("numPendingTests", 0),
+        failures,
+        output,
+    )
 
 
 def assert_all_passed(report: VitestReport, *, at_least: int) -> None:
     """Every vitest test passed (none skipped) and there were at least ``at_least`` of them."""
-    assert report.failures == [] and report.failed == 0, "\n\n".join(report.failures) + "\n" + report.output[-5000:]
+    assert report.failures == [] and report.failed == 0, (
+        "\n\n".join(report.failures) + "\n" + report.output[-5000:]
+    )
     assert report.passed >= at_least, report.output[-5000:]

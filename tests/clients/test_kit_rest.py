@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
 
 from tests.clients.harness import KitServer, assert_all_passed, run_vitest
 from tests.firebase_fakes import FakeFirebase
@@ -12,5 +16,41 @@ def test_unit_tests_of_the_kit(kit_built: None) -> None:
     assert_all_passed(run_vitest("test/unit"), at_least=8)
 
 
-def test_every_rest_operation(kit_server: KitServer) -> None:
-    assert_all_passed(kit_server.run_vitest("test/integration/rest.test.ts"), at_least=12)
+@pytest.fixture
+async def firebase_server(tmp_path: Path, kit_built: None) -> AsyncIterator[KitServer]:
+    """A server with Firebase sign-in (a fake certificate server) and one-minute access tokens."""
+    async with FakeFirebase(project_id="mp-kit") as fb:
+        env = {
+            "FIREBASE_PROJECT_ID": fb.project_id,
+            "FIREBASE_CERT_URL": fb.cert_url,
+            "ACCESS_TOKEN_TTL": "60",
+        }
+        server = KitServer(tmp_path, env)
+
+        def mint(uid: str, expired: bool) -> str:
+            if not expired:
+                return fb.mint(uid)
+            now = int(time.time())
+            return fb.mint(uid, iat=now - 7200, exp=now - 3600, auth_time=now - 7200)
+
+        server.mint_firebase = mint
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def test_every_rest_operation(firebase_server: KitServer) -> None:
+    assert_all_passed(firebase_server.run_vitest("test/integration/rest.test.ts"), at_least=12)
+    assert "admin-grant" in firebase_server.events
+
+
+def test_sessions_refresh_single_flight_firebase_and_linking(firebase_server: KitServer) -> None:
+    report = firebase_server.run_vitest("test/integration/session.test.ts")
+    assert_all_passed(report, at_least=9)
+    assert "firebase-token" in firebase_server.events and "mint-token" in firebase_server.events
+
+
+def test_storage_adapters_and_the_migration_of_the_fixture(kit_server: KitServer) -> None:
+    assert_all_passed(kit_server.run_vitest("test/integration/storage.test.ts"), at_least=7)

@@ -1,0 +1,16 @@
+"""Live documents of the kit between real clients on a real server, and across restarts."""
+
+from __future__ import annotations
+
+from tests.clients.harness import KitServer, assert_all_passed
+
+
+def test_live_editing_viewers_presence_and_revocation(kit_server: KitServer) -> None:
+    assert_all_passed(kit_server.run_vitest("test/integration/live.test.ts"), at_least=12)
+
+
+def test_offline_edits_land_after_sigterm_and_sigkill_restarts(kit_server: KitServer) -> None:
+    report = kit_server.run_vitest("test/integration/restart.test.ts", timeout=1500)
+    assert_all_passed(report, at_least=3)
+    # The server really went down and came back, three times.
+    assert kit_server.events.count("stop") == 3 and kit_server.events.count("start") == 3
