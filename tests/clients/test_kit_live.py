@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.clients.harness import KitServer, assert_all_passed
+
+# Each runs a vitest suite against a server process (and may restart it).
+pytestmark = pytest.mark.timeout(1800)
 
 
 def test_live_editing_viewers_presence_and_revocation(kit_server: KitServer) -> None:

@@ -11,6 +11,9 @@ import pytest
 from tests.clients.harness import KitServer, assert_all_passed, run_vitest
 from tests.firebase_fakes import FakeFirebase
 
+# Each runs a vitest suite against a server process (and may restart it).
+pytestmark = pytest.mark.timeout(1800)
+
 
 def test_unit_tests_of_the_kit(kit_built: None) -> None:
     assert_all_passed(run_vitest("test/unit"), at_least=8)

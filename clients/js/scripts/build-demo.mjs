@@ -9,6 +9,7 @@ await build({
   platform: 'browser',
   target: 'es2020',
   sourcemap: true,
+  minify: true,
   logLevel: 'warning'
 })
 console.log('built examples/demo/dist/demo.js')
