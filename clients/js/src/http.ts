@@ -72,7 +72,7 @@ export class ApiClient {
     if (token !== null) headers.Authorization = `Bearer ${token}`
     let body: BodyInit | undefined
     if (typeof FormData !== 'undefined' && (args.body as unknown) instanceof FormData) {
-      body = args.body as unknown as FormData
+      body = args.body
     } else if (args.body !== undefined) {
       headers['Content-Type'] = 'application/json'
       body = JSON.stringify(args.body)
@@ -88,7 +88,7 @@ export class ApiClient {
     })
     const search = new URLSearchParams()
     for (const [key, value] of Object.entries(query ?? {})) {
-      if (value !== undefined && value !== null) search.set(key, String(value))
+      if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') search.set(key, String(value))
     }
     const qs = search.toString()
     return `${this.baseUrl}${filled}${qs === '' ? '' : `?${qs}`}`
@@ -177,7 +177,10 @@ export class ApiClient {
     get: async (id: string) => await this.call('get_get_sample_samples', { path: { id } }),
     delete: async (id: string) => await this.call('delete_delete_sample_samples', { path: { id } }),
     /** The audio of a locally stored sample (`/files/samples/<name>`, the last part of its `fileUrl`), as a Blob. */
-    file: async (name: string) => await this.call('get_serve_file_samples', { path: { name } }) as unknown as Blob
+    file: async (name: string): Promise<Blob> => {
+      const blob: unknown = await this.call('get_serve_file_samples', { path: { name } })
+      return blob as Blob
+    }
   }
 
   readonly explore = async (query?: QueryOf<'get_explore_public_explore'>) => await this.call('get_explore_public_explore', { query })

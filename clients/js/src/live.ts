@@ -53,7 +53,7 @@ export interface ChangeEvent<C> {
   /** `local` for this client's own edits, `remote` for what arrived from the server. */
   origin: 'local' | 'remote'
   /** The content fields that changed (`name`, `bpm`, `iconSequence`, `timeline`…). */
-  fields: Array<keyof C & string>
+  fields: Array<Extract<keyof C, string>>
   /** The keys that changed per root map: `meta` names, `chords` bars, `steps` step keys, `timeline` block ids. */
   keys: Record<string, string[]>
   /** The content after the change. */
@@ -188,7 +188,8 @@ export abstract class LiveDocument<C> extends Emitter<LiveEvents<C>> {
     const peers: Peer[] = []
     this.awareness.getStates().forEach((state, clientId) => {
       if (clientId === this.doc.clientID) return
-      peers.push({ clientId, user: state.user, cursor: state.cursor, state })
+      const { user, cursor } = state as Pick<Peer, 'user' | 'cursor'>
+      peers.push({ clientId, user, cursor, state })
     })
     return peers
   }
@@ -238,7 +239,7 @@ export abstract class LiveDocument<C> extends Emitter<LiveEvents<C>> {
 
   protected abstract read (): C
 
-  protected abstract fieldsOf (keys: Record<string, string[]>): Array<keyof C & string>
+  protected abstract fieldsOf (keys: Record<string, string[]>): Array<Extract<keyof C, string>>
 
   /** Throws unless this client may edit. */
   protected writable (): void {
@@ -521,10 +522,10 @@ export class LiveLoop extends LiveDocument<LoopContent> {
 
   protected read (): LoopContent { return readLoop(this.doc) }
 
-  protected fieldsOf (keys: Record<string, string[]>): Array<keyof LoopContent & string> {
-    const fields: Array<keyof LoopContent & string> = []
+  protected fieldsOf (keys: Record<string, string[]>): Array<Extract<keyof LoopContent, string>> {
+    const fields: Array<Extract<keyof LoopContent, string>> = []
     for (const key of keys[META] ?? []) {
-      if (['name', 'length', 'bpm', 'color', 'schemaVersion'].includes(key)) fields.push(key as keyof LoopContent & string)
+      if (['name', 'length', 'bpm', 'color', 'schemaVersion'].includes(key)) fields.push(key as Extract<keyof LoopContent, string>)
     }
     if ((keys[CHORDS]?.length ?? 0) > 0) fields.push('chordProgression')
     if ((keys[STEPS]?.length ?? 0) > 0) fields.push('iconSequence')
@@ -622,10 +623,10 @@ export class LiveSong extends LiveDocument<SongContent> {
 
   protected read (): SongContent { return readSong(this.doc) }
 
-  protected fieldsOf (keys: Record<string, string[]>): Array<keyof SongContent & string> {
-    const fields: Array<keyof SongContent & string> = []
+  protected fieldsOf (keys: Record<string, string[]>): Array<Extract<keyof SongContent, string>> {
+    const fields: Array<Extract<keyof SongContent, string>> = []
     for (const key of keys[META] ?? []) {
-      if (['name', 'bpm', 'timeSignature', 'schemaVersion'].includes(key)) fields.push(key as keyof SongContent & string)
+      if (['name', 'bpm', 'timeSignature', 'schemaVersion'].includes(key)) fields.push(key as Extract<keyof SongContent, string>)
     }
     if ((keys[TIMELINE]?.length ?? 0) > 0) fields.push('timeline', 'totalBars')
     return fields

@@ -71,6 +71,10 @@ export function writeCollection (storage: KeyValueStorage, key: string, items: R
   storage.setItem(key, JSON.stringify(value))
 }
 
+function text (value: unknown, fallback: string): string {
+  return typeof value === 'string' ? value : fallback
+}
+
 function isRecord (value: unknown): value is Raw {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
@@ -80,10 +84,10 @@ export function loopFromComposer (raw: Raw): StoredLoop {
   const steps = Array.isArray(raw.iconSequence) ? raw.iconSequence.filter(isRecord) : []
   return {
     id: String(raw.id),
-    name: String(raw.name ?? ''),
+    name: text(raw.name, ''),
     length: (raw.length ?? raw.bars ?? 4) as LoopContent['length'],
     bpm: (raw.bpm ?? null) as number | null,
-    color: String(raw.color ?? '#FFD11A'),
+    color: text(raw.color, '#FFD11A'),
     schemaVersion: (raw.schemaVersion ?? null) as number | null,
     chordProgression: (Array.isArray(raw.chordProgression) ? raw.chordProgression : []) as ChordCell[],
     iconSequence: steps.map(({ bar, step, ...rest }) => ({ ...rest, step: (step ?? bar) as number }) as IconStep),
@@ -110,7 +114,7 @@ export function songFromComposer (raw: Raw): StoredSong {
     .map(({ bars, duration, ...rest }) => ({ ...rest, duration: (duration ?? bars) as number }) as TimelineBlock)
   return {
     id: String(raw.id),
-    name: String(raw.name ?? ''),
+    name: text(raw.name, ''),
     bpm: Number(raw.bpm ?? 120),
     timeSignature: (raw.timeSignature ?? '4/4') as SongContent['timeSignature'],
     schemaVersion: (raw.schemaVersion ?? null) as number | null,
