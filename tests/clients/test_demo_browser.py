@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import requests
 from PIL import Image
-from playwright.async_api import BrowserContext, Page, WebSocket, async_playwright
+from playwright.async_api import BrowserContext, Page, Request, WebSocket, async_playwright
 
 from tests.clients.harness import KIT, KitServer
 from tests.server_process import free_port
@@ -177,9 +177,45 @@ async def test_owner_and_guest_in_one_browser_context(
     )
     await owner.wait_for_function("!window.demo.loop.hasUnsyncedChanges", timeout=30_000)
     assert await stored_cells(owner, api_server) == [(4, 1), (8, 3), (12, 2)]
-    assert not [frame for frame in sent_by_guest if "sync-update" in frame]
+
+    # A second tab of the owner (same browser, same account): both tabs edit one loop.
+    second = await context.new_page()
+    await second.goto(await owner.locator("#editor-link").get_attribute("href") or "")
+    await wait_status(second, "synced")
+    assert await second.locator("#role").inner_text() == "owner"
+    await cell(second, 15, 0).click()
+    await owner.wait_for_function(
+        "document.querySelector(`#grid button[data-step='15'][data-row='0']`).getAttribute('aria-pressed')"
+        " === 'true'",
+        timeout=LIVE_WITHIN_MS,
+    )
+
+    # Both tabs find the access token expired at once: one refresh for the two (Web Locks), and
+    # the rotated refresh token keeps working (a replayed one would end the session).
+    refreshes: list[str] = []
+
+    def note(request: Request) -> None:
+        if request.url.endswith("/api/auth/refresh") and request.method == "POST":
+            refreshes.append(request.url)
+
+    context.on("request", note)
+    user_id = await owner.evaluate("window.demo.client.session.user.id")
+    expired = api_server._do("mint-token", {"userId": user_id, "expiresIn": -5})["token"]
+    key = f"musicplayground:session:{api_server.url}"
+    await owner.evaluate(
+        "([key, token]) => { const s = JSON.parse(localStorage.getItem(key));"
+        " localStorage.setItem(key, JSON.stringify({ ...s, token, refreshAt: 0 })) }",
+        [key, expired],
+    )
+    me = "window.demo.client.api.users.me().then((u) => u.id)"
+    assert await asyncio.gather(owner.evaluate(me), second.evaluate(me)) == [user_id, user_id]
+    assert len(refreshes) == 1
+    await second.evaluate("window.demo.client.session.refresh()")
+    assert len(refreshes) == 2
+    assert await owner.evaluate(me) == user_id
 
     shots = [tmp_path / "owner.png", tmp_path / "guest.png"]
+    assert not [frame for frame in sent_by_guest if "sync-update" in frame]
     await owner.screenshot(path=str(shots[0]))
     await guest.screenshot(path=str(shots[1]))
     _side_by_side(shots, Path(os.environ.get("KIT_SCREENSHOT", tmp_path / "kit-screenshot.png")))

@@ -55,5 +55,5 @@ def test_sessions_refresh_single_flight_firebase_and_linking(firebase_server: Ki
     assert "firebase-token" in firebase_server.events and "mint-token" in firebase_server.events
 
 
-def test_storage_adapters_and_the_migration_of_the_fixture(kit_server: KitServer) -> None:
-    assert_all_passed(kit_server.run_vitest("test/integration/storage.test.ts"), at_least=7)
+def test_storage_adapters_and_the_migration_of_the_fixture(kit_server_any: KitServer) -> None:
+    assert_all_passed(kit_server_any.run_vitest("test/integration/storage.test.ts"), at_least=7)
