@@ -57,3 +57,12 @@ def test_sessions_refresh_single_flight_firebase_and_linking(firebase_server: Ki
 
 def test_storage_adapters_and_the_migration_of_the_fixture(kit_server_any: KitServer) -> None:
     assert_all_passed(kit_server_any.run_vitest("test/integration/storage.test.ts"), at_least=7)
+
+
+def test_a_rate_limited_answer_carries_retry_after(tmp_path: Path, kit_built: None) -> None:
+    env = {"RATE_LIMITS": "on", "RATE_LIMIT_ANONYMOUS_ACCOUNTS_PER_IP_PER_HOUR": "1"}
+    server = KitServer(tmp_path, env).start()
+    try:
+        assert_all_passed(server.run_vitest("test/integration/rate-limit.test.ts"), at_least=1)
+    finally:
+        server.stop()
