@@ -100,7 +100,8 @@ class KitServer:
 
     # --- what Node may ask ----------------------------------------------------------------
 
-    def _do(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+    def act(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Do what the control server was asked (also callable from the Python side)."""
         self.events.append(action)
         if action == "stop":
             signal = body.get("signal", "TERM")
@@ -138,7 +139,7 @@ class KitServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 try:
-                    answer, status = harness._do(self.path.strip("/"), body), 200
+                    answer, status = harness.act(self.path.strip("/"), body), 200
                 except Exception as exc:  # reported to the Node test, which fails with it
                     answer, status = {"error": f"{type(exc).__name__}: {exc}"}, 500
                 data = json.dumps(answer).encode()

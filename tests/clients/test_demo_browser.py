@@ -200,7 +200,7 @@ async def test_owner_and_guest_in_one_browser_context(
 
     context.on("request", note)
     user_id = await owner.evaluate("window.demo.client.session.user.id")
-    expired = api_server._do("mint-token", {"userId": user_id, "expiresIn": -5})["token"]
+    expired = api_server.act("mint-token", {"userId": user_id, "expiresIn": -5})["token"]
     key = f"musicplayground:session:{api_server.url}"
     await owner.evaluate(
         "([key, token]) => { const s = JSON.parse(localStorage.getItem(key));"
