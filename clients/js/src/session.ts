@@ -2,6 +2,7 @@
  * token kept fresh, and the rotated refresh token persisted in pluggable storage. */
 
 import { Emitter } from './emitter.js'
+import { browserHandoff, type Handoff } from './handoff.js'
 import { ApiError } from './errors.js'
 import { withLock } from './lock.js'
 import { type FetchLike, normalizeBaseUrl, postJson } from './transport.js'
@@ -48,6 +49,8 @@ interface Stored {
   expiresAt: number
   /** When to refresh it (epoch ms): the margin before expiry, at most 90 % of its lifetime. */
   refreshAt: number
+  /** When these tokens were issued (epoch ms): the newest copy wins. */
+  issuedAt: number
   user: User
 }
 
@@ -66,6 +69,7 @@ export class Session extends Emitter<SessionEvents> {
   private readonly fetchFn: FetchLike
   private current: Stored | null
   private inflight: Promise<Stored> | null = null
+  private readonly handoff: Handoff | null
 
   constructor (options: SessionOptions) {
     super()
@@ -76,6 +80,8 @@ export class Session extends Emitter<SessionEvents> {
     this.firebase = options.firebase
     this.fetchFn = options.fetch ?? ((input, init) => globalThis.fetch(input, init))
     this.current = this.load()
+    // Only with the browser's own localStorage do other tabs write the same session.
+    this.handoff = this.storage === (globalThis as { localStorage?: unknown }).localStorage ? browserHandoff() : null
     this.followOtherTabs()
   }
 
@@ -111,10 +117,10 @@ export class Session extends Emitter<SessionEvents> {
     const known = this.load()
     if (known !== null) return known
     return await this.singleFlight(async () => {
-      const stored = this.load()
+      const stored = await this.newest()
       if (stored !== null) return this.adopt(stored)
       const session = await postJson<AuthSession>(this.fetchFn, `${this.baseUrl}/api/auth/anonymous`, undefined)
-      return this.save(session)
+      return await this.save(session)
     })
   }
 
@@ -143,13 +149,14 @@ export class Session extends Emitter<SessionEvents> {
     const token = await this.getAccessToken()
     const session = await postJson<AuthSession>(
       this.fetchFn, `${this.baseUrl}/api/auth/link`, { idToken }, { Authorization: `Bearer ${token ?? ''}` })
-    return this.save(session).user
+    return (await withLock(`${this.key}:lock`, async () => await this.save(session))).user
   }
 
   /** Revokes the refresh token on the server and forgets the session here. */
   async signOut (): Promise<void> {
     const known = this.load()
     this.clear()
+    await this.handoff?.put(this.key, null)
     if (known !== null) {
       await postJson(this.fetchFn, `${this.baseUrl}/api/auth/logout`, { refreshToken: known.refreshToken })
     }
@@ -160,14 +167,14 @@ export class Session extends Emitter<SessionEvents> {
   private async refreshOnce (rejected: string): Promise<Stored> {
     return await this.singleFlight(async () => {
       // Another tab (or call) may have refreshed meanwhile: its tokens are in storage.
-      const stored = this.load()
+      const stored = await this.newest()
       if (stored === null) throw new ApiError(401, 'unauthorized', 'signed out')
       // Not the token that was refused and not expired: another tab's (or call's) fresh one.
       if (stored.token !== rejected && stored.expiresAt > Date.now()) return this.adopt(stored)
       try {
         const session = await postJson<AuthSession>(
           this.fetchFn, `${this.baseUrl}/api/auth/refresh`, { refreshToken: stored.refreshToken })
-        return this.save(session)
+        return await this.save(session)
       } catch (err) {
         // A refresh token that is refused (expired, revoked, replayed) ends the session.
         if (err instanceof ApiError && err.status === 401) this.clear()
@@ -188,7 +195,8 @@ export class Session extends Emitter<SessionEvents> {
     }
   }
 
-  private save (session: AuthSession): Stored {
+  /** Called under the lock: stores the tokens, and hands them to the next holder (other tabs). */
+  private async save (session: AuthSession): Promise<Stored> {
     const now = Date.now()
     const lifetime = session.expiresIn * 1000
     const stored: Stored = {
@@ -196,9 +204,12 @@ export class Session extends Emitter<SessionEvents> {
       refreshToken: session.refreshToken,
       expiresAt: now + lifetime,
       refreshAt: now + lifetime - Math.min(this.margin, lifetime * 0.9),
+      issuedAt: now,
       user: session.user
     }
-    this.storage.setItem(this.key, JSON.stringify(stored))
+    const text = JSON.stringify(stored)
+    this.storage.setItem(this.key, text)
+    await this.handoff?.put(this.key, text)
     return this.adopt(stored)
   }
 
@@ -217,15 +228,16 @@ export class Session extends Emitter<SessionEvents> {
     }
   }
 
+  /** Under the lock: the newer of the storage and the hand-off of the lock's last holder. */
+  private async newest (): Promise<Stored | null> {
+    const stored = this.load()
+    if (this.handoff === null || stored === null) return stored
+    const handed = parse(await this.handoff.get(this.key))
+    return handed !== null && (handed.issuedAt ?? 0) > (stored.issuedAt ?? 0) ? handed : stored
+  }
+
   private load (): Stored | null {
-    const raw = this.storage.getItem(this.key)
-    if (raw === null) return null
-    try {
-      const parsed = JSON.parse(raw) as Stored
-      return typeof parsed.token === 'string' && typeof parsed.refreshToken === 'string' ? parsed : null
-    } catch {
-      return null
-    }
+    return parse(this.storage.getItem(this.key))
   }
 
   private followOtherTabs (): void {
@@ -237,6 +249,16 @@ export class Session extends Emitter<SessionEvents> {
       if (stored === null) this.clear()
       else this.adopt(stored)
     })
+  }
+}
+
+function parse (raw: string | null): Stored | null {
+  if (raw === null) return null
+  try {
+    const parsed = JSON.parse(raw) as Stored
+    return typeof parsed.token === 'string' && typeof parsed.refreshToken === 'string' ? parsed : null
+  } catch {
+    return null
   }
 }
 

@@ -52,7 +52,7 @@ describe('live editing between two kit clients', () => {
     a.setBpm(128)
     b.setChord(2, { chord: 'Dm', roman: 'ii' })
     b.setName('Together')
-    await waitFor(() => a.content.name === 'Together' && b.content.bpm === 128 && b.content.iconSequence.length === 2, 5000, 'convergence')
+    await waitFor(() => a.content.name === 'Together' && b.content.bpm === 128 && b.content.iconSequence.length === 2, 15_000, 'convergence')
     expect(a.content).toEqual(b.content)
     expect(seenByA.some((e) => e.origin === 'local' && e.fields.includes('iconSequence'))).toBe(true)
     const remoteStep = seenByB.find((e) => e.origin === 'remote' && e.fields.includes('iconSequence'))!
@@ -72,16 +72,20 @@ describe('live editing between two kit clients', () => {
     a.toggleStep(cell)
     b.toggleStep(cell) // neither has seen the other's yet
     await Promise.all([a.whenSynced(), b.whenSynced()])
-    await waitFor(() => a.content.iconSequence.length === 2 && JSON.stringify(a.content) === JSON.stringify(b.content), 5000, 'one step')
+    // Equal content is not enough (both cells read alike): wait until each has the other's toggle.
+    const vector = (doc: Y.Doc): string => Y.encodeStateVector(doc).join(',')
+    await waitFor(() => vector(a.doc) === vector(b.doc), 15_000, 'both toggles on both sides')
+    expect(a.content.iconSequence).toHaveLength(2)
+    expect(b.content).toEqual(a.content)
     expect(a.doc.getMap('steps').size).toBe(2) // one key per cell: the kick and this one
     // Then concurrent edits of different attributes of that step both survive.
     a.updateStep(cell, { velocity: 0.3 })
     b.updateStep(cell, { duration16: 2 })
     await Promise.all([a.whenSynced(), b.whenSynced()])
-    await waitFor(async () => (await owner.api.loops.get(loopId)).iconSequence.some((s) => s.duration16 === 2 && s.velocity === 0.3), 5000, 'REST')
+    await waitFor(async () => (await owner.api.loops.get(loopId)).iconSequence.some((s) => s.duration16 === 2 && s.velocity === 0.3), 15_000, 'REST')
     const steps = (await owner.api.loops.get(loopId)).iconSequence
     expect(steps.filter((s) => s.step === 7)).toEqual([{ step: 7, row: 2, soundId: 'drum-snare', velocity: 0.3, duration16: 2 }])
-    await waitFor(() => JSON.stringify(a.content) === JSON.stringify(b.content), 5000, 'convergence')
+    await waitFor(() => JSON.stringify(a.content) === JSON.stringify(b.content), 15_000, 'convergence')
     a.moveStep(cell, { step: 8 })
     await waitFor(() => b.content.iconSequence.some((s) => s.step === 8), 5000, 'move')
     expect(b.content.iconSequence.filter((s) => s.soundId === 'drum-snare')).toEqual([{ step: 8, row: 2, soundId: 'drum-snare', velocity: 0.3, duration16: 2 }])
