@@ -230,7 +230,10 @@ describe('read-only and losing access', () => {
     b.updateBlock('b1', { color: '#7B61FF' })
     a.setBlock({ id: 'b2', loopId: loop.id, startBar: 12, duration: 4 })
     await Promise.all([a.whenSynced(), b.whenSynced()])
-    await waitFor(() => a.content.timeline.length === 2 && b.content.timeline[0]?.color === '#7B61FF' && b.content.timeline[0]?.startBar === 8, 5000, 'song')
+    // Each has the other's edits (whenSynced says only that the server has one's own).
+    const done = (song: typeof a): boolean =>
+      song.content.timeline.length === 2 && song.content.timeline[0]?.color === '#7B61FF' && song.content.timeline[0]?.startBar === 8
+    await waitFor(() => done(a) && done(b), 15_000, 'song')
     expect(a.content.totalBars).toBe(16)
     expect((await owner.api.songs.get(song.id)).timeline).toEqual(a.content.timeline)
     b.removeBlock('b2')
