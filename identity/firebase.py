@@ -26,7 +26,7 @@ import firebase_admin
 import google.auth.credentials
 from firebase_admin import _token_gen, auth, credentials
 
-from identity.errors import InvalidToken
+from identity.errors import ExpiredToken, InvalidToken
 
 __all__ = ["GOOGLE_CERT_URL", "FirebaseIdentity", "FirebaseUnavailable", "FirebaseVerifier"]
 
@@ -150,7 +150,7 @@ class FirebaseVerifier:
                 clock_skew_seconds=self._clock_skew,
             )
         except auth.ExpiredIdTokenError as exc:
-            raise InvalidToken("Firebase ID token has expired") from exc
+            raise ExpiredToken("Firebase ID token has expired") from exc
         except auth.InvalidIdTokenError as exc:
             raise InvalidToken(_reason_for(str(exc))) from exc
         except auth.CertificateFetchError as exc:

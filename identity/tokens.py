@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from identity.errors import InvalidToken
+from identity.errors import ExpiredToken, InvalidToken
 
 ISSUER = "musicplayground"
 AUDIENCE = "musicplayground-api"
@@ -62,7 +62,7 @@ class TokenIssuer:
                 options={"require": ["exp", "iat", "sub", "iss", "aud"]},
             )
         except jwt.ExpiredSignatureError:
-            raise InvalidToken("access token expired; refresh it") from None
+            raise ExpiredToken("access token expired; refresh it") from None
         except jwt.PyJWTError:
             raise InvalidToken("invalid access token") from None
         if claims.get("typ") != "access":

@@ -26,7 +26,7 @@ import socketio
 from aiohttp import web
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
-from identity.errors import InvalidToken
+from identity.errors import ExpiredToken, InvalidToken
 from identity.firebase import FirebaseUnavailable
 from realtime import engineio_adapter, packet_json, socketio_packet
 from realtime.errors import RealtimeError
@@ -45,6 +45,13 @@ EMPTY_UPDATE = b"\x00\x00"
 MAX_REFUSED_UPDATES = 10
 MAX_SHARE_TOKEN_LEN = 256  # share tokens are short random strings
 GUEST_NAME = "Guest"  # how a share-link visitor without an account appears
+
+
+def token_refusal(exc: InvalidToken) -> SocketRefused:
+    """The refusal of a bad token: ``token expired: …`` (refresh it and reconnect) or
+    ``invalid token: …`` (sign in again), with the REST error's code as ``data.code``."""
+    prefix = "token expired" if isinstance(exc, ExpiredToken) else "invalid token"
+    return SocketRefused(f"{prefix}: {exc.reason}", {"code": exc.code})
 
 
 class CollabSocketServer:
@@ -169,7 +176,7 @@ class CollabSocketServer:
                 room, display_name = await asyncio.gather(opening, self._display_name(user_id))
             role = await self.service.role_of(kind, doc_id, user_id=user_id, share_token=share_token)
         except InvalidToken as exc:
-            raise SocketRefused(f"invalid token: {exc.reason}") from None
+            raise token_refusal(exc) from None
         except FirebaseUnavailable:
             raise SocketRefused("sign-in verification is temporarily unavailable") from None
         except NotFound:

@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from rest.schemas import (
     InputModel,
@@ -21,6 +21,7 @@ from rest.schemas import (
     SongPublic,
     SongSummary,
     Timestamp,
+    absent_means_unchanged,
     username_syntax,
 )
 from storage.bounds import MAX_NAME_LEN
@@ -67,6 +68,8 @@ Limit = Annotated[int, Field(ge=1, le=100)]
 
 class ProfileUpdate(InputModel):
     """Partial: only the fields sent change; ``null`` clears ``displayName``, ``avatarUrl``, ``bio``."""
+
+    model_config = ConfigDict(json_schema_extra=absent_means_unchanged)
 
     username: Username = None  # type: ignore[assignment]  # absent = unchanged; null is refused
     display_name: Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_text)] | None = None

@@ -7,6 +7,7 @@ prefer the live document. Ownership, visibility and counters stay in SQL.
 
 from __future__ import annotations
 
+import builtins
 import functools
 import operator
 import uuid
@@ -22,6 +23,7 @@ from pydantic.alias_generators import to_camel
 
 from music.columns import content_columns
 from realtime import docschema
+from realtime.limits import parse_canonical_uuid
 from realtime.read_cache import CachedDocument
 from rest.client_address import request_ip, trusted_networks
 from rest.context import (
@@ -48,16 +50,19 @@ from rest.schemas import (
     Moderated,
     Presence,
     SongCreate,
+    SongDetail,
     SongList,
     SongPublic,
+    SongQuery,
     SongSummary,
     SongUpdate,
+    SongWritten,
     Success,
 )
 from settings import Settings
 from storage import documents as stored
 from storage import library, moderation
-from storage.access import Role, is_visible, resolve_role, role_from
+from storage.access import Role, is_visible, readable_loops, resolve_role, role_from
 from storage.errors import Forbidden, NotFound, Unauthorized
 from storage.kinds import document_model
 from storage.models import Loop, Song
@@ -78,6 +83,8 @@ class DocumentKind:
     listing: type[BaseModel]
     quota: Callable[[Settings], int]
     detail: type[BaseModel] | None = None  # GET's response, when it says more than ``public``
+    item_query: type[BaseModel] | None = None  # GET's query string, if it takes one
+    written: type[BaseModel] | None = None  # POST's and PATCH's response, when it says more
 
     @property
     def name(self) -> str:
@@ -108,7 +115,11 @@ SONGS = DocumentKind(
     SongSummary,
     SongList,
     lambda s: s.max_songs_per_user,
+    detail=SongDetail,
+    item_query=SongQuery,
+    written=SongWritten,
 )
+
 
 # Fields kept in SQL only; every other input field is document content.
 SQL_FIELDS = {"is_public"}
@@ -205,9 +216,6 @@ class DocumentHandlers:
             data.update(content)
         return data
 
-    def _public(self, row: Loop | Song, content: dict[str, Any] | None) -> web.Response:
-        return json_response(self._data(row, content))
-
     async def list(self, request: web.Request) -> web.Response:
         ctx = context(request)
         caller = await require_caller(request)
@@ -261,9 +269,10 @@ class DocumentHandlers:
                 values=values,
                 quota=self.kind.quota(ctx.settings),
             )
-        return json_response(
-            self.kind.public.model_validate(row).model_dump(mode="json", by_alias=True), status=201
-        )
+        data = self.kind.public.model_validate(row).model_dump(mode="json", by_alias=True)
+        if isinstance(payload, SongCreate):
+            data["warnings"] = await self._timeline_warnings(request, data["timeline"])
+        return json_response(data, status=201)
 
     async def _readable(self, request: web.Request) -> tuple[Loop | Song, Role, bool]:
         """The document, the caller's role, and whether the update log has unfolded entries."""
@@ -292,7 +301,9 @@ class DocumentHandlers:
     async def get(self, request: web.Request) -> web.Response:
         documents = context(request).documents
         document_id = path_uuid(request)
-        cached = documents.read_cache.get(self.kind.name, document_id)
+        query = read_query(request, self.kind.item_query) if self.kind.item_query is not None else None
+        with_loops = isinstance(query, SongQuery) and query.include == "loops"
+        cached = None if with_loops else documents.read_cache.get(self.kind.name, document_id)
         if cached is not None and documents.loaded(self.kind.doc_kind, document_id) is None:
             caller = await optional_caller(request)
             role = role_from(
@@ -317,6 +328,11 @@ class DocumentHandlers:
             data["samples"] = await loop_samples(request, row, data)
             # Sample URLs may be signed for a limited time, and samples may be deleted.
             cacheable = cacheable and not data["samples"]
+        else:
+            data["loops"], data["missingLoopIds"] = None, None
+            if with_loops:
+                data["loops"], data["missingLoopIds"] = await self._timeline_loops(request, data["timeline"])
+                cacheable = False  # the loops have their own lives
         response = json_response(data)
         if cacheable:
             documents.read_cache.put(
@@ -330,6 +346,56 @@ class DocumentHandlers:
                 read_at=read_at,
             )
         return response
+
+    async def _readable_loop_rows(self, request: web.Request, loop_ids: set[str]) -> Sequence[Loop]:
+        ctx = context(request)
+        caller = await optional_caller(request)
+        ids = {parsed for value in loop_ids if (parsed := parse_canonical_uuid(value)) is not None}
+        async with ctx.db.session() as session:
+            return await readable_loops(session, ids=ids, user_id=caller.user_id if caller else None)
+
+    async def _timeline_warnings(
+        self, request: web.Request, timeline: Sequence[dict[str, Any]]
+    ) -> builtins.list[dict[str, Any]]:
+        """``unknown_loop`` for the blocks naming a loop the caller may not read, with the
+        details ``POST /api/migrate`` gives for the blocks it leaves out. The song keeps them
+        (the loop may be migrated or shared later)."""
+        wanted = {str(block["loopId"]) for block in timeline}
+        readable = {str(row.id) for row in await self._readable_loop_rows(request, wanted)}
+        unknown = [
+            {"blockId": block["id"], "loopId": block["loopId"], "reason": "loop not found"}
+            for block in timeline
+            if block["loopId"] not in readable
+        ]
+        if not unknown:
+            return []
+        message = (
+            f"{len(unknown)} timeline block(s) name a loop that does not exist or that you may not read; "
+            "create or migrate the loop first, then use its id"
+        )
+        return [{"code": "unknown_loop", "error": message, "details": unknown}]
+
+    async def _timeline_loops(
+        self, request: web.Request, timeline: Sequence[dict[str, Any]]
+    ) -> tuple[Sequence[dict[str, Any]], Sequence[str]]:
+        """The loops a song's timeline uses (readable ones, with live content) and the ids of
+        the others, in timeline order."""
+        documents = context(request).documents
+        order = list(dict.fromkeys(str(block["loopId"]) for block in timeline))
+        rows = {str(row.id): row for row in await self._readable_loop_rows(request, set(order))}
+        loops: builtins.list[dict[str, Any]] = []
+        async with context(request).db.session() as session:
+            for loop_id in order:
+                row = rows.get(loop_id)
+                if row is None:
+                    continue
+                stale = documents.loaded(docschema.DocKind.LOOP, row.id) is None and (
+                    await stored.has_unsnapshotted_updates(session, resource_type="loop", resource_id=row.id)
+                )
+                content = await documents.read_content(docschema.DocKind.LOOP, row.id, stale=stale)
+                data = LoopPublic.model_validate(row).model_dump(mode="json", by_alias=True)
+                loops.append(data | (content or {}))
+        return loops, [loop_id for loop_id in order if loop_id not in rows]
 
     async def presence(self, request: web.Request) -> web.Response:
         row, _role, _stale = await self._readable(request)
@@ -390,7 +456,13 @@ class DocumentHandlers:
                 await ctx.documents.access_changed(self.kind.doc_kind, document_id)  # drops cached reads too
             elif visibility:
                 ctx.documents.read_cache.invalidate(self.kind.name, document_id)
-        return self._public(row, live)
+        data = self._data(row, live)
+        if isinstance(row, Song):
+            sent = content.get("timeline")
+            data["warnings"] = (
+                [] if sent is None else await self._timeline_warnings(request, data["timeline"])
+            )
+        return json_response(data)
 
     async def _stored_row(
         self,

@@ -153,7 +153,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except RealtimeError as exc:  # a REST write refused by the live document
         return realtime_error_response(exc)
     except InvalidToken as exc:
-        return error_response(401, "invalid_token", exc.reason, headers={"WWW-Authenticate": "Bearer"})
+        # ``token_expired`` (refresh and retry) or ``invalid_token`` (sign in again).
+        return error_response(401, exc.code, exc.reason, headers={"WWW-Authenticate": "Bearer"})
     except FirebaseUnavailable:
         log.exception("Firebase certificates unavailable")
         return error_response(

@@ -67,13 +67,14 @@ def build_openapi(routes: list[Route], *, title: str, version: str, server_url: 
         return refs[(model, mode)]  # type: ignore[index]
 
     paths: dict[str, dict[str, Any]] = {}
+    operation_ids: set[str] = set()
     for route in routes:
         if route.method == "HEAD":  # documented by its GET twin
             continue
         operation: dict[str, Any] = {
             "summary": route.summary,
             "tags": [route.tag],
-            "operationId": f"{route.method.lower()}_{route.handler.__name__}_{route.tag}",
+            "operationId": _operation_id(route),
             "responses": {},
         }
         if route.auth != "none":
@@ -128,6 +129,9 @@ def build_openapi(routes: list[Route], *, title: str, version: str, server_url: 
                 if as_page
                 else {"application/json": {"schema": ref(ErrorBody, "serialization")}},
             }
+        if operation["operationId"] in operation_ids:
+            raise ValueError(f"two routes share the OpenAPI operation id {operation['operationId']!r}")
+        operation_ids.add(operation["operationId"])
         paths.setdefault(_openapi_path(route.path), {})[route.method.lower()] = operation
 
     return {
@@ -146,6 +150,16 @@ def build_openapi(routes: list[Route], *, title: str, version: str, server_url: 
             },
         },
     }
+
+
+def _operation_id(route: Route) -> str:
+    """``<method>_<handler>_<tag>``; a route of a loop or a song whose tag is not the kind's own
+    (sharing, collaborators, comments) also names the kind: ``post_create_loop_sharing``, so
+    the loop and song twins of one handler never share an id."""
+    parts = route.path.split("/")
+    resource = parts[2] if len(parts) > 3 and parts[1] == "api" else None
+    kind = f"_{resource[:-1]}" if resource in ("loops", "songs") and route.tag != resource else ""
+    return f"{route.method.lower()}_{route.handler.__name__}{kind}_{route.tag}"
 
 
 def _path_params(path: str) -> list[str]:

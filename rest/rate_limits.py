@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 HOUR = 3600
 MINUTE = 60
 # Never counted: probes, the API description, the socket transport (limited on connect).
-EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/openapi.json"})
+EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/openapi.json", "/api/asyncapi.json"})
 EXEMPT_PREFIXES = ("/socket.io",)
 READ_METHODS = frozenset({"GET", "HEAD"})
 MUTATION_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from rest import auth, system
+from rest.asyncapi import build_asyncapi
 from rest.community import community_routes
 from rest.documents import LOOPS, SONGS, DocumentHandlers
 from rest.openapi import Route, build_openapi
@@ -44,7 +45,7 @@ def _document_routes(handlers: DocumentHandlers) -> list[Route]:
             f"Create a {kind.name}",
             tag,
             body=kind.create,
-            response=kind.public,
+            response=kind.written or kind.public,
             status=201,
             errors=(403,),
         ),
@@ -55,6 +56,7 @@ def _document_routes(handlers: DocumentHandlers) -> list[Route]:
             f"Get a {kind.name} (yours, or public)",
             tag,
             auth="optional",
+            query=kind.item_query,
             response=kind.detail or kind.public,
             errors=(400, 401, 404),
         ),
@@ -65,7 +67,7 @@ def _document_routes(handlers: DocumentHandlers) -> list[Route]:
             f"Update your {kind.name} (partial)",
             tag,
             body=kind.update,
-            response=kind.public,
+            response=kind.written or kind.public,
             errors=(403, 404, 503),  # 503 storage_backlog, with Retry-After
         ),
         Route(
@@ -176,3 +178,6 @@ def add_routes(app: web.Application, *, public_base_url: str, version: str) -> N
         routes, title="Music Playground API", version=version, server_url=public_base_url
     )
     app.router.add_get("/api/openapi.json", system.openapi)
+    # The socket events, beside it (the Socket.IO endpoint is no REST route).
+    app[system.ASYNCAPI_DOCUMENT] = build_asyncapi(version=version, server_url=public_base_url)
+    app.router.add_get("/api/asyncapi.json", system.asyncapi)

@@ -118,6 +118,19 @@ class TimelineBlock(InputModel):
         return _reject_both(data, "duration", "bars")
 
 
+def absent_means_unchanged(schema: dict[str, Any]) -> None:
+    """JSON schema of a partial update: a field that is absent stays unchanged, so its
+    ``default`` (None, standing for "absent") is not a value a client may send; it is left
+    out of the schema unless the field also accepts ``null``."""
+    for prop in schema.get("properties", {}).values():
+        if prop.get("default", ...) is None and not _accepts_null(prop):
+            del prop["default"]
+
+
+def _accepts_null(prop: dict[str, Any]) -> bool:
+    return prop.get("type") == "null" or any(_accepts_null(option) for option in prop.get("anyOf", ()))
+
+
 def _unique_bars(cells: list[ChordCell]) -> list[ChordCell]:
     bars = [c.bar for c in cells]
     if len(bars) != len(set(bars)):
@@ -169,6 +182,8 @@ class LoopCreate(_DocumentInput):
 class LoopUpdate(_DocumentInput):
     """Partial update: only the fields present change. ``null`` clears ``bpm``."""
 
+    model_config = ConfigDict(json_schema_extra=absent_means_unchanged)
+
     name: Name = None  # type: ignore[assignment]  # absent = unchanged; null is refused
     length: LoopLength = Field(  # type: ignore[assignment]
         default=None, validation_alias=AliasChoices("length", "bars")
@@ -196,6 +211,10 @@ class SongCreate(_DocumentInput):
 
 
 class SongUpdate(_DocumentInput):
+    """Partial update: only the fields present change."""
+
+    model_config = ConfigDict(json_schema_extra=absent_means_unchanged)
+
     name: Name = None  # type: ignore[assignment]
     bpm: Bpm = None  # type: ignore[assignment]
     time_signature: TimeSignature = None  # type: ignore[assignment]
@@ -223,6 +242,12 @@ class ListQuery(QueryModel):
     )
 
 
+class SongQuery(QueryModel):
+    include: Literal["loops"] | None = Field(
+        default=None, description="`loops` adds the loops of the timeline (one request for a whole song)"
+    )
+
+
 # --- responses --------------------------------------------------------------------------
 
 
@@ -239,6 +264,8 @@ class OutputModel(BaseModel):
         serialize_by_alias=True,
         validate_by_name=True,
         from_attributes=True,
+        # Every field is in every answer (defaults too), so the schema says they are required.
+        json_schema_serialization_defaults_required=True,
     )
 
 
@@ -311,6 +338,41 @@ class SongContentOmitted(SongSummary):
     """A song of a page asked ``include=content`` for, past the page's content budget."""
 
     content_omitted: Literal[True] = Field(description=CONTENT_OMITTED)
+
+
+class SongWarning(OutputModel):
+    """Something about a saved song worth telling its author; the song was saved as sent."""
+
+    code: Literal["unknown_loop"]
+    error: str
+    details: list[dict[str, Any]] = Field(
+        description="one {blockId, loopId, reason} per block, as POST /api/migrate reports the blocks it "
+        "leaves out"
+    )
+
+
+class SongWritten(SongPublic):
+    """A song as ``POST`` / ``PATCH /api/songs`` answer it: with what the author should know."""
+
+    warnings: list[SongWarning] = Field(
+        description="`unknown_loop`: timeline blocks naming a loop that does not exist or that you may "
+        "not read (kept in the timeline; players skip them)"
+    )
+
+
+class SongDetail(SongPublic):
+    """A song as ``GET /api/songs/{id}`` answers it; ``?include=loops`` adds its loops."""
+
+    loops: list[LoopPublic] | None = Field(
+        default=None,
+        description="with ?include=loops: every loop the timeline uses that you may read, with its "
+        "live content (null without it)",
+    )
+    missing_loop_ids: list[str] | None = Field(
+        default=None,
+        description="with ?include=loops: loop ids of the timeline that do not exist or that you "
+        "may not read (null without it)",
+    )
 
 
 class LoopList(OutputModel):

@@ -18,6 +18,7 @@ from rest.schemas import BusStatus, CheckResult, Readiness
 log = logging.getLogger(__name__)
 
 OPENAPI_DOCUMENT = web.AppKey("openapi_document", dict)
+ASYNCAPI_DOCUMENT = web.AppKey("asyncapi_document", dict)
 # How long one readiness probe may take before it counts as failed.
 CHECK_TIMEOUT = 5.0
 
@@ -97,3 +98,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def openapi(request: web.Request) -> web.Response:
     return json_response(request.app[OPENAPI_DOCUMENT])
+
+
+async def asyncapi(request: web.Request) -> web.Response:
+    return json_response(request.app[ASYNCAPI_DOCUMENT])

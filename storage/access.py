@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -152,3 +152,23 @@ async def resolve_role(
         user_id=user_id,
         share_token=share_token,
     )
+
+
+async def readable_loops(
+    session: AsyncSession, *, ids: Iterable[uuid.UUID], user_id: uuid.UUID | None
+) -> list[Loop]:
+    """The loops among ``ids`` that the caller may read (own, collaborating, or public),
+    by the same rules as one document's role; two queries whatever the number of ids."""
+    wanted = list(set(ids))
+    if not wanted:
+        return []
+    rows = list(await session.scalars(select(Loop).where(Loop.id.in_(wanted))))
+    collaborating: dict[uuid.UUID, dict[uuid.UUID, str]] = {}
+    if user_id is not None:
+        found = await session.execute(
+            select(Collaborator.resource_id, Collaborator.role).where(
+                Collaborator.resource_id.in_([row.id for row in rows]), Collaborator.user_id == user_id
+            )
+        )
+        collaborating = {resource_id: {user_id: role} for resource_id, role in found}
+    return [row for row in rows if AccessRules.of(row, collaborating.get(row.id)).role(user_id) is not None]

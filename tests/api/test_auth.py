@@ -75,6 +75,13 @@ async def test_expired_access_token_is_refused(client: TestClient) -> None:
     expired = jwt.encode(claims, TEST_SECRET, algorithm="HS256", headers={"kid": KEY_ID})
     body = await expect_error(await client.get("/api/users/me", headers=bearer(expired)), 401)
     assert "expired" in body["error"]
+    # Its own code: a client refreshes on token_expired instead of signing out.
+    assert body["code"] == "token_expired"
+    forged = jwt.encode(claims, "another-secret-that-is-long-enough-0123456789", algorithm="HS256")
+    body = await expect_error(await client.get("/api/users/me", headers=bearer(forged)), 401)
+    assert body["code"] == "invalid_token"
+    body = await expect_error(await client.get("/api/users/me", headers=bearer("not-a-jwt")), 401)
+    assert body["code"] == "invalid_token"
 
 
 async def test_firebase_token_signs_in_and_creates_account_once(
@@ -105,7 +112,8 @@ async def test_bad_firebase_tokens_are_refused(client: TestClient, fake_firebase
     }
     for case, token in bad.items():
         body = await expect_error(await client.get("/api/users/me", headers=bearer(token)), 401)
-        assert body["code"] == "invalid_token", case
+        # An expired ID token is refreshed by the Firebase SDK, not a sign-out.
+        assert body["code"] == ("token_expired" if case == "expired" else "invalid_token"), case
 
 
 async def test_link_keeps_every_loop_and_song(client: TestClient, fake_firebase: FakeFirebase) -> None:

@@ -118,6 +118,27 @@ async def test_bad_handshakes_are_refused(
         await connect(loop["id"], **auth)
 
 
+async def test_an_expired_token_is_refused_as_expired_not_invalid(
+    connect: ClientFactory, loop: dict[str, Any], owner: dict[str, Any]
+) -> None:
+    import time
+
+    import jwt
+
+    from identity.tokens import KEY_ID
+    from tests.conftest import TEST_SECRET
+
+    claims = jwt.decode(owner["token"], options={"verify_signature": False})
+    claims["exp"] = int(time.time()) - 10
+    expired = jwt.encode(claims, TEST_SECRET, algorithm="HS256", headers={"kid": KEY_ID})
+    with pytest.raises(CollabConnectionRefused, match=r"^token expired: ") as refused:
+        await connect(loop["id"], token=expired)
+    assert refused.value.data == {"code": "token_expired"}
+    with pytest.raises(CollabConnectionRefused, match=r"^invalid token: ") as refused:
+        await connect(loop["id"], token="garbage")
+    assert refused.value.data == {"code": "invalid_token"}
+
+
 async def test_private_or_unknown_documents_are_refused(
     client: TestClient, connect: ClientFactory, loop: dict[str, Any]
 ) -> None:

@@ -1,0 +1,222 @@
+"""The AsyncAPI document of the live wire (``/api/asyncapi.json``): what a Socket.IO client of a
+loop or song sends and receives (docs/realtime.md tells the same in prose).
+
+AsyncAPI 3.0 describes the application, so ``send`` operations are the server's events (a
+client receives them) and ``receive`` operations are what a client may send. Socket.IO
+particulars have no AsyncAPI binding and are ``x-`` fields: the handshake ``auth`` and its
+refusals (``x-socketio-handshake``), and acknowledgements (``x-socketio-ack``: the payload of
+the ack a message expects). Payload schemas are JSON Schema; ``{"type": "string", "format":
+"binary"}`` is a Socket.IO binary attachment (a Yjs encoding). A test connects real clients and
+checks every event and payload the server emits against this document.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from pydantic.json_schema import models_json_schema
+
+from identity.errors import ExpiredToken, InvalidToken
+from rest.community_schemas import CommentPublic
+from rest.schemas import PresenceMember
+
+BINARY: Final = {"type": "string", "format": "binary"}
+
+# ``error`` codes: refusals of one message (the connection stays up), and the three that end it.
+ERROR_CODES: Final = {
+    "read_only": "you are a viewer; your update was not applied",
+    "update_too_large": "one update exceeds RT_MAX_UPDATE_BYTES; not applied",
+    "document_too_large": "the document would exceed RT_MAX_DOCUMENT_BYTES; not applied",
+    "content_too_large": "more content than REST allows (chords, steps, blocks, meta keys, attributes)",
+    "rate_limited": "more messages per second than RT_MAX_MESSAGES_PER_SECOND; the excess is dropped",
+    "storage_backlog": "the server cannot store edits right now; not applied: resync later",
+    "malformed_update": "not one binary, valid Yjs update",
+    "missing_dependencies": "the update builds on changes the server never received; resync",
+    "malformed_awareness": "not one valid y-protocols awareness update, or a state too big",
+    "malformed_message": "a sync-step-1 without a valid state vector (the ack carries the whole document)",
+    "unknown_event": "an event name the server does not know",
+    "too_many_refused_updates": "ten refused updates; followed by a disconnect",
+    "access_revoked": "you lost access; followed by a disconnect (do not reconnect)",
+    "document_deleted": "the document was deleted; followed by a disconnect (do not reconnect)",
+}
+
+# ``data.code`` of a refusal for a bad token (identity.errors).
+TOKEN_REFUSAL_CODES: Final = (ExpiredToken.code, InvalidToken.code)
+
+# Refusals of the handshake (``connect_error``): the message starts with one of these.
+REFUSALS: Final = {
+    "authentication required": "neither token nor shareToken",
+    "token expired": "data.code token_expired: refresh the access token and connect again",
+    "invalid token": "data.code invalid_token: sign in again",
+    "loop not found / song not found": "unknown id, or a private document of someone else",
+    "this document already has": "the room is full; retry later",
+    "you already have": "too many connections of one user to one document",
+    "this document has as many viewers as it can take": "the last quarter of a room is for editors",
+    "unknown namespace": "not /yjs|loop:<uuid> or /yjs|song:<uuid>",
+    "server is shutting down": "retry after a second or two",
+    "sign-in verification is temporarily unavailable": "Firebase unreachable; retry later",
+    "too many connection attempts": "RATE_LIMIT_SOCKET_CONNECTS_PER_IP_PER_MINUTE; retry later",
+}
+
+
+def _object(properties: dict[str, Any], *, required: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+        "additionalProperties": False,
+    }
+
+
+def _messages(schemas_ref: str) -> dict[str, dict[str, Any]]:
+    """Every message of the wire, keyed by a component name; ``name`` is the Socket.IO event."""
+
+    def ref(model: str) -> dict[str, str]:
+        return {"$ref": f"{schemas_ref}{model}"}
+
+    return {
+        "syncStep1FromClient": {
+            "name": "sync-step-1",
+            "summary": "Your state vector (Y.encodeStateVector); the ack returns what you lack",
+            "payload": BINARY,
+            "x-socketio-ack": BINARY,
+        },
+        "syncStep1FromServer": {
+            "name": "sync-step-1",
+            "summary": "The server's state vector, on every connect; ack with what it lacks "
+            "(Y.encodeStateAsUpdate(doc, vector)). A viewer's answer is ignored",
+            "payload": BINARY,
+            "x-socketio-ack": BINARY,
+        },
+        "syncUpdate": {
+            "name": "sync-update",
+            "summary": "One Yjs update (v1 encoding), one per transaction; never echoed to its sender",
+            "payload": BINARY,
+        },
+        "awarenessUpdate": {
+            "name": "awareness-update",
+            "summary": "y-protocols encodeAwarenessUpdate: cursors and names (a state is a JSON object "
+            "of at most 8 KB, or null)",
+            "payload": BINARY,
+        },
+        "roleChanged": {
+            "name": "role-changed",
+            "summary": "Your role, right after connecting and whenever it changes live",
+            "payload": _object({"role": {"type": "string", "enum": ["owner", "editor", "viewer"]}}),
+        },
+        "presence": {
+            "name": "presence",
+            "summary": "Who is in the room (from tokens, one entry per user), after joins and leaves",
+            "payload": _object({"members": {"type": "array", "items": ref("PresenceMember")}}),
+        },
+        "error": {
+            "name": "error",
+            "summary": "A message of yours was refused, or (access_revoked, document_deleted, "
+            "too_many_refused_updates) you are about to be disconnected",
+            "payload": _object(
+                {
+                    "code": {"type": "string", "enum": list(ERROR_CODES), "x-meanings": ERROR_CODES},
+                    "message": {"type": "string"},
+                }
+            ),
+        },
+        "serverShutdown": {
+            "name": "server-shutdown",
+            "summary": "The instance is restarting; the transport drops next and the client reconnects",
+            "payload": _object({"message": {"type": "string"}}),
+        },
+        "comment": {
+            "name": "comment",
+            "summary": "A comment was posted, edited or deleted (over REST); apply it by id",
+            "payload": _object(
+                {
+                    "action": {"type": "string", "enum": ["created", "edited", "deleted"]},
+                    "comment": ref("CommentPublic"),
+                }
+            ),
+        },
+    }
+
+
+# Which messages each side sends (by component name).
+SERVER_SENDS: Final = (
+    "syncStep1FromServer",
+    "syncUpdate",
+    "awarenessUpdate",
+    "roleChanged",
+    "presence",
+    "error",
+    "serverShutdown",
+    "comment",
+)
+CLIENT_SENDS: Final = ("syncStep1FromClient", "syncUpdate", "awarenessUpdate")
+
+
+def build_asyncapi(*, version: str, server_url: str) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of the live wire of the server at ``server_url``."""
+    _, schema = models_json_schema(
+        [(PresenceMember, "serialization"), (CommentPublic, "serialization")],
+        ref_template="#/components/schemas/{model}",
+    )
+    schemas: dict[str, Any] = schema.get("$defs", {})
+    schemas["HandshakeAuth"] = _object(
+        {
+            "token": {"type": "string", "description": "an access token, or a Firebase ID token"},
+            "shareToken": {"type": "string", "description": "the token of a share link (read-only)"},
+        },
+        required=[],
+    )
+    messages = _messages("#/components/schemas/")
+    url = urlsplit(server_url)
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    for kind in ("loop", "song"):
+        channels[kind] = {
+            "address": f"/yjs|{kind}:{{id}}",
+            "title": f"A live {kind}",
+            "description": f"The Socket.IO namespace of one {kind}: its Yjs document, presence and "
+            "events (docs/realtime.md). Engine.IO path /socket.io, WebSocket transport only",
+            "parameters": {"id": {"description": f"the {kind}'s id, a lowercase UUID"}},
+            "messages": {name: {"$ref": f"#/components/messages/{name}"} for name in messages},
+            "x-socketio-handshake": {
+                "auth": {"$ref": "#/components/schemas/HandshakeAuth"},
+                "refusals": REFUSALS,
+                "refusalData": _object(
+                    {"code": {"type": "string", "enum": ["token_expired", "invalid_token"]}}
+                ),
+            },
+        }
+        for name in SERVER_SENDS:
+            operations[f"{kind}Send{name[0].upper()}{name[1:]}"] = {
+                "action": "send",
+                "channel": {"$ref": f"#/channels/{kind}"},
+                "messages": [{"$ref": f"#/channels/{kind}/messages/{name}"}],
+            }
+        for name in CLIENT_SENDS:
+            operations[f"{kind}Receive{name[0].upper()}{name[1:]}"] = {
+                "action": "receive",
+                "channel": {"$ref": f"#/channels/{kind}"},
+                "messages": [{"$ref": f"#/channels/{kind}/messages/{name}"}],
+            }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Music Playground live documents",
+            "version": version,
+            "description": "The y-socket.io wire of loops and songs, with the server's own events. "
+            "Client authors: docs/realtime.md; the JS client kit (@musicplayground/client) speaks it.",
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "api": {
+                "host": url.netloc,
+                "protocol": "wss" if url.scheme == "https" else "ws",
+                "pathname": "/socket.io",
+                "description": "Socket.IO v5 protocol (Engine.IO v4), WebSocket transport only",
+            }
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages, "schemas": schemas},
+    }
