@@ -12,7 +12,7 @@ the same server (the single-instance path, measured in the same run) and "cross-
 otherwise (sender -> its server -> durable log -> Redis -> the other server -> receiver).
 Latency runs from the sender's transaction to the receiver's observer, both in this process.
 
-The load client is this repo's Python client (``realtime.client.CollabClient``), not the npm
+The load client is this repo's Python client (``loadtest.client.CollabClient``), not the npm
 y-socket.io provider of bench/realtime.py: both paths of one run pay the same client cost,
 so their difference is what the bus adds. Writes ``bench/results/cluster.json``.
 """
@@ -47,7 +47,7 @@ from bench.common import (
     machine_info,
     print_rows,
 )
-from realtime.client import CollabClient
+from loadtest.client import CollabClient
 
 DEFAULT_OUT = REPO / "bench" / "results" / "cluster.json"
 
@@ -171,7 +171,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "git_commit": git_commit(),
             "git_dirty": git_dirty(),
             "machine": machine_info(),
-            "config": vars(args) | {"client": "realtime.client.CollabClient (Python)"},
+            "config": vars(args) | {"client": "loadtest.client.CollabClient (Python)"},
             "window_s": round(window, 2),
             "latency_ms": {"same_instance": same, "cross_instance": cross},
             "cross_adds_p50_ms": added,

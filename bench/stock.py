@@ -85,7 +85,9 @@ from bench.stock_report import (
     markdown,
     median_figures,
 )
-from realtime import docschema
+from music.kinds import DocKind
+from music.schema import LOOP_FIELDS
+from music.writing import content_to_update
 
 WORKER = REPO / "bench" / "js" / "load-worker.mjs"
 PEER = REPO / "bench" / "js" / "peer-server.mjs"
@@ -162,8 +164,8 @@ def room_document(i: int, rng: random.Random) -> bytes:
     server, encoded as our server encodes it. The peers load the same documents (their rooms
     would otherwise start empty and every join would sync less)."""
     payload = loop_payload(i, rng)
-    content = {key: value for key, value in payload.items() if key in docschema.LOOP_FIELDS}
-    return docschema.content_to_update(docschema.DocKind.LOOP, content)
+    content = {key: value for key, value in payload.items() if key in LOOP_FIELDS}
+    return content_to_update(DocKind.LOOP, content)
 
 
 async def start_target(

@@ -2,7 +2,7 @@
 
 The live Yjs document is the content; a loop's or song's row keeps a copy of it in plain
 columns (for listings, search and the JSON a REST read answers with when nobody is editing).
-This is the one map between the JSON fields of the content and those columns.
+Which field goes to which column is the kinds registry's (``music.kinds``).
 """
 
 from __future__ import annotations
@@ -10,18 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-# JSON field of the content -> SQL column, for the columns refreshed from the document.
+from music.kinds import KINDS
+
+# JSON field of the content -> SQL column, over both kinds (a field means the same everywhere).
 COLUMNS: Final[Mapping[str, str]] = {
-    "name": "name",
-    "length": "length",
-    "bpm": "bpm",
-    "color": "color",
-    "schemaVersion": "schema_version",
-    "chordProgression": "chord_progression",
-    "iconSequence": "icon_sequence",
-    "timeSignature": "time_signature",
-    "timeline": "timeline",
-    "totalBars": "total_bars",
+    field: column for info in KINDS.values() for field, column in info.columns.items()
 }
 
 

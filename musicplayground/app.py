@@ -19,8 +19,10 @@ import aiohttp_cors
 from aiohttp import web
 
 from bus import Bus, BusState
+from identity.authenticator import Authenticator
 from identity.firebase import FirebaseVerifier
 from identity.tokens import TokenIssuer
+from music.kinds import DocKind
 from musicplayground import backends
 from musicplayground.observability import (
     METRICS,
@@ -30,15 +32,14 @@ from musicplayground.observability import (
     observe_requests,
     sampling_loop_lag,
 )
-from realtime.docschema import DocKind
 from realtime.service import DocumentService, RealtimeLimits
 from realtime.share_expiry import ShareExpiryWatcher
-from realtime.sockets import CollabSocketServer
+from realtime.ysocketio.server import CollabSocketServer
+from rest.composer_import import MIGRATION_LOCKS, AccountLocks
 from rest.context import REST_CONTEXT, RestContext
 from rest.cpu_worker import CPU_WORKER, CpuWorker
 from rest.errors import OneLineServerLog, error_middleware
 from rest.http_cache import http_cache_middleware
-from rest.migration import MIGRATION_LOCKS, AccountLocks
 from rest.page_cache import PAGE_CACHE, PageCache
 from rest.rate_limits import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from rest.routes import add_routes
@@ -46,12 +47,14 @@ from rest.samples import SAMPLES, SampleContext
 from rest.system import METRICS_EXPOSITION, READINESS_CHECKS, Degraded, ReadinessCheck
 from rest.url_text import url_text_middleware
 from settings import Settings, load_or_create_secret
-from storage.accounts import Authenticator
 from storage.blobs import BlobStore
 from storage.counters import Counters
 from storage.database import Database
-from storage.documents import room_open_reads
-from storage.migrate import (
+from storage.document_store import room_open_reads
+from storage.purge import DailyPurge, PurgedAccount, PurgeHook
+from storage.samples import delete_sample_objects
+from storage.scan import ClamdScanner
+from storage.schema import (
     SchemaState,
     check_up_to_date,
     current_revision,
@@ -59,9 +62,6 @@ from storage.migrate import (
     schema_state,
     upgrade,
 )
-from storage.purge import DailyPurge, PurgedAccount, PurgeHook
-from storage.samples import delete_sample_objects
-from storage.scan import ClamdScanner
 from storage.update_log import UpdateLog
 from storage.users import SHOWN_NAME_WARM_READ
 from storage.views import ViewCounter
@@ -132,7 +132,7 @@ def create_app(settings: Settings) -> web.Application:
     blobs = backends.sample_blobs(settings)
     scanner = ClamdScanner(settings.clamd_url) if settings.clamd_url else None
     forget = _forget_purged(documents, purge_files_hook(blobs))
-    cpu_worker = CpuWorker(preload=["rest.migration_work"])
+    cpu_worker = CpuWorker(preload=["rest.composer_import_work"])
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:

@@ -12,14 +12,14 @@ from contextlib import ExitStack
 import click
 from aiohttp import web
 
+from loadtest.command import loadtest
 from musicplayground import backends
-from musicplayground.loadtest.command import loadtest
 from musicplayground.observability import configure_logging
 from settings import ConfigError, Settings, mask_url
 from storage.errors import NotFound
-from storage.migrate import SchemaOutOfDate, check_up_to_date, current_revision, head_revision, upgrade
 from storage.moderation import set_admin
 from storage.purge import PurgedAccount, purge_anonymous_accounts, purge_with_lock
+from storage.schema import SchemaOutOfDate, check_up_to_date, current_revision, head_revision, upgrade
 from storage.single_instance import AlreadyServing, only_instance, sqlite_path
 
 

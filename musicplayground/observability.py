@@ -111,7 +111,7 @@ class ComponentCollector(Collector):
 
     def __init__(self) -> None:
         self.documents: Any = None  # realtime.service.DocumentService
-        self.sockets: Any = None  # realtime.sockets.CollabSocketServer
+        self.sockets: Any = None  # realtime.ysocketio.server.CollabSocketServer
         self.update_log: Any = None  # storage.update_log.UpdateLog
         self.bus: Callable[[], BusCounters] | None = None
         self.rate_limits: Callable[[], Mapping[str, int]] | None = None

@@ -34,9 +34,9 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from music.bounds import DEFAULT_LOOP_COLOR
 from pages import timing
 from pages.sounds import SAMPLE_PREFIX, hue_color, lane_order, sound_color, sound_label
-from storage.bounds import DEFAULT_LOOP_COLOR
 
 WIDTH, HEIGHT = 1200, 630
 PREVIEW_VERSION = 1  # part of the ETag: bump it when the picture's design changes

@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from pycrdt import Awareness, Doc, Encoder
 
-from presence.wire import MalformedPayload, read_var_uint
+from music.lib0 import MalformedPayload, read_var_uint
 
 MAX_CLIENT_ID: Final = 2**32 - 1  # Yjs client ids are uint32
 MAX_STATE_DEPTH: Final = 16

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+from music.roles import Role
 from presence.awareness import RoomAwareness
 from presence.members import Member, RoomMembers
 
@@ -126,7 +127,7 @@ def members_header(members: Mapping[str, Member]) -> dict[str, Any]:
 def read_members(header: Mapping[str, Any]) -> dict[str, Member]:
     members: dict[str, Member] = {}
     for sid, user_id, name, role in header.get("members", []):
-        members[str(sid)] = Member(uuid.UUID(user_id) if user_id else None, str(name), str(role))
+        members[str(sid)] = Member(uuid.UUID(user_id) if user_id else None, str(name), Role(role))
     return members
 
 

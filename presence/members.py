@@ -6,12 +6,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from music.roles import Role
+
 
 @dataclass(frozen=True)
 class Member:
     user_id: uuid.UUID | None  # None: a guest with only a share link
     display_name: str
-    role: str
+    role: Role
 
 
 class RoomMembers:
@@ -47,6 +49,6 @@ class RoomMembers:
                 }
             else:
                 entry["connections"] += 1
-                if member.role in ("owner", "editor") and entry["role"] == "viewer":
+                if member.role.can_write and entry["role"] == Role.VIEWER:
                     entry["role"] = member.role
         return sorted(by_user.values(), key=lambda m: (m["displayName"], m["userId"] or ""))

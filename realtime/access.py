@@ -6,11 +6,12 @@ from __future__ import annotations
 import uuid
 
 from bus import Bus, BusState
+from music.kinds import DocKind
+from music.roles import Role
 from presence.cluster import ClusterPresence
-from realtime import docschema
 from realtime.registry import RoomRegistry
 from realtime.rooms import Room
-from storage.access import Role, load_access_rules, role_with_share
+from storage.access import load_access_rules, role_with_share
 from storage.database import Database
 from storage.errors import NotFound
 from storage.kinds import document_model
@@ -29,7 +30,7 @@ class AccessControl:
 
     async def role_of(
         self,
-        kind: docschema.DocKind,
+        kind: DocKind,
         doc_id: uuid.UUID,
         *,
         user_id: uuid.UUID | None,
@@ -58,7 +59,7 @@ class AccessControl:
                 share_token=share_token,
             )
 
-    async def recheck_roles(self, kind: docschema.DocKind, doc_id: uuid.UUID) -> None:
+    async def recheck_roles(self, kind: DocKind, doc_id: uuid.UUID) -> None:
         """Reload a loaded room's access rules and give every socket its role now: a socket
         that lost access is disconnected (``access_revoked``), one whose role changed is told
         (``role-changed``)."""

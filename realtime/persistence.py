@@ -31,12 +31,13 @@ from typing import Any
 from pycrdt import Doc
 
 from music.columns import content_columns, row_content
-from realtime import docschema
+from music.kinds import DocKind
+from music.writing import content_to_update
 from realtime.cluster import ClusterMessage
 from realtime.read_cache import ReadCache
 from realtime.rooms import Room, RoomKey, RoomTransport, Session
 from realtime.tasks import OwnedTasks
-from storage import documents as stored
+from storage import document_store as stored
 from storage.database import Database, Steps
 from storage.errors import NotFound
 from storage.kinds import document_model
@@ -46,7 +47,7 @@ from storage.update_log import UpdateLog
 log = logging.getLogger(__name__)
 
 # Folded log entries the snapshot's own transaction deletes on SQLite (the rest go in batches
-# of storage.documents.SQLITE_TRIM_BATCH, a transaction each, so the update log's writer gets
+# of storage.document_store.SQLITE_TRIM_BATCH, a transaction each, so the update log's writer gets
 # the one write lock between them). A REST write's fold, a handful of entries, needs no
 # transaction of its own for them; a busy room's fold holds the lock ~0.2 ms longer at most.
 FOLD_TRIM_BATCH = 64
@@ -100,7 +101,7 @@ class RoomPersistence:
 
     # --- loading --------------------------------------------------------------------
 
-    async def load(self, kind: docschema.DocKind, doc_id: uuid.UUID, transport: RoomTransport) -> Room:
+    async def load(self, kind: DocKind, doc_id: uuid.UUID, transport: RoomTransport) -> Room:
         """A new room holding the stored document (the row's state and the log after it) and
         its access rules, read from one snapshot of the database."""
         self.loads += 1
@@ -116,7 +117,7 @@ class RoomPersistence:
                 row: Loop | Song | None = await session.get(document_model(kind.value), doc_id)
             if row is None:
                 raise NotFound(f"{kind.value} not found")
-            first = docschema.content_to_update(kind, row_content(row))
+            first = content_to_update(kind, row_content(row))
             doc.apply_update(first)
             created = await self.db.write_steps(
                 stored.save_snapshot(

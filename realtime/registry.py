@@ -15,8 +15,8 @@ import logging
 import time
 import uuid
 
+from music.kinds import DocKind
 from presence.cluster import ClusterPresence
-from realtime import docschema
 from realtime.persistence import RoomPersistence
 from realtime.relay import ClusterRelay
 from realtime.rooms import Room, RoomKey, RoomTransport
@@ -76,10 +76,10 @@ class RoomRegistry:
 
     # --- loading and unloading ------------------------------------------------------
 
-    def loaded(self, kind: docschema.DocKind, doc_id: uuid.UUID) -> Room | None:
+    def loaded(self, kind: DocKind, doc_id: uuid.UUID) -> Room | None:
         return self.rooms.get((kind, doc_id))
 
-    async def open_room(self, kind: docschema.DocKind, doc_id: uuid.UUID) -> Room:
+    async def open_room(self, kind: DocKind, doc_id: uuid.UUID) -> Room:
         """The live room of a document, loading it once however many callers ask at once."""
         key = (kind, doc_id)
         room = self.rooms.get(key)

@@ -21,8 +21,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from bus import Bus, BusState, Envelope
+from music.kinds import DocKind
 from presence.cluster import ClusterPresence
-from realtime import cluster, docschema
+from realtime import cluster
 from realtime.cluster import ClusterMessage
 from realtime.names import ShownNames
 from realtime.persistence import RoomPersistence
@@ -55,7 +56,7 @@ class ClusterRelay:
         *,
         rooms: dict[RoomKey, Room],
         drop_deleted: Callable[[Room], Coroutine[Any, Any, None]],
-        recheck_roles: Callable[[docschema.DocKind, uuid.UUID], Coroutine[Any, Any, None]],
+        recheck_roles: Callable[[DocKind, uuid.UUID], Coroutine[Any, Any, None]],
         persistence: RoomPersistence,
         presence: ClusterPresence[Room],
         names: ShownNames,
@@ -93,7 +94,7 @@ class ClusterRelay:
 
     # --- publishing -----------------------------------------------------------------
 
-    def channel(self, kind: docschema.DocKind, doc_id: uuid.UUID) -> str:
+    def channel(self, kind: DocKind, doc_id: uuid.UUID) -> str:
         return cluster.document_channel(self.prefix, kind.value, doc_id)
 
     def publish(self, room: Room, message: ClusterMessage) -> None:
@@ -107,7 +108,7 @@ class ClusterRelay:
         """``presence.cluster``'s way onto the bus."""
         self.publish(room, ClusterMessage(kind, header, body))
 
-    def announce(self, kind: docschema.DocKind, doc_id: uuid.UUID, message: ClusterMessage) -> None:
+    def announce(self, kind: DocKind, doc_id: uuid.UUID, message: ClusterMessage) -> None:
         """Publish a control event of a document (deleted, access changed, a named event) for
         every instance, whether or not the document is loaded here."""
         self.bus.publish(self.channel(kind, doc_id), message.encode())

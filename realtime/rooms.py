@@ -11,12 +11,16 @@ from typing import Any, Protocol
 
 from pycrdt import Doc, Map, TransactionEvent, get_update, merge_updates
 
+from music.kinds import DocKind
+from music.lib0 import MalformedPayload, read_var_uint
+from music.reading import LIVE_COLLECTIONS, ContentReader, check_live_bounds, touched_keys
+from music.roles import Role
+from music.schema import META
+from music.writing import apply_content
 from presence.awareness import RoomAwareness
 from presence.members import Member, RoomMembers
-from realtime import docschema
 from realtime.errors import RealtimeError
-from realtime.limits import MalformedPayload, read_var_uint
-from storage.access import AccessRules, Role
+from storage.access import AccessRules
 
 MAX_CACHED_DIFFS = 16
 # ...holding at most this many bytes (state vectors and diffs): a client asking with one state
@@ -29,7 +33,7 @@ EMPTY_UPDATE = b"\x00\x00"
 # of the encoded document.
 MIN_ROLLBACK_TAIL_BYTES = 64 * 1024
 
-RoomKey = tuple[docschema.DocKind, uuid.UUID]  # how the document service finds a room
+RoomKey = tuple[DocKind, uuid.UUID]  # how the document service finds a room
 
 
 class TokenBucket:
@@ -74,7 +78,7 @@ class Session:
 
     @property
     def member(self) -> Member:
-        return Member(self.user_id, self.display_name, self.role.value)
+        return Member(self.user_id, self.display_name, self.role)
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,7 @@ class Room:
     read it from the room each time.
     """
 
-    kind: docschema.DocKind
+    kind: DocKind
     doc_id: uuid.UUID
     doc: Doc
     transport: RoomTransport
@@ -167,7 +171,7 @@ class Room:
         self._rollback_tail_bytes = 0
         self._touched: dict[str, set[str]] = {}  # root -> keys changed since the trial began
         self._touched_subscriptions: list[Any] = []
-        self._reader: docschema.ContentReader | None = None  # made on the first read
+        self._reader: ContentReader | None = None  # made on the first read
         self._subscription = self.doc.observe(self._on_transaction)
 
     # --- the document ---------------------------------------------------------------
@@ -205,8 +209,8 @@ class Room:
 
     def _observe_touched(self) -> None:
         """Collect which entries each transaction touches, so a trial checks only those
-        (``docschema.check_live_bounds``)."""
-        roots = [docschema.META, *(name for name, _ in docschema.LIVE_COLLECTIONS[self.kind])]
+        (``check_live_bounds``)."""
+        roots = [META, *(name for name, _ in LIVE_COLLECTIONS[self.kind])]
         self._touched = {name: set() for name in roots}
         self._touched_subscriptions = [  # kept: a dropped subscription stops observing
             self.doc.get(name, type=Map).observe_deep(_collector(touched))
@@ -255,7 +259,7 @@ class Room:
         so the document is as if it never came. It is refused if pycrdt would keep part of it
         pending -- yrs holds structs whose dependencies never arrived, uncounted and
         unbounded -- or if the content would exceed what REST accepts
-        (:func:`docschema.check_live_bounds`).
+        (:func:`check_live_bounds`).
 
         Raises:
             RealtimeError: ``malformed_update``, ``missing_dependencies`` or ``content_too_large``.
@@ -281,7 +285,7 @@ class Room:
                     "this update depends on changes the server does not have; it was not applied",
                 )
             try:
-                docschema.check_live_bounds(self.kind, self.doc, self._touched)
+                check_live_bounds(self.kind, self.doc, self._touched)
             except ValueError as exc:
                 raise RealtimeError("content_too_large", str(exc)) from None
         except RealtimeError:
@@ -309,7 +313,7 @@ class Room:
         """
         version = self._begin_trial()
         try:
-            docschema.apply_content(self.kind, self.doc, content, fields=fields)  # validates first
+            apply_content(self.kind, self.doc, content, fields=fields)  # validates first
             delta = self._delta
             if delta is not None and max_growth is not None and len(delta) > max_growth:
                 raise RealtimeError("document_too_large", "this change would make the document too large")
@@ -356,7 +360,7 @@ class Room:
         """The document as REST JSON (cached until the next change)."""
         if self._content is None:
             if self._reader is None:
-                self._reader = docschema.ContentReader(self.kind, self.doc)
+                self._reader = ContentReader(self.kind, self.doc)
             self._content = self._reader.content()
         return self._content
 
@@ -431,6 +435,6 @@ def _leaves_pending(update: bytes, state: bytes) -> bool:
 
 def _collector(touched: set[str]) -> Callable[[list[Any]], None]:
     def collect(events: list[Any]) -> None:  # one parameter: pycrdt passes only the events
-        touched.update(docschema.touched_keys(events))
+        touched.update(touched_keys(events))
 
     return collect

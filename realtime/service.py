@@ -1,6 +1,6 @@
 """The document service: every loop and song as a live CRDT document, behind one façade.
 
-It is the single source of truth for content. The Socket.IO edge (``realtime.sockets``) and
+It is the single source of truth for content. The Socket.IO edge (``realtime.ysocketio.server``) and
 REST both go through it: a REST write becomes a CRDT update that live collaborators receive,
 a REST read sees every update the server has relayed. Ownership, visibility and counters stay
 in SQL. The work is done by parts with one job each, wired here:
@@ -28,13 +28,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from bus import Bus, BusState, MemoryBus
+from music.kinds import DocKind
+from music.lib0 import MalformedPayload
+from music.roles import Role
+from music.yjs_checks import check_update_header
 from presence.cluster import ClusterPresence
 from presence.members import Member
-from realtime import docschema
 from realtime.access import AccessControl
+from realtime.admission import admission_refusal
 from realtime.cluster import ClusterMessage
 from realtime.errors import RealtimeError
-from realtime.limits import MalformedPayload, admission_refusal, check_update_header
 from realtime.names import ShownNames
 from realtime.persistence import RoomPersistence, SnapshotOutcome
 from realtime.read_cache import ReadCache
@@ -42,7 +45,6 @@ from realtime.registry import RoomRegistry
 from realtime.relay import ClusterRelay
 from realtime.rooms import EVERYONE, Audience, Room, RoomKey, RoomTransport, Session
 from realtime.tasks import OwnedTasks
-from storage.access import Role
 from storage.database import Database
 from storage.errors import Forbidden, NotFound
 from storage.update_log import UpdateLog, UpdateLogFull
@@ -197,10 +199,10 @@ class DocumentService:
 
     # --- rooms ------------------------------------------------------------------------
 
-    def loaded(self, kind: docschema.DocKind, doc_id: uuid.UUID) -> Room | None:
+    def loaded(self, kind: DocKind, doc_id: uuid.UUID) -> Room | None:
         return self.rooms.get((kind, doc_id))
 
-    async def open_room(self, kind: docschema.DocKind, doc_id: uuid.UUID) -> Room:
+    async def open_room(self, kind: DocKind, doc_id: uuid.UUID) -> Room:
         """The live room of a document, loading it once however many callers ask at once."""
         return await self.registry.open_room(kind, doc_id)
 
@@ -282,7 +284,7 @@ class DocumentService:
 
     async def role_of(
         self,
-        kind: docschema.DocKind,
+        kind: DocKind,
         doc_id: uuid.UUID,
         *,
         user_id: uuid.UUID | None,
@@ -302,9 +304,7 @@ class DocumentService:
 
     # --- REST -------------------------------------------------------------------------
 
-    async def read_content(
-        self, kind: docschema.DocKind, doc_id: uuid.UUID, *, stale: bool
-    ) -> dict[str, Any] | None:
+    async def read_content(self, kind: DocKind, doc_id: uuid.UUID, *, stale: bool) -> dict[str, Any] | None:
         """Content newer than the SQL columns, or None when the columns are current.
 
         ``stale`` says the update log holds entries not yet folded into the row (another
@@ -317,7 +317,7 @@ class DocumentService:
 
     async def write_content(
         self,
-        kind: docschema.DocKind,
+        kind: DocKind,
         doc_id: uuid.UUID,
         content: dict[str, Any],
         fields: set[str],
@@ -351,7 +351,7 @@ class DocumentService:
                 raise NotFound(f"{kind.value} not found")  # deleted meanwhile
         return ContentWrite(room.content(), row)
 
-    async def document_deleted(self, kind: docschema.DocKind, doc_id: uuid.UUID) -> None:
+    async def document_deleted(self, kind: DocKind, doc_id: uuid.UUID) -> None:
         """The row was deleted (REST): every instance drops the room and its sockets."""
         self.read_cache.invalidate(kind.value, doc_id)
         self.relay.announce(kind, doc_id, ClusterMessage("deleted"))
@@ -359,7 +359,7 @@ class DocumentService:
         if room is not None:
             await self.registry.drop_deleted(room)
 
-    async def access_changed(self, kind: docschema.DocKind, doc_id: uuid.UUID) -> None:
+    async def access_changed(self, kind: DocKind, doc_id: uuid.UUID) -> None:
         """Access rules changed (visibility, shares, collaborators): every instance re-checks
         its sockets' roles, and no read cache keeps the old answer."""
         self.read_cache.invalidate(kind.value, doc_id)
@@ -367,7 +367,7 @@ class DocumentService:
         await self.access.recheck_roles(kind, doc_id)
 
     async def broadcast(
-        self, kind: docschema.DocKind, doc_id: uuid.UUID, event: str, data: Any, audience: Audience = EVERYONE
+        self, kind: DocKind, doc_id: uuid.UUID, event: str, data: Any, audience: Audience = EVERYONE
     ) -> None:
         """Deliver a named event (e.g. ``comment``) to the sockets of the document that
         ``audience`` admits (default: every one), on every instance. ``data`` must be
@@ -380,7 +380,7 @@ class DocumentService:
         if room is not None:
             room.send_to_others(None, event, data, audience)
 
-    async def presence(self, kind: docschema.DocKind, doc_id: uuid.UUID) -> list[dict[str, Any]]:
+    async def presence(self, kind: DocKind, doc_id: uuid.UUID) -> list[dict[str, Any]]:
         """Members of every instance. A document not loaded here is opened, and the other
         instances answer its ``hello`` within one bus round trip (waited for briefly)."""
         room = self.loaded(kind, doc_id)
@@ -399,4 +399,4 @@ def _admission_entry(room: Room, sid: str, member: Member) -> tuple[str, bool]:
     if local is not None:
         return local.identity, local.role.can_write
     identity = f"user:{member.user_id}" if member.user_id else f"guest:{sid}"
-    return identity, member.role in (Role.OWNER.value, Role.EDITOR.value)
+    return identity, member.role.can_write

@@ -12,7 +12,7 @@ import contextlib
 import logging
 from datetime import datetime
 
-from realtime import docschema
+from music.kinds import DocKind
 from realtime.service import DocumentService
 from storage.database import Database
 from storage.models import utcnow
@@ -35,7 +35,7 @@ class ShareExpiryWatcher:
             async with self.db.session() as session:
                 expired = await shares_expired_between(session, after=since, until=now)
             for resource_type, resource_id in expired:
-                await self.documents.access_changed(docschema.DocKind(resource_type), resource_id)
+                await self.documents.access_changed(DocKind(resource_type), resource_id)
         return now
 
     async def _run(self) -> None:

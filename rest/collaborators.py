@@ -10,9 +10,10 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
+from music.roles import Role
 from rest.context import context, json_model, path_uuid, read_json, require_caller
-from rest.documents import DocumentKind
 from rest.errors import BadRequest
+from rest.library import DocumentKind
 from rest.schemas import (
     CollaboratorAdd,
     CollaboratorList,
@@ -23,7 +24,6 @@ from rest.schemas import (
 )
 from rest.sharing import document_with_role, owned_document
 from storage import collaborators
-from storage.access import Role
 from storage.errors import Forbidden
 
 _USERNAME = TypeAdapter(Username)

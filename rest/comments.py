@@ -16,7 +16,8 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from realtime import docschema
+from music.kinds import DocKind
+from music.roles import Role
 from realtime.rooms import EVERYONE, Audience
 from rest.community_schemas import (
     CommentCreate,
@@ -36,12 +37,13 @@ from rest.context import (
     read_query,
     require_caller,
 )
-from rest.documents import DocumentKind
+from rest.library import DocumentKind
 from rest.schemas import Success
 from storage import comments as stored
 from storage import moderation
-from storage.access import Role, resolve_role
+from storage.access import resolve_role
 from storage.errors import Forbidden, NotFound
+from storage.kinds import document_model
 from storage.models import Comment, Loop, Song, User
 
 COMMENT_EVENT = "comment"
@@ -65,7 +67,7 @@ async def _send(
     ctx: RestContext, comment: Comment, action: str, data: dict[str, Any], audience: Audience
 ) -> None:
     await ctx.documents.broadcast(
-        docschema.DocKind(comment.resource_type),
+        DocKind(comment.resource_type),
         comment.resource_id,
         COMMENT_EVENT,
         {"action": action, "comment": data},
@@ -120,8 +122,7 @@ async def document_access(
 
     NotFound when the caller may not read it (an admin may read everything).
     """
-    model: type[Loop] | type[Song] = Loop if resource_type == "loop" else Song
-    document: Loop | Song | None = await session.get(model, document_id)
+    document: Loop | Song | None = await session.get(document_model(resource_type), document_id)
     role = (
         await resolve_role(session, document, user_id=user_id, share_token=share_token)
         if document is not None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rest import explore, migration, moderation, profiles
+from rest import composer_import, explore, moderation, profiles
 from rest.comments import CommentHandlers, delete_comment, edit_comment
 from rest.community_schemas import (
     CommentCreate,
@@ -25,7 +25,7 @@ from rest.community_schemas import (
     ReportsQuery,
     ResolveReport,
 )
-from rest.documents import LOOPS, SONGS
+from rest.library import LOOPS, SONGS
 from rest.openapi import Route
 from rest.schemas import Success, UserPublic
 
@@ -170,7 +170,7 @@ def community_routes() -> list[Route]:
         Route(
             "POST",
             "/api/migrate",
-            migration.migrate,
+            composer_import.migrate,
             "Import the composer's localStorage loops and songs (idempotent per local id)",
             "migration",
             body=MigrateRequest,

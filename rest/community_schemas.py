@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
+from music.bounds import MAX_NAME_LEN
 from rest.schemas import (
     InputModel,
     LoopContentOmitted,
@@ -24,7 +25,6 @@ from rest.schemas import (
     absent_means_unchanged,
     username_syntax,
 )
-from storage.bounds import MAX_NAME_LEN
 
 # Names that read as the product or its staff, or collide with routes.
 RESERVED_USERNAMES = frozenset({"admin", "administrator", "api", "moderator", "root", "support", "system"})

@@ -10,13 +10,13 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from identity.authenticator import Authenticator, Caller
 from identity.errors import InvalidToken
-from realtime.limits import parse_canonical_uuid
+from music.ids import parse_canonical_uuid
 from realtime.service import DocumentService
 from rest.errors import BadRequest, RequestTimeout, UnsupportedMediaType, validation_error
 from rest.responses import json_response
 from settings import Settings
-from storage.accounts import Authenticator, Caller
 from storage.database import Database
 from storage.errors import Unauthorized
 from storage.views import ViewCounter

@@ -19,9 +19,7 @@ from rest.profiles import public_item
 from rest.responses import json_response
 from storage import explore
 from storage.content_budget import read_contents
-from storage.models import Loop, Song
-
-MODELS: dict[str, type[Loop] | type[Song]] = {"loop": Loop, "song": Song}
+from storage.kinds import RESOURCE_MODELS
 
 
 def encode_cursor(kind: str, sort: str, keyset: explore.Keyset) -> str:
@@ -61,7 +59,7 @@ def decode_cursor(cursor: str, *, kind: str, sort: str) -> explore.Keyset:
 async def explore_public(request: web.Request) -> web.Response:
     ctx = context(request)
     query = read_query(request, ExploreQuery)
-    model = MODELS[query.type]
+    model = RESOURCE_MODELS[query.type]
     if not explore.sortable(model, query.sort):
         raise BadRequest(f"{query.type}s cannot be sorted by {query.sort}", details=[{"field": "sort"}])
     after = decode_cursor(query.cursor, kind=query.type, sort=query.sort) if query.cursor else None

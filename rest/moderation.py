@@ -7,7 +7,7 @@ import uuid
 
 from aiohttp import web
 
-from realtime import docschema
+from music.kinds import DocKind
 from rest.comments import push_moderation
 from rest.community_schemas import (
     HideRequest,
@@ -41,7 +41,7 @@ async def _visibility_changed(ctx: RestContext, change: moderation.VisibilityCha
     """Apply a hide / unhide to what is live: read caches, open rooms, comment lists."""
     resource = change.resource
     if isinstance(resource, Loop | Song):
-        kind = docschema.DocKind.LOOP if isinstance(resource, Loop) else docschema.DocKind.SONG
+        kind = DocKind.LOOP if isinstance(resource, Loop) else DocKind.SONG
         ctx.documents.read_cache.invalidate(kind.value, resource.id)
         await ctx.documents.access_changed(kind, resource.id)
     elif isinstance(resource, Comment):

@@ -7,7 +7,7 @@ from aiohttp import web
 from rest import auth, system
 from rest.asyncapi import build_asyncapi
 from rest.community import community_routes
-from rest.documents import LOOPS, SONGS, DocumentHandlers
+from rest.library import LOOPS, SONGS, DocumentHandlers
 from rest.openapi import Route, build_openapi
 from rest.samples import sample_routes
 from rest.schemas import (

@@ -24,9 +24,9 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from realtime.docschema import storable_text
-from storage import bounds  # every content bound is defined once, there
-from storage.bounds import DEFAULT_LOOP_COLOR, DEFAULT_SONG_BPM, DEFAULT_TIME_SIGNATURE
+from music import bounds  # every content bound is defined once, there
+from music.bounds import DEFAULT_LOOP_COLOR, DEFAULT_SONG_BPM, DEFAULT_TIME_SIGNATURE
+from music.schema import storable_text
 
 # Text that both databases can store (no NUL, no lone surrogate); every input string uses it.
 Text = Annotated[str, AfterValidator(storable_text)]

@@ -17,10 +17,13 @@ from pycrdt import Doc
 from sqlalchemy import update
 from sqlalchemy.orm import defer
 
+from identity.authenticator import Caller
 from music.columns import content_columns
-from realtime import docschema
-from realtime.docschema import DocKind
-from rest import documents
+from music.kinds import DocKind
+from music.reading import doc_to_content
+from music.roles import Role
+from music.writing import content_to_update
+from rest import library
 from rest.context import (
     RestContext,
     context,
@@ -31,7 +34,7 @@ from rest.context import (
     read_json,
     require_caller,
 )
-from rest.documents import LOOPS, SONGS, DocumentKind
+from rest.library import LOOPS, SONGS, DocumentKind
 from rest.responses import json_response
 from rest.samples import loop_samples
 from rest.schemas import (
@@ -43,10 +46,10 @@ from rest.schemas import (
     SharePublic,
     Success,
 )
-from storage import documents as stored
-from storage import library, sharing
-from storage.access import Role, is_visible, resolve_role
-from storage.accounts import Caller
+from storage import document_store as stored
+from storage import library as stored_library
+from storage import sharing
+from storage.access import is_visible, resolve_role
 from storage.errors import Forbidden, NotFound
 from storage.models import Loop, SharedLink, Song, User, utcnow
 
@@ -63,7 +66,7 @@ async def document_with_role(
 ) -> tuple[Loop | Song, Role]:
     """The document and the caller's role; 404 when the caller may not even read it."""
     async with ctx.db.session() as session:
-        row = await library.get_document(session, kind.model, document_id)
+        row = await stored_library.get_document(session, kind.model, document_id)
         role = (
             await resolve_role(session, row, user_id=user_id, share_token=share_token)
             if row is not None
@@ -99,7 +102,7 @@ async def live_public(ctx: RestContext, kind: DocumentKind, row: Loop | Song) ->
 def count_view(request: web.Request, kind: DocumentKind, row: Loop | Song, user_id: uuid.UUID | None) -> None:
     """Note a view (batched; the response does not wait). The owner's own views never count."""
     if user_id is None or user_id != row.user_id:
-        documents.count_view(request, kind.name, row.id, user_id)
+        library.count_view(request, kind.name, row.id, user_id)
 
 
 def _share_public(ctx: RestContext, link: SharedLink) -> SharePublic:
@@ -157,7 +160,7 @@ class ShareHandlers:
         row, caller = await owned_document(request, self.kind, "share")
         expires_in = timedelta(days=payload.expires_in) if payload.expires_in is not None else None
         async with ctx.db.write_session() as session:
-            if await library.get_document(session, self.kind.model, row.id) is None:
+            if await stored_library.get_document(session, self.kind.model, row.id) is None:
                 raise NotFound(f"{self.kind.name} not found")
             link = await sharing.create_share(
                 session,
@@ -186,7 +189,7 @@ async def revoke_share(request: web.Request) -> web.Response:
         if lookup is None:
             raise sharing.ShareNotFound("this share link does not exist")
         kind = KINDS[lookup.link.resource_type]
-        row = await library.get_document(session, kind.model, lookup.link.resource_id)
+        row = await stored_library.get_document(session, kind.model, lookup.link.resource_id)
         role = await resolve_role(session, row, user_id=caller.user_id) if row is not None else None
         if row is None or role is None:
             raise sharing.ShareNotFound("this share link does not exist")
@@ -234,10 +237,10 @@ class ForkHandlers:
         # with its own history: the copy's first update is made here, once.
         room = await ctx.documents.open_room(self.kind.doc_kind, parent.id)
         content = room.content()
-        state = docschema.content_to_update(self.kind.doc_kind, content)
+        state = content_to_update(self.kind.doc_kind, content)
         doc: Doc[Any] = Doc()
         doc.apply_update(state)
-        values = content_columns(docschema.doc_to_content(self.kind.doc_kind, doc))
+        values = content_columns(doc_to_content(self.kind.doc_kind, doc))
         values.update(is_public=False, doc_state=state, forked_from=parent.id)
         model = self.kind.model
         async with ctx.db.write_session() as session:
@@ -246,7 +249,7 @@ class ForkHandlers:
             )
             if counted.rowcount != 1:  # type: ignore[attr-defined]
                 raise NotFound(f"{self.kind.name} not found")
-            row = await library.create_document(
+            row = await stored_library.create_document(
                 session, model, user_id=caller.user_id, values=values, quota=self.kind.quota(ctx.settings)
             )
         ctx.documents.read_cache.invalidate(self.kind.name, parent.id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest import pages
 from rest.collaborators import CollaboratorHandlers
-from rest.documents import LOOPS, SONGS, DocumentKind
+from rest.library import LOOPS, SONGS, DocumentKind
 from rest.openapi import Route
 from rest.schemas import (
     CollaboratorAdd,

@@ -4,7 +4,7 @@ Postgres refuses NUL in text (asyncpg raises, a 500 if it reached a query) and S
 ``LIKE`` treats it as the end of the pattern (a search for ``%00`` matched everything). No
 URL of ours needs such a character, so one middleware answers 400 ``invalid_characters``
 before any handler, for every route, with the one pattern the body validation uses
-(``storage.bounds.UNSTORABLE_TEXT``).
+(``music.bounds.UNSTORABLE_TEXT``).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from music.bounds import UNSTORABLE_TEXT
 from rest.errors import error_response
-from storage.bounds import UNSTORABLE_TEXT
 
 INVALID_CHARACTERS = "invalid_characters"
 

@@ -5,24 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from music.roles import Role
 from storage.collaborators import collaborator_role
 from storage.kinds import resource_type_of
 from storage.models import Collaborator, Loop, SharedLink, Song, utcnow
-
-
-class Role(StrEnum):
-    OWNER = "owner"
-    EDITOR = "editor"
-    VIEWER = "viewer"
-
-    @property
-    def can_write(self) -> bool:
-        return self in (Role.OWNER, Role.EDITOR)
 
 
 def is_visible(document: Loop | Song, user_id: uuid.UUID | None, *, is_admin: bool = False) -> bool:

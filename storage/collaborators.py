@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.errors import Conflict, DomainError, NotFound
 from storage.models import Collaborator, User, utcnow
 
-COLLABORATOR_ROLES = ("editor", "viewer")
 MAX_COLLABORATORS = 100
 
 

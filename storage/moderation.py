@@ -18,11 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.access import role_for
 from storage.errors import Conflict, DomainError, NotFound, Unauthorized
+from storage.kinds import RESOURCE_MODELS, document_model
 from storage.models import Comment, Loop, Report, Song, User, utcnow
 
 MODERATED_MODELS: dict[str, type[Loop] | type[Song] | type[User] | type[Comment]] = {
-    "loop": Loop,
-    "song": Song,
+    **RESOURCE_MODELS,
     "user": User,
     "comment": Comment,
 }
@@ -98,7 +98,7 @@ async def _reportable(
     if resource.hidden_at is not None and resource.author_id != reporter_id:
         return False
     document: Loop | Song | None = await session.get(
-        Loop if resource.resource_type == "loop" else Song, resource.resource_id
+        document_model(resource.resource_type), resource.resource_id
     )
     return document is not None and role_for(document, reporter_id) is not None
 

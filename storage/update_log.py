@@ -33,7 +33,7 @@ import asyncpg
 from sqlalchemy.exc import DBAPIError
 
 from storage.database import Database, is_sqlite_busy
-from storage.documents import (
+from storage.document_store import (
     append_updates,
     append_updates_postgres,
     append_updates_sqlite,

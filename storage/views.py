@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from storage.database import Database
-from storage.documents import document_model
+from storage.document_store import document_model
 from storage.models import DocumentView
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from musicplayground.app import create_app
 from settings import Settings
 from storage.database import Database
-from storage.migrate import upgrade
+from storage.schema import upgrade
 from tests.firebase_fakes import FakeFirebase
 from tests.services import fresh_postgres_database, postgres_server, redis_server, s3_server
 

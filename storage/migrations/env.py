@@ -29,7 +29,7 @@ def _run(connection: Connection) -> None:
 
 async def _run_async() -> None:
     url = config.get_main_option("sqlalchemy.url")
-    assert url is not None, "storage.migrate sets sqlalchemy.url"
+    assert url is not None, "storage.schema sets sqlalchemy.url"
     engine = create_async_engine(url, poolclass=pool.NullPool)
     async with engine.connect() as connection:
         await connection.run_sync(_run)

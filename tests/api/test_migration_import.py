@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from pycrdt import Doc
 from sqlalchemy import func, select
 
-from realtime import docschema
+from music.kinds import DocKind
 from rest.context import REST_CONTEXT
 from storage.models import DocumentUpdate, Loop, MigrationRun, Song, utcnow
 from tests.community import account
@@ -100,7 +100,7 @@ async def test_every_document_gets_its_first_crdt_update_once(client: TestClient
         )
     assert row is not None and row.doc_state is not None and log_entries == 0
     # The live document is that state: opening it re-authors nothing from the JSON.
-    room = await ctx.documents.open_room(docschema.DocKind.LOOP, new_id)
+    room = await ctx.documents.open_room(DocKind.LOOP, new_id)
     assert room.content()["name"] == row.name
     stored_doc: Doc[Any] = Doc()
     stored_doc.apply_update(row.doc_state)

@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
-from realtime.client import CollabClient
+from loadtest.client import CollabClient
 from rest.context import REST_CONTEXT
 from storage.models import Report
 from tests.community import account, create_document, make_admin

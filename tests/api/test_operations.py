@@ -15,9 +15,9 @@ from aiohttp.test_utils import TestClient
 from pycrdt import Map
 from sqlalchemy import update
 
+from loadtest.client import CollabClient, CollabConnectionRefused
 from musicplayground.app import PURGE_HOOK
 from musicplayground.observability import METRICS, JsonFormatter, RequestIdFilter
-from realtime.client import CollabClient, CollabConnectionRefused
 from settings import Settings
 from storage.models import User, utcnow
 from storage.purge import purge_anonymous_accounts

@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from loadtest.client import CollabClient, CollabConnectionError, namespace_for
 from musicplayground.app import create_app
-from realtime.client import CollabClient, CollabConnectionError, namespace_for
 from settings import Settings
 from tests.helpers import LOOP, bearer, expect_error, sign_up
 from tests.hostile.wire import RawSocket

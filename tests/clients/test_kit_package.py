@@ -177,7 +177,7 @@ def test_generated_types_match_the_running_servers_spec(kit_server: KitServer, k
 
 
 def test_the_kits_schema_bounds_are_the_servers(kit_built: None) -> None:
-    from storage import bounds
+    from music import bounds
 
     script = "import('./dist/schema.js').then((m) => console.log(JSON.stringify(m.BOUNDS)))"
     kit = json.loads(run(["node", "-e", script], KIT))

@@ -16,8 +16,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pycrdt import Map
 
+from loadtest.client import CollabClient
 from musicplayground.app import create_app, server_options
-from realtime.client import CollabClient
 from settings import Settings
 from tests.helpers import eventually
 from tests.realtime.conftest import base_url, connect, loop, owner  # noqa: F401  (fixtures)

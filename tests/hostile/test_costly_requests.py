@@ -17,11 +17,11 @@ import requests
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
+from music.bounds import MAX_CHORD_CELLS, MAX_STEPS
 from rest.context import REST_CONTEXT
 from rest.cpu_worker import CPU_WORKER
 from rest.page_cache import PAGE_CACHE
 from settings import Settings
-from storage.bounds import MAX_CHORD_CELLS, MAX_STEPS
 from storage.explore import MAX_COUNT
 from storage.models import Loop, MigrationRun
 from tests.community import account, create_document

@@ -16,10 +16,11 @@ from pycrdt import Map
 from sqlalchemy import delete
 
 from identity.tokens import AUDIENCE, ISSUER, KEY_ID
-from realtime import docschema
+from music.kinds import DocKind
+from music.schema import DEFAULT_NAME
 from rest.context import REST_CONTEXT
 from settings import Settings
-from storage import documents as stored
+from storage import document_store as stored
 from storage.models import User
 from tests.conftest import TEST_SECRET
 from tests.helpers import LOOP, SONG, bearer, eventually, expect_error, sign_up
@@ -93,7 +94,7 @@ async def test_unstorable_text_through_the_socket_does_not_poison_snapshots(
     resp = await client.get(f"/api/loops/{loop['id']}", headers=bearer(owner["token"]))
     body = await resp.text()
     assert resp.status == 200 and "\\u0000" not in body
-    assert (await resp.json())["name"] == docschema.DEFAULT_NAME
+    assert (await resp.json())["name"] == DEFAULT_NAME
     await room_still_works(a, b, "a clean name")
 
 
@@ -123,7 +124,7 @@ async def test_a_snapshot_without_an_edit_does_not_move_updated_at(
     before = (await (await client.get(f"/api/loops/{loop['id']}", headers=headers)).json())["updatedAt"]
     await connect(loop["id"], token=owner["token"])  # the room is open, nobody edits
     documents = client.app[REST_CONTEXT].documents
-    room = documents.loaded(docschema.DocKind.LOOP, uuid.UUID(loop["id"]))
+    room = documents.loaded(DocKind.LOOP, uuid.UUID(loop["id"]))
     assert room is not None
     await asyncio.sleep(0.05)
     await documents.snapshot(room)  # what the shutdown flush does

@@ -11,8 +11,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from bus import MemoryHub
-from realtime import docschema
-from realtime.client import CollabClient
+from loadtest.client import CollabClient
+from music.kinds import DocKind
 from realtime.rooms import Audience
 from tests.community import account, create_document, make_admin
 from tests.helpers import eventually
@@ -175,9 +175,9 @@ async def test_the_audience_is_applied_by_every_instance(database_url: str) -> N
         assert allowed.user_id is not None
         only = Audience(frozenset({allowed.user_id}), only=True)
         others = Audience(frozenset({allowed.user_id}), only=False)
-        await a.service.broadcast(docschema.DocKind.LOOP, doc_id, "comment", {"n": 1}, only)
-        await a.service.broadcast(docschema.DocKind.LOOP, doc_id, "comment", {"n": 2}, others)
-        await a.service.broadcast(docschema.DocKind.LOOP, doc_id, "comment", {"n": 3})
+        await a.service.broadcast(DocKind.LOOP, doc_id, "comment", {"n": 1}, only)
+        await a.service.broadcast(DocKind.LOOP, doc_id, "comment", {"n": 2}, others)
+        await a.service.broadcast(DocKind.LOOP, doc_id, "comment", {"n": 3})
 
         def got(inst: Any, sid: str) -> list[int]:
             return [data["n"] for to, event, data in inst.transport.sent if to == sid and event == "comment"]

@@ -12,8 +12,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pycrdt import Doc, Encoder, Map
 
-from realtime import docschema
-from realtime.client import CollabClient, CollabConnectionRefused
+from loadtest.client import CollabClient, CollabConnectionRefused
+from music.bounds import MAX_STEPS
+from music.kinds import DocKind
+from music.reading import loop_doc_to_content
 from rest.context import REST_CONTEXT
 from settings import Settings
 from tests.helpers import bearer, eventually, expect_error, sign_up
@@ -34,7 +36,7 @@ async def make_public(client: TestClient, owner: dict[str, Any], loop: dict[str,
 
 
 def live_room(client: TestClient, loop: dict[str, Any]) -> Any:
-    room = client.app[REST_CONTEXT].documents.loaded(docschema.DocKind.LOOP, uuid.UUID(loop["id"]))
+    room = client.app[REST_CONTEXT].documents.loaded(DocKind.LOOP, uuid.UUID(loop["id"]))
     assert room is not None
     return room
 
@@ -141,7 +143,7 @@ async def test_state_vector_bombs_are_refused_cheaply(
             # Refused with an error, answered with the whole document instead.
             other: Doc[Any] = Doc()
             other.apply_update(reply)
-            assert docschema.loop_doc_to_content(other) == docschema.loop_doc_to_content(a.doc)
+            assert loop_doc_to_content(other) == loop_doc_to_content(a.doc)
     await viewer.wait_for(lambda: "malformed_message" in codes(viewer))
     assert len(full) > 2
     await room_still_works(a, viewer, "after state vector bombs")
@@ -209,7 +211,7 @@ async def test_live_content_beyond_the_rest_bounds_is_refused(
     too_many.apply_update(writer.doc.get_update())
     steps = too_many.get("steps", type=Map)
     with too_many.transaction():
-        for i in range(docschema.MAX_STEPS + 1):
+        for i in range(MAX_STEPS + 1):
             steps[f"junk-{i}"] = Map({"step": i % 64, "soundId": "x"})
     fat_entry: Doc[Any] = Doc(client_id=78)
     fat_entry.apply_update(writer.doc.get_update())

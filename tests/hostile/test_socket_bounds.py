@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from pycrdt import Encoder, Map
 
-from realtime.client import CollabClient, namespace_for
+from loadtest.client import CollabClient, namespace_for
 from tests.conftest import TEST_SECRET
 from tests.helpers import LOOP, eventually
 from tests.hostile.wire import PLACEHOLDER, RawSocket, binary_header, open_fds, rss_bytes
@@ -29,7 +29,7 @@ MAX_RSS_GROWTH = 64 * MiB  # what one hostile client may make the server hold (i
 CONNECT_TIMEOUT = 1.0  # RT_CONNECT_TIMEOUT_SECONDS of the server under test
 SOCKET_CONNECTS_PER_MINUTE = 40  # RATE_LIMIT_SOCKET_CONNECTS_PER_IP_PER_MINUTE of the server
 MAX_MALFORMED_FRAMES = (
-    5  # realtime.engineio_adapter.MAX_MALFORMED_FRAMES: the server's, said here as a client sees it
+    5  # realtime.ysocketio.engineio_adapter.MAX_MALFORMED_FRAMES: the server's, said here as a client sees it
 )
 _addresses = itertools.count(1)
 

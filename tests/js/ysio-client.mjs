@@ -166,7 +166,7 @@ function statesObject () {
   return states
 }
 
-/** The steps map key (realtime/docschema.py step_key). */
+/** The steps map key (music/schema.py step_key). */
 function stepKey (c) {
   return JSON.stringify([c.step, c.row ?? null, c.soundId, c.pitch ?? c.note ?? null])
 }

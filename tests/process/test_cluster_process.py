@@ -18,7 +18,7 @@ import pytest
 import requests
 from pycrdt import Map
 
-from realtime.client import CollabClient
+from loadtest.client import CollabClient
 from tests.conftest import TEST_SECRET
 from tests.helpers import LOOP, eventually
 from tests.redis_process import RedisProcess

@@ -9,7 +9,7 @@ from pathlib import Path
 import requests
 from pycrdt import Map
 
-from realtime.client import CollabClient
+from loadtest.client import CollabClient
 from tests.conftest import TEST_SECRET
 from tests.helpers import LOOP, eventually
 from tests.server_process import ServerProcess, run_cli

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from realtime.client import CollabClient
+from loadtest.client import CollabClient
 from tests.helpers import LOOP, bearer, sign_up
 
 ClientFactory = Callable[..., Awaitable[CollabClient]]

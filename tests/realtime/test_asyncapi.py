@@ -21,7 +21,7 @@ from pycrdt import Doc, Map
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from realtime.client import CollabClient
+from loadtest.client import CollabClient
 from tests.helpers import bearer, eventually
 from tests.sharing_helpers import share
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pycrdt import Doc, Map
 
-from realtime.client import CollabConnectionRefused
+from loadtest.client import CollabConnectionRefused
 from settings import Settings
 from tests.helpers import eventually
 from tests.realtime.conftest import ClientFactory

@@ -19,15 +19,15 @@ from pycrdt import Doc, Map
 from sqlalchemy import delete, func, select, text
 
 from bus import BusState, MemoryBus, MemoryHub
+from music.kinds import DocKind
+from music.roles import Role
 from musicplayground.app import realtime_limits
-from realtime import docschema
 from realtime.errors import RealtimeError
 from realtime.persistence import SnapshotOutcome
 from realtime.rooms import Room, Session, TokenBucket
 from realtime.service import DocumentService, RealtimeLimits
 from settings import Settings
-from storage import documents as stored
-from storage.access import Role
+from storage import document_store as stored
 from storage.database import Database
 from storage.models import Collaborator, DocumentUpdate, Loop
 from storage.update_log import UpdateLog
@@ -35,7 +35,7 @@ from storage.users import create_anonymous_user
 from tests.helpers import eventually
 from tests.storage.test_documents import make_documents
 
-LOOP = docschema.DocKind.LOOP
+LOOP = DocKind.LOOP
 
 
 @dataclass

@@ -9,8 +9,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pycrdt import Map
 
-from realtime import docschema
-from realtime.client import CollabConnectionRefused
+from loadtest.client import CollabConnectionRefused
+from music.reading import loop_doc_to_content
+from music.schema import step_key
 from tests.helpers import bearer, eventually, sign_up
 from tests.realtime.conftest import ClientFactory
 
@@ -27,7 +28,7 @@ async def test_joiner_receives_document_created_over_rest(
     connect: ClientFactory, owner: dict[str, Any], loop: dict[str, Any]
 ) -> None:
     c = await connect(loop["id"], token=owner["token"])
-    content = docschema.loop_doc_to_content(c.doc)
+    content = loop_doc_to_content(c.doc)
     assert content["name"] == loop["name"]
     assert content["chordProgression"] == loop["chordProgression"]
     assert content["iconSequence"] == loop["iconSequence"]
@@ -61,7 +62,7 @@ async def test_rest_patch_reaches_live_clients(
     body = await resp.json()
     assert body["name"] == "Patched" and body["chordProgression"] == [{"bar": 0, "chord": "Am"}]
     await c.wait_for(lambda: meta(c).get("name") == "Patched")
-    assert docschema.loop_doc_to_content(c.doc)["chordProgression"] == [{"bar": 0, "chord": "Am"}]
+    assert loop_doc_to_content(c.doc)["chordProgression"] == [{"bar": 0, "chord": "Am"}]
 
 
 async def test_concurrent_toggles_of_one_cell_make_one_step(
@@ -70,7 +71,7 @@ async def test_concurrent_toggles_of_one_cell_make_one_step(
     a = await connect(loop["id"], token=owner["token"])
     b = await connect(loop["id"], token=owner["token"])
     cell = {"step": 12, "soundId": "drum-snare", "velocity": 0.8}
-    key = docschema.step_key(cell)
+    key = step_key(cell)
     steps(a)[key] = Map(cell)
     steps(b)[key] = Map(cell)
     # State vectors may list clients in any order, so compare what the documents say.
@@ -78,7 +79,7 @@ async def test_concurrent_toggles_of_one_cell_make_one_step(
         lambda: (
             a.remote_updates >= 1
             and b.remote_updates >= 1
-            and docschema.loop_doc_to_content(a.doc) == docschema.loop_doc_to_content(b.doc)
+            and loop_doc_to_content(a.doc) == loop_doc_to_content(b.doc)
         )
     )
     got = await (await client.get(f"/api/loops/{loop['id']}", headers=bearer(owner["token"]))).json()
@@ -215,7 +216,7 @@ async def test_share_token_grants_live_read_access(
         session.add(SharedLink(resource_type="loop", resource_id=uuid.UUID(loop["id"]), share_token=token))
     guest = await connect(loop["id"], share_token=token)
     assert guest.role == "viewer"
-    assert docschema.loop_doc_to_content(guest.doc)["name"] == loop["name"]
+    assert loop_doc_to_content(guest.doc)["name"] == loop["name"]
     await guest.wait_for(lambda: guest.presence and guest.presence[0]["displayName"] == "Guest")
     assert guest.presence is not None
     assert guest.presence[0]["userId"] is None

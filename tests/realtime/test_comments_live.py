@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from realtime.client import CollabClient
+from loadtest.client import CollabClient
 from tests.helpers import bearer, sign_up
 from tests.realtime.conftest import ClientFactory
 

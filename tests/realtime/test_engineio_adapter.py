@@ -18,8 +18,8 @@ from pycrdt import Map
 from socketio import packet as sio_packet
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
-from realtime import engineio_adapter
-from realtime.client import CollabClient, namespace_for
+from loadtest.client import CollabClient, namespace_for
+from realtime.ysocketio import engineio_adapter
 from rest.context import REST_CONTEXT
 from tests.helpers import eventually
 from tests.hostile.wire import RawSocket

@@ -12,7 +12,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from pycrdt import Map
 
-from realtime import docschema
+from music.reading import loop_doc_to_content
+from music.schema import step_key
 from tests.helpers import bearer, eventually, sign_up
 from tests.js_client import JsClient
 from tests.realtime.conftest import ClientFactory
@@ -52,10 +53,10 @@ async def test_js_and_python_clients_converge_with_rest(
             js1.command("toggle-step", on=True, **shared),
             js2.command("toggle-step", on=True, **shared),
         )
-        py_steps[docschema.step_key({"step": 2, "soundId": "drum-hihat"})] = Map(
+        py_steps[step_key({"step": 2, "soundId": "drum-hihat"})] = Map(
             {"step": 2, "soundId": "drum-hihat", "velocity": 0.5}
         )
-        py_steps[docschema.step_key(shared)] = Map(dict(shared))
+        py_steps[step_key(shared)] = Map(dict(shared))
         py.doc.get("meta", type=Map)["name"] = "Made by three clients"
         await js2.command("set-meta", key="bpm", value=101)
 
@@ -68,8 +69,8 @@ async def test_js_and_python_clients_converge_with_rest(
                 and {"bar": 4, "chord": "F"} in content["chordProgression"]
             )
 
-        await eventually(lambda: expected(docschema.loop_doc_to_content(py.doc)), timeout=10)
-        python_view = docschema.loop_doc_to_content(py.doc)
+        await eventually(lambda: expected(loop_doc_to_content(py.doc)), timeout=10)
+        python_view = loop_doc_to_content(py.doc)
         assert [s["step"] for s in python_view["iconSequence"]].count(8) == 1
 
         # Both JS documents hold exactly the same data as the Python one and the server.

@@ -9,11 +9,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pycrdt import Map
 
-from realtime import docschema
-from realtime.client import CollabClient
+from loadtest.client import CollabClient
+from music.kinds import DocKind
+from music.reading import loop_doc_to_content
 from rest.context import REST_CONTEXT
 from settings import Settings
-from storage import documents as stored
+from storage import document_store as stored
 from tests.helpers import bearer, eventually
 from tests.realtime.conftest import ClientFactory
 
@@ -31,12 +32,12 @@ async def test_join_storm_loads_and_encodes_once(
     joiners = [CollabClient(base_url, "loop", loop["id"], token=owner["token"]) for _ in range(25)]
     try:
         await asyncio.gather(*(c.connect() for c in joiners))
-        room = service.loaded(docschema.DocKind.LOOP, __import__("uuid").UUID(loop["id"]))
+        room = service.loaded(DocKind.LOOP, __import__("uuid").UUID(loop["id"]))
         assert room is not None and len(room.sessions) == 25
         assert service.loads == 1
         assert room.full_encodes == 1
         for c in joiners:
-            assert docschema.loop_doc_to_content(c.doc)["name"] == loop["name"]
+            assert loop_doc_to_content(c.doc)["name"] == loop["name"]
     finally:
         await asyncio.gather(*(c.close() for c in joiners))
 
@@ -70,7 +71,7 @@ async def test_snapshots_fold_the_log_and_idle_rooms_unload(
     assert c.connected
 
     await c.close()
-    await eventually(lambda: ctx.documents.loaded(docschema.DocKind.LOOP, doc_id) is None, timeout=5)
+    await eventually(lambda: ctx.documents.loaded(DocKind.LOOP, doc_id) is None, timeout=5)
     got = await (await client.get(f"/api/loops/{loop['id']}", headers=bearer(owner["token"]))).json()
     assert got["name"] == "Snapshotted"
 
@@ -92,7 +93,7 @@ async def test_row_without_crdt_state_gets_its_first_update_once(
         )
     assert row.doc_state is None
     c = await connect(str(row.id), token=owner["token"])
-    got = docschema.loop_doc_to_content(c.doc)
+    got = loop_doc_to_content(c.doc)
     assert (got["name"], got["length"], got["bpm"], got["color"]) == ("Pre-CRDT", 2, 90, "#123456")
     assert got["chordProgression"] == [{"bar": 0, "chord": "Dm"}]
     async with ctx.db.session() as session:

@@ -25,8 +25,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import event
 
+from music.kinds import DocKind
+from music.reading import loop_doc_to_content
 from musicplayground.app import create_app
-from realtime import docschema
 from rest.context import REST_CONTEXT
 from settings import Settings
 from storage.database import POSTGRES_POOL_SIZE
@@ -158,7 +159,7 @@ async def test_a_content_patch_on_a_document_nobody_has_open_is_three_transactio
     warm = await create_loop(client, token)
     await counted_patch(client, transactions, f"/api/loops/{warm['id']}", {"name": "Warm"}, token)
     loop = await create_loop(client, token)
-    assert client.app[REST_CONTEXT].documents.loaded(docschema.DocKind.LOOP, uuid.UUID(loop["id"])) is None
+    assert client.app[REST_CONTEXT].documents.loaded(DocKind.LOOP, uuid.UUID(loop["id"])) is None
 
     patched, ran, invalidations = await counted_patch(
         client,
@@ -193,7 +194,7 @@ async def test_a_content_patch_on_a_document_nobody_has_open_is_three_transactio
     assert patched == {k: v for k, v in got.items() if k != "samples"}
     # A client opening the document now finds the write in it.
     live = await connect(loop["id"], token=token)
-    content = docschema.loop_doc_to_content(live.doc)
+    content = loop_doc_to_content(live.doc)
     assert content["name"] == "Patched" and content["chordProgression"] == CHORDS
 
 
@@ -215,4 +216,4 @@ async def test_a_content_patch_reaches_a_live_client_in_two_transactions(
     assert len(ran) <= 2, "\n\n".join("\n".join(t) for t in ran)
     assert invalidations == 1
     assert patched["chordProgression"] == CHORDS and patched["name"] == loop["name"]
-    await live.wait_for(lambda: docschema.loop_doc_to_content(live.doc)["chordProgression"] == CHORDS)
+    await live.wait_for(lambda: loop_doc_to_content(live.doc)["chordProgression"] == CHORDS)

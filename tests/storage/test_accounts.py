@@ -8,9 +8,9 @@ import time
 import jwt
 import pytest
 
+from identity.authenticator import Authenticator
 from identity.errors import InvalidToken
 from identity.tokens import TokenIssuer
-from storage.accounts import Authenticator
 from storage.database import Database
 from storage.users import create_anonymous_user
 from tests.conftest import TEST_SECRET

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, func, select, text, update
 from musicplayground import backends
 from settings import Settings
 from storage.database import POSTGRES_POOL_SIZE, Database, Steps, run_steps
-from storage.documents import room_open_reads
+from storage.document_store import room_open_reads
 from storage.library import create_document, listed_columns
 from storage.models import Loop, User
 from storage.users import SHOWN_NAME_WARM_READ

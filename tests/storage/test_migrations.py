@@ -7,8 +7,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 from storage.database import Database
-from storage.migrate import check_up_to_date, current_revision, head_revision
 from storage.models import Base
+from storage.schema import check_up_to_date, current_revision, head_revision
 
 
 async def test_migrated_schema_matches_models(database_url: str) -> None:
@@ -29,7 +29,7 @@ async def test_empty_database_is_reported_out_of_date(tmp_path: object) -> None:
 
     import pytest
 
-    from storage.migrate import SchemaOutOfDate
+    from storage.schema import SchemaOutOfDate
 
     url = f"sqlite+aiosqlite:///{Path(str(tmp_path)) / 'empty.sqlite3'}"
     async with Database(url) as db:

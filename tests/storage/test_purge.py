@@ -8,9 +8,9 @@ from datetime import timedelta
 import asyncpg
 from sqlalchemy import func, select, update
 
+from identity.authenticator import Authenticator
 from identity.tokens import TokenIssuer
-from storage import documents
-from storage.accounts import Authenticator
+from storage import document_store
 from storage.database import Database
 from storage.library import create_document
 from storage.models import DocumentUpdate, Loop, RefreshToken, Sample, SharedLink, Song, User, utcnow
@@ -49,7 +49,7 @@ async def make_account(
             )
         )
         await store_refresh_token(session, user_id=user.id, token_hash=uuid.uuid4().hex, ttl_seconds=3600)
-        await documents.append_updates(
+        await document_store.append_updates(
             session, [("loop", loop.id, b"\x00\x00"), ("song", song.id, b"\x00\x00")]
         )
         await session.execute(update(User).where(User.id == user.id).values(last_seen_at=utcnow() - idle))

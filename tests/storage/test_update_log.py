@@ -14,7 +14,7 @@ import pytest
 from pycrdt import Doc, Map
 from sqlalchemy import func, select, text
 
-from storage import documents
+from storage import document_store
 from storage.database import SQLITE_WAL_SIZE_LIMIT_BYTES, Database
 from storage.models import DocumentUpdate
 from storage.update_log import UpdateLog
@@ -46,7 +46,7 @@ async def test_concurrent_appends_share_commits(database_url: str) -> None:
         assert await stored_log(db) == dict(zip(ids, wanted, strict=True))
         for rid in docs:
             async with db.session() as session:
-                stored = await documents.load_document(session, resource_type="loop", resource_id=rid)
+                stored = await document_store.load_document(session, resource_type="loop", resource_id=rid)
             assert stored is not None
             assert [data for _, data in stored.updates] == [data for r, data in wanted if r == rid]
 
@@ -164,7 +164,7 @@ async def test_a_database_error_fails_the_whole_batch(
 
     async with Database(database_url) as db:
         (loop_id,) = await make_documents(db)
-        real_postgres = documents.append_updates_postgres
+        real_postgres = document_store.append_updates_postgres
 
         async def fail_once(connection: object, entries: list[tuple[str, uuid.UUID, bytes]]) -> list[int]:
             # One statement, its own transaction: it cannot fail half-way, so it fails before.
@@ -172,7 +172,7 @@ async def test_a_database_error_fails_the_whole_batch(
                 raise ValueError("boom")
             return await real_postgres(connection, entries)  # type: ignore[arg-type]
 
-        real_sqlite = documents.append_updates_sqlite
+        real_sqlite = document_store.append_updates_sqlite
 
         def fail_once_sqlite(connection: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[int]:
             if any(row[2] == b"poison" for row in rows):
@@ -249,7 +249,7 @@ async def test_real_yjs_updates_through_the_log(database_url: str) -> None:
             await asyncio.gather(*(log.append("loop", loop_id, u) for u in captured))
 
         async with db.session() as session:
-            stored = await documents.load_document(session, resource_type="loop", resource_id=loop_id)
+            stored = await document_store.load_document(session, resource_type="loop", resource_id=loop_id)
         assert stored is not None and stored.state is None
         fresh: Doc = Doc()
         for _, update in stored.updates:
@@ -285,7 +285,7 @@ async def test_a_batch_waits_behind_an_open_append_without_blocking_the_loop(dat
         async with UpdateLog(db) as log:
             first = await log.append("loop", loop_id, b"first")
             async with db.write_session() as holder:
-                (held,) = await documents.append_updates(holder, [("loop", loop_id, b"held")])
+                (held,) = await document_store.append_updates(holder, [("loop", loop_id, b"held")])
                 waiting = asyncio.ensure_future(log.append("loop", loop_id, b"waited"))
                 await asyncio.sleep(0.3)  # the loop runs while the batch waits
                 assert not waiting.done()

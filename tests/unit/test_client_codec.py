@@ -1,4 +1,4 @@
-"""Unit tests of realtime.client.CollabClient's protocol handling, without a server.
+"""Unit tests of loadtest.client.CollabClient's protocol handling, without a server.
 
 The Socket.IO handlers are called directly with what python-socketio would pass them; what the
 client would send is read from its outgoing queue.
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pycrdt import Awareness, Doc, Map
 
-from realtime.client import (
+from loadtest.client import (
     AWARENESS_UPDATE,
     EMPTY_UPDATE,
     SYNC_STEP_1,

@@ -8,6 +8,7 @@ import pytest
 
 from bus import MemoryBus, open_bus
 from bus.redis import RedisBus
+from music.roles import Role
 from presence import cluster as presence
 from presence.members import Member
 from realtime.cluster import ClusterMessage
@@ -31,7 +32,7 @@ def test_messages_round_trip_with_binary_bodies() -> None:
 
 def test_members_and_event_payloads_with_ids_travel_as_text() -> None:
     user = uuid.uuid4()
-    members = {"s1": Member(user, "Ada", "owner"), "s2": Member(None, "Guest", "viewer")}
+    members = {"s1": Member(user, "Ada", Role.OWNER), "s2": Member(None, "Guest", Role.VIEWER)}
     encoded = ClusterMessage("members", presence.members_header(members)).encode()
     assert presence.read_members(ClusterMessage.decode(encoded).header) == members
     event = ClusterMessage("event", {"event": "comment", "data": {"id": user}})

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from realtime import packet_json
+from realtime.ysocketio import packet_json
 
 
 @pytest.mark.parametrize(

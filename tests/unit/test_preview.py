@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from PIL import Image, ImageChops
 
+from music.bounds import MAX_CHORD_CELLS, MAX_STEP, MAX_STEPS, MAX_TIMELINE_BLOCKS
 from pages import preview
 from pages.preview import Fonts, preview_etag, render_preview
-from storage.bounds import MAX_CHORD_CELLS, MAX_STEP, MAX_STEPS, MAX_TIMELINE_BLOCKS
 
 FIXTURE = json.loads(
     (Path(__file__).resolve().parents[1] / "fixtures" / "composer-localstorage.json").read_text()

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from pycrdt import Doc, Map
 
-from realtime import docschema
+from music.bounds import MAX_META_KEYS
+from music.kinds import DocKind
+from music.reading import loop_doc_to_content
+from music.writing import loop_content_to_update
 from realtime.errors import RealtimeError
 from realtime.rooms import MIN_ROLLBACK_TAIL_BYTES, Room
-from storage.bounds import MAX_META_KEYS
 
 
 class _NoTransport:
@@ -26,8 +28,8 @@ class _NoTransport:
 
 def _room() -> Room:
     doc: Doc[Any] = Doc()
-    doc.apply_update(docschema.loop_content_to_update({"name": "x", "length": 4}))
-    return Room(docschema.DocKind.LOOP, uuid.uuid4(), doc, _NoTransport())
+    doc.apply_update(loop_content_to_update({"name": "x", "length": 4}))
+    return Room(DocKind.LOOP, uuid.uuid4(), doc, _NoTransport())
 
 
 def _client(room: Room, client_id: int) -> tuple[Doc[Any], list[bytes]]:
@@ -75,16 +77,16 @@ def test_a_refusal_keeps_client_id_content_cache_and_accepted_changes() -> None:
     assert room.doc.client_id == client_id  # the awareness of the room and the server's own edits
     assert room.version == version
     assert "k0" not in room.doc.get("meta", type=Map)
-    assert room.content() == content == docschema.loop_doc_to_content(room.doc)
+    assert room.content() == content == loop_doc_to_content(room.doc)
     # The room goes on: a REST write and a client edit after the rollback both land.
     assert room.apply_content({"name": "renamed"}, {"name"}) is not None
     other, other_updates = _client(room, 14)
     other.get("chords", type=Map)["1"] = {"chord": "G"}
     assert room.apply_untrusted(other_updates[-1]) is not None
     read = room.content()
-    assert read == docschema.loop_doc_to_content(room.doc)
+    assert read == loop_doc_to_content(room.doc)
     assert read["name"] == "renamed" and read["chordProgression"] != content["chordProgression"]
-    assert content["chordProgression"] != docschema.loop_doc_to_content(_room().doc)["chordProgression"]
+    assert content["chordProgression"] != loop_doc_to_content(_room().doc)["chordProgression"]
 
 
 def test_pending_structs_of_a_trusted_update_survive_a_rollback() -> None:

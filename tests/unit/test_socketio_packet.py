@@ -8,8 +8,9 @@ import tracemalloc
 import pytest
 from socketio import packet as sio_packet
 
-from realtime import packet_json, socketio_packet
-from realtime.socketio_packet import MAX_ATTACHMENTS, PacketRefused
+from realtime.ysocketio import packet as socketio_packet
+from realtime.ysocketio import packet_json
+from realtime.ysocketio.packet import MAX_ATTACHMENTS, PacketRefused
 
 OurPacket = socketio_packet.packet_class(max_bytes=64 * 1024)
 

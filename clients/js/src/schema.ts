@@ -1,7 +1,7 @@
 /**
  * The layout of loops and songs inside their Yjs documents, as the server defines it
- * (realtime/docschema.py, docs/realtime.md "Document schema"), and the bounds of their content
- * (storage/bounds.py; a test compares these numbers with the server's).
+ * (music/schema.py, docs/realtime.md "Document schema"), and the bounds of their content
+ * (music/bounds.py; a test compares these numbers with the server's).
  *
  * Loop: `meta` (name, length, color, bpm?, schemaVersion?), `chords` (bar as a decimal string ->
  * one plain JSON object {chord, roman?, root?, quality?}), `steps` (stepKey -> Y.Map of the step).
@@ -19,7 +19,7 @@ import * as Y from 'yjs'
 import { ContentError } from './errors.js'
 import type { ChordCell, IconStep, LoopContent, SongContent, TimelineBlock } from './types.js'
 
-/** The content bounds (storage/bounds.py). */
+/** The content bounds (music/bounds.py). */
 export const BOUNDS = {
   MAX_NAME_LEN: 100,
   MAX_CHORD_CELLS: 64,

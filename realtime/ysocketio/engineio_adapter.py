@@ -31,7 +31,7 @@ The read loop is also where a connection's memory and log are bounded (docs/hard
   connection without one after ``connect_timeout`` seconds is closed (the application says
   when namespaces join and leave: :func:`namespace_joined`, :func:`namespace_left`);
 - a binary frame goes to python-socketio only when a binary packet awaits it (its
-  ``_binary_packet``), whose attachment count and size ``realtime/socketio_packet.py`` bounds;
+  ``_binary_packet``), whose attachment count and size ``realtime/ysocketio/packet.py`` bounds;
 - what waits to be sent (the socket's queue, made by :class:`SendQueue`, and the transport's
   write buffer) is bounded by :data:`MAX_SEND_BACKLOG_BYTES`, acks and emits included;
 - a malformed frame is logged once per connection as one WARNING line, and the connection is
@@ -64,7 +64,7 @@ from engineio.async_drivers import aiohttp as eio_aiohttp
 from socketio import packet as sio_packet
 from wsproto.frame_protocol import FrameProtocol
 
-from realtime.socketio_packet import PacketRefused
+from realtime.ysocketio.packet import PacketRefused
 
 log = logging.getLogger(__name__)
 
@@ -395,7 +395,8 @@ def self_check(sio: socketio.AsyncServer) -> None:
     installed = {name: version(name) for name in CHECKED_VERSIONS}
     if installed != CHECKED_VERSIONS:
         raise EngineIOAdapterError(
-            f"realtime/engineio_adapter.py was checked against {CHECKED_VERSIONS}, found {installed}: "
+            f"realtime/ysocketio/engineio_adapter.py was checked against {CHECKED_VERSIONS}, "
+            f"found {installed}: "
             "re-check the internals it uses and update CHECKED_VERSIONS and the pins"
         )
     problems = []

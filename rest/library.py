@@ -22,8 +22,11 @@ from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 
 from music.columns import content_columns
-from realtime import docschema
-from realtime.limits import parse_canonical_uuid
+from music.ids import parse_canonical_uuid
+from music.kinds import DocKind
+from music.reading import doc_to_content
+from music.roles import Role
+from music.writing import content_to_update
 from realtime.read_cache import CachedDocument
 from rest.client_address import request_ip, trusted_networks
 from rest.context import (
@@ -60,9 +63,9 @@ from rest.schemas import (
     Success,
 )
 from settings import Settings
-from storage import documents as stored
+from storage import document_store as stored
 from storage import library, moderation
-from storage.access import Role, is_visible, readable_loops, resolve_role, role_from
+from storage.access import is_visible, readable_loops, resolve_role, role_from
 from storage.errors import Forbidden, NotFound, Unauthorized
 from storage.kinds import document_model
 from storage.models import Loop, Song
@@ -75,7 +78,7 @@ class DocumentKind:
     """How REST serves one kind of document; its table comes from ``storage.kinds``."""
 
     plural: str
-    doc_kind: docschema.DocKind
+    doc_kind: DocKind
     create: type[BaseModel]
     update: type[BaseModel]
     public: type[BaseModel]
@@ -97,7 +100,7 @@ class DocumentKind:
 
 LOOPS = DocumentKind(
     "loops",
-    docschema.DocKind.LOOP,
+    DocKind.LOOP,
     LoopCreate,
     LoopUpdate,
     LoopPublic,
@@ -108,7 +111,7 @@ LOOPS = DocumentKind(
 )
 SONGS = DocumentKind(
     "songs",
-    docschema.DocKind.SONG,
+    DocKind.SONG,
     SongCreate,
     SongUpdate,
     SongPublic,
@@ -254,12 +257,12 @@ class DocumentHandlers:
         payload = await read_json(request, self.kind.create)
         assert isinstance(payload, LoopCreate | SongCreate)  # what every kind's ``create`` is
         try:
-            state = docschema.content_to_update(self.kind.doc_kind, creation_content(payload))
+            state = content_to_update(self.kind.doc_kind, creation_content(payload))
         except ValueError as exc:
             raise BadRequest(f"invalid {self.kind.name}: {exc}") from None
         doc: Doc[Any] = Doc()
         doc.apply_update(state)
-        values = content_columns(docschema.doc_to_content(self.kind.doc_kind, doc))
+        values = content_columns(doc_to_content(self.kind.doc_kind, doc))
         values.update(is_public=payload.is_public, doc_state=state)
         async with ctx.db.write_session() as session:
             row = await library.create_document(
@@ -323,7 +326,7 @@ class DocumentHandlers:
         content = await documents.read_content(self.kind.doc_kind, row.id, stale=stale)
         data = self._data(row, content)
         cacheable = content is None  # nobody is editing it: the row is the whole truth, keep it
-        if self.kind.doc_kind is docschema.DocKind.LOOP:
+        if self.kind.doc_kind is DocKind.LOOP:
             assert isinstance(row, Loop)
             data["samples"] = await loop_samples(request, row, data)
             # Sample URLs may be signed for a limited time, and samples may be deleted.
@@ -389,10 +392,10 @@ class DocumentHandlers:
                 row = rows.get(loop_id)
                 if row is None:
                     continue
-                stale = documents.loaded(docschema.DocKind.LOOP, row.id) is None and (
+                stale = documents.loaded(DocKind.LOOP, row.id) is None and (
                     await stored.has_unsnapshotted_updates(session, resource_type="loop", resource_id=row.id)
                 )
-                content = await documents.read_content(docschema.DocKind.LOOP, row.id, stale=stale)
+                content = await documents.read_content(DocKind.LOOP, row.id, stale=stale)
                 data = LoopPublic.model_validate(row).model_dump(mode="json", by_alias=True)
                 loops.append(data | (content or {}))
         return loops, [loop_id for loop_id in order if loop_id not in rows]

@@ -1,6 +1,6 @@
 """Storage side of POST /api/migrate: the localStorage id mappings and the hourly limit.
 
-The REST handler (rest/migration.py) runs short transactions around work done off the
+The REST handler (rest/composer_import.py) runs short transactions around work done off the
 event loop: :func:`lock_account` and read the mappings, then :func:`check_rate` and
 :func:`charge_run` (committed before anything is validated or converted); later, in the
 transaction that creates the documents, :func:`lock_account` again, :func:`insert_documents`

@@ -11,17 +11,17 @@ from typing import Any
 import pytest
 from pycrdt import Doc, Encoder, Map, get_update
 
+from music.bounds import MAX_ENTRY_FIELDS, MAX_STEPS
+from music.ids import parse_canonical_uuid
+from music.kinds import DocKind
+from music.lib0 import MalformedPayload, read_var_uint
+from music.reading import ContentReader, check_live_bounds, loop_doc_to_content
+from music.schema import DEFAULT_NAME, storable_text
+from music.writing import loop_content_to_update
+from music.yjs_checks import check_state_vector, check_update_header, decode_state_vector
 from presence.awareness import MalformedAwareness, RoomAwareness, parse_state
-from presence.wire import MalformedPayload, read_var_uint
-from realtime import docschema
-from realtime.limits import (
-    admission_refusal,
-    check_state_vector,
-    check_update_header,
-    decode_state_vector,
-    parse_canonical_uuid,
-    parse_namespace,
-)
+from realtime.admission import admission_refusal
+from realtime.ysocketio.namespaces import parse_namespace
 
 
 def var_uint(value: int) -> bytes:
@@ -32,7 +32,7 @@ def var_uint(value: int) -> bytes:
 
 def test_namespaces_have_one_spelling() -> None:
     doc_id = uuid.uuid4()
-    assert parse_namespace(f"/yjs|loop:{doc_id}") == (docschema.DocKind.LOOP, doc_id)
+    assert parse_namespace(f"/yjs|loop:{doc_id}") == (DocKind.LOOP, doc_id)
     for alias in (str(doc_id).upper(), "----" + doc_id.hex, "{" + str(doc_id) + "}", doc_id.hex):
         assert parse_namespace(f"/yjs|loop:{alias}") is None
         assert parse_canonical_uuid(alias) is None
@@ -141,30 +141,30 @@ def test_check_live_bounds() -> None:
     doc: Doc[Any] = Doc()
     steps = doc.get("steps", type=Map)
     with doc.transaction():
-        for i in range(docschema.MAX_STEPS):
+        for i in range(MAX_STEPS):
             steps[str(i)] = Map({"step": 0, "soundId": "x"})
-    docschema.check_live_bounds("loop", doc)
+    check_live_bounds("loop", doc)
     steps["one-more"] = Map({"step": 0})
     with pytest.raises(ValueError, match="at most 2048"):
-        docschema.check_live_bounds("loop", doc)
+        check_live_bounds("loop", doc)
     fat: Doc[Any] = Doc()
-    fat.get("timeline", type=Map)["b"] = Map({f"a{i}": i for i in range(docschema.MAX_ENTRY_FIELDS + 1)})
-    docschema.check_live_bounds("song", fat)  # only touched entries are measured
+    fat.get("timeline", type=Map)["b"] = Map({f"a{i}": i for i in range(MAX_ENTRY_FIELDS + 1)})
+    check_live_bounds("song", fat)  # only touched entries are measured
     with pytest.raises(ValueError, match="attributes"):
-        docschema.check_live_bounds("song", fat, {"timeline": ["b"]})
+        check_live_bounds("song", fat, {"timeline": ["b"]})
 
 
 def test_text_that_no_database_stores_is_refused_and_skipped() -> None:
     for bad in ("a\x00b", "\ud800"):
         with pytest.raises(ValueError):
-            docschema.storable_text(bad)
+            storable_text(bad)
         with pytest.raises(ValueError):
-            docschema.loop_content_to_update({"name": bad, "length": 4})
+            loop_content_to_update({"name": bad, "length": 4})
     doc: Doc[Any] = Doc()
     doc.get("meta", type=Map)["name"] = "bad\x00"
     doc.get("steps", type=Map)["k"] = Map({"step": 1, "soundId": "kick\x00"})
-    content = docschema.loop_doc_to_content(doc)
-    assert content["name"] == docschema.DEFAULT_NAME and content["iconSequence"] == []
+    content = loop_doc_to_content(doc)
+    assert content["name"] == DEFAULT_NAME and content["iconSequence"] == []
 
 
 def test_the_content_reader_matches_a_full_read_after_random_edits() -> None:
@@ -176,9 +176,9 @@ def test_the_content_reader_matches_a_full_read_after_random_edits() -> None:
         "chordProgression": [{"bar": i, "chord": "C"} for i in range(8)],
         "iconSequence": [{"step": i % 64, "soundId": f"s{i // 64}"} for i in range(300)],
     }
-    doc.apply_update(docschema.loop_content_to_update(content))
-    reader = docschema.ContentReader("loop", doc)
-    assert reader.content() == docschema.loop_doc_to_content(doc)
+    doc.apply_update(loop_content_to_update(content))
+    reader = ContentReader("loop", doc)
+    assert reader.content() == loop_doc_to_content(doc)
     steps, chords, meta = (doc.get(n, type=Map) for n in ("steps", "chords", "meta"))
     for i in range(60):
         with doc.transaction():
@@ -194,7 +194,7 @@ def test_the_content_reader_matches_a_full_read_after_random_edits() -> None:
                 chords[str(rng.randrange(16))] = {"chord": f"G{i}"}
             else:
                 meta["name"] = f"name {i}"
-        assert reader.content() == docschema.loop_doc_to_content(doc)
+        assert reader.content() == loop_doc_to_content(doc)
     reader.close()
 
 

@@ -1,7 +1,7 @@
 """Every bound on a loop's or song's content, defined once.
 
 The REST input models (``rest/schemas.py``), the collaborative document schema
-(``realtime/docschema.py``) and the SQL columns all read these, so whatever a document
+(``music/schema.py``) and the SQL columns all read these, so whatever a document
 yields also passes REST validation (GET -> PUT works) and fits its row. DESIGN.md "Data
 model" names the main ones; the rest are generous caps so that every string and list is bounded.
 """

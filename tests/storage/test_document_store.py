@@ -17,12 +17,12 @@ from pycrdt import Doc, Map
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
 
-from storage import documents
+from storage import document_store as store
 from storage.access import load_access_rules
 from storage.database import Database, run_steps
 from storage.library import create_document
-from storage.migrate import alembic_config, current_revision, head_revision, upgrade
 from storage.models import Base, Collaborator, DocumentUpdate, Loop, Song, utcnow
+from storage.schema import alembic_config, current_revision, head_revision, upgrade
 from storage.users import create_anonymous_user
 
 LOOP_VALUES: dict[str, Any] = {
@@ -58,16 +58,16 @@ async def make_documents(db: Database, *, loops: int = 1, songs: int = 0) -> lis
     return ids
 
 
-async def load(db: Database, resource_id: uuid.UUID, resource_type: str = "loop") -> documents.StoredDocument:
+async def load(db: Database, resource_id: uuid.UUID, resource_type: str = "loop") -> store.StoredDocument:
     async with db.session() as session:
-        stored = await documents.load_document(session, resource_type=resource_type, resource_id=resource_id)
+        stored = await store.load_document(session, resource_type=resource_type, resource_id=resource_id)
     assert stored is not None
     return stored
 
 
 async def append(db: Database, entries: list[tuple[str, uuid.UUID, bytes]]) -> list[int]:
     async with db.write_session() as session:
-        return await documents.append_updates(session, entries)
+        return await store.append_updates(session, entries)
 
 
 async def snapshot(
@@ -75,12 +75,12 @@ async def snapshot(
 ) -> bool:
     """Store a snapshot, then trim the log it folded in (as a live room's snapshot does)."""
     saved = await db.write_steps(
-        documents.save_snapshot(
+        store.save_snapshot(
             resource_type="loop", resource_id=resource_id, state=state, position=position, columns=columns
         )
     )
     await db.write_steps(
-        documents.trim_document_log(resource_type="loop", resource_id=resource_id, up_to=position, limit=None)
+        store.trim_document_log(resource_type="loop", resource_id=resource_id, up_to=position, limit=None)
     )
     return saved
 
@@ -97,7 +97,7 @@ async def test_fresh_loop_has_no_state_and_no_updates(database_url: str) -> None
     async with Database(database_url) as db:
         (loop_id,) = await make_documents(db)
         stored = await load(db, loop_id)
-        assert stored == documents.StoredDocument(state=None, position=0, updates=[])
+        assert stored == store.StoredDocument(state=None, position=0, updates=[])
 
 
 async def test_appended_updates_load_in_order_with_their_ids(database_url: str) -> None:
@@ -121,9 +121,10 @@ async def test_appended_updates_load_in_order_with_their_ids(database_url: str) 
         assert (await load(db, song_id, "song")).updates == [(ids[3], b"song")]
         # The same id under the other resource type is another document.
         async with db.session() as session:
-            assert await documents.load_document(session, resource_type="song", resource_id=loop_id) is None
+            assert await store.load_document(session, resource_type="song", resource_id=loop_id) is None
             assert await run_steps(
-                session, documents.updates_after(resource_type="loop", resource_id=loop_id, position=ids[0])
+                session,
+                store.updates_after(resource_type="loop", resource_id=loop_id, position=ids[0]),
             ) == [(ids[2], b"two"), (ids[4], b"three")]
         assert await append(db, []) == []
 
@@ -170,7 +171,7 @@ async def test_trimming_deletes_folded_entries_a_batch_at_a_time(database_url: s
         # An entry under the other resource type is another document's, even with this id.
         (song_entry,) = await append(db, [("song", loop_id, b"song")])
         assert await db.write_steps(
-            documents.save_snapshot(
+            store.save_snapshot(
                 resource_type="loop", resource_id=loop_id, state=b"S", position=ids[4], columns={}
             )
         )
@@ -178,8 +179,8 @@ async def test_trimming_deletes_folded_entries_a_batch_at_a_time(database_url: s
         assert await log_count(db, loop_id) == 8
         assert (await load(db, loop_id)).updates == [(ids[5], bytes([5])), (ids[6], bytes([6]))]
 
-        def trim(limit: int | None) -> documents.Steps[int]:
-            return documents.trim_document_log(
+        def trim(limit: int | None) -> store.Steps[int]:
+            return store.trim_document_log(
                 resource_type="loop", resource_id=loop_id, up_to=ids[4], limit=limit
             )
 
@@ -195,7 +196,7 @@ async def test_trimming_deletes_folded_entries_a_batch_at_a_time(database_url: s
         assert await db.write_steps(trim(None)) == 0
         assert (await load(db, loop_id)).updates == [(ids[5], bytes([5])), (ids[6], bytes([6]))]
         assert (await load(db, other_id)).updates == [(other_entry, b"keep")]
-        after = functools.partial(documents.log_after, resource_type="loop", resource_id=loop_id)
+        after = functools.partial(store.log_after, resource_type="loop", resource_id=loop_id)
         assert await db.write_steps(after(position=ids[4])) == (2, ids[6])
         assert await db.write_steps(after(position=ids[6])) == (0, ids[6])  # none after: the position
 
@@ -231,7 +232,7 @@ async def test_a_first_state_is_stored_only_once(database_url: str) -> None:
 
         async def first_state(state: bytes) -> bool:
             return await db.write_steps(
-                documents.save_snapshot(
+                store.save_snapshot(
                     resource_type="loop",
                     resource_id=loop_id,
                     state=state,
@@ -256,7 +257,7 @@ async def test_snapshot_updates_an_object_loaded_in_the_same_session(database_ur
             assert row is not None and row.doc_log_position == 0
             assert await run_steps(
                 session,
-                documents.save_snapshot(
+                store.save_snapshot(
                     resource_type="loop",
                     resource_id=loop_id,
                     state=b"S",
@@ -273,7 +274,7 @@ async def test_has_unsnapshotted_updates(database_url: str) -> None:
 
         async def pending(resource_type: str, resource_id: uuid.UUID) -> bool:
             async with db.session() as session:
-                return await documents.has_unsnapshotted_updates(
+                return await store.has_unsnapshotted_updates(
                     session, resource_type=resource_type, resource_id=resource_id
                 )
 
@@ -292,12 +293,12 @@ async def test_unknown_document_and_unknown_type(database_url: str) -> None:
     async with Database(database_url) as db:
         async with db.session() as session:
             for resource_type in ("loop", "song"):
-                missing = await documents.load_document(
+                missing = await store.load_document(
                     session, resource_type=resource_type, resource_id=uuid.uuid4()
                 )
                 assert missing is None
             with pytest.raises(ValueError, match="unknown resource type"):
-                await documents.load_document(session, resource_type="sample", resource_id=uuid.uuid4())
+                await store.load_document(session, resource_type="sample", resource_id=uuid.uuid4())
         with pytest.raises(ValueError, match="unknown resource type"):
             await append(db, [("sample", uuid.uuid4(), b"x")])
 
@@ -319,10 +320,10 @@ async def _open_and_compare(db: Database) -> None:
         assert row is not None
         row.is_public, row.hidden_at = True, utcnow()
 
-    opened = await documents.load_document_and_access(db, resource_type="loop", resource_id=loop_id)
+    opened = await store.load_document_and_access(db, resource_type="loop", resource_id=loop_id)
     assert opened is not None
     found, access = opened
-    assert found == documents.StoredDocument(
+    assert found == store.StoredDocument(
         state=b"STATE", position=folded[0], updates=[(ids[0], b"one"), (ids[2], b"two")]
     )
     assert found == await load(db, loop_id)
@@ -332,15 +333,13 @@ async def _open_and_compare(db: Database) -> None:
     assert access.is_public and access.hidden
     assert all(isinstance(update, bytes) for _, update in found.updates)
 
-    fresh = await documents.load_document_and_access(db, resource_type="song", resource_id=song_id)
+    fresh = await store.load_document_and_access(db, resource_type="song", resource_id=song_id)
     assert fresh is not None
-    assert fresh[0] == documents.StoredDocument(state=None, position=0, updates=[])
+    assert fresh[0] == store.StoredDocument(state=None, position=0, updates=[])
     assert fresh[1].collaborators == {} and not fresh[1].hidden and not fresh[1].is_public
     # Unknown ids, and a loop's id asked for as a song, open nothing.
-    assert (
-        await documents.load_document_and_access(db, resource_type="loop", resource_id=uuid.uuid4()) is None
-    )
-    assert await documents.load_document_and_access(db, resource_type="song", resource_id=loop_id) is None
+    assert await store.load_document_and_access(db, resource_type="loop", resource_id=uuid.uuid4()) is None
+    assert await store.load_document_and_access(db, resource_type="song", resource_id=loop_id) is None
 
 
 async def test_a_room_opens_from_one_read_of_state_log_and_access(database_url: str) -> None:
@@ -368,7 +367,7 @@ async def test_delete_document_log(database_url: str) -> None:
         loop_id, other_id = await make_documents(db, loops=2)
         await append(db, [("loop", loop_id, b"a"), ("loop", other_id, b"b"), ("loop", loop_id, b"c")])
         async with db.write_session() as session:
-            await documents.delete_document_log(session, resource_type="loop", resource_id=loop_id)
+            await store.delete_document_log(session, resource_type="loop", resource_id=loop_id)
         assert await log_count(db, loop_id) == 0
         assert await log_count(db, other_id) == 1
         # The (now orphaned) document loads as its snapshot alone.
@@ -394,7 +393,7 @@ async def test_log_ids_become_visible_in_increasing_order(database_url: str) -> 
     async with Database(database_url) as db:
         (loop_id,) = await make_documents(db)
         async with db.write_session() as first:
-            (first_id,) = await documents.append_updates(first, [("loop", loop_id, b"first")])
+            (first_id,) = await store.append_updates(first, [("loop", loop_id, b"first")])
             second = asyncio.create_task(append(db, [("loop", loop_id, b"second")]))
             await asyncio.sleep(0.3)
             assert not second.done()  # waits for the first transaction to end
@@ -527,7 +526,7 @@ async def test_migration_0002_upgrades_existing_rows_and_downgrades(
             await upgrade(db)
             assert await current_revision(db) == head_revision()
             stored = await load(db, fork)
-            assert stored == documents.StoredDocument(state=None, position=0, updates=[])
+            assert stored == store.StoredDocument(state=None, position=0, updates=[])
             (entry,) = await append(db, [("loop", fork, b"u")])
             assert await snapshot(db, fork, state=b"S", position=entry)
 

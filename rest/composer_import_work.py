@@ -26,10 +26,11 @@ from pycrdt import Doc
 from pydantic import BaseModel, ValidationError
 
 from music.columns import content_columns
-from realtime import docschema
+from music.reading import doc_to_content
+from music.writing import CheckedContent, check_content, first_update
 from rest.community_schemas import MigrateRequest
-from rest.documents import LOOPS, SONGS, DocumentKind, creation_content
 from rest.errors import validation_details, validation_error
+from rest.library import LOOPS, SONGS, DocumentKind, creation_content
 
 MAX_LOCAL_ID = 128
 KINDS = (LOOPS, SONGS)
@@ -161,7 +162,7 @@ class _Item:
     position: int
     payload: BaseModel
     content: dict[str, Any]
-    checked: docschema.CheckedContent | None = None
+    checked: CheckedContent | None = None
     id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
@@ -202,7 +203,7 @@ def _validate(kind: DocumentKind, entries: Iterable[_Entry], report: _Report) ->
 
 def _check(kind: DocumentKind, item: _Item, report: _Report) -> bool:
     try:
-        item.checked = docschema.check_content(kind.doc_kind, item.content)
+        item.checked = check_content(kind.doc_kind, item.content)
     except ValueError as exc:
         report.fail(kind, item.position, _issue(kind, item.local_id, f"invalid {kind.name}: {exc}", []))
         return False
@@ -246,10 +247,10 @@ def _remap(songs: list[_Item], loop_map: dict[str, str], library: set[str], repo
 def _row(item: _Item) -> NewRow:
     """The row of a new document, with its first CRDT update made once (as REST create)."""
     assert item.checked is not None  # every item is checked before it is built
-    state = docschema.first_update(item.checked)
+    state = first_update(item.checked)
     doc: Doc[Any] = Doc()
     doc.apply_update(state)
-    columns = content_columns(docschema.doc_to_content(item.checked.kind, doc))
+    columns = content_columns(doc_to_content(item.checked.kind, doc))
     columns["is_public"] = item.payload.is_public  # type: ignore[attr-defined]
     return NewRow(item.local_id, item.id, state, json.dumps(columns, separators=(",", ":")).encode())
 

@@ -10,26 +10,17 @@ from typing import Any
 import pytest
 from pycrdt import Array, Doc, Map, Text
 
-from realtime import docschema
-from realtime.docschema import (
-    CHORDS,
-    LOOP,
-    MAX_STEPS,
-    META,
-    SONG,
-    STEPS,
-    TIMELINE,
+from music.bounds import MAX_STEPS
+from music.kinds import LOOP, SONG
+from music.reading import doc_to_content, loop_doc_to_content, song_doc_to_content
+from music.schema import CHORDS, META, STEPS, TIMELINE, new_doc, step_key
+from music.writing import (
     apply_content,
     apply_loop_content,
     apply_song_content,
     content_to_update,
-    doc_to_content,
     loop_content_to_update,
-    loop_doc_to_content,
-    new_doc,
     song_content_to_update,
-    song_doc_to_content,
-    step_key,
 )
 
 # A copy of shared/fixtures/composer-localstorage.json: what the composer keeps in localStorage.
@@ -605,8 +596,3 @@ def test_numbers_written_by_javascript_clients_read_as_ints() -> None:
     assert step == {"step": 5, "soundId": "kick", "velocity": 1.0, "pitch": 36, "row": 1, "duration16": 2}
     assert all(type(step[k]) is int for k in ("step", "pitch", "row", "duration16"))
     assert type(step["velocity"]) is float
-
-
-def test_module_exports() -> None:
-    for name in docschema.__all__:
-        assert hasattr(docschema, name)

@@ -6,7 +6,7 @@ packet until it has as many attachments as the text announced (up to 9,999,999,9
 header could make the server keep every later frame of the connection. Here a packet may
 announce at most :data:`MAX_ATTACHMENTS` attachments, and its text and attachments together
 may hold at most ``max_bytes``; past either bound :class:`PacketRefused` is raised, and the
-read loop (``realtime/engineio_adapter.py``) drops the connection with its reason.
+read loop (``realtime/ysocketio/engineio_adapter.py``) drops the connection with its reason.
 
 Cache. Every Yjs message is a Socket.IO binary event: a text part, then the update as a binary
 attachment. The text part (packet type, attachment count, namespace, and the event name with
@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from socketio import packet as sio_packet
 
-from realtime import packet_json
+from realtime.ysocketio import packet_json
 
 # Every event of the protocol (y-socket.io) carries one binary argument, and so does every
 # acknowledgement that carries one (the sync-step-1 reply). A few more are let through so that

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from musicplayground.loadtest import report as reports
-from musicplayground.loadtest.limits import MAX_DURATION, MAX_EDITORS, MAX_RATE, MAX_ROOMS, MAX_VIEWERS
+from loadtest import report as reports
+from loadtest.limits import MAX_DURATION, MAX_EDITORS, MAX_RATE, MAX_ROOMS, MAX_VIEWERS
 
 if TYPE_CHECKING:
-    from musicplayground.loadtest.runner import LoadTestConfig
+    from loadtest.runner import LoadTestConfig
 
 EXIT_THRESHOLDS_MISSED = 1
 EXIT_INTERRUPTED = 130
@@ -96,7 +96,7 @@ def loadtest(
     min_delivered_pct: float | None,
 ) -> None:
     # Imported here: every other command (serve, db) starts without the client stack.
-    from musicplayground.loadtest.runner import LoadTestConfig, LoadTestError
+    from loadtest.runner import LoadTestConfig, LoadTestError
 
     if plot_path is not None and not reports.plot_available():
         raise click.UsageError(
@@ -145,7 +145,7 @@ def loadtest(
 
 
 async def _run(config: LoadTestConfig) -> dict[str, object]:
-    from musicplayground.loadtest.runner import LoadTest
+    from loadtest.runner import LoadTest
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,6 +1,6 @@
 """The load test itself: users and loops over REST, then simulated editors and viewers.
 
-Every simulated socket is a :class:`realtime.client.CollabClient` (the real protocol: the
+Every simulated socket is a :class:`loadtest.client.CollabClient` (the real protocol: the
 y-socket.io events over Socket.IO, a pycrdt document and awareness). An editor edits at a
 fixed rate, open loop (edit *n* is due at ``start + phase + n / rate`` whether or not the
 earlier ones arrived), and moves its cursor with every edit. An edit sets the editor's next
@@ -28,7 +28,8 @@ from typing import Any
 import aiohttp
 from pycrdt import Map, MapEvent
 
-from musicplayground.loadtest.limits import (
+from loadtest.client import CollabClient
+from loadtest.limits import (
     MAX_DURATION,
     MAX_EDITORS,
     MAX_RATE,
@@ -36,15 +37,15 @@ from musicplayground.loadtest.limits import (
     MAX_SOCKETS,
     MAX_VIEWERS,
 )
-from musicplayground.loadtest.report import Second, summary_ms
-from realtime import docschema
-from realtime.client import CollabClient
+from loadtest.report import Second, summary_ms
+from music.bounds import MAX_ROW, MAX_STEP, MAX_STEPS
+from music.schema import step_key
 
 MAX_TRACKED_LATENCIES = 5_000_000  # samples kept for the percentiles (8 bytes each)
 
 SOUND = "loadtest"
 FIRST_PITCH = 40  # editor i writes pitch 40 + i (<= 103 for 64 editors)
-CELLS_PER_EDITOR = (docschema.MAX_STEP + 1) * (docschema.MAX_ROW + 1)  # step x row: 256
+CELLS_PER_EDITOR = (MAX_STEP + 1) * (MAX_ROW + 1)  # step x row: 256
 
 
 class LoadTestError(Exception):
@@ -138,8 +139,8 @@ class LoadTest:
         self._start = 0.0
         self._errors_seen = 0
         # Each editor cycles through its own cells (its pitch); a room's cells stay within
-        # what a loop holds (docschema.MAX_STEPS), so the REST check sees all of them.
-        self._cells_per_editor = min(CELLS_PER_EDITOR, docschema.MAX_STEPS // config.editors)
+        # what a loop holds (MAX_STEPS), so the REST check sees all of them.
+        self._cells_per_editor = min(CELLS_PER_EDITOR, MAX_STEPS // config.editors)
 
     # --- setup over REST ------------------------------------------------------------------
 
@@ -231,7 +232,7 @@ class LoadTest:
         seq = socket.seq
         socket.seq += 1
         cell_index = seq % self._cells_per_editor
-        step, row = cell_index % (docschema.MAX_STEP + 1), cell_index // (docschema.MAX_STEP + 1)
+        step, row = cell_index % (MAX_STEP + 1), cell_index // (MAX_STEP + 1)
         pitch = FIRST_PITCH + socket.index
         token = f"{socket.room}:{socket.index}:{seq}"
         expected = 0
@@ -242,7 +243,7 @@ class LoadTest:
         self.edits[token] = _Edit(sent_at=now, expected=expected)
         self.expected += expected.bit_count()
         cell = {"step": step, "row": row, "soundId": SOUND, "pitch": pitch, "velocity": 0.8, "lt": token}
-        socket.client.doc.get("steps", type=Map)[docschema.step_key(cell)] = Map(cell)
+        socket.client.doc.get("steps", type=Map)[step_key(cell)] = Map(cell)
         name = f"load test {socket.room}.{socket.index}"
         socket.client.set_awareness({"user": {"name": name}, "cursor": {"step": step, "row": row}})
         room.cells.add((step, row, pitch))

@@ -6,7 +6,7 @@ REST create, so both the seed's and the composer's spellings are accepted) and r
 also for two identical requests at once); their content is not looked at again.
 
 A full payload is seconds of CPU, so a run is charged and checked before it costs anything,
-and the CPU work runs in the worker process (``rest.cpu_worker``, ``rest.migration_work``);
+and the CPU work runs in the worker process (``rest.cpu_worker``, ``rest.composer_import_work``);
 docs/community.md says what is charged:
 
 1. the worker reads the body's local ids; one short locked transaction reads their mappings
@@ -33,12 +33,12 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from rest import migration_work as work
+from rest import composer_import_work as work
 from rest.community_schemas import MigrateResponse
 from rest.context import context, json_model, read_body, require_caller
 from rest.cpu_worker import CPU_WORKER
 from rest.errors import BadRequest, UnsupportedMediaType
-from storage import migration_import as imports
+from storage import composer_import as imports
 from storage.errors import Conflict, QuotaExceeded
 
 KINDS = work.KINDS

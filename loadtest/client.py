@@ -43,6 +43,8 @@ import engineio
 import socketio
 from pycrdt import Awareness, Decoder, Doc, TransactionEvent
 
+from music.kinds import DocKind
+
 __all__ = [
     "CollabClient",
     "CollabConnectionError",
@@ -55,7 +57,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-KINDS: Final = ("loop", "song")
+KINDS: Final = tuple(kind.value for kind in DocKind)
 
 # Protocol events (y-socket.io) and our own server events.
 SYNC_STEP_1: Final = "sync-step-1"

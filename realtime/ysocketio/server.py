@@ -8,7 +8,7 @@ own on connect), ``sync-update`` and ``awareness-update``. Our own events: ``err
 
 Fan-out does not use ``AsyncServer.emit`` per room: that creates a task per recipient. An
 event's WebSocket frames are built once and put straight on each recipient's Engine.IO send
-queue, whose writer task writes them (``realtime/engineio_adapter.py``, the only module that
+queue, whose writer task writes them (``realtime/ysocketio/engineio_adapter.py``, the only module that
 touches those internals; it also declines WebSocket compression, see docs/realtime.md).
 """
 
@@ -26,15 +26,18 @@ import socketio
 from aiohttp import web
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
+from identity.authenticator import Authenticator
 from identity.errors import ExpiredToken, InvalidToken
 from identity.firebase import FirebaseUnavailable
-from realtime import engineio_adapter, packet_json, socketio_packet
+from music.bounds import UNSTORABLE_TEXT
+from music.lib0 import MalformedPayload
+from music.yjs_checks import check_state_vector
 from realtime.errors import RealtimeError
-from realtime.limits import NAMESPACE_HELP, MalformedPayload, check_state_vector, parse_namespace
 from realtime.rooms import Room, Session, TokenBucket
 from realtime.service import DocumentService
-from storage.accounts import Authenticator
-from storage.bounds import UNSTORABLE_TEXT
+from realtime.ysocketio import engineio_adapter, packet_json
+from realtime.ysocketio import packet as socketio_packet
+from realtime.ysocketio.namespaces import NAMESPACE_HELP, parse_namespace
 from storage.errors import NotFound
 
 log = logging.getLogger(__name__)
