@@ -9,6 +9,7 @@ from bus import Bus, BusState
 from music.kinds import DocKind
 from music.roles import Role
 from presence.cluster import ClusterPresence
+from realtime.errors import ErrorCode
 from realtime.registry import RoomRegistry
 from realtime.rooms import Room
 from storage.access import load_access_rules, role_with_share
@@ -92,7 +93,7 @@ class AccessControl:
                 await self._registry.transport.disconnect(
                     room.namespace,
                     session,
-                    "access_revoked",
+                    ErrorCode.ACCESS_REVOKED,
                     f"you no longer have access to this {kind.value}",
                 )
             else:

@@ -34,6 +34,7 @@ from music.columns import content_columns, row_content
 from music.kinds import DocKind
 from music.writing import content_to_update
 from realtime.cluster import ClusterMessage
+from realtime.errors import ErrorCode
 from realtime.read_cache import ReadCache
 from realtime.rooms import Room, RoomKey, RoomTransport, Session
 from realtime.tasks import OwnedTasks
@@ -174,7 +175,10 @@ class RoomPersistence:
                         room.namespace,
                         [sender],
                         "error",
-                        {"code": "storage_unavailable", "message": "your last edit could not be saved"},
+                        {
+                            "code": ErrorCode.STORAGE_UNAVAILABLE,
+                            "message": "your last edit could not be saved",
+                        },
                     )
                 return
             if not room.closed:

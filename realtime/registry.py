@@ -17,6 +17,7 @@ import uuid
 
 from music.kinds import DocKind
 from presence.cluster import ClusterPresence
+from realtime.errors import ErrorCode
 from realtime.persistence import RoomPersistence
 from realtime.relay import ClusterRelay
 from realtime.rooms import Room, RoomKey, RoomTransport
@@ -128,7 +129,7 @@ class RoomRegistry:
         self.close(room)
         for session in list(room.sessions.values()):
             await self.transport.disconnect(
-                room.namespace, session, "document_deleted", f"this {room.kind.value} was deleted"
+                room.namespace, session, ErrorCode.DOCUMENT_DELETED, f"this {room.kind.value} was deleted"
             )
 
     # --- maintenance ----------------------------------------------------------------

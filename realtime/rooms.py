@@ -19,7 +19,7 @@ from music.schema import META
 from music.writing import apply_content
 from presence.awareness import RoomAwareness
 from presence.members import Member, RoomMembers
-from realtime.errors import RealtimeError
+from realtime.errors import ErrorCode, RealtimeError
 from storage.access import AccessRules
 
 MAX_CACHED_DIFFS = 16
@@ -273,21 +273,21 @@ class Room:
                 state = self.doc.get_state()
         except Exception as exc:  # pycrdt raises ValueError, sometimes others, on junk
             self._roll_back(version)
-            raise RealtimeError("malformed_update", "not a valid Yjs update") from exc
+            raise RealtimeError(ErrorCode.MALFORMED_UPDATE, "not a valid Yjs update") from exc
         try:
             try:
                 pending = _leaves_pending(update, state)
             except MalformedPayload:
-                raise RealtimeError("malformed_update", "client id or clock out of range") from None
+                raise RealtimeError(ErrorCode.MALFORMED_UPDATE, "client id or clock out of range") from None
             if pending:
                 raise RealtimeError(
-                    "missing_dependencies",
+                    ErrorCode.MISSING_DEPENDENCIES,
                     "this update depends on changes the server does not have; it was not applied",
                 )
             try:
                 check_live_bounds(self.kind, self.doc, self._touched)
             except ValueError as exc:
-                raise RealtimeError("content_too_large", str(exc)) from None
+                raise RealtimeError(ErrorCode.CONTENT_TOO_LARGE, str(exc)) from None
         except RealtimeError:
             self._roll_back(version)
             raise
@@ -316,7 +316,9 @@ class Room:
             apply_content(self.kind, self.doc, content, fields=fields)  # validates first
             delta = self._delta
             if delta is not None and max_growth is not None and len(delta) > max_growth:
-                raise RealtimeError("document_too_large", "this change would make the document too large")
+                raise RealtimeError(
+                    ErrorCode.DOCUMENT_TOO_LARGE, "this change would make the document too large"
+                )
         except BaseException:
             self._roll_back(version)
             raise

@@ -37,7 +37,7 @@ from presence.members import Member
 from realtime.access import AccessControl
 from realtime.admission import admission_refusal
 from realtime.cluster import ClusterMessage
-from realtime.errors import RealtimeError
+from realtime.errors import ErrorCode, RealtimeError
 from realtime.names import ShownNames
 from realtime.persistence import RoomPersistence, SnapshotOutcome
 from realtime.read_cache import ReadCache
@@ -226,7 +226,7 @@ class DocumentService:
             max_per_user=self.limits.max_connections_per_user,
         )
         if refusal is not None:
-            raise RealtimeError("room_full", refusal)
+            raise RealtimeError(ErrorCode.ROOM_FULL, refusal)
         room.sessions[session.sid] = session
         room.empty_since = None
         self.cluster_presence.joined(room, session.sid, session.member)
@@ -249,32 +249,35 @@ class DocumentService:
         """A ``sync-update`` (or a sync-step-1 reply) from a client: applied now, relayed to
         the others once durable."""
         if not session.role.can_write:
-            raise RealtimeError("read_only", "you can view this document but not edit it")
+            raise RealtimeError(ErrorCode.READ_ONLY, "you can view this document but not edit it")
         if len(update) > self.limits.max_update_bytes:
             raise RealtimeError(
-                "update_too_large", f"an update may be at most {self.limits.max_update_bytes} bytes"
+                ErrorCode.UPDATE_TOO_LARGE, f"an update may be at most {self.limits.max_update_bytes} bytes"
             )
         if room.stored_bytes + len(update) > self.limits.max_document_bytes:
             raise RealtimeError(
-                "document_too_large", f"a document may be at most {self.limits.max_document_bytes} bytes"
+                ErrorCode.DOCUMENT_TOO_LARGE,
+                f"a document may be at most {self.limits.max_document_bytes} bytes",
             )
         if self.update_log.full:
             # Refused before it is applied: nothing half-done, and the sender is told.
             raise RealtimeError(
-                "storage_backlog",
+                ErrorCode.STORAGE_BACKLOG,
                 "the server cannot store edits fast enough right now; this edit was not taken",
             )
         try:
             check_update_header(update)
         except MalformedPayload as exc:
-            raise RealtimeError("malformed_update", f"not a valid Yjs update: {exc}") from None
+            raise RealtimeError(ErrorCode.MALFORMED_UPDATE, f"not a valid Yjs update: {exc}") from None
         delta = room.apply_untrusted(update)
         if delta is not None:
             self.updates_applied += 1
             try:
                 self._persist_then_relay(room, delta, session)
             except UpdateLogFull:  # checked above; only a race with another room could get here
-                raise RealtimeError("storage_backlog", "the server cannot store edits right now") from None
+                raise RealtimeError(
+                    ErrorCode.STORAGE_BACKLOG, "the server cannot store edits right now"
+                ) from None
 
     def client_awareness(self, room: Room, session: Session, update: bytes) -> None:
         relay = room.awareness.apply(session.sid, update, session.identity)
@@ -341,7 +344,7 @@ class DocumentService:
         if role is not Role.OWNER and (owner_only or not role.can_write):
             raise Forbidden(f"only the owner may change or delete this {kind.value}")
         if self.update_log.full:
-            raise RealtimeError("storage_backlog", "the server cannot store edits right now")
+            raise RealtimeError(ErrorCode.STORAGE_BACKLOG, "the server cannot store edits right now")
         room_left = self.limits.max_document_bytes - room.stored_bytes
         delta = room.apply_content(content, fields, max_growth=room_left)
         row = None

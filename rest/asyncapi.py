@@ -18,27 +18,16 @@ from urllib.parse import urlsplit
 from pydantic.json_schema import models_json_schema
 
 from identity.errors import ExpiredToken, InvalidToken
+from realtime.errors import MEANINGS, ErrorCode
 from rest.community_schemas import CommentPublic
 from rest.schemas import PresenceMember
 
 BINARY: Final = {"type": "string", "format": "binary"}
 
-# ``error`` codes: refusals of one message (the connection stays up), and the three that end it.
+# ``error`` codes: refusals of one message (the connection stays up), and those that end it.
+# ``room_full`` refuses a handshake (a ``connect_error``), never an ``error`` event.
 ERROR_CODES: Final = {
-    "read_only": "you are a viewer; your update was not applied",
-    "update_too_large": "one update exceeds RT_MAX_UPDATE_BYTES; not applied",
-    "document_too_large": "the document would exceed RT_MAX_DOCUMENT_BYTES; not applied",
-    "content_too_large": "more content than REST allows (chords, steps, blocks, meta keys, attributes)",
-    "rate_limited": "more messages per second than RT_MAX_MESSAGES_PER_SECOND; the excess is dropped",
-    "storage_backlog": "the server cannot store edits right now; not applied: resync later",
-    "malformed_update": "not one binary, valid Yjs update",
-    "missing_dependencies": "the update builds on changes the server never received; resync",
-    "malformed_awareness": "not one valid y-protocols awareness update, or a state too big",
-    "malformed_message": "a sync-step-1 without a valid state vector (the ack carries the whole document)",
-    "unknown_event": "an event name the server does not know",
-    "too_many_refused_updates": "ten refused updates; followed by a disconnect",
-    "access_revoked": "you lost access; followed by a disconnect (do not reconnect)",
-    "document_deleted": "the document was deleted; followed by a disconnect (do not reconnect)",
+    code.value: meaning for code, meaning in MEANINGS.items() if code is not ErrorCode.ROOM_FULL
 }
 
 # ``data.code`` of a refusal for a bad token (identity.errors).

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from identity.errors import InvalidToken
 from identity.firebase import FirebaseUnavailable
-from realtime.errors import RealtimeError
+from realtime.errors import ErrorCode, RealtimeError
 from rest.responses import json_response
 from storage.errors import DomainError, RateLimited
 
@@ -99,24 +99,29 @@ class RealtimeAnswer:
 
 # Every code a RealtimeError can carry (docs/realtime.md#errors) as REST answers it, with the
 # code itself kept as the error code. tests/unit/test_realtime_answers.py keeps it complete.
-REALTIME_ANSWERS: dict[str, RealtimeAnswer] = {
-    "document_too_large": RealtimeAnswer(413),
-    "content_too_large": RealtimeAnswer(413),
-    "update_too_large": RealtimeAnswer(413),
-    "malformed_update": RealtimeAnswer(400),
-    "missing_dependencies": RealtimeAnswer(409),
-    "read_only": RealtimeAnswer(403),
-    "room_full": RealtimeAnswer(503, retry_after=5),
+REALTIME_ANSWERS: dict[ErrorCode, RealtimeAnswer] = {
+    ErrorCode.DOCUMENT_TOO_LARGE: RealtimeAnswer(413),
+    ErrorCode.CONTENT_TOO_LARGE: RealtimeAnswer(413),
+    ErrorCode.UPDATE_TOO_LARGE: RealtimeAnswer(413),
+    ErrorCode.MALFORMED_UPDATE: RealtimeAnswer(400),
+    ErrorCode.MALFORMED_MESSAGE: RealtimeAnswer(400),
+    ErrorCode.MALFORMED_AWARENESS: RealtimeAnswer(400),
+    ErrorCode.UNKNOWN_EVENT: RealtimeAnswer(400),
+    ErrorCode.MISSING_DEPENDENCIES: RealtimeAnswer(409),
+    ErrorCode.READ_ONLY: RealtimeAnswer(403),
+    ErrorCode.ACCESS_REVOKED: RealtimeAnswer(403),
+    ErrorCode.DOCUMENT_DELETED: RealtimeAnswer(404),
+    ErrorCode.RATE_LIMITED: RealtimeAnswer(429, retry_after=1),
+    ErrorCode.TOO_MANY_REFUSED_UPDATES: RealtimeAnswer(429, retry_after=1),
+    ErrorCode.ROOM_FULL: RealtimeAnswer(503, retry_after=5),
     # The update log is waiting for the database: nothing was changed; it drains in seconds.
-    "storage_backlog": RealtimeAnswer(503, retry_after=2),
+    ErrorCode.STORAGE_BACKLOG: RealtimeAnswer(503, retry_after=2),
+    ErrorCode.STORAGE_UNAVAILABLE: RealtimeAnswer(503, retry_after=2),
 }
 
 
 def realtime_error_response(exc: RealtimeError) -> web.Response:
-    answer = REALTIME_ANSWERS.get(exc.code)
-    if answer is None:  # a code missing from the table is our bug, not the client's
-        log.error("no REST answer for the real-time error %r: %s", exc.code, exc.message)
-        return error_response(500, "internal_error", "internal server error")
+    answer = REALTIME_ANSWERS[exc.code]  # complete: tests/unit/test_realtime_answers.py
     headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after is not None else None
     return error_response(answer.status, exc.code, exc.message, headers=headers)
 

@@ -23,9 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rest.body_pace import BodyPace
 from rest.context import context, json_model, optional_caller, path_uuid, read_query, require_caller
 from rest.errors import BadRequest, UnsupportedMediaType
-from rest.openapi import Route
 from rest.responses import json_response
-from rest.schemas import LoopSample, SampleList, SampleListQuery, SamplePublic, SampleUploadForm, Success
+from rest.schemas import LoopSample, SampleListQuery, SamplePublic, Success
 from storage import audio
 from storage import samples as stored
 from storage.blobs import BlobStore
@@ -259,60 +258,3 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
             "Content-Disposition": "inline",
         },
     )
-
-
-def sample_routes() -> list[Route]:
-    item = "/api/samples/{id}"
-    return [
-        Route(
-            "POST",
-            "/api/samples/upload",
-            upload,
-            "Upload a WAV or MP3 sample (multipart: file, optional name)",
-            "samples",
-            form=SampleUploadForm,
-            response=SamplePublic,
-            status=201,
-            errors=(400, 403, 413, 415, 422, 503),
-        ),
-        Route(
-            "GET",
-            "/api/samples",
-            list_samples,
-            "Your samples, their total size and your quota",
-            "samples",
-            query=SampleListQuery,
-            response=SampleList,
-            errors=(400,),
-        ),
-        Route(
-            "GET",
-            item,
-            get_sample,
-            "One of your samples",
-            "samples",
-            response=SamplePublic,
-            errors=(400, 404),
-        ),
-        Route(
-            "DELETE",
-            item,
-            delete_sample,
-            "Delete your sample (loops using it then report it missing)",
-            "samples",
-            response=Success,
-            errors=(400, 404),
-        ),
-        *(
-            Route(
-                method,
-                LOCAL_FILE_PATH,
-                serve_file,
-                "A sample file (local storage only; supports Range and ETag)",
-                "samples",
-                auth="none",
-                errors=(404,),
-            )
-            for method in ("GET", "HEAD")
-        ),
-    ]

@@ -32,7 +32,7 @@ from identity.firebase import FirebaseUnavailable
 from music.bounds import UNSTORABLE_TEXT
 from music.lib0 import MalformedPayload
 from music.yjs_checks import check_state_vector
-from realtime.errors import RealtimeError
+from realtime.errors import REFUSED_UPDATE_CODES, ErrorCode, RealtimeError
 from realtime.rooms import Room, Session, TokenBucket
 from realtime.service import DocumentService
 from realtime.ysocketio import engineio_adapter, packet_json
@@ -235,14 +235,14 @@ class CollabSocketServer:
             return None
         room, session = entry
         if not session.bucket.take():
-            self._error(room, session, "rate_limited", "too many messages; slow down")
+            self._error(room, session, ErrorCode.RATE_LIMITED, "too many messages; slow down")
             return None
         return entry
 
     def _error(self, room: Room, session: Session, code: str, message: str) -> None:
         self.refused[code] += 1
         now = time.monotonic()
-        if code == "rate_limited" and now - session.last_error_at < 1.0:
+        if code is ErrorCode.RATE_LIMITED and now - session.last_error_at < 1.0:
             return  # one rate-limit notice a second is enough
         session.last_error_at = now
         self.send(room.namespace, [session], "error", {"code": code, "message": message})
@@ -254,14 +254,19 @@ class CollabSocketServer:
         room, session = entry
         state_vector = args[0] if args else None
         if not isinstance(state_vector, bytes):
-            self._error(room, session, "malformed_message", "sync-step-1 takes one binary state vector")
+            self._error(
+                room, session, ErrorCode.MALFORMED_MESSAGE, "sync-step-1 takes one binary state vector"
+            )
             return room.missing_update(b"\x00")
         try:
             check_state_vector(state_vector, max_bytes=self.service.limits.max_update_bytes)
             return room.missing_update(state_vector)
         except (MalformedPayload, ValueError):
             self._error(
-                room, session, "malformed_message", "not a valid Yjs state vector; sent the whole document"
+                room,
+                session,
+                ErrorCode.MALFORMED_MESSAGE,
+                "not a valid Yjs state vector; sent the whole document",
             )
             return room.missing_update(b"\x00")
 
@@ -281,18 +286,21 @@ class CollabSocketServer:
 
     def _apply_update(self, room: Room, session: Session, update: Any, what: str) -> None:
         if not isinstance(update, bytes):
-            self._error(room, session, "malformed_update", f"{what} takes one binary Yjs update")
+            self._error(room, session, ErrorCode.MALFORMED_UPDATE, f"{what} takes one binary Yjs update")
             return
         try:
             self.service.client_update(room, session, update)
         except RealtimeError as exc:
             self._error(room, session, exc.code, exc.message)
-            if exc.code in ("malformed_update", "missing_dependencies", "content_too_large"):
+            if exc.code in REFUSED_UPDATE_CODES:
                 session.refused_updates += 1
                 if session.refused_updates == MAX_REFUSED_UPDATES:
                     task = asyncio.get_running_loop().create_task(
                         self.disconnect(
-                            room.namespace, session, "too_many_refused_updates", "too many refused updates"
+                            room.namespace,
+                            session,
+                            ErrorCode.TOO_MANY_REFUSED_UPDATES,
+                            "too many refused updates",
                         ),
                         name=f"disconnect-{session.sid}",
                     )
@@ -305,14 +313,16 @@ class CollabSocketServer:
             return
         room, session = entry
         if len(args) != 1 or not isinstance(args[0], bytes):
-            self._error(room, session, "malformed_awareness", "awareness-update takes one binary update")
+            self._error(
+                room, session, ErrorCode.MALFORMED_AWARENESS, "awareness-update takes one binary update"
+            )
             return
         try:
             self.service.client_awareness(room, session, args[0])
         except ValueError as exc:
-            self._error(room, session, "malformed_awareness", str(exc))
+            self._error(room, session, ErrorCode.MALFORMED_AWARENESS, str(exc))
 
     async def _on_unknown_event(self, event: str, namespace: str, sid: str, *args: Any) -> None:
         entry = self._session(sid)
         if entry is not None:
-            self._error(*entry, "unknown_event", f"unknown event {event!r}")
+            self._error(*entry, ErrorCode.UNKNOWN_EVENT, f"unknown event {event!r}")

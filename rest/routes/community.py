@@ -1,4 +1,4 @@
-"""The community routes (profiles, explore, comments, moderation, migration) for rest/routes.py."""
+"""The routes of the community: profiles, explore, comments, moderation, the composer import."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def _admin_visibility_routes() -> list[Route]:
     return routes
 
 
-def community_routes() -> list[Route]:
+def routes() -> list[Route]:
     return [
         Route(
             "PATCH",

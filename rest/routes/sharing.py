@@ -1,4 +1,4 @@
-"""The routes of sharing, forks and collaborators (``api_routes()`` includes them)."""
+"""The routes of sharing: share links, public pages, forks, collaborators."""
 
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ def _pages() -> list[Route]:
     ]
 
 
-def sharing_routes() -> list[Route]:
+def routes() -> list[Route]:
     return [
         *_pages(),
         *_per_kind(LOOPS),
