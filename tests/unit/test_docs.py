@@ -146,3 +146,13 @@ def test_the_quick_tier_selects_no_postgres_test() -> None:
     assert collected.returncode == 0, collected.stdout[-2000:] + collected.stderr[-2000:]
     ids = [line for line in collected.stdout.splitlines() if "::" in line]
     assert any("[sqlite" in i for i in ids) and not any("postgres" in i for i in ids)
+
+
+def test_the_client_guide_lists_every_error_code_of_the_live_path() -> None:
+    """docs/realtime.md's error table names every ``error`` event code (realtime.errors.ErrorCode)."""
+    from realtime.errors import ErrorCode
+
+    guide = (ROOT / "docs" / "realtime.md").read_text()
+    listed = set(re.findall(r"^\| `([a-z_]+)` \|", guide, flags=re.M))
+    missing = {code.value for code in ErrorCode} - {ErrorCode.ROOM_FULL.value} - listed
+    assert not missing, f"docs/realtime.md does not list {sorted(missing)}"

@@ -7,6 +7,8 @@ import gzip
 import json
 from pathlib import Path
 
+import pytest
+
 from pages import timing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,6 +24,7 @@ def test_the_players_own_scripts_fit_the_page_weight_budget() -> None:
     assert gzipped <= OWN_SCRIPTS_BUDGET
 
 
+@pytest.mark.npm  # reads node_modules: scripts/test runs npm ci first, the quick tier does not
 def test_the_libraries_are_pinned_and_their_browser_builds_installed() -> None:
     wanted = json.loads((ROOT / "package.json").read_text())["dependencies"]
     for name, build in BUILDS.items():
