@@ -33,7 +33,7 @@ from storage.models import Collaborator, DocumentUpdate, Loop
 from storage.update_log import UpdateLog
 from storage.users import create_anonymous_user
 from tests.helpers import eventually
-from tests.storage.test_documents import make_documents
+from tests.storage.test_document_store import make_documents
 
 LOOP = DocKind.LOOP
 

@@ -20,7 +20,7 @@ from storage.document_store import room_open_reads
 from storage.library import create_document, listed_columns
 from storage.models import Loop, User
 from storage.users import SHOWN_NAME_WARM_READ
-from tests.storage.test_documents import LOOP_VALUES, in_memory_database, make_documents
+from tests.storage.test_document_store import LOOP_VALUES, in_memory_database, make_documents
 
 COUNT_LOOPS = select(func.count()).select_from(Loop)
 LOOPS_OF = select(Loop).where(Loop.user_id == bindparam("user_id")).order_by(Loop.created_at)

@@ -17,7 +17,7 @@ from storage.models import DocumentUpdate, Loop, RefreshToken, Sample, SharedLin
 from storage.purge import PURGE_LOCK_KEY, PurgedAccount, purge_anonymous_accounts, purge_with_lock
 from storage.users import store_refresh_token
 from tests.conftest import TEST_SECRET
-from tests.storage.test_documents import LOOP_VALUES, SONG_VALUES
+from tests.storage.test_document_store import LOOP_VALUES, SONG_VALUES
 
 OLD = timedelta(days=120)
 

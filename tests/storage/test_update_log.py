@@ -19,7 +19,7 @@ from storage.database import SQLITE_WAL_SIZE_LIMIT_BYTES, Database
 from storage.models import DocumentUpdate
 from storage.update_log import UpdateLog
 from tests.helpers import eventually
-from tests.storage.test_documents import make_documents
+from tests.storage.test_document_store import make_documents
 
 
 async def stored_log(db: Database) -> dict[int, tuple[uuid.UUID, bytes]]:
