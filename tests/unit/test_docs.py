@@ -131,13 +131,16 @@ def test_gitignore(path: str, ignored: bool) -> None:
     assert check.returncode == (0 if ignored else 1), (path, check.returncode)
 
 
+QUICK_SELECTION = "not postgres and not npm"
+
+
 def test_the_quick_tier_selects_no_postgres_test() -> None:
     """README: `scripts/test --quick` runs tests/unit and tests/api with -m "not postgres and not npm"."""
     readme = (ROOT / "README.md").read_text()
     assert "scripts/test --quick" in readme
-    assert 'tests/unit tests/api -m "not postgres and not npm"' in (ROOT / "scripts" / "test").read_text()
+    assert f'tests/unit tests/api -m "{QUICK_SELECTION}"' in (ROOT / "scripts" / "test").read_text()
     collected = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "not postgres and not npm", "tests/api"],
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", QUICK_SELECTION, "tests/api"],
         cwd=ROOT,
         capture_output=True,
         text=True,
