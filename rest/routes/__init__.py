@@ -12,8 +12,7 @@ from aiohttp import web
 from rest import system
 from rest.asyncapi import build_asyncapi
 from rest.openapi import Route, build_openapi
-from rest.routes import accounts, community, library, samples, sharing
-from rest.routes import system as operations
+from rest.routes import accounts, community, library, operations, samples, sharing
 
 
 def api_routes() -> list[Route]:
