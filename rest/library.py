@@ -460,7 +460,7 @@ class DocumentHandlers:
             elif visibility:
                 ctx.documents.read_cache.invalidate(self.kind.name, document_id)
         data = self._data(row, live)
-        if isinstance(row, Song):
+        if self.kind.doc_kind is DocKind.SONG:
             sent = content.get("timeline")
             data["warnings"] = (
                 [] if sent is None else await self._timeline_warnings(request, data["timeline"])

@@ -1159,12 +1159,67 @@ export interface components {
             /** Viewcount */
             viewCount: number;
         };
+        /** ExploreLoopContentOmitted */
+        ExploreLoopContentOmitted: {
+            /** Bpm */
+            bpm: number | null;
+            /** Color */
+            color: string;
+            /**
+             * Contentomitted
+             * @description `true`: past the page's content budget (`LIST_CONTENT_BUDGET_BYTES`), this item comes without its content; `GET` the document for it
+             * @constant
+             */
+            contentOmitted: true;
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /** Forkcount */
+            forkCount: number;
+            /** Forkedfrom */
+            forkedFrom: string | null;
+            /** Hidden */
+            readonly hidden: boolean;
+            /**
+             * Hiddenreason
+             * @default null
+             */
+            hiddenReason: string | null;
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Ispublic */
+            isPublic: boolean;
+            /** Length */
+            length: number;
+            /** Name */
+            name: string;
+            owner: components["schemas"]["Owner"];
+            /** Schemaversion */
+            schemaVersion: number | null;
+            /**
+             * Updatedat
+             * Format: date-time
+             */
+            updatedAt: string;
+            /**
+             * Userid
+             * Format: uuid
+             */
+            userId: string;
+            /** Viewcount */
+            viewCount: number;
+        };
         /** ExploreResponse */
         ExploreResponse: {
             /** Hasmore */
             hasMore: boolean;
             /** Items */
-            items: (components["schemas"]["ExploreLoopContent"] | components["schemas"]["ExploreLoop"] | components["schemas"]["ExploreSongContent"] | components["schemas"]["ExploreSong"])[];
+            items: (components["schemas"]["ExploreLoopContent"] | components["schemas"]["ExploreLoopContentOmitted"] | components["schemas"]["ExploreLoop"] | components["schemas"]["ExploreSongContent"] | components["schemas"]["ExploreSongContentOmitted"] | components["schemas"]["ExploreSong"])[];
             /**
              * Nextcursor
              * @description pass as `cursor` for the next page (stable keyset)
@@ -1277,6 +1332,61 @@ export interface components {
             /** Viewcount */
             viewCount: number;
         };
+        /** ExploreSongContentOmitted */
+        ExploreSongContentOmitted: {
+            /** Bpm */
+            bpm: number;
+            /**
+             * Contentomitted
+             * @description `true`: past the page's content budget (`LIST_CONTENT_BUDGET_BYTES`), this item comes without its content; `GET` the document for it
+             * @constant
+             */
+            contentOmitted: true;
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /** Forkcount */
+            forkCount: number;
+            /** Forkedfrom */
+            forkedFrom: string | null;
+            /** Hidden */
+            readonly hidden: boolean;
+            /**
+             * Hiddenreason
+             * @default null
+             */
+            hiddenReason: string | null;
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Ispublic */
+            isPublic: boolean;
+            /** Name */
+            name: string;
+            owner: components["schemas"]["Owner"];
+            /** Schemaversion */
+            schemaVersion: number | null;
+            /** Timesignature */
+            timeSignature: string;
+            /** Totalbars */
+            totalBars: number;
+            /**
+             * Updatedat
+             * Format: date-time
+             */
+            updatedAt: string;
+            /**
+             * Userid
+             * Format: uuid
+             */
+            userId: string;
+            /** Viewcount */
+            viewCount: number;
+        };
         /** ForkRequest */
         ForkRequest: {
             /**
@@ -1349,6 +1459,63 @@ export interface components {
              * @description a Firebase ID token
              */
             idToken: string;
+        };
+        /**
+         * LoopContentOmitted
+         * @description A loop of a page asked ``include=content`` for, past the page's content budget.
+         */
+        LoopContentOmitted: {
+            /** Bpm */
+            bpm: number | null;
+            /** Color */
+            color: string;
+            /**
+             * Contentomitted
+             * @description `true`: past the page's content budget (`LIST_CONTENT_BUDGET_BYTES`), this item comes without its content; `GET` the document for it
+             * @constant
+             */
+            contentOmitted: true;
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /** Forkcount */
+            forkCount: number;
+            /** Forkedfrom */
+            forkedFrom: string | null;
+            /** Hidden */
+            readonly hidden: boolean;
+            /**
+             * Hiddenreason
+             * @default null
+             */
+            hiddenReason: string | null;
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Ispublic */
+            isPublic: boolean;
+            /** Length */
+            length: number;
+            /** Name */
+            name: string;
+            /** Schemaversion */
+            schemaVersion: number | null;
+            /**
+             * Updatedat
+             * Format: date-time
+             */
+            updatedAt: string;
+            /**
+             * Userid
+             * Format: uuid
+             */
+            userId: string;
+            /** Viewcount */
+            viewCount: number;
         };
         /** LoopCreate */
         LoopCreate: {
@@ -1451,7 +1618,7 @@ export interface components {
             /** Hasmore */
             hasMore: boolean;
             /** Loops */
-            loops: (components["schemas"]["LoopPublic"] | components["schemas"]["LoopSummary"])[];
+            loops: (components["schemas"]["LoopPublic"] | components["schemas"]["LoopContentOmitted"] | components["schemas"]["LoopSummary"])[];
             /** Page */
             page: number;
             /** Total */
@@ -2017,6 +2184,63 @@ export interface components {
             /** Shareurl */
             shareUrl: string;
         };
+        /**
+         * SongContentOmitted
+         * @description A song of a page asked ``include=content`` for, past the page's content budget.
+         */
+        SongContentOmitted: {
+            /** Bpm */
+            bpm: number;
+            /**
+             * Contentomitted
+             * @description `true`: past the page's content budget (`LIST_CONTENT_BUDGET_BYTES`), this item comes without its content; `GET` the document for it
+             * @constant
+             */
+            contentOmitted: true;
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /** Forkcount */
+            forkCount: number;
+            /** Forkedfrom */
+            forkedFrom: string | null;
+            /** Hidden */
+            readonly hidden: boolean;
+            /**
+             * Hiddenreason
+             * @default null
+             */
+            hiddenReason: string | null;
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Ispublic */
+            isPublic: boolean;
+            /** Name */
+            name: string;
+            /** Schemaversion */
+            schemaVersion: number | null;
+            /** Timesignature */
+            timeSignature: string;
+            /** Totalbars */
+            totalBars: number;
+            /**
+             * Updatedat
+             * Format: date-time
+             */
+            updatedAt: string;
+            /**
+             * Userid
+             * Format: uuid
+             */
+            userId: string;
+            /** Viewcount */
+            viewCount: number;
+        };
         /** SongCreate */
         SongCreate: {
             /**
@@ -2119,7 +2343,7 @@ export interface components {
             /** Page */
             page: number;
             /** Songs */
-            songs: (components["schemas"]["SongPublic"] | components["schemas"]["SongSummary"])[];
+            songs: (components["schemas"]["SongPublic"] | components["schemas"]["SongContentOmitted"] | components["schemas"]["SongSummary"])[];
             /** Total */
             total: number;
         };
@@ -2451,6 +2675,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Body too large */
             413: {
                 headers: {
@@ -2600,6 +2833,15 @@ export interface operations {
             };
             /** @description Unknown, or private to someone else */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2823,6 +3065,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Body too large */
             413: {
                 headers: {
@@ -2905,6 +3156,15 @@ export interface operations {
             };
             /** @description Unknown, or private to someone else */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3068,6 +3328,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Body too large */
             413: {
                 headers: {
@@ -3182,6 +3451,15 @@ export interface operations {
                     "application/json": components["schemas"]["AuthSession"];
                 };
             };
+            /** @description Invalid input */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Too many requests (see Retry-After) */
             429: {
                 headers: {
@@ -3235,6 +3513,15 @@ export interface operations {
             };
             /** @description Unknown, or private to someone else */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3320,6 +3607,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Body too large */
             413: {
                 headers: {
@@ -3382,6 +3678,15 @@ export interface operations {
             };
             /** @description Missing or invalid token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3538,6 +3843,15 @@ export interface operations {
             };
             /** @description Unknown, or private to someone else */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3715,6 +4029,15 @@ export interface operations {
             };
             /** @description Not allowed, or quota reached */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3936,6 +4259,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Body too large */
             413: {
                 headers: {
@@ -3956,6 +4288,15 @@ export interface operations {
             };
             /** @description Too many requests (see Retry-After) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4085,6 +4426,15 @@ export interface operations {
             };
             /** @description Unknown, or private to someone else */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4259,6 +4609,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Body too large */
             413: {
                 headers: {
@@ -4405,6 +4764,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Body too large */
             413: {
                 headers: {
@@ -4487,6 +4855,15 @@ export interface operations {
             };
             /** @description Unknown, or private to someone else */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4641,6 +5018,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Body too large */
             413: {
                 headers: {
@@ -4786,6 +5172,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Body too large */
             413: {
                 headers: {
@@ -4857,6 +5252,15 @@ export interface operations {
             };
             /** @description Unknown, or private to someone else */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5117,6 +5521,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Body too large */
             413: {
                 headers: {
@@ -5184,6 +5597,15 @@ export interface operations {
                     "application/json": components["schemas"]["SharedDocument"];
                 };
             };
+            /** @description Invalid input */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Unknown, or private to someone else */
             404: {
                 headers: {
@@ -5231,6 +5653,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Success"];
+                };
+            };
+            /** @description Invalid input */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description Missing or invalid token */
@@ -5375,6 +5806,15 @@ export interface operations {
             };
             /** @description Not allowed, or quota reached */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5598,6 +6038,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Body too large */
             413: {
                 headers: {
@@ -5618,6 +6067,15 @@ export interface operations {
             };
             /** @description Too many requests (see Retry-After) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5747,6 +6205,15 @@ export interface operations {
             };
             /** @description Unknown, or private to someone else */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5921,6 +6388,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Body too large */
             413: {
                 headers: {
@@ -6067,6 +6543,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Body too large */
             413: {
                 headers: {
@@ -6149,6 +6634,15 @@ export interface operations {
             };
             /** @description Unknown, or private to someone else */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6296,6 +6790,15 @@ export interface operations {
             };
             /** @description Unknown, or private to someone else */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6469,6 +6972,15 @@ export interface operations {
                     "application/json": components["schemas"]["UserPublic"];
                 };
             };
+            /** @description Invalid input */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or invalid token */
             401: {
                 headers: {
@@ -6522,6 +7034,15 @@ export interface operations {
             };
             /** @description Missing or invalid token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive in time (or, for uploads, too slowly) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6587,6 +7108,15 @@ export interface operations {
                     "text/html": string;
                 };
             };
+            /** @description Invalid input */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Unknown, or private to someone else */
             404: {
                 headers: {
@@ -6634,6 +7164,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Invalid input */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Unknown, or private to someone else */
             404: {
                 headers: {
@@ -6672,6 +7211,15 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
+            /** @description Invalid input */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_loop_page_pages: {
@@ -6692,6 +7240,15 @@ export interface operations {
                 };
                 content: {
                     "text/html": string;
+                };
+            };
+            /** @description Invalid input */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description Unknown, or private to someone else */
@@ -6739,6 +7296,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Invalid input */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or invalid token */
             401: {
                 headers: {
@@ -6766,6 +7332,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Readiness"];
+                };
+            };
+            /** @description Invalid input */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description A dependency is unavailable */
@@ -6797,6 +7372,15 @@ export interface operations {
                 };
                 content: {
                     "text/html": string;
+                };
+            };
+            /** @description Invalid input */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description Unknown, or private to someone else */
