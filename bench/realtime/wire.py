@@ -11,14 +11,11 @@ import re
 import struct
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 from pycrdt import Doc, Map, TransactionEvent
 from socketio import packet as sio_packet
-
-if TYPE_CHECKING:
-    from bench.realtime.workers import LoadClient
 
 WS_PATH = "/socket.io/?EIO=4&transport=websocket"
 PLACEHOLDER = '{"_placeholder":true,"num":0}'
@@ -35,6 +32,12 @@ class Refused(Exception):
     pass
 
 
+class UpdateSink(Protocol):
+    """What a connection tells its load client (``workers.LoadClient``): every update it receives."""
+
+    def on_update(self, conn: Conn, data: bytes) -> None: ...
+
+
 class Conn:
     """One y-socket.io client connection to one loop, Engine.IO/Socket.IO framed by hand.
 
@@ -44,7 +47,7 @@ class Conn:
     Synced = both done. Every later ``sync-update`` goes to ``client.on_update``.
     """
 
-    def __init__(self, client: LoadClient | None, room: int, index: int, loop_id: str, token: str) -> None:
+    def __init__(self, client: UpdateSink | None, room: int, index: int, loop_id: str, token: str) -> None:
         self.client = client
         self.room = room
         self.index = index
