@@ -14,16 +14,11 @@ from pycrdt import Map
 from loadtest.client import CollabClient
 from music.reading import loop_doc_to_content
 from tests.helpers import LOOP, eventually
-from tests.process.test_cluster_process import (  # cluster_env: one Postgres, one Redis, a prefix of its own
-    account,
-    cluster_env,  # noqa: F401 - a fixture
-    connected,
-    http,
-    instances,
-    new_loop,
-)
+from tests.process import test_cluster_process as cluster
+from tests.process.test_cluster_process import account, connected, http, instances, new_loop
 
 pytestmark = pytest.mark.timeout(240)
+cluster_env = cluster.cluster_env  # the fixture: one Postgres, one Redis, a prefix of its own
 
 
 def content(client: CollabClient) -> dict[str, Any]:
