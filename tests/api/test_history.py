@@ -13,7 +13,8 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select, update
 
 from rest.context import REST_CONTEXT
-from storage.models import DocumentHistory, DocumentHistorySettings, DocumentUpdate, DocumentVersion
+from storage.models import DocumentHistory, DocumentHistorySettings, DocumentUpdate, DocumentVersion, User
+from storage.purge import purge_anonymous_accounts
 from tests.helpers import bearer, expect_error, sign_up
 from tests.sharing_helpers import add_collaborator, app_db, create_doc, named_user, share
 
@@ -416,3 +417,20 @@ async def _history_rows(client: TestClient, doc_id: str) -> int:
                 or 0
             )
     return total
+
+
+async def test_the_anonymous_purge_deletes_the_history(client: TestClient) -> None:
+    owner = await sign_up(client)
+    doc = await create_doc(client, "loops", owner["token"])
+    await patch(client, "loops", doc["id"], owner["token"], {"bpm": 98})
+    await post(client, f"/api/loops/{doc['id']}/versions", owner["token"], {"name": "v"}, status=201)
+    assert await _history_rows(client, doc["id"]) > 0
+    async with app_db(client).write_session() as session:
+        await session.execute(
+            update(User)
+            .where(User.id == uuid.UUID(owner["user"]["id"]))
+            .values(last_seen_at=datetime.now(UTC) - timedelta(days=200))
+        )
+    purged = await purge_anonymous_accounts(app_db(client), inactive_days=90)
+    assert [str(account.user_id) for account in purged] == [owner["user"]["id"]]
+    assert await _history_rows(client, doc["id"]) == 0
