@@ -181,14 +181,21 @@ class VersionHistory:
                     return None
                 if (utcnow() - _utc(newest.created_at)).total_seconds() < min_age:
                     return None
+            before: dict[str, Any] = {}
             if newest is not None:
-                previous_state, previous_position = bytes(newest.state), newest.position
+                before, previous_position = kept.unpack_content(newest.content), newest.position
             else:
                 base = await kept.base_of(session, kind.value, doc_id)
-                previous_state, previous_position = (base.state, base.position) if base else (b"", 0)
+                previous_position = base.position if base else 0
+                if base is not None:
+                    before = content_of_state(kind, base.state)
             authors = await kept.authors_between(session, kind.value, doc_id, previous_position, position)
-        before = content_of_state(kind, previous_state) if previous_state else {}
-        summary = diff(kind, before, content_of_state(kind, state)).summary() if before else {}
+            checkpoint = await kept.newest_version(session, doc_id, checkpoint=True)
+            since_checkpoint = await kept.count_between(
+                session, kind.value, doc_id, checkpoint.position if checkpoint else 0, position
+            )
+        content = content_of_state(kind, state)
+        summary = diff(kind, before, content).summary() if before else {}
         version = DocumentVersion(
             resource_type=kind.value,
             resource_id=doc_id,
@@ -196,7 +203,10 @@ class VersionHistory:
             created_by=created_by,
             authors=[str(a) for a in authors],
             position=position,
-            state=state,
+            content=kept.pack_content(content),
+            state=kept.pack_state(state)
+            if since_checkpoint >= kept.CHECKPOINT_ENTRIES or checkpoint is None
+            else None,
             summary=summary,
         )
         async with self.db.write_session() as session:
@@ -234,7 +244,11 @@ class VersionHistory:
                     details=[{"startsAt": _utc(base.at).isoformat()}],
                 )
             start = await kept.checkpoint_before(session, doc_id, at=at, not_before=base.position)
-            state, position = (bytes(start.state), start.position) if start else (base.state, base.position)
+            state, position = (
+                (kept.unpack_state(start.state), start.position)
+                if start and start.state
+                else (base.state, base.position)
+            )
             found = await kept.entries(session, kind.value, doc_id, after=position, until=at)
         doc: Doc[Any] = Doc()
         with doc.transaction():
@@ -259,7 +273,7 @@ class VersionHistory:
             version = await kept.get_version(session, doc_id, version_id)
         if version is None:
             raise NotFound("version not found")
-        return version, content_of_state(kind, bytes(version.state))
+        return version, kept.unpack_content(version.content)
 
     async def activity(
         self, kind: DocKind, doc_id: uuid.UUID, *, since: datetime | None = None

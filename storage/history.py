@@ -11,7 +11,9 @@ one replays nothing older.
 
 from __future__ import annotations
 
+import json
 import uuid
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +33,28 @@ from storage.models import (
 )
 
 HISTORY_MODELS = (DocumentHistory, DocumentVersion, DocumentHistorySettings)
+# A version keeps a whole Yjs state (a checkpoint) once this many updates were kept since the
+# last checkpoint: time travel then replays at most this many (~50 ms), and a day of heavy
+# editing stores a few states rather than one per version.
+CHECKPOINT_ENTRIES = 500
+
+
+def pack_content(content: Any) -> bytes:
+    """A version's content as stored: compact JSON, zlib-compressed (~15x smaller)."""
+    return zlib.compress(json.dumps(content, separators=(",", ":")).encode(), 6)
+
+
+def unpack_content(packed: bytes) -> Any:
+    return json.loads(zlib.decompress(packed))
+
+
+def pack_state(state: bytes) -> bytes:
+    """A checkpoint's Yjs state as stored, zlib-compressed (~5x smaller)."""
+    return zlib.compress(state, 6)
+
+
+def unpack_state(packed: bytes) -> bytes:
+    return zlib.decompress(packed)
 
 
 @dataclass(frozen=True)
@@ -171,7 +195,7 @@ async def list_versions(session: AsyncSession, resource_id: uuid.UUID) -> Sequen
     return (
         await session.scalars(
             select(DocumentVersion)
-            .options(defer(DocumentVersion.state))
+            .options(defer(DocumentVersion.state), defer(DocumentVersion.content))
             .where(DocumentVersion.resource_id == resource_id)
             .order_by(DocumentVersion.created_at.desc(), DocumentVersion.position.desc())
         )
@@ -185,10 +209,16 @@ async def get_version(
     return version if version is not None and version.resource_id == resource_id else None
 
 
-async def newest_version(session: AsyncSession, resource_id: uuid.UUID) -> DocumentVersion | None:
+async def newest_version(
+    session: AsyncSession, resource_id: uuid.UUID, *, checkpoint: bool = False
+) -> DocumentVersion | None:
+    """The newest version (with ``checkpoint``: the newest holding a whole state)."""
+    where = [DocumentVersion.resource_id == resource_id]
+    if checkpoint:
+        where.append(DocumentVersion.state.is_not(None))
     return await session.scalar(
         select(DocumentVersion)
-        .where(DocumentVersion.resource_id == resource_id)
+        .where(*where)
         .order_by(DocumentVersion.position.desc(), DocumentVersion.created_at.desc())
         .limit(1)
     )
@@ -197,18 +227,38 @@ async def newest_version(session: AsyncSession, resource_id: uuid.UUID) -> Docum
 async def checkpoint_before(
     session: AsyncSession, resource_id: uuid.UUID, *, at: datetime, not_before: int
 ) -> DocumentVersion | None:
-    """The newest version made at or before ``at`` whose position is at least ``not_before``:
-    where time travel to ``at`` starts replaying."""
+    """The newest checkpoint (a version holding a whole state) made at or before ``at`` whose
+    position is at least ``not_before``: where time travel to ``at`` starts replaying."""
     return await session.scalar(
         select(DocumentVersion)
         .where(
             DocumentVersion.resource_id == resource_id,
             DocumentVersion.created_at <= at,
             DocumentVersion.position >= not_before,
+            DocumentVersion.state.is_not(None),
         )
         .order_by(DocumentVersion.position.desc())
         .limit(1)
     )
+
+
+async def count_between(
+    session: AsyncSession, resource_type: str, resource_id: uuid.UUID, after: int, up_to: int
+) -> int:
+    """How many kept updates have ids in (``after``, ``up_to``] (history and log's tail)."""
+    ids: set[int] = set()
+    for model in (DocumentHistory, DocumentUpdate):
+        ids.update(
+            await session.scalars(
+                select(model.id).where(
+                    model.resource_id == resource_id,
+                    model.resource_type == resource_type,
+                    model.id > after,
+                    model.id <= up_to,
+                )
+            )
+        )
+    return len(ids)
 
 
 async def authors_between(

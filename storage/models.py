@@ -239,8 +239,12 @@ class DocumentVersion(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[uuid.UUID | None]  # who named it (automatic versions: None)
     authors: Mapped[list[Any]] = mapped_column(JSONDocument)  # who edited since the previous version
-    position: Mapped[int] = mapped_column(BigInteger)  # the last log entry the state holds
-    state: Mapped[bytes] = mapped_column(LargeBinary)
+    position: Mapped[int] = mapped_column(BigInteger)  # the last log entry it holds
+    # The content, zlib-compressed JSON (storage/history.py: pack_content), and at checkpoints
+    # only (one per HISTORY_CHECKPOINT_ENTRIES kept updates) the whole Yjs state, zlib-compressed:
+    # where time travel starts replaying.
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[bytes | None] = mapped_column(LargeBinary)
     summary: Mapped[dict[str, Any]] = mapped_column(JSONDocument)  # changes since the previous version
 
 

@@ -43,7 +43,8 @@ def upgrade() -> None:
         sa.Column("created_by", sa.Uuid(), nullable=True),
         sa.Column("authors", JSONDocument, nullable=False),
         sa.Column("position", sa.BigInteger(), nullable=False),
-        sa.Column("state", sa.LargeBinary(), nullable=False),
+        sa.Column("content", sa.LargeBinary(), nullable=False),
+        sa.Column("state", sa.LargeBinary(), nullable=True),
         sa.Column("summary", JSONDocument, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_document_versions")),
     )
