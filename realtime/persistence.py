@@ -39,6 +39,7 @@ from realtime.read_cache import ReadCache
 from realtime.rooms import Room, RoomKey, RoomTransport, Session
 from realtime.tasks import OwnedTasks
 from storage import document_store as stored
+from storage import history as kept_history
 from storage.database import Database, Steps
 from storage.errors import NotFound
 from storage.kinds import document_model
@@ -95,6 +96,8 @@ class RoomPersistence:
         self.on_deleted: Callable[[Room], Awaitable[None]] = _not_wired
         # Called with (seconds, stored bytes) after each snapshot (metrics).
         self.on_snapshot: Callable[[float, int], None] | None = None
+        # Called after each fold that saved (the version history arms its automatic versions).
+        self.on_folded: Callable[[Room], None] | None = None
         self.snapshots: list[tuple[RoomKey, float, SnapshotOutcome]] = []  # recent, for tests/metrics
         self.loads = 0  # documents loaded from storage (a join storm loads once)
         self.updates_relayed = 0  # updates relayed to their room once durable
@@ -164,7 +167,8 @@ class RoomPersistence:
         room.stored_bytes += len(delta)
         # ``room.position`` moves only with ids read back from the log (see snapshot()): an
         # entry another process committed with a lower id may not have reached us yet.
-        committed = self.update_log.submit(room.kind.value, room.doc_id, delta)
+        author = sender.user_id if sender is not None else None
+        committed = self.update_log.submit(room.kind.value, room.doc_id, delta, author)
 
         def relay(future: asyncio.Future[int]) -> None:
             if future.cancelled() or future.exception() is not None:
@@ -196,7 +200,7 @@ class RoomPersistence:
         committed.add_done_callback(relay)
         return committed
 
-    async def write_through(self, room: Room, delta: bytes) -> Any | None:
+    async def write_through(self, room: Room, delta: bytes, author: uuid.UUID | None = None) -> Any | None:
         """A REST write: ``delta`` committed to the log, folded into the row, then relayed.
 
         Returns the row as the fold saved it (every column but the Yjs state), or None if the
@@ -204,13 +208,15 @@ class RoomPersistence:
         does not cut it short: a committed write is always folded and relayed.
         """
         return await asyncio.shield(
-            self._tasks.spawn(self._write_through(room, delta), f"write {room.namespace}")
+            self._tasks.spawn(self._write_through(room, delta, author), f"write {room.namespace}")
         )
 
-    async def _write_through(self, room: Room, delta: bytes) -> Any | None:
+    async def _write_through(self, room: Room, delta: bytes, author: uuid.UUID | None) -> Any | None:
         room.stored_bytes += len(delta)
         try:
-            entry_id = await asyncio.shield(self.update_log.submit(room.kind.value, room.doc_id, delta))
+            entry_id = await asyncio.shield(
+                self.update_log.submit(room.kind.value, room.doc_id, delta, author)
+            )
         except Exception:  # only at shutdown (the log retries database errors until they are durable)
             log.error("%s: an update could not be stored; not relayed", room.namespace)
             raise
@@ -296,6 +302,8 @@ class RoomPersistence:
             room.dirty_since = None if room.version == version else time.monotonic()
             if self.on_snapshot is not None:
                 self.on_snapshot(time.perf_counter() - started, room.stored_bytes)
+            if self.on_folded is not None:
+                self.on_folded(room)
             return outcome, row
 
     async def _trim_log(self, room: Room) -> None:
@@ -347,6 +355,14 @@ class RoomPersistence:
         columns = content_columns(room.content())
         if room.last_edit_at is not None:  # a flush with no edit leaves updatedAt alone
             columns["updated_at"] = datetime.fromtimestamp(room.last_edit_at, UTC)
+        # The history keeps what this fold folds in before the log is trimmed.
+        yield from kept_history.keep_folded(
+            resource_type=kind,
+            resource_id=doc_id,
+            previous_state=row_state,
+            previous_position=row_position,
+            up_to=position,
+        )
         save = stored.save_snapshot_returning_row if returning_row else stored.save_snapshot
         saved = yield from save(
             resource_type=kind, resource_id=doc_id, state=state, position=position, columns=columns

@@ -38,6 +38,7 @@ from realtime.access import AccessControl
 from realtime.admission import admission_refusal
 from realtime.cluster import ClusterMessage
 from realtime.errors import ErrorCode, RealtimeError
+from realtime.history import HistoryPolicy, VersionHistory
 from realtime.names import ShownNames
 from realtime.persistence import RoomPersistence, SnapshotOutcome
 from realtime.read_cache import ReadCache
@@ -69,6 +70,10 @@ class RealtimeLimits:
     socket_connect_timeout: float  # seconds an Engine.IO session may go without a namespace
     awareness_interval: float = 0.05  # at most one awareness message a client per this, on the bus
     presence_roll_call: float = 0.2  # how long REST presence waits for other instances' answers
+    # The version history (settings of the same name; see realtime/history.py).
+    history_version_interval_seconds: float = 300.0
+    history_retention_days: int = 30
+    history_max_versions: int = 200
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,17 @@ class DocumentService:
         )
         self.access = AccessControl(db, self.bus, self.registry, self.cluster_presence)
         self.persistence.on_deleted = self.registry.drop_deleted
+        self.history = VersionHistory(
+            self,
+            db,
+            self.tasks,
+            HistoryPolicy(
+                limits.history_version_interval_seconds,
+                limits.history_retention_days,
+                limits.history_max_versions,
+            ),
+        )
+        self.persistence.on_folded = self.history.folded
         self.relay.wire(
             rooms=self.registry.rooms,
             drop_deleted=self.registry.drop_deleted,
@@ -151,11 +167,13 @@ class DocumentService:
     async def start(self) -> None:
         await self.relay.start()
         self.registry.start()
+        self.history.start()
 
     async def stop(self) -> None:
         """Flush every dirty document (the database must still be open), close every room,
         end every background task."""
         await self.registry.stop()
+        self.history.stop()
         await self.tasks.cancel_all()
         self.rooms.clear()
         await self.relay.stop()
@@ -244,6 +262,8 @@ class DocumentService:
                     await self.persistence.snapshot(room)
                 except Exception:
                     log.exception("snapshot of %s after the last client left failed", room.namespace)
+                else:
+                    self.history.last_left(room)
 
     def client_update(self, room: Room, session: Session, update: bytes) -> None:
         """A ``sync-update`` (or a sync-step-1 reply) from a client: applied now, relayed to
@@ -349,7 +369,7 @@ class DocumentService:
         delta = room.apply_content(content, fields, max_growth=room_left)
         row = None
         if delta is not None:
-            row = await self.persistence.write_through(room, delta)
+            row = await self.persistence.write_through(room, delta, user_id)
             if row is None:
                 raise NotFound(f"{kind.value} not found")  # deleted meanwhile
         return ContentWrite(room.content(), row)

@@ -236,26 +236,34 @@ class ForkHandlers:
         # The parent's live content (its room holds every relayed edit), as a new document
         # with its own history: the copy's first update is made here, once.
         room = await ctx.documents.open_room(self.kind.doc_kind, parent.id)
-        content = room.content()
-        state = content_to_update(self.kind.doc_kind, content)
-        doc: Doc[Any] = Doc()
-        doc.apply_update(state)
-        values = content_columns(doc_to_content(self.kind.doc_kind, doc))
-        values.update(is_public=False, doc_state=state, forked_from=parent.id)
-        model = self.kind.model
-        async with ctx.db.write_session() as session:
-            counted = await session.execute(
-                update(model).where(model.id == parent.id).values(fork_count=model.fork_count + 1)
-            )
-            if counted.rowcount != 1:  # type: ignore[attr-defined]
-                raise NotFound(f"{self.kind.name} not found")
-            row = await stored_library.create_document(
-                session, model, user_id=caller.user_id, values=values, quota=self.kind.quota(ctx.settings)
-            )
-        ctx.documents.read_cache.invalidate(self.kind.name, parent.id)
+        row = await create_fork(ctx, self.kind, parent.id, caller.user_id, room.content())
         return json_response(
             self.kind.public.model_validate(row).model_dump(mode="json", by_alias=True), status=201
         )
+
+
+async def create_fork(
+    ctx: RestContext, kind: DocumentKind, parent_id: uuid.UUID, user_id: uuid.UUID, content: dict[str, Any]
+) -> Loop | Song:
+    """A private copy of ``content`` for ``user_id``, counted as a fork of the parent (its
+    live content, or a version of it)."""
+    state = content_to_update(kind.doc_kind, content)
+    doc: Doc[Any] = Doc()
+    doc.apply_update(state)
+    values = content_columns(doc_to_content(kind.doc_kind, doc))
+    values.update(is_public=False, doc_state=state, forked_from=parent_id)
+    model = kind.model
+    async with ctx.db.write_session() as session:
+        counted = await session.execute(
+            update(model).where(model.id == parent_id).values(fork_count=model.fork_count + 1)
+        )
+        if counted.rowcount != 1:  # type: ignore[attr-defined]
+            raise NotFound(f"{kind.name} not found")
+        row = await stored_library.create_document(
+            session, model, user_id=user_id, values=values, quota=kind.quota(ctx.settings)
+        )
+    ctx.documents.read_cache.invalidate(kind.name, parent_id)
+    return row
 
 
 async def _optional_body(request: web.Request, model: type[Any]) -> Any:

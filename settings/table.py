@@ -260,6 +260,23 @@ class Settings:
     room_idle_seconds: float = setting(
         "ROOM_IDLE_SECONDS", 30.0, seconds, LIVE, "how long a document nobody is connected to stays in memory"
     )
+    history_version_interval_seconds: float = setting(
+        "HISTORY_VERSION_INTERVAL_SECONDS",
+        300.0,
+        seconds,
+        LIVE,
+        "version history: an automatic version once editing pauses this long (at most one per this)",
+    )
+    history_retention_days: int = setting(
+        "HISTORY_RETENTION_DAYS",
+        30,
+        integer(1),
+        LIVE,
+        "version history: edits and automatic versions older than this are dropped (named versions stay)",
+    )
+    history_max_versions: int = setting(
+        "HISTORY_MAX_VERSIONS", 200, integer(1), LIVE, "version history: automatic versions kept per document"
+    )
     max_update_bytes: int = setting(
         "RT_MAX_UPDATE_BYTES", 256 * 1024, integer(1024), LIVE, "largest single Yjs update a client may send"
     )

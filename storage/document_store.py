@@ -48,7 +48,8 @@ from storage.models import Collaborator, DocumentUpdate, Loop, Song, utcnow
 # Key of the Postgres advisory lock that orders log appends (any fixed 64-bit value).
 _APPEND_LOCK_KEY = 0x6D705F646F636C67  # "mp_doclg"
 _SQLITE_INSERT = (
-    "INSERT INTO document_updates (resource_type, resource_id, data, created_at) VALUES (?, ?, ?, ?)"
+    "INSERT INTO document_updates (resource_type, resource_id, data, created_at, author_id)"
+    " VALUES (?, ?, ?, ?, ?)"
 )
 
 # Postgres, a batch as one statement in its own transaction: one round trip, where BEGIN,
@@ -56,15 +57,15 @@ _SQLITE_INSERT = (
 # before the INSERT draws any id and held to the commit; ids are drawn in input order.
 _POSTGRES_APPEND = """
 WITH append_lock AS (SELECT pg_advisory_xact_lock($1))
-INSERT INTO document_updates (resource_type, resource_id, data, created_at)
-SELECT entry.resource_type, entry.resource_id, entry.data, $5
-FROM append_lock, unnest($2::text[], $3::uuid[], $4::bytea[])
-    WITH ORDINALITY AS entry(resource_type, resource_id, data, position)
+INSERT INTO document_updates (resource_type, resource_id, data, created_at, author_id)
+SELECT entry.resource_type, entry.resource_id, entry.data, $5, entry.author_id
+FROM append_lock, unnest($2::text[], $3::uuid[], $4::bytea[], $6::uuid[])
+    WITH ORDINALITY AS entry(resource_type, resource_id, data, author_id, position)
 ORDER BY entry.position
 RETURNING id
 """
 
-# 4 bound parameters a row: far below SQLite's limit of 32766 per statement.
+# 5 bound parameters a row: far below SQLite's limit of 32766 per statement.
 
 # Log entries deleted per transaction on SQLite once a snapshot folded them in
 # (trim_document_log): 500 take ~2 ms on the event loop (~3 µs a row), and SQLite's one
@@ -237,30 +238,38 @@ def lock_document_state(
     return row[0], int(row[1])
 
 
-async def append_updates(
-    session: AsyncSession | AsyncConnection, entries: Sequence[tuple[str, uuid.UUID, bytes]]
-) -> list[int]:
-    """Insert ``(resource_type, resource_id, update)`` log entries; their ids, in order.
+# A log entry to append: ``(resource_type, resource_id, update)``, optionally followed by its
+# author's user id (None or left out: no author, e.g. the server itself).
+LogEntry = tuple[str, uuid.UUID, bytes] | tuple[str, uuid.UUID, bytes, uuid.UUID | None]
+
+
+def entry_author(entry: LogEntry) -> uuid.UUID | None:
+    return entry[3] if len(entry) > 3 else None  # type: ignore[misc]
+
+
+async def append_updates(session: AsyncSession | AsyncConnection, entries: Sequence[LogEntry]) -> list[int]:
+    """Insert ``(resource_type, resource_id, update[, author])`` log entries; their ids, in order.
 
     On Postgres this first takes the log's advisory lock until the end of the transaction
     (see the module docstring): commit promptly after calling it.
     """
     if not entries:
         return []
-    for resource_type, _, _ in entries:
-        document_model(resource_type)
+    for entry in entries:
+        document_model(entry[0])
     now = utcnow()
     table = cast(Table, DocumentUpdate.__table__)
     conn = session if isinstance(session, AsyncConnection) else await session.connection()
     if conn.dialect.name == "postgresql":
         rows = [
             {
-                "resource_type": resource_type,
-                "resource_id": resource_id,
-                "data": bytes(data),
+                "resource_type": entry[0],
+                "resource_id": entry[1],
+                "data": bytes(entry[2]),
                 "created_at": now,
+                "author_id": entry_author(entry),
             }
-            for resource_type, resource_id, data in entries
+            for entry in entries
         ]
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK_KEY})
         # One INSERT ... SELECT ... ORDER BY ... RETURNING, rows returned in input order.
@@ -278,33 +287,35 @@ async def append_updates(
     return _consecutive_ids(int(row[0]), len(params))
 
 
-async def append_updates_postgres(
-    connection: asyncpg.Connection, entries: Sequence[tuple[str, uuid.UUID, bytes]]
-) -> list[int]:
+async def append_updates_postgres(connection: asyncpg.Connection, entries: Sequence[LogEntry]) -> list[int]:
     """Append log entries on an asyncpg connection in autocommit, in one statement that is
     its own transaction (committed when this returns); their ids, in order."""
     rows = await connection.fetch(
         _POSTGRES_APPEND,
         _APPEND_LOCK_KEY,
-        [resource_type for resource_type, _, _ in entries],
-        [resource_id for _, resource_id, _ in entries],
-        [bytes(data) for _, _, data in entries],
+        [entry[0] for entry in entries],
+        [entry[1] for entry in entries],
+        [bytes(entry[2]) for entry in entries],
         utcnow(),
+        [entry_author(entry) for entry in entries],
     )
     # Drawn in input order under the lock: the sorted ids are the entries' ids, in order.
     return sorted(int(row[0]) for row in rows)
 
 
-def sqlite_log_rows(
-    dialect: Dialect, entries: Sequence[tuple[str, uuid.UUID, bytes]]
-) -> list[tuple[Any, ...]]:
+def sqlite_log_rows(dialect: Dialect, entries: Sequence[LogEntry]) -> list[tuple[Any, ...]]:
     """Log entries as driver parameters for ``_SQLITE_INSERT``, converted by the columns' own types."""
     to_uuid, to_time = _log_bind_processors(dialect)
     stamp = to_time(utcnow())
     return [
-        (resource_type, to_uuid(resource_id), bytes(data), stamp)
-        for resource_type, resource_id, data in entries
+        (entry[0], to_uuid(entry[1]), bytes(entry[2]), stamp, _author_param(to_uuid, entry))
+        for entry in entries
     ]
+
+
+def _author_param(to_uuid: Callable[[Any], Any], entry: LogEntry) -> Any:
+    author = entry_author(entry)
+    return None if author is None else to_uuid(author)
 
 
 @functools.cache

@@ -88,3 +88,16 @@ class RateLimited(DomainError):
         super().__init__(message, details=details)
         self.retry_after = retry_after
         self.headers = {**(headers or {}), "Retry-After": str(retry_after)}
+
+
+class HistoryNotKept(DomainError):
+    """A time before the kept history starts (the retention window dropped it)."""
+
+    status = 410
+    code = "history_not_kept"
+
+
+class HistoryPrivate(Forbidden):
+    """The caller may read the document but not its history (the owner has not allowed it)."""
+
+    code = "history_private"

@@ -20,6 +20,7 @@ from storage.comments import delete_document_comments
 from storage.content_budget import content_entries, read_contents
 from storage.database import AnySelect, Database
 from storage.errors import QuotaExceeded, Unauthorized
+from storage.history import delete_history
 from storage.kinds import CONTENT_COLUMNS, resource_type_of
 from storage.models import Collaborator, DocumentView, Loop, SharedLink, Song, User, utcnow
 
@@ -240,5 +241,6 @@ async def delete_document(session: AsyncSession, document: Loop | Song) -> None:
     await session.execute(delete(Collaborator).where(Collaborator.resource_id == document.id))
     await session.execute(delete(DocumentView).where(DocumentView.resource_id == document.id))
     await delete_document_comments(session, resource_type=resource_type_of(document), resource_id=document.id)
+    await delete_history(session, document.id)
     await session.delete(document)
     await session.flush()

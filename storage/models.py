@@ -201,6 +201,66 @@ class DocumentUpdate(Base):
     resource_id: Mapped[uuid.UUID]
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Who made the update (None: the server itself, or a share link): the history's authors.
+    author_id: Mapped[uuid.UUID | None]
+
+
+# --- version history (issue 28) ----------------------------------------------------------
+
+
+class DocumentHistory(Base):
+    """A log entry kept for the version history once a snapshot folded it in (same id, author
+    and time as in ``document_updates``), until the retention window drops it."""
+
+    __tablename__ = "document_history"
+    __table_args__ = (
+        Index("ix_document_history_resource_id_id", "resource_id", "id"),
+        Index("ix_document_history_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    resource_type: Mapped[str] = mapped_column(String(8))
+    resource_id: Mapped[uuid.UUID]
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+    author_id: Mapped[uuid.UUID | None]
+
+
+class DocumentVersion(Base):
+    """A version of a loop or song: its whole Yjs state at a log position, named or automatic."""
+
+    __tablename__ = "document_versions"
+    __table_args__ = (Index("ix_document_versions_resource_id_created_at", "resource_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    resource_type: Mapped[str] = mapped_column(String(8))
+    resource_id: Mapped[uuid.UUID]
+    name: Mapped[str | None] = mapped_column(String(100))  # None: an automatic version
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[uuid.UUID | None]  # who named it (automatic versions: None)
+    authors: Mapped[list[Any]] = mapped_column(JSONDocument)  # who edited since the previous version
+    position: Mapped[int] = mapped_column(BigInteger)  # the last log entry it holds
+    # The content, zlib-compressed JSON (storage/history.py: pack_content), and at checkpoints
+    # only (one per HISTORY_CHECKPOINT_ENTRIES kept updates) the whole Yjs state, zlib-compressed:
+    # where time travel starts replaying.
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[bytes | None] = mapped_column(LargeBinary)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSONDocument)  # changes since the previous version
+
+
+class DocumentHistorySettings(Base):
+    """Per document: who may read its history, and the state its kept history starts from."""
+
+    __tablename__ = "document_history_settings"
+
+    resource_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    resource_type: Mapped[str] = mapped_column(String(8))
+    viewers_may_read: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The document as it was at ``base_at`` (log position ``base_position``): history entries
+    # after it replay onto it. None until a snapshot first keeps entries.
+    base_state: Mapped[bytes | None] = mapped_column(LargeBinary)
+    base_position: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    base_at: Mapped[datetime | None]
 
 
 # --- sharing, views, collaborators (issue 8) ---------------------------------------------

@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
+from storage.history import HISTORY_MODELS
 from storage.models import (
     Collaborator,
     Comment,
@@ -95,7 +96,7 @@ async def _purge_one(session: AsyncSession, user_id: uuid.UUID, cutoff: datetime
     if documents:
         await session.execute(delete(DocumentUpdate).where(DocumentUpdate.resource_id.in_(documents)))
         # Rows that name a loop or song without a foreign key (either table) go explicitly.
-        for model in (SharedLink, Collaborator, Comment, DocumentView):
+        for model in (SharedLink, Collaborator, Comment, DocumentView, *HISTORY_MODELS):
             await session.execute(delete(model).where(model.resource_id.in_(documents)))
     await session.execute(delete(User).where(User.id == user_id))
     return account

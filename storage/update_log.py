@@ -34,6 +34,7 @@ from sqlalchemy.exc import DBAPIError
 
 from storage.database import Database, is_sqlite_busy
 from storage.document_store import (
+    LogEntry,
     append_updates,
     append_updates_postgres,
     append_updates_sqlite,
@@ -57,10 +58,11 @@ class _Entry:
     resource_type: str
     resource_id: uuid.UUID
     data: bytes
+    author: uuid.UUID | None
     future: asyncio.Future[int]
 
 
-Batch = Sequence[tuple[str, uuid.UUID, bytes]]
+Batch = Sequence[LogEntry]
 
 
 class _BatchWriter(Protocol):
@@ -329,9 +331,11 @@ class UpdateLog:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def submit(self, resource_type: str, resource_id: uuid.UUID, data: bytes) -> asyncio.Future[int]:
-        """Queue one update of a loop or song; the future resolves with its log id once the
-        entry is COMMITTED (or fails with the batch's exception). Never blocks."""
+    def submit(
+        self, resource_type: str, resource_id: uuid.UUID, data: bytes, author: uuid.UUID | None = None
+    ) -> asyncio.Future[int]:
+        """Queue one update of a loop or song by ``author``; the future resolves with its log id
+        once the entry is COMMITTED (or fails with the batch's exception). Never blocks."""
         if self._task is None:
             raise RuntimeError("UpdateLog is not started")
         if self._closing:
@@ -343,7 +347,7 @@ class UpdateLog:
         if self.full:
             raise UpdateLogFull(f"{len(self._queue)} updates are waiting for the database")
         future: asyncio.Future[int] = self._loop.create_future()
-        self._queue.append(_Entry(resource_type, resource_id, bytes(data), future))
+        self._queue.append(_Entry(resource_type, resource_id, bytes(data), author, future))
         self._wakeup.set()
         return future
 
@@ -379,7 +383,9 @@ class UpdateLog:
             self._in_flight = len(batch)
             started = time.perf_counter()
             try:
-                ids = await self._writer.write([(e.resource_type, e.resource_id, e.data) for e in batch])
+                ids = await self._writer.write(
+                    [(e.resource_type, e.resource_id, e.data, e.author) for e in batch]
+                )
             except asyncio.CancelledError:
                 # The commit may or may not have happened: these callers cannot be told.
                 self._fail(batch, RuntimeError("UpdateLog stopped while writing this entry"))

@@ -168,7 +168,7 @@ async def test_a_database_error_fails_the_whole_batch(
 
         async def fail_once(connection: object, entries: list[tuple[str, uuid.UUID, bytes]]) -> list[int]:
             # One statement, its own transaction: it cannot fail half-way, so it fails before.
-            if any(data == b"poison" for _, _, data in entries):
+            if any(data == b"poison" for _, _, data, *_ in entries):
                 raise ValueError("boom")
             return await real_postgres(connection, entries)  # type: ignore[arg-type]
 
