@@ -39,10 +39,12 @@ DATA_ELEMENT_ID = "page-data"
 
 
 def _csp(settings: Settings, *, frame_ancestors: str) -> str:
-    """Scripts and styles from this server only; samples may come from the blob store's origin."""
+    """Scripts and styles from this server only (``blob:``: Tone.js hands its AudioWorklet
+    modules to the browser as blob URLs made from its own code); samples may come from the
+    blob store's origin."""
     connect = " ".join(["'self'", *sample_origins(settings)])
     return (
-        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "default-src 'none'; script-src 'self' blob:; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
         f"connect-src {connect}; media-src 'self' blob: data:; base-uri 'none'; form-action 'none'; "
         f"frame-ancestors {frame_ancestors}"
     )

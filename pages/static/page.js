@@ -68,6 +68,9 @@ const state = {
   /** @type {string | null} */
   gone: null,
   redraws: 0,
+  /** the audio time of the last Play's first step, and of the last Stop */
+  startedAt: NaN,
+  stoppedAt: NaN,
   /** @type {any} */
   document: null,
 };
@@ -141,9 +144,10 @@ async function toggle() {
   if (state.gone) return;
   if (player.playing) {
     player.stop();
+    state.stoppedAt = Tone.getContext().currentTime;
     hidePlayhead();
   } else {
-    await player.start();
+    state.startedAt = await player.start();
   }
   showPlaying();
 }
