@@ -121,13 +121,9 @@ def lane_labels(lanes: list[Lane]) -> str:
     return f'<ul class="lanes" aria-label="sounds"><li class="chord-label">Chords</li>{items}</ul>'
 
 
-def timeline_svg(song: Mapping[str, Any], loop_names: Mapping[str, str]) -> str:
-    """The song's blocks on a bar ruler, each named after its loop, overlapping blocks on lanes
-    of their own (at most ``MAX_TIMELINE_LANES``: later overlaps share the last lane)."""
-    blocks = timing.song_blocks(song)
-    stated = song.get("totalBars")
-    stated_bars = stated if isinstance(stated, int) and not isinstance(stated, bool) else 0
-    total_bars = max(1, min(stated_bars, MAX_RULER_BARS), timing.song_steps(song) // timing.STEPS_PER_BAR)
+def timeline_lanes(blocks: list[timing.BlockSpan]) -> list[tuple[timing.BlockSpan, int]]:
+    """Each block (in start order) with the first lane where it overlaps no earlier block;
+    past ``MAX_TIMELINE_LANES`` overlapping blocks share the last lane."""
     lane_ends: list[int] = []
     placed: list[tuple[timing.BlockSpan, int]] = []
     for block in blocks:
@@ -138,9 +134,21 @@ def timeline_svg(song: Mapping[str, Any], loop_names: Mapping[str, str]) -> str:
         else:
             lane_ends[lane] = max(lane_ends[lane], block.end)
         placed.append((block, lane))
+    return placed
+
+
+def timeline_svg(song: Mapping[str, Any], loop_names: Mapping[str, str]) -> str:
+    """The song's blocks on a bar ruler, each named after its loop, overlapping blocks on lanes
+    of their own (at most ``MAX_TIMELINE_LANES``: later overlaps share the last lane)."""
+    blocks = timing.song_blocks(song)
+    stated = song.get("totalBars")
+    stated_bars = stated if isinstance(stated, int) and not isinstance(stated, bool) else 0
+    total_bars = max(1, min(stated_bars, MAX_RULER_BARS), timing.song_steps(song) // timing.STEPS_PER_BAR)
+    placed = timeline_lanes(blocks)
+    lanes = 1 + max((lane for _, lane in placed), default=0)
     ruler = 18
     width = total_bars * BAR_WIDTH + 2
-    height = ruler + max(1, len(lane_ends)) * (BLOCK_HEIGHT + 2) + 2
+    height = ruler + lanes * (BLOCK_HEIGHT + 2) + 2
     step_width = BAR_WIDTH / timing.STEPS_PER_BAR
     parts = [
         f'<svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '

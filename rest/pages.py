@@ -44,7 +44,8 @@ def _csp(settings: Settings, *, frame_ancestors: str) -> str:
     blob store's origin."""
     connect = " ".join(["'self'", *sample_origins(settings)])
     return (
-        "default-src 'none'; script-src 'self' blob:; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "default-src 'none'; script-src 'self' blob:; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; "
         f"connect-src {connect}; media-src 'self' blob: data:; base-uri 'none'; form-action 'none'; "
         f"frame-ancestors {frame_ancestors}"
     )
