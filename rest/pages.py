@@ -34,7 +34,7 @@ from settings import Settings
 from storage.sharing import ShareExpired, ShareHidden, ShareNotFound, ShareRevoked
 
 SITE_NAME = "Music Playground"
-RENDERING = "3"  # the markup's version, part of every page's ETag: change it with the markup
+RENDERING = "4"  # the markup's version, part of every page's ETag: change it with the markup
 DATA_ELEMENT_ID = "page-data"
 
 
@@ -99,7 +99,7 @@ overflow:hidden;text-overflow:ellipsis}
 .scroll{overflow-x:auto;flex:1;min-width:0}
 svg{display:block}svg .bg{fill:var(--panel)}svg .empty{fill:var(--cell)}
 svg .bar{stroke:var(--line);stroke-width:2}svg .beat{stroke:var(--beat);stroke-width:1}
-svg .steps rect{width:14px;height:20px;rx:2px}
+svg .steps rect{height:20px;rx:2px}svg .steps rect:not([width]){width:14px}
 svg .chord rect{fill:var(--chord)}svg .chord text{font-size:12px;fill:var(--fg);font-weight:600}
 svg #playhead{fill:var(--head);fill-opacity:.35}
 svg.timeline text{font-size:13px;fill:#14141f;font-weight:600}
