@@ -188,7 +188,9 @@ async function redraw() {
   const response = await fetch(location.pathname, { cache: "no-cache" });
   if (response.status === 410 || response.status === 404) {
     const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
-    showGone(fresh.querySelector("h1")?.textContent ?? "This piece is no longer shared");
+    const title = fresh.querySelector("h1")?.textContent;
+    const why = fresh.querySelector(".by")?.textContent;
+    showGone([title, why].filter(Boolean).join(". ") || "This piece is no longer shared");
     return;
   }
   if (!response.ok) return;
@@ -223,7 +225,11 @@ async function follow() {
   live.on("change", (/** @type {{origin: string, content: LoopContent & SongContent}} */ event) => {
     if (event.origin !== "local") changed(event.content).catch((error) => console.warn(error));
   });
-  live.on("access_revoked", () => showGone("This link was turned off"));
+  // Revoked, expired or hidden: the page's own URL now answers the problem page, which says which.
+  live.on("access_revoked", () => {
+    showGone("This piece is no longer shared");
+    redraw().catch((error) => console.warn(error));
+  });
   live.on("document_deleted", () => showGone("This piece was deleted"));
   live.on("status", () => {
     if (!state.gone) state.live = live.status === "synced" ? "live" : "connecting";

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import tempfile
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from musicplayground.app import create_app
 from settings import Settings
 from tests.audio_fixtures import wav_bytes
 from tests.browser.audio_signal import Recording, close_to
+from tests.community import account, make_admin
 from tests.conftest import S3_TEST_KEYS, create_s3_bucket
 from tests.helpers import bearer, sign_up
 from tests.server_process import free_port
@@ -323,8 +325,24 @@ async def test_an_open_page_says_so_when_the_share_is_revoked(
     revoked = await client.delete(f"/api/shares/{token}", headers=bearer(owner["token"]))
     assert revoked.status in (200, 204), await revoked.text()
     await until(page, "window.musicPage.state.gone !== null", timeout=10)
-    assert "turned off" in await page.locator("#status").inner_text()
+    await until(page, "document.getElementById('status').textContent.includes('turned off')")
     assert await page.evaluate("window.musicPage.player.playing") is False
+    assert await page.locator("#play").is_disabled()
+
+
+async def test_an_open_page_says_so_when_a_moderator_hides_the_loop(
+    client: TestClient, browser: BrowserContext, base_url: str
+) -> None:
+    _owner, loop, token = await shared(client, kicks_loop(0, 8))
+    page, _problems = await open_page(browser, f"{base_url}/loop/{token}")
+    await until(page, "window.musicPage.state.live === 'live'", timeout=10)
+    admin = await account(client, f"mod_{uuid.uuid4().hex[:8]}")
+    await make_admin(client, admin["user"]["id"])
+    hidden = await client.post(
+        f"/api/admin/loops/{loop['id']}/hide", json={"reason": "dmca"}, headers=admin["headers"]
+    )
+    assert hidden.status == 200, await hidden.text()
+    await until(page, "document.getElementById('status').textContent.includes('not available')")
     assert await page.locator("#play").is_disabled()
 
 
