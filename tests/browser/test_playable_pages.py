@@ -315,6 +315,34 @@ async def test_the_page_follows_a_collaborators_edit_within_a_second(
     assert problems == []
 
 
+async def test_playback_picks_a_live_edit_up_at_the_next_loop_cycle(
+    client: TestClient, browser: BrowserContext, base_url: str
+) -> None:
+    # 2 bars at 120 bpm: a cycle lasts 4 s; a kick on step 0 only.
+    owner, loop, token = await shared(client, kicks_loop(0, length=2))
+    page, problems = await open_page(browser, f"{base_url}/loop/{token}")
+    await until(page, "window.musicPage.state.live === 'live'", timeout=10)
+    origin = await page.evaluate("location.origin")
+    await page.evaluate(TAP, f"{origin}{TAP_PATH}")
+    await page.locator("#play").click()
+    await until(page, "Number.isFinite(window.musicPage.state.startedAt)")
+    start = float(await page.evaluate("window.musicPage.state.startedAt"))
+    async with CollabClient(base_url, "loop", loop["id"], token=owner["token"]) as editor:
+        # A kick on step 16 (2 s into the cycle), added while the first cycle plays.
+        apply_loop_content(editor.doc, kicks_loop(0, 16, length=2), fields=["iconSequence"])
+        await editor.flush()
+        await until(page, "window.musicPage.state.content.iconSequence.length === 2", timeout=1)
+        assert float(await page.evaluate("window.musicPage.Tone.getContext().currentTime")) < start + 1.9
+    await audio_time(page, start + 6.4)
+    await page.locator("#play").click()
+    stopped = float(await page.evaluate("window.musicPage.state.stoppedAt"))
+    heard = Recording.decode(await page.evaluate(RECORDING))
+    onsets = [t - start for t in heard.onsets(end=stopped)]
+    # Not in the cycle it arrived in (no kick at 2 s), from the next one on (4 s and 6 s).
+    assert close_to(onsets, [0.0, 4.0, 6.0], ONSET_TOLERANCE), onsets
+    assert problems == []
+
+
 async def test_an_open_page_says_so_when_the_share_is_revoked(
     client: TestClient, browser: BrowserContext, base_url: str
 ) -> None:
