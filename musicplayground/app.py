@@ -134,7 +134,7 @@ def create_app(settings: Settings) -> web.Application:
     blobs = backends.sample_blobs(settings)
     scanner = ClamdScanner(settings.clamd_url) if settings.clamd_url else None
     forget = _forget_purged(documents, purge_files_hook(blobs))
-    cpu_worker = CpuWorker(preload=["rest.composer_import_work"])
+    cpu_worker = CpuWorker(preload=["rest.composer_import_work", "pages.preview"])
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
