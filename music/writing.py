@@ -22,6 +22,7 @@ from music.bounds import (
     MAX_TIMELINE_BLOCKS,
 )
 from music.kinds import LOOP, SONG, DocKind, by_kind
+from music.positions import check_content_positions
 from music.schema import (
     CHORDS,
     LOOP_FIELDS,
@@ -207,6 +208,8 @@ def _prepare_loop(
         plan[CHORDS] = _desired_chords(content)
     if "iconSequence" in selected:
         plan[STEPS] = _desired_steps(content)
+    if fields is None:  # whole content; a partial change is checked on the document it makes
+        check_content_positions(content)
     return selected, plan
 
 

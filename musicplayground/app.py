@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack
 from dataclasses import fields
 from importlib.metadata import version
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp_cors
 from aiohttp import web
@@ -118,7 +119,8 @@ def create_app(settings: Settings) -> web.Application:
     sockets = CollabSocketServer(
         documents,
         auth,
-        cors_origins=list(settings.cors_origins),
+        # The public pages (served here, at PUBLIC_BASE_URL) follow documents live too.
+        cors_origins=[*settings.cors_origins, _origin(settings.public_base_url)],
         connect_refusal=limiter.socket_connect_refusal if limiter else None,
     )
     _watch(metrics, documents, sockets, update_log, limiter)
@@ -132,7 +134,7 @@ def create_app(settings: Settings) -> web.Application:
     blobs = backends.sample_blobs(settings)
     scanner = ClamdScanner(settings.clamd_url) if settings.clamd_url else None
     forget = _forget_purged(documents, purge_files_hook(blobs))
-    cpu_worker = CpuWorker(preload=["rest.composer_import_work"])
+    cpu_worker = CpuWorker(preload=["rest.composer_import_work", "pages.preview"])
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
@@ -311,6 +313,11 @@ def _watch(
     metrics.components.update_log = update_log
     cache = documents.read_cache
     metrics.watch_cache("document_reads", lambda: CacheCounters(hits=cache.hits, misses=cache.misses))
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _allow_cors(app: web.Application, origins: tuple[str, ...]) -> None:

@@ -80,7 +80,7 @@ def chord_spans(loop: Mapping[str, Any]) -> list[ChordSpan]:
         if 0 <= start < cycle:
             by_start[start] = str(cell.get("chord") or "")
     starts = sorted(by_start)
-    ends = [*starts[1:], cycle]
+    ends = [*starts[1:], cycle][: len(starts)]  # no chords: no spans
     return [ChordSpan(by_start[s], s, e) for s, e in zip(starts, ends, strict=True)]
 
 

@@ -14,6 +14,7 @@ class ErrorCode(StrEnum):
     UPDATE_TOO_LARGE = "update_too_large"
     DOCUMENT_TOO_LARGE = "document_too_large"
     CONTENT_TOO_LARGE = "content_too_large"
+    POSITION_OUT_OF_RANGE = "position_out_of_range"
     RATE_LIMITED = "rate_limited"
     STORAGE_BACKLOG = "storage_backlog"
     STORAGE_UNAVAILABLE = "storage_unavailable"
@@ -34,6 +35,8 @@ MEANINGS: Final[dict[ErrorCode, str]] = {
     ErrorCode.UPDATE_TOO_LARGE: "one update exceeds RT_MAX_UPDATE_BYTES; not applied",
     ErrorCode.DOCUMENT_TOO_LARGE: "the document would exceed RT_MAX_DOCUMENT_BYTES; not applied",
     ErrorCode.CONTENT_TOO_LARGE: "more content than REST allows (chords, steps, blocks, meta keys, fields)",
+    ErrorCode.POSITION_OUT_OF_RANGE: "a step at or past length x 16 or a chord at or past length x 4 beats "
+    "(docs/musical-time.md)",
     ErrorCode.RATE_LIMITED: "more messages per second than RT_MAX_MESSAGES_PER_SECOND; the excess is dropped",
     ErrorCode.STORAGE_BACKLOG: "the server cannot store edits right now; not applied: resync later",
     ErrorCode.STORAGE_UNAVAILABLE: "your last edit could not be saved (the server was stopping); resync",
@@ -50,7 +53,12 @@ MEANINGS: Final[dict[ErrorCode, str]] = {
 
 # Refused updates that count towards TOO_MANY_REFUSED_UPDATES (each cost a rollback).
 REFUSED_UPDATE_CODES: Final = frozenset(
-    {ErrorCode.MALFORMED_UPDATE, ErrorCode.MISSING_DEPENDENCIES, ErrorCode.CONTENT_TOO_LARGE}
+    {
+        ErrorCode.MALFORMED_UPDATE,
+        ErrorCode.MISSING_DEPENDENCIES,
+        ErrorCode.CONTENT_TOO_LARGE,
+        ErrorCode.POSITION_OUT_OF_RANGE,
+    }
 )
 
 

@@ -13,6 +13,7 @@ from pycrdt import Doc, Map, TransactionEvent, get_update, merge_updates
 
 from music.kinds import DocKind
 from music.lib0 import MalformedPayload, read_var_uint
+from music.positions import PositionOutOfRange, check_doc_positions
 from music.reading import LIVE_COLLECTIONS, ContentReader, check_live_bounds, touched_keys
 from music.roles import Role
 from music.schema import META
@@ -288,6 +289,7 @@ class Room:
                 check_live_bounds(self.kind, self.doc, self._touched)
             except ValueError as exc:
                 raise RealtimeError(ErrorCode.CONTENT_TOO_LARGE, str(exc)) from None
+            self._check_positions()
         except RealtimeError:
             self._roll_back(version)
             raise
@@ -314,6 +316,7 @@ class Room:
         version = self._begin_trial()
         try:
             apply_content(self.kind, self.doc, content, fields=fields)  # validates first
+            self._check_positions()
             delta = self._delta
             if delta is not None and max_growth is not None and len(delta) > max_growth:
                 raise RealtimeError(
@@ -323,6 +326,14 @@ class Room:
             self._roll_back(version)
             raise
         return self._accept(self._delta)
+
+    def _check_positions(self) -> None:
+        """A loop's changed steps and chords stay inside its length (``music.positions``)."""
+        if self.kind is DocKind.LOOP:
+            try:
+                check_doc_positions(self.doc, self._touched)
+            except PositionOutOfRange as exc:
+                raise RealtimeError(ErrorCode.POSITION_OUT_OF_RANGE, str(exc)) from None
 
     def _take_delta(self) -> bytes | None:
         delta, self._delta = self._delta, None

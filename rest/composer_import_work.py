@@ -26,6 +26,7 @@ from pycrdt import Doc
 from pydantic import BaseModel, ValidationError
 
 from music.columns import content_columns
+from music.positions import PositionOutOfRange
 from music.reading import doc_to_content
 from music.writing import CheckedContent, check_content, first_update
 from rest.community_schemas import MigrateRequest
@@ -205,7 +206,8 @@ def _check(kind: DocumentKind, item: _Item, report: _Report) -> bool:
     try:
         item.checked = check_content(kind.doc_kind, item.content)
     except ValueError as exc:
-        report.fail(kind, item.position, _issue(kind, item.local_id, f"invalid {kind.name}: {exc}", []))
+        details = [{"code": exc.code}] if isinstance(exc, PositionOutOfRange) else []
+        report.fail(kind, item.position, _issue(kind, item.local_id, f"invalid {kind.name}: {exc}", details))
         return False
     return True
 

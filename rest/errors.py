@@ -102,6 +102,7 @@ class RealtimeAnswer:
 REALTIME_ANSWERS: dict[ErrorCode, RealtimeAnswer] = {
     ErrorCode.DOCUMENT_TOO_LARGE: RealtimeAnswer(413),
     ErrorCode.CONTENT_TOO_LARGE: RealtimeAnswer(413),
+    ErrorCode.POSITION_OUT_OF_RANGE: RealtimeAnswer(400),
     ErrorCode.UPDATE_TOO_LARGE: RealtimeAnswer(413),
     ErrorCode.MALFORMED_UPDATE: RealtimeAnswer(400),
     ErrorCode.MALFORMED_MESSAGE: RealtimeAnswer(400),

@@ -24,9 +24,11 @@ from pydantic.alias_generators import to_camel
 from music.columns import content_columns
 from music.ids import parse_canonical_uuid
 from music.kinds import DocKind
+from music.positions import PositionOutOfRange
 from music.reading import doc_to_content
 from music.roles import Role
 from music.writing import content_to_update
+from realtime.errors import ErrorCode, RealtimeError
 from realtime.read_cache import CachedDocument
 from rest.client_address import request_ip, trusted_networks
 from rest.context import (
@@ -258,6 +260,8 @@ class DocumentHandlers:
         assert isinstance(payload, LoopCreate | SongCreate)  # what every kind's ``create`` is
         try:
             state = content_to_update(self.kind.doc_kind, creation_content(payload))
+        except PositionOutOfRange as exc:
+            raise RealtimeError(ErrorCode.POSITION_OUT_OF_RANGE, str(exc)) from None
         except ValueError as exc:
             raise BadRequest(f"invalid {self.kind.name}: {exc}") from None
         doc: Doc[Any] = Doc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -162,11 +163,23 @@ def _operation_id(route: Route) -> str:
     return f"{route.method.lower()}_{route.handler.__name__}{kind}_{route.tag}"
 
 
+# A path segment's variables: a whole segment ``{name}`` or ``{name:regex}`` (the regex may hold
+# braces), or plain ``{name}`` within a segment ("{token}.png").
+_INNER_VARIABLE = re.compile(r"\{(\w+)\}")
+
+
+def _segment_params(part: str) -> list[str]:
+    if part.startswith("{") and part.endswith("}"):
+        return [part[1:-1].split(":")[0]]
+    return _INNER_VARIABLE.findall(part)
+
+
 def _path_params(path: str) -> list[str]:
-    return [part[1:-1].split(":")[0] for part in path.split("/") if part.startswith("{")]
+    return [name for part in path.split("/") for name in _segment_params(part)]
 
 
 def _openapi_path(path: str) -> str:
     return "/".join(
-        "{" + part[1:-1].split(":")[0] + "}" if part.startswith("{") else part for part in path.split("/")
+        "{" + part[1:-1].split(":")[0] + "}" if part.startswith("{") and part.endswith("}") else part
+        for part in path.split("/")
     )

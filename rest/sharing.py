@@ -19,6 +19,7 @@ from sqlalchemy.orm import defer
 
 from identity.authenticator import Caller
 from music.columns import content_columns
+from music.ids import parse_canonical_uuid
 from music.kinds import DocKind
 from music.reading import doc_to_content
 from music.roles import Role
@@ -32,6 +33,7 @@ from rest.context import (
     path_uuid,
     read_body,
     read_json,
+    read_query,
     require_caller,
 )
 from rest.library import LOOPS, SONGS, DocumentKind
@@ -44,12 +46,13 @@ from rest.schemas import (
     SharedDocument,
     ShareList,
     SharePublic,
+    SongQuery,
     Success,
 )
 from storage import document_store as stored
 from storage import library as stored_library
 from storage import sharing
-from storage.access import is_visible, resolve_role
+from storage.access import is_visible, readable_loops, resolve_role
 from storage.errors import Forbidden, NotFound
 from storage.models import Loop, SharedLink, Song, User, utcnow
 
@@ -126,6 +129,16 @@ class SharedResource:
     link: SharedLink
     row: Loop | Song
     owner: User | None
+
+
+async def public_timeline_loops(ctx: RestContext, timeline: list[dict[str, Any]]) -> list[Loop]:
+    """The loops of a shared song's timeline that anyone may read (public ones), in timeline
+    order. A song's share link does not open its owner's private loops."""
+    order = list(dict.fromkeys(str(block.get("loopId")) for block in timeline))
+    ids = {parsed for value in order if (parsed := parse_canonical_uuid(value)) is not None}
+    async with ctx.db.session() as session:
+        rows = {str(row.id): row for row in await readable_loops(session, ids=ids, user_id=None)}
+    return [rows[loop_id] for loop_id in order if loop_id in rows]
 
 
 async def open_share(ctx: RestContext, token: str) -> SharedResource:
@@ -207,10 +220,15 @@ async def get_shared(request: web.Request) -> web.Response:
     ctx = context(request)
     shared = await open_share(ctx, request.match_info["token"])
     caller = await optional_caller(request)
+    query = read_query(request, SongQuery)
     data = await live_public(ctx, shared.kind, shared.row)
     if shared.kind.doc_kind is DocKind.LOOP:  # the samples its steps play, with URLs for this reader
         assert isinstance(shared.row, Loop)
         data["samples"] = await loop_samples(request, shared.row, data)
+    elif query.include == "loops":
+        data["loops"] = [
+            await live_public(ctx, LOOPS, row) for row in await public_timeline_loops(ctx, data["timeline"])
+        ]
     count_view(request, shared.kind, shared.row, caller.user_id if caller else None)
     owner = OwnerPublic(
         display_name=shared.owner.display_name if shared.owner else None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rest import pages
+from rest import page_files, pages
 from rest.collaborators import CollaboratorHandlers
 from rest.library import LOOPS, SONGS, DocumentKind
 from rest.openapi import Route
@@ -16,6 +16,7 @@ from rest.schemas import (
     SharedDocument,
     ShareList,
     SharePublic,
+    SongQuery,
     Success,
 )
 from rest.sharing import ForkHandlers, ShareHandlers, get_shared, revoke_share
@@ -131,6 +132,24 @@ def _pages() -> list[Route]:
             html=True,
             errors=(404, 410),
         ),
+        Route(
+            "GET",
+            "/preview/{token}.png",
+            page_files.preview_image,
+            "The link-preview picture (og:image) of a shared loop or song: PNG, 1200 x 630, with an ETag",
+            "pages",
+            auth="none",
+            errors=(404, 410),
+        ),
+        Route(
+            "GET",
+            "/static/{group}/{digest}/{file}",
+            page_files.static_file,
+            "A script of the public pages (the player, Tone.js, tonal, the kit), immutable under its digest",
+            "pages",
+            auth="none",
+            errors=(404,),
+        ),
     ]
 
 
@@ -152,9 +171,11 @@ def routes() -> list[Route]:
             "GET",
             "/api/shared/{token}",
             get_shared,
-            "Read a shared loop or song with its live content (no sign-in needed)",
+            "Read a shared loop or song with its live content (no sign-in needed); a song with "
+            "?include=loops adds its public loops",
             "sharing",
             auth="optional",
+            query=SongQuery,
             response=SharedDocument,
             errors=(404, 410),
         ),

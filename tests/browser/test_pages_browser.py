@@ -17,11 +17,12 @@ from aiohttp.test_utils import TestClient
 from PIL import Image
 from playwright.async_api import BrowserContext, Page, async_playwright
 
-from rest.pages import CELL_GAP, CELL_HEIGHT, CELL_WIDTH, EMPTY_CELL
+from pages.markup import CELL_GAP, CELL_HEIGHT, CELL_WIDTH, CHORD_ROW
 from tests.helpers import LOOP, sign_up
 from tests.sharing_helpers import create_doc, expire_share, share
 
 CHROMIUM = "/usr/bin/chromium"
+LIGHT_EMPTY_CELL = "#e4e4ee"  # rest/pages.py's --cell in the light scheme
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -45,6 +46,7 @@ async def browser() -> AsyncIterator[BrowserContext]:
                 args=FLAGS,
                 viewport={"width": 1280, "height": 900},
                 device_scale_factor=1,
+                color_scheme="light",
             )
             try:
                 yield context
@@ -82,20 +84,24 @@ async def test_loop_page_draws_the_step_grid(
     columns = int(await grid.get_attribute("data-columns") or 0)
     lanes = int(await grid.get_attribute("data-lanes") or 0)
     assert (columns, lanes) == (64, 2)  # 4 bars of 16 steps; one lane per sound
+    assert await page.locator(".lanes li").all_inner_texts() == ["Chords", "Kick", "Lead"]
     image = Image.open(io.BytesIO(await grid.screenshot())).convert("RGB")
-    expected = (columns * (CELL_WIDTH + CELL_GAP) + CELL_GAP, lanes * (CELL_HEIGHT + CELL_GAP) + CELL_GAP)
+    expected = (
+        columns * (CELL_WIDTH + CELL_GAP) + CELL_GAP,
+        CHORD_ROW + lanes * (CELL_HEIGHT + CELL_GAP) + CELL_GAP,
+    )
     # The element may sit at a fractional offset: its screenshot can be one pixel larger.
     assert all(0 <= got - want <= 1 for got, want in zip(image.size, expected, strict=True)), image.size
     drawn = set()
     for lane in range(lanes):
         for column in range(columns):
             x = CELL_GAP + column * (CELL_WIDTH + CELL_GAP) + CELL_WIDTH // 2
-            y = CELL_GAP + lane * (CELL_HEIGHT + CELL_GAP) + CELL_HEIGHT // 2
+            y = CHORD_ROW + CELL_GAP + lane * (CELL_HEIGHT + CELL_GAP) + CELL_HEIGHT // 2
             pixel = image.getpixel((x, y))
             assert isinstance(pixel, tuple)  # an RGB image's pixel
-            if not _close(pixel, _rgb(EMPTY_CELL)):
+            if not _close(pixel, _rgb(LIGHT_EMPTY_CELL)):
                 drawn.add((column, lane))
-    # LOOP: drum-kick at step 0, synth-lead at step 4 (lanes sorted by sound).
+    # LOOP: drum-kick at step 0, synth-lead at step 4 (lanes in the kit's order).
     assert drawn == {(0, 0), (4, 1)}
     assert [s["step"] for s in LOOP["iconSequence"]] == [0, 4]
 
@@ -113,7 +119,9 @@ async def test_meta_tags_for_link_previews(
     assert await meta('property="og:title"') == 'Night <drive> & "co"'
     assert await meta('name="twitter:title"') == 'Night <drive> & "co"'
     assert await meta('property="og:url"') == f"http://testserver/loop/{link['shareToken']}"
-    assert await meta('name="twitter:card"') == "summary"
+    assert await meta('name="twitter:card"') == "summary_large_image"
+    assert await meta('property="og:image"') == f"http://testserver/preview/{link['shareToken']}.png"
+    assert await meta('name="twitter:image"') == f"http://testserver/preview/{link['shareToken']}.png"
     description = await meta('property="og:description"') or ""
     assert "4-bar loop at 120 BPM" in description and "C maj7" in description
     assert await page.locator("h1").inner_text() == 'Night <drive> & "co"'  # text, not markup
@@ -157,7 +165,7 @@ async def test_embed_frames_on_another_site_and_the_full_page_refuses(
     await page.goto(str(server.make_url("/")))
     embed = page.frame_locator("#embed")
     assert await embed.locator("h1").inner_text() == loop["name"]
-    assert await embed.locator("svg.grid rect.step").count() == 2
+    assert await embed.locator("svg.grid g.steps rect").count() == 2
     assert await embed.locator("a.open").get_attribute("target") == "_blank"
     await page.wait_for_load_state("load")  # waits for both frames, refused or not
     full_frame = await page.wait_for_selector("#full")

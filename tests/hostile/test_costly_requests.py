@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
 from music.bounds import MAX_CHORD_CELLS, MAX_STEPS
+from pages.markup import MAX_LANES
 from rest.context import REST_CONTEXT
 from rest.cpu_worker import CPU_WORKER
 from rest.page_cache import PAGE_CACHE
@@ -204,7 +205,9 @@ def maximal_loop(**fields: Any) -> dict[str, Any]:
         {"step": i % 64, "soundId": f"sound-{i:04d}", "velocity": (i % 5) / 4, "note": "C4"}
         for i in range(MAX_STEPS)
     ]
-    chords = [{"bar": bar, "chord": f"C{bar:02d}maj7 add9 sus2"[:20]} for bar in range(MAX_CHORD_CELLS)]
+    # A chord on every beat of 8 bars (chord positions are beats: docs/musical-time.md).
+    beats = min(MAX_CHORD_CELLS, 8 * 4)
+    chords = [{"bar": bar, "chord": f"C{bar:02d}maj7 add9 sus2"[:20]} for bar in range(beats)]
     return {
         **LOOP,
         "name": "N" * 100,
@@ -213,6 +216,11 @@ def maximal_loop(**fields: Any) -> dict[str, Any]:
         "iconSequence": steps,
         **fields,
     }
+
+
+def drawn_steps(page: bytes) -> int:
+    """The grid's step rectangles (inside its lanes' ``<g class="steps">`` groups)."""
+    return sum(group.split(b"</g>")[0].count(b"<rect") for group in page.split(b'<g class="steps"')[1:])
 
 
 async def page_counters(client: TestClient) -> tuple[float, float]:
@@ -236,7 +244,7 @@ async def test_a_page_at_the_bounds_is_compact_and_rendered_once_per_version(cli
         first = await client.get(path)
         page = await first.read()
         assert first.status == 200 and len(page) <= PAGE_BYTES, len(page)
-        assert page.count(b'<rect class="step"') == MAX_STEPS and b'data-lanes="2048"' in page
+        assert drawn_steps(page) == MAX_STEPS and f'data-lanes="{MAX_LANES}"'.encode() in page
         again = await client.get(path)
         assert again.status == 200 and await again.read() == page
         assert again.headers["ETag"] == first.headers["ETag"]
@@ -313,7 +321,7 @@ async def test_a_page_of_content_stays_within_its_budget(
     whole = [i for i, item in enumerate(items) if "iconSequence" in item]
     assert whole == list(range(len(whole))) and 1 <= len(whole) < 100
     assert all(len(items[i]["iconSequence"]) == MAX_STEPS for i in whole)
-    assert all(len(items[i]["chordProgression"]) == MAX_CHORD_CELLS for i in whole)
+    assert all(len(items[i]["chordProgression"]) == len(maximal_loop()["chordProgression"]) for i in whole)
     assert all(item.get("contentOmitted") is True for item in items[len(whole) :])
     assert not any("contentOmitted" in items[i] for i in whole)
     # What was left out is one GET away.
