@@ -169,10 +169,15 @@ def room_document(i: int, rng: random.Random) -> bytes:
 
 
 async def start_target(
-    name: str, rooms: int, pg: ThrowawayDatabase | None, baseline: Baseline | None = None
+    name: str,
+    rooms: int,
+    pg: ThrowawayDatabase | None,
+    baseline: Baseline | None = None,
+    server_env: dict[str, str] | None = None,
 ) -> Target:
     """Start target ``name`` with ``rooms`` rooms; ``pg`` its database (ours on Postgres),
-    ``baseline`` the checkout whose server an ``@base`` target runs."""
+    ``baseline`` the checkout whose server an ``@base`` target runs, ``server_env`` more
+    settings for ours (``bench.soak``: rooms that unload soon)."""
     rng = random.Random(7)  # the same documents on every target
     if name in PEERS:
         names = [f"room-{i}-{random.randrange(10**9)}" for i in range(rooms)]
@@ -192,6 +197,7 @@ async def start_target(
             "RT_MAX_MESSAGES_PER_SECOND": "1000",
             "RT_MAX_CLIENTS_PER_ROOM": "64",
             "RT_MAX_CONNECTIONS_PER_USER": "10000",  # every editor of a room uses the owner token
+            **(server_env or {}),
         },
     )
     await server.start()
@@ -219,7 +225,7 @@ class Worker:
 
     def __init__(self, target: Target, rooms: list[dict[str, Any]], editors: int) -> None:
         kind = target.name.split("-")[0]  # ours | ysocketio | hocuspocus
-        self.config = {"target": kind, "url": target.url, "editors": editors, "rooms": rooms}
+        self.config: dict[str, Any] = {"target": kind, "url": target.url, "editors": editors, "rooms": rooms}
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
