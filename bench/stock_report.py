@@ -102,6 +102,9 @@ FIGURES: list[Figure] = [
     Figure("max", "MAX server CPU ms / 1k deliveries", lambda r: r.get("server_cpu_ms_per_1000_deliveries")),
     Figure("s3", "S3 RSS KB / connection", lambda r: r["rss_per_connection_kb"]),
     *_edit_figures("s3", "S3"),
+    Figure("scale", "SCALE RSS KB / connection", lambda r: r["rss_per_connection_kb"]),
+    Figure("scale", "SCALE connect p95 ms", lambda r: r["connect_ms"]["p95"]),
+    *_edit_figures("scale", "SCALE"),
 ]
 
 

@@ -41,6 +41,7 @@ class Second:
     edits: int = 0
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
+    disconnects: int = 0
 
     def as_json(self, t: int) -> dict[str, Any]:
         lat = summary_ms(self.latencies)
@@ -51,6 +52,7 @@ class Second:
             "p50_ms": lat["p50"],
             "p99_ms": lat["p99"],
             "errors": self.errors,
+            "disconnects": self.disconnects,
         }
 
 
@@ -76,20 +78,55 @@ def plot_available() -> bool:
     return True
 
 
-def write_plot(report: dict[str, Any], path: Path) -> None:
-    """Latency percentiles and throughput per second, one PNG (needs matplotlib)."""
+def summary_line(report: dict[str, Any]) -> str:
+    """PASS or FAIL and the figures the thresholds judge, one line (the plot's title)."""
+    thresholds = report.get("thresholds") or {}
+    failed = bool(thresholds.get("failures")) or report.get("interrupted", False)
+    verdict_word = "FAIL" if failed else "PASS"
+    if report.get("interrupted"):
+        verdict_word += " (interrupted)"
+    p99 = report["latency_ms"]["p99"]
+    limit = thresholds.get("max_p99_ms")
+    p99_text = f"p99 {_number(p99)} ms" + (f" (max {_number(limit)})" if limit is not None else "")
+    delivered = report["delivered_pct"]
+    minimum = thresholds.get("min_delivered_pct")
+    delivered_text = f"{_number(delivered)} % delivered" + (
+        f" (min {_number(minimum)})" if minimum is not None else ""
+    )
+    errors = report["errors"]
+    error_count = (
+        errors["connect_failures"] + sum(errors["server_error_events"].values()) + errors["protocol_errors"]
+    )
+    return (
+        f"{verdict_word}: {p99_text}, {delivered_text}, "
+        f"{error_count} errors, {errors['lost_connections']} disconnects"
+    )
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def build_figure(report: dict[str, Any]) -> Any:
+    """The plot as a matplotlib Figure: latency percentiles with the --max-p99-ms line,
+    edits and deliveries per second, errors and disconnects per second; the pass/fail
+    summary line is the title."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
-    from matplotlib import pyplot as plt
+    from matplotlib.figure import Figure
 
     timeline = report["timeline"]
     t = [s["t"] for s in timeline]
-    fig, (lat_ax, rate_ax) = plt.subplots(2, 1, sharex=True, figsize=(8, 5), dpi=80)
+    fig = Figure(figsize=(8, 6.5), dpi=80)
+    lat_ax, rate_ax, err_ax = fig.subplots(3, 1, sharex=True, height_ratios=(3, 2, 1.2))
     for key, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
         lat_ax.plot(t, [s[key] if s[key] is not None else math.nan for s in timeline], label=label)
+    max_p99 = (report.get("thresholds") or {}).get("max_p99_ms")
+    if max_p99 is not None:
+        lat_ax.axhline(max_p99, color="red", linestyle="--", label=f"--max-p99-ms {max_p99:g}")
     lat_ax.set_ylabel("latency (ms)")
-    lat_ax.legend(loc="upper left")
+    lat_ax.legend(loc="upper left", fontsize=8)
     lat_ax.grid(alpha=0.3)
     config = report["config"]
     lat_ax.set_title(
@@ -97,15 +134,26 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
         f"x {config['rate']} edits/s - {report['url']}",
         fontsize=9,
     )
+    summary = summary_line(report)
+    fig.suptitle(summary, fontsize=11, color="red" if summary.startswith("FAIL") else "darkgreen")
     rate_ax.plot(t, [s["deliveries"] for s in timeline], label="deliveries/s")
     rate_ax.plot(t, [s["edits"] for s in timeline], label="edits/s")
-    errors = [s["errors"] for s in timeline]
-    if any(errors):
-        rate_ax.plot(t, errors, label="errors/s", color="red")
     rate_ax.set_ylabel("per second")
-    rate_ax.set_xlabel("seconds since start")
-    rate_ax.legend(loc="upper left")
+    rate_ax.legend(loc="upper left", fontsize=8)
     rate_ax.grid(alpha=0.3)
+    err_ax.step(t, [s["errors"] for s in timeline], where="post", label="errors/s", color="red")
+    err_ax.step(
+        t, [s.get("disconnects", 0) for s in timeline], where="post", label="disconnects/s", color="purple"
+    )
+    err_ax.set_ylabel("errors")
+    err_ax.set_xlabel("seconds since start")
+    err_ax.legend(loc="upper left", fontsize=8)
+    err_ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig
+
+
+def write_plot(report: dict[str, Any], path: Path) -> None:
+    """The plot as a PNG (needs matplotlib); the summary line is also its Title text chunk."""
+    fig = build_figure(report)
+    fig.savefig(path, format="png", metadata={"Title": summary_line(report)})

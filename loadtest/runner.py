@@ -138,6 +138,7 @@ class LoadTest:
         self.send_lag: list[float] = []
         self._start = 0.0
         self._errors_seen = 0
+        self._disconnects_seen = 0
         # Each editor cycles through its own cells (its pitch); a room's cells stay within
         # what a loop holds (MAX_STEPS), so the REST check sees all of them.
         self._cells_per_editor = min(CELLS_PER_EDITOR, MAX_STEPS // config.editors)
@@ -269,22 +270,26 @@ class LoadTest:
 
     # --- progress ---------------------------------------------------------------------------
 
-    def _errors(self) -> int:
-        total = len(self.connect_failures)
+    def _errors(self) -> tuple[int, int]:
+        """(refused connects, server error events and protocol errors; lost connections) so far."""
+        errors = len(self.connect_failures)
+        disconnects = 0
         for room in self.rooms:
             for s in room.sockets:
-                total += len(s.client.errors) + len(s.client.protocol_errors)
-                total += int(s.connected and not s.client.connected)  # lost its connection
-        return total
+                errors += len(s.client.errors) + len(s.client.protocol_errors)
+                disconnects += int(s.connected and not s.client.connected)
+        return errors, disconnects
 
     async def _report_progress(self, stop: asyncio.Event) -> None:
         sockets = sum(len(r.sockets) for r in self.rooms)
         while not stop.is_set():
             await asyncio.sleep(1)
             now = time.monotonic()
-            errors = self._errors()
-            self._second(now).errors += errors - self._errors_seen
-            self._errors_seen = errors
+            errors, disconnects = self._errors()
+            second = self._second(now)
+            second.errors += errors - self._errors_seen
+            second.disconnects += disconnects - self._disconnects_seen
+            self._errors_seen, self._disconnects_seen = errors, disconnects
             if self.progress is None:
                 continue
             last = self._second(now - 1)
@@ -293,7 +298,7 @@ class LoadTest:
             self.progress(
                 f"[{now - self._start:6.1f}/{self.config.duration:g} s] sockets {connected}/{sockets}  "
                 f"edits {self.sent}  deliveries {lat['count']}/s  p50 {_ms(lat['p50'])}  "
-                f"p99 {_ms(lat['p99'])}  errors {errors}"
+                f"p99 {_ms(lat['p99'])}  errors {errors}  disconnects {disconnects}"
             )
 
     # --- the run ------------------------------------------------------------------------------

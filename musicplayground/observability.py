@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
@@ -122,6 +129,7 @@ class ComponentCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._realtime()
+        yield from self._event_loop()
         yield from self._update_log()
         yield from self._bus()
         refused = CounterMetricFamily(
@@ -162,6 +170,16 @@ class ComponentCollector(Collector):
             yield CounterMetricFamily(
                 f"{PREFIX}_updates_relayed", "Updates relayed to a room once durable", docs.updates_relayed
             )
+
+    @staticmethod
+    def _event_loop() -> Iterator[Metric]:
+        try:
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:  # scraped outside the server's event loop (a test's registry)
+            return
+        # With process_open_fds, what a soak watches: both come back to their baseline once
+        # every socket has left and every room has unloaded.
+        yield GaugeMetricFamily(f"{PREFIX}_asyncio_tasks", "Tasks alive on the server's event loop", tasks)
 
     def _update_log(self) -> Iterator[Metric]:
         log = self.update_log
@@ -237,6 +255,8 @@ class Metrics:
         )
         self.components = ComponentCollector()
         self.registry.register(self.components)
+        # process_open_fds, process_resident_memory_bytes, process_cpu_seconds_total (Linux)
+        ProcessCollector(registry=self.registry)
 
     # Callbacks the components are given (plain functions: no prometheus in storage/realtime).
     def observe_commit(self, entries: int, seconds: float) -> None:

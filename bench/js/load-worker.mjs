@@ -18,6 +18,10 @@
 //       -> {"event":"loaded", ...} (see result() below); edits are scheduled open loop, each
 //       editor at F edits/s with a random phase; edits scheduled in the measured window count
 //   {"cmd":"check"} -> {"event":"checked","rooms":n,"converged":n,"problems":[...]}
+//   {"cmd":"churn","sockets":n,"rooms":k,"gap":s,"timeout":s} (the soak, bench/soak.py)
+//       -> {"event":"churned","reconnected":n,"reopened":k,"failed":n}: n random editors of
+//       other rooms leave and join again with a new Y.Doc; every editor of k random rooms
+//       leaves, and after gap seconds (the server unloads an empty room) they join again
 //   {"cmd":"close"} -> {"event":"closed"}, exit 0
 // An edit is map "bench" key e<editor>s<seq % 64> := "<room>:<editor>:<seq>" in one
 // transaction; a receiver's Y.Map observer reads the value of every changed key.
@@ -155,6 +159,45 @@ async function load ({ rate, warmup, duration, grace }) {
   latencyAt.length = 0
 }
 
+function waitSynced (editor, timeoutS) {
+  return new Promise((resolve) => {
+    if (editor.synced) return resolve(true)
+    const timer = setTimeout(() => resolve(false), timeoutS * 1000)
+    editor.onSynced = () => { clearTimeout(timer); editor.onSynced = null; resolve(true) }
+  })
+}
+
+function replace (old) {
+  const room = config.rooms[old.roomIndex]
+  const editor = makeEditor(old.roomIndex, room, old.index)
+  editor.global = old.global
+  editor.seq = old.seq
+  editors[old.global] = editor
+  return editor
+}
+
+function shuffled (items) {
+  const copy = items.slice()
+  for (let i = copy.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [copy[i], copy[j]] = [copy[j], copy[i]]
+  }
+  return copy
+}
+
+async function churn ({ sockets, rooms, gap, timeout }) {
+  const closedRooms = new Set(shuffled(config.rooms.map((_, r) => r)).slice(0, rooms))
+  const others = shuffled(editors.filter((e) => !closedRooms.has(e.roomIndex))).slice(0, sockets)
+  const leaving = editors.filter((e) => closedRooms.has(e.roomIndex))
+  for (const editor of [...others, ...leaving]) editor.provider.destroy()
+  const rejoined = others.map(replace)
+  let synced = await Promise.all(rejoined.map((e) => waitSynced(e, timeout)))
+  await sleep(gap * 1000)
+  const reopened = leaving.map(replace)
+  synced = synced.concat(await Promise.all(reopened.map((e) => waitSynced(e, timeout))))
+  out({ event: 'churned', reconnected: rejoined.length, reopened: closedRooms.size, failed: synced.filter((ok) => !ok).length })
+}
+
 function canonical (map) {
   const json = map.toJSON()
   return JSON.stringify(Object.keys(json).sort().map((k) => [k, json[k]]))
@@ -185,6 +228,7 @@ for await (const line of lines) {
   if (command.cmd === 'connect') await connect(command.timeout ?? 60)
   else if (command.cmd === 'load') await load(command)
   else if (command.cmd === 'check') check()
+  else if (command.cmd === 'churn') await churn(command)
   else if (command.cmd === 'close') {
     for (const editor of editors) editor.provider.destroy()
     out({ event: 'closed' })
