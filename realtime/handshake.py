@@ -21,7 +21,7 @@ from identity.firebase import FirebaseUnavailable
 from music.bounds import UNSTORABLE_TEXT
 from music.ids import CANONICAL_UUID
 from music.kinds import DocKind
-from realtime.errors import RealtimeError
+from realtime.errors import ErrorCode, RealtimeError
 from realtime.rooms import Room, RoomTransport, Session, TokenBucket
 from realtime.service import DocumentService
 from storage.errors import NotFound
@@ -46,7 +46,7 @@ class RefusalKind(enum.Enum):
     BAD_REQUEST = "bad_request"  # credentials of the wrong type
     UNAUTHENTICATED = "unauthenticated"  # no credentials, or a bad or expired token
     NOT_FOUND = "not_found"  # no such document, or not the caller's to see
-    ROOM_FULL = "room_full"  # no place left (per user, per room, or for viewers)
+    ROOM_FULL = ErrorCode.ROOM_FULL.value  # no place left (per user, per room, or for viewers)
     UNAVAILABLE = "unavailable"  # sign-in verification is down; try again
 
 

@@ -211,7 +211,7 @@ class YWebSocketServer:
         if self._connect_refusal is not None and (
             refusal := await self._connect_refusal({"aiohttp.request": request})
         ):
-            await self._refuse(connection, CloseCode.RATE_LIMITED, "rate_limited", refusal)
+            await self._refuse_error(connection, ErrorCode.RATE_LIMITED, refusal)
             return False
         parsed = parse_document_name(request.match_info["name"])
         if parsed is None:
