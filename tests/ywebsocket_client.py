@@ -28,6 +28,7 @@ class YwsClient:
         self.close_reason = ""
         self.denied: list[str] = []  # y-protocols permission-denied reasons
         self.awareness: list[bytes] = []  # awareness updates received
+        self.frames: set[tuple[int, ...]] = set()  # kinds of frames received: (type,) or (0, sync type)
         self._remote = False
         self._http = aiohttp.ClientSession()
         self.ws: aiohttp.ClientWebSocketResponse | None = None
@@ -62,6 +63,9 @@ class YwsClient:
                 if message.type is aiohttp.WSMsgType.CLOSE:
                     self.close_reason = str(message.extra or "")
                 break
+            self.frames.add(
+                tuple(message.data[:2]) if message.data[0] == MessageType.SYNC else (message.data[0],)
+            )
             if message.data[:1] == bytes([MessageType.AUTH]):  # permission denied: 0, reason
                 self.denied.append(Decoder(message.data[2:]).read_var_string())
                 continue
