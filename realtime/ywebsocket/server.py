@@ -144,6 +144,7 @@ class YWebSocketServer:
         self.connections: dict[str, Connection] = {}  # by session id, once admitted
         self.accepting = True
         self.refused: Counter[str] = Counter()  # connections closed for a refusal, by reason (metrics)
+        self._closes: set[asyncio.Task[None]] = set()
         service.attach_transport(self)
 
     def attach(self, app: web.Application) -> None:
@@ -156,6 +157,11 @@ class YWebSocketServer:
             frame = protocol.sync_message(YSyncMessageType.SYNC_UPDATE, data)
         elif event == "awareness-update":
             frame = protocol.awareness_message(data)
+        elif event == "error":  # an edit that could not be stored: close, the reconnect resyncs
+            for session in sessions:
+                if isinstance(session.transport_id, Connection):
+                    self._closing(session.transport_id, ErrorCode(data["code"]), data["message"])
+            return
         else:
             return  # presence, role changes, named events: y-websocket has no message for them
         sent = 0
@@ -335,6 +341,14 @@ class YWebSocketServer:
             return  # a viewer's local edits are never taken, not even through the handshake
         else:
             self.service.client_update(room, session, message.payload)
+
+    def _closing(self, connection: Connection, code: ErrorCode, message: str) -> None:
+        """Close a connection from synchronous code (a task, owned until done)."""
+        task = asyncio.get_running_loop().create_task(
+            self._refuse_error(connection, code, message), name=f"ywebsocket-close-{connection.sid}"
+        )
+        self._closes.add(task)
+        task.add_done_callback(self._closes.discard)
 
     async def _refuse_error(self, connection: Connection, code: ErrorCode, message: str) -> None:
         await self._refuse(connection, FOR_ERROR[code], code.value, message)
