@@ -48,13 +48,13 @@ if (kind === 'ysocketio') {
   await server.listen()
   listening()
 } else if (kind === 'ywebsocket') {
-  const { default: WebSocket } = await import('ws')
+  const { WebSocketServer } = await import('ws')
   const { setupWSConnection, setContentInitializor } = await import('@y/websocket-server/utils')
   setContentInitializor(async (doc) => {
     const stored = documents.get(doc.name)
     if (stored) Y.applyUpdate(doc, stored)
   })
-  const wss = new WebSocket.Server({ noServer: true })
+  const wss = new WebSocketServer({ noServer: true })
   wss.on('connection', setupWSConnection)
   const httpServer = http.createServer((req, res) => { res.writeHead(200); res.end('ok') })
   httpServer.on('upgrade', (request, socket, head) => {
