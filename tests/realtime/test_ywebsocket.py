@@ -11,11 +11,12 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from pycrdt import Map, YSyncMessageType
 
+from loadtest.client import CollabClient
 from musicplayground.app import create_app
 from realtime.ywebsocket import protocol
 from realtime.ywebsocket.close_codes import CloseCode
 from settings import Settings
-from tests.helpers import bearer, eventually, sign_up
+from tests.helpers import LOOP, bearer, eventually, sign_up
 from tests.realtime.conftest import ClientFactory
 from tests.sharing_helpers import add_collaborator, named_user, share
 from tests.ywebsocket_client import YwsClient
@@ -202,3 +203,34 @@ def _var_string(text: str) -> bytes:
     from pycrdt import write_message
 
     return write_message(text.encode())
+
+
+async def test_the_per_user_cap_counts_both_wires(aiohttp_client: Any, settings: Settings) -> None:
+    server = await aiohttp_client(create_app(dataclasses.replace(settings, max_connections_per_user=2)))
+    base_url = str(server.make_url("")).rstrip("/")
+    owner = await sign_up(server)
+    resp = await server.post("/api/loops", json=LOOP, headers=bearer(owner["token"]))
+    loop_id = (await resp.json())["id"]
+    sio = CollabClient(base_url, "loop", loop_id, token=owner["token"])
+    await sio.connect()
+    first = await yws(base_url, f"loop:{loop_id}", token=owner["token"])
+    second = YwsClient(base_url, f"loop:{loop_id}", token=owner["token"])
+    try:
+        await second.connect(wait_synced=False)
+        assert await second.wait_closed() == CloseCode.TRY_AGAIN_LATER  # the stock client retries later
+        assert second.close_reason == "room_full" and first.close_code is None
+    finally:
+        await sio.close()
+        await first.close()
+        await second.close()
+
+
+async def test_a_shutdown_closes_1012_so_clients_reconnect_elsewhere(
+    client: TestClient, base_url: str, owner: dict[str, Any], loop: dict[str, Any]
+) -> None:
+    c = await yws(base_url, f"loop:{loop['id']}", token=owner["token"])
+    try:
+        await client.app.shutdown()  # what SIGTERM runs
+        assert await c.wait_closed() == CloseCode.RESTART
+    finally:
+        await c.close()
