@@ -123,7 +123,10 @@ def create_app(settings: Settings) -> web.Application:
         connect_refusal=limiter.socket_connect_refusal if limiter else None,
     )
     ywebsockets = YWebSocketServer(
-        documents, auth, connect_refusal=limiter.socket_connect_refusal if limiter else None
+        documents,
+        auth,
+        cors_origins=list(settings.cors_origins),
+        connect_refusal=limiter.socket_connect_refusal if limiter else None,
     )
     _watch(metrics, documents, sockets, update_log, limiter)
     views = ViewCounter(

@@ -37,7 +37,7 @@ class CloseCode(enum.IntEnum):
 MEANINGS: Final[dict[CloseCode, str]] = {
     CloseCode.BAD_REQUEST: "a malformed message or path, a bogus state vector, or an unknown message type",
     CloseCode.UNAUTHENTICATED: "no credentials, or an invalid or expired token (refresh it, then connect())",
-    CloseCode.FORBIDDEN: "you are a viewer: your update was not applied",
+    CloseCode.FORBIDDEN: "a viewer's update (not applied), or a page origin not in CORS_ORIGIN",
     CloseCode.NOT_FOUND: "no such document (or not yours to see), or it was deleted",
     CloseCode.AUTH_TIMEOUT: "no auth message within RT_CONNECT_TIMEOUT_SECONDS",
     CloseCode.REVOKED: "your access was revoked while connected",

@@ -135,10 +135,14 @@ class YWebSocketServer:
         service: DocumentService,
         auth: Authenticator,
         *,
+        cors_origins: Iterable[str] | str = (),
         connect_refusal: Callable[[dict[str, Any]], Awaitable[str | None]] | None = None,
     ) -> None:
         self.service = service
         self.auth = auth
+        # Browsers send their page's Origin: only the API's CORS origins may open a socket, as
+        # for Socket.IO ("*": any). Other clients send none.
+        self._origins = None if cors_origins == "*" else frozenset(cors_origins)
         self._connect_refusal = connect_refusal  # per-IP connection attempts, as for Socket.IO
         self.max_frame_bytes = service.limits.max_update_bytes + FRAME_OVERHEAD
         self.connections: dict[str, Connection] = {}  # by session id, once admitted
@@ -213,6 +217,12 @@ class YWebSocketServer:
         """Admit the connection into its room and start the sync; False if it was refused."""
         if not self.accepting:
             await connection.close(CloseCode.RESTART, "server restarting")
+            return False
+        origin = request.headers.get("Origin")
+        if origin is not None and self._origins is not None and origin not in self._origins:
+            await self._refuse(
+                connection, CloseCode.FORBIDDEN, "forbidden_origin", f"origin {origin[:60]} is not allowed"
+            )
             return False
         if self._connect_refusal is not None and (
             refusal := await self._connect_refusal({"aiohttp.request": request})

@@ -8,6 +8,7 @@ import json
 import uuid
 from typing import Any
 
+import aiohttp
 from aiohttp.test_utils import TestClient
 from pycrdt import Map, YSyncMessageType
 
@@ -234,3 +235,21 @@ async def test_a_shutdown_closes_1012_so_clients_reconnect_elsewhere(
         assert await c.wait_closed() == CloseCode.RESTART
     finally:
         await c.close()
+
+
+async def test_a_page_of_another_origin_is_refused(
+    base_url: str, owner: dict[str, Any], loop: dict[str, Any]
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        for origin, code in (("http://evil.test", CloseCode.FORBIDDEN), ("http://composer.test", None)):
+            ws = await http.ws_connect(
+                f"{base_url}/ws/loop:{loop['id']}?token={owner['token']}", origin=origin
+            )
+            message = await ws.receive(timeout=5)
+            if code is None:
+                assert message.type is aiohttp.WSMsgType.BINARY  # the server's sync step 1
+            else:  # y-protocols' permission denied, then the close
+                assert message.data[:2] == bytes([protocol.MessageType.AUTH, protocol.AUTH_PERMISSION_DENIED])
+                message = await ws.receive(timeout=5)
+                assert message.type is aiohttp.WSMsgType.CLOSE and ws.close_code == code
+            await ws.close()
