@@ -129,6 +129,7 @@ def create_app(settings: Settings) -> web.Application:
         connect_refusal=limiter.socket_connect_refusal if limiter else None,
     )
     _watch(metrics, documents, sockets, update_log, limiter)
+    metrics.components.ywebsockets = ywebsockets
     views = ViewCounter(
         db,
         period_seconds=settings.view_count_window,

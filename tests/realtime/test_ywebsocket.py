@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import uuid
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestClient
 from pycrdt import Map, YSyncMessageType
 
@@ -17,7 +19,7 @@ from musicplayground.app import create_app
 from realtime.ywebsocket import protocol
 from realtime.ywebsocket.close_codes import CloseCode
 from settings import Settings
-from tests.helpers import LOOP, bearer, eventually, sign_up
+from tests.helpers import LOOP, bearer, eventually, samples, sign_up
 from tests.realtime.conftest import ClientFactory
 from tests.sharing_helpers import add_collaborator, named_user, share
 from tests.ywebsocket_client import YwsClient
@@ -253,3 +255,23 @@ async def test_a_page_of_another_origin_is_refused(
                 message = await ws.receive(timeout=5)
                 assert message.type is aiohttp.WSMsgType.CLOSE and ws.close_code == code
             await ws.close()
+
+
+async def test_tokens_in_the_url_never_reach_the_access_log_and_connections_are_counted(
+    aiohttp_client: Any, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await aiohttp_client(create_app(settings.replace(access_log=True)))
+    base_url = str(server.make_url("")).rstrip("/")
+    owner = await sign_up(server)
+    loop_id = (await (await server.post("/api/loops", json=LOOP, headers=bearer(owner["token"]))).json())[
+        "id"
+    ]
+    caplog.set_level(logging.INFO, logger="musicplayground.access")
+    c = await yws(base_url, f"loop:{loop_id}", token=owner["token"])
+    try:
+        metrics = samples(await (await server.get("/metrics")).text())
+        assert metrics[("musicplayground_ywebsocket_connections", ())] == 1
+    finally:
+        await c.close()
+    await eventually(lambda: f"/ws/loop:{loop_id}" in caplog.text)
+    assert "token=REDACTED" in caplog.text and owner["token"] not in caplog.text
