@@ -6,7 +6,9 @@
 
 Targets: ``ours-sqlite``, ``ours-postgres`` (``musicplayground serve``: auth, roles, durable
 log, snapshots), ``ysocketio`` (the y-socket.io server from npm) and ``hocuspocus``
-(``@hocuspocus/server``); with ``--baseline REF`` also ``ours-sqlite@base`` and
+(``@hocuspocus/server``); ``ours-sqlite-yws`` (ours on SQLite, its editors on the stock
+``y-websocket`` client) and its peer ``ywebsocket`` (``@y/websocket-server`` from npm);
+with ``--baseline REF`` also ``ours-sqlite@base`` and
 ``ours-postgres@base``: the server of commit REF from its own checkout and locked
 environment (``bench/baseline.py``). The load comes from ``bench/js/load-worker.mjs`` (real
 ``yjs`` + the stock provider). Scenarios (``WORKLOADS``; each on a fresh server process;
@@ -92,7 +94,10 @@ from music.writing import content_to_update
 WORKER = REPO / "bench" / "js" / "load-worker.mjs"
 PEER = REPO / "bench" / "js" / "peer-server.mjs"
 RESULTS = REPO / "bench" / "results"
-TARGETS = ("ours-sqlite", "ours-postgres", "ysocketio", "hocuspocus")
+TARGETS = ("ours-sqlite", "ours-postgres", "ours-sqlite-yws", "ysocketio", "hocuspocus", "ywebsocket")
+# A target whose editors use the stock y-websocket client (WebsocketProvider) instead of
+# y-socket.io's: ours on SQLite over its y-websocket wire, and the npm y-websocket server.
+YWS_SUFFIX = "-yws"
 P99_LIMIT_MS = 100.0
 FLOOR_IDLE_S = 0.5  # the idle scenario's server commits about every 0.5 s (2 editors x 1/s)
 
@@ -110,7 +115,7 @@ class PeerServer:
 
     @property
     def url(self) -> str:
-        scheme = "ws" if self.kind == "hocuspocus" else "http"
+        scheme = "ws" if self.kind in ("hocuspocus", "ywebsocket") else "http"
         return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
@@ -156,7 +161,17 @@ class Target:
 
 def backend_of(name: str) -> str | None:
     """``sqlite`` or ``postgres`` for our targets (current or baseline), None for a peer."""
-    return name.removeprefix("ours-").removesuffix(BASE_SUFFIX) if is_ours(name) else None
+    if not is_ours(name):
+        return None
+    return name.removeprefix("ours-").removesuffix(BASE_SUFFIX).removesuffix(YWS_SUFFIX)
+
+
+def client_of(name: str) -> str:
+    """The stock client a target's editors use: ``yws`` (y-websocket), ``hocuspocus``, or
+    ``ours`` / ``ysocketio`` (y-socket.io)."""
+    if name == "ywebsocket" or name.removesuffix(BASE_SUFFIX).endswith(YWS_SUFFIX):
+        return "yws"
+    return name.split("-")[0]
 
 
 def room_document(i: int, rng: random.Random) -> bytes:
@@ -224,8 +239,11 @@ class Worker:
     """One ``load-worker.mjs`` process driving the editors of some rooms."""
 
     def __init__(self, target: Target, rooms: list[dict[str, Any]], editors: int) -> None:
-        kind = target.name.split("-")[0]  # ours | ysocketio | hocuspocus
-        self.config: dict[str, Any] = {"target": kind, "url": target.url, "editors": editors, "rooms": rooms}
+        kind = client_of(target.name)
+        url = target.url
+        if kind == "yws" and is_ours(target.name):  # our y-websocket endpoints: /ws/loop:<id>
+            url = url.replace("http", "ws", 1) + "/ws"
+        self.config: dict[str, Any] = {"target": kind, "url": url, "editors": editors, "rooms": rooms}
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from bench.baseline import BASE_SUFFIX
 from bench.common import fmt
 
-PEERS = ("ysocketio", "hocuspocus")
+PEERS = ("ysocketio", "hocuspocus", "ywebsocket")
 SAME_BAND = 0.05  # "within ±5 % of the baseline"
 FLOOR_TARGET_MS = 1.0  # issue 31: idle edit within 1 ms of (y-socket.io's idle edit + the floor)
 FLOOR_ROW = "idle edit p50 over the Postgres floor ms"

@@ -36,6 +36,7 @@ from musicplayground.observability import (
 from realtime.service import DocumentService, RealtimeLimits
 from realtime.share_expiry import ShareExpiryWatcher
 from realtime.ysocketio.server import CollabSocketServer
+from realtime.ywebsocket.server import YWebSocketServer
 from rest.composer_import import MIGRATION_LOCKS, AccountLocks
 from rest.context import REST_CONTEXT, RestContext
 from rest.cpu_worker import CPU_WORKER, CpuWorker
@@ -123,7 +124,14 @@ def create_app(settings: Settings) -> web.Application:
         cors_origins=[*settings.cors_origins, _origin(settings.public_base_url)],
         connect_refusal=limiter.socket_connect_refusal if limiter else None,
     )
+    ywebsockets = YWebSocketServer(
+        documents,
+        auth,
+        cors_origins=list(settings.cors_origins),
+        connect_refusal=limiter.socket_connect_refusal if limiter else None,
+    )
     _watch(metrics, documents, sockets, update_log, limiter)
+    metrics.components.ywebsockets = ywebsockets
     views = ViewCounter(
         db,
         period_seconds=settings.view_count_window,
@@ -169,6 +177,7 @@ def create_app(settings: Settings) -> web.Application:
 
     async def close_sockets(app: web.Application) -> None:
         await sockets.shutdown()
+        await ywebsockets.shutdown()
 
     # The rate limiter sits outside the error middleware so that error responses are
     # counted and carry the RateLimit headers; HTTP caching sees the final response.
@@ -198,6 +207,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(close_sockets)
     app.on_response_prepare.append(_hide_server_version)
     sockets.attach(app)
+    ywebsockets.attach(app)
     add_routes(app, public_base_url=settings.public_base_url, version=version("musicplayground-server"))
     _allow_cors(app, settings.cors_origins)
     return app

@@ -19,7 +19,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
+from urllib.parse import urlencode
 
 from aiohttp import web
 from prometheus_client import (
@@ -119,6 +120,7 @@ class ComponentCollector(Collector):
     def __init__(self) -> None:
         self.documents: Any = None  # realtime.service.DocumentService
         self.sockets: Any = None  # realtime.ysocketio.server.CollabSocketServer
+        self.ywebsockets: Any = None  # realtime.ywebsocket.server.YWebSocketServer
         self.update_log: Any = None  # storage.update_log.UpdateLog
         self.bus: Callable[[], BusCounters] | None = None
         self.rate_limits: Callable[[], Mapping[str, int]] | None = None
@@ -158,6 +160,20 @@ class ComponentCollector(Collector):
             for reason, count in sorted(self.sockets.refused.items()):
                 refused.add_metric([reason], count)
             yield refused
+        if self.ywebsockets is not None:
+            yield GaugeMetricFamily(
+                f"{PREFIX}_ywebsocket_connections",
+                "y-websocket connections in a room",
+                len(self.ywebsockets.connections),
+            )
+            closed = CounterMetricFamily(
+                f"{PREFIX}_ywebsocket_refusals",
+                "y-websocket connections closed for a refusal",
+                labels=["reason"],
+            )
+            for reason, count in sorted(self.ywebsockets.refused.items()):
+                closed.add_metric([reason], count)
+            yield closed
         if self.documents is not None:
             docs = self.documents
             yield GaugeMetricFamily(f"{PREFIX}_rooms_loaded", "Documents loaded in memory", len(docs.rooms))
@@ -316,6 +332,19 @@ def _route_label(request: web.Request) -> str:
     return "unmatched" if resource is None else resource.canonical
 
 
+# Query parameters whose values never reach a log line (the y-websocket wire takes credentials
+# in its URL: the stock client has no other way).
+SECRET_QUERY_PARAMS: Final = frozenset({"token", "shareToken"})
+
+
+def _logged_target(request: web.BaseRequest) -> str:
+    """The request target as logged: secret query values replaced."""
+    if SECRET_QUERY_PARAMS.isdisjoint(request.query):
+        return request.path_qs[:2048]
+    query = urlencode([(k, "REDACTED" if k in SECRET_QUERY_PARAMS else v) for k, v in request.query.items()])
+    return f"{request.path}?{query}"[:2048]
+
+
 def observe_requests(metrics: Metrics, *, log_access: bool) -> Any:
     """The outermost middleware: request id, access log line, HTTP metrics."""
 
@@ -347,7 +376,7 @@ def observe_requests(metrics: Metrics, *, log_access: bool) -> Any:
                     '%s "%s %s" %d %.1fms "%s"',
                     request.remote,
                     request.method,
-                    request.path_qs[:2048],
+                    _logged_target(request),
                     status,
                     elapsed * 1000,
                     request.headers.get("User-Agent", "-")[:200],

@@ -21,6 +21,7 @@ from realtime.errors import ErrorCode
 from realtime.persistence import RoomPersistence
 from realtime.relay import ClusterRelay
 from realtime.rooms import Room, RoomKey, RoomTransport
+from realtime.wires import Wires
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +45,18 @@ class RoomRegistry:
         self._presence = presence
         self.rooms: dict[RoomKey, Room] = {}
         self._loading: dict[RoomKey, asyncio.Future[Room]] = {}
-        self._transport: RoomTransport | None = None
+        self._wires = Wires()
         self._maintenance: asyncio.Task[None] | None = None
 
     def attach_transport(self, transport: RoomTransport) -> None:
-        self._transport = transport
+        """Add a wire: rooms reach each socket through the wire it came by."""
+        self._wires.add(transport)
 
     @property
     def transport(self) -> RoomTransport:
-        if self._transport is None:
+        if not self._wires:
             raise RuntimeError("DocumentService has no transport attached")
-        return self._transport
+        return self._wires
 
     def start(self) -> None:
         self._maintenance = asyncio.create_task(self._maintain(), name="documents-maintenance")

@@ -67,6 +67,7 @@ class Session:
     share_token: str | None
     bucket: TokenBucket
     transport_id: Any = None  # the transport's handle for fast sends
+    wire: RoomTransport | None = None  # the wire carrying this socket (None: the first attached)
     last_error_at: float = 0.0
     refused_updates: int = 0  # updates refused after a trial on the document
 

@@ -265,9 +265,10 @@ class DocumentService:
                 else:
                     self.history.last_left(room)
 
-    def client_update(self, room: Room, session: Session, update: bytes) -> None:
+    def client_update(self, room: Room, session: Session, update: bytes) -> asyncio.Future[int] | None:
         """A ``sync-update`` (or a sync-step-1 reply) from a client: applied now, relayed to
-        the others once durable."""
+        the others once durable. Returns the future of its log entry (None: nothing changed);
+        the wires never wait on it, the binary document API does."""
         if not session.role.can_write:
             raise RealtimeError(ErrorCode.READ_ONLY, "you can view this document but not edit it")
         if len(update) > self.limits.max_update_bytes:
@@ -290,14 +291,15 @@ class DocumentService:
         except MalformedPayload as exc:
             raise RealtimeError(ErrorCode.MALFORMED_UPDATE, f"not a valid Yjs update: {exc}") from None
         delta = room.apply_untrusted(update)
-        if delta is not None:
-            self.updates_applied += 1
-            try:
-                self._persist_then_relay(room, delta, session)
-            except UpdateLogFull:  # checked above; only a race with another room could get here
-                raise RealtimeError(
-                    ErrorCode.STORAGE_BACKLOG, "the server cannot store edits right now"
-                ) from None
+        if delta is None:
+            return None
+        self.updates_applied += 1
+        try:
+            return self._persist_then_relay(room, delta, session)
+        except UpdateLogFull:  # checked above; only a race with another room could get here
+            raise RealtimeError(
+                ErrorCode.STORAGE_BACKLOG, "the server cannot store edits right now"
+            ) from None
 
     def client_awareness(self, room: Room, session: Session, update: bytes) -> None:
         relay = room.awareness.apply(session.sid, update, session.identity)

@@ -19,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 
 from identity.errors import ExpiredToken, InvalidToken
 from realtime.errors import MEANINGS, ErrorCode
+from realtime.ywebsocket.close_codes import MEANINGS as CLOSE_MEANINGS
 from rest.community_schemas import CommentPublic
 from rest.schemas import PresenceMember
 
@@ -141,6 +142,53 @@ SERVER_SENDS: Final = (
 )
 CLIENT_SENDS: Final = ("syncStep1FromClient", "syncUpdate", "awarenessUpdate")
 
+# The y-websocket wire (realtime/ywebsocket/): one binary frame per message, whose leading
+# varUints say what it is (``x-ywebsocket-message``: [message type] or [0, sync type]).
+_YWS_FRAMING = "one binary WebSocket frame: varUint message type{}, then the payload as a varUint8Array"
+YWS_MESSAGES: Final[dict[str, dict[str, Any]]] = {
+    "ywsSyncStep1": {
+        "name": "sync step 1",
+        "summary": "A state vector; answered with sync step 2. The server sends its own on connect",
+        "x-ywebsocket-message": [0, 0],
+    },
+    "ywsSyncStep2": {
+        "name": "sync step 2",
+        "summary": "What the other side lacks (a Yjs update); a viewer's is ignored",
+        "x-ywebsocket-message": [0, 1],
+    },
+    "ywsUpdate": {
+        "name": "update",
+        "summary": "A Yjs update; relayed to everyone in the room (both wires) once durable",
+        "x-ywebsocket-message": [0, 2],
+    },
+    "ywsAwareness": {
+        "name": "awareness",
+        "summary": "A y-protocols awareness update (cursors, names); shared with both wires",
+        "x-ywebsocket-message": [1],
+    },
+    "ywsAuth": {
+        "name": "auth",
+        "summary": "Client to server, first message when the URL has no token: a varString of "
+        'JSON {"token"} or {"shareToken"}. Server to client: 0 (permission denied) and a '
+        "varString reason, before a close with 4401, 4403, 4404 or 4409",
+        "x-ywebsocket-message": [2],
+    },
+    "ywsQueryAwareness": {
+        "name": "query awareness",
+        "summary": "No payload; answered with every awareness state of the room",
+        "x-ywebsocket-message": [3],
+    },
+}
+YWS_SERVER_SENDS: Final = ("ywsSyncStep1", "ywsSyncStep2", "ywsUpdate", "ywsAwareness", "ywsAuth")
+YWS_CLIENT_SENDS: Final = (
+    "ywsSyncStep1",
+    "ywsSyncStep2",
+    "ywsUpdate",
+    "ywsAwareness",
+    "ywsAuth",
+    "ywsQueryAwareness",
+)
+
 
 def build_asyncapi(*, version: str, server_url: str) -> dict[str, Any]:
     """The AsyncAPI 3.0 document of the live wire of the server at ``server_url``."""
@@ -188,13 +236,49 @@ def build_asyncapi(*, version: str, server_url: str) -> dict[str, Any]:
                 "channel": {"$ref": f"#/channels/{kind}"},
                 "messages": [{"$ref": f"#/channels/{kind}/messages/{name}"}],
             }
+    for name, message in YWS_MESSAGES.items():
+        sync = len(message["x-ywebsocket-message"]) == 2
+        messages[name] = {
+            **message,
+            "payload": BINARY,
+            "description": _YWS_FRAMING.format(", varUint sync type" if sync else ""),
+        }
+    for kind in ("loop", "song"):
+        channel = f"ywebsocket{kind.capitalize()}"
+        channels[channel] = {
+            "address": f"/ws/{kind}:{{id}}",
+            "servers": [{"$ref": "#/servers/ywebsocket"}],
+            "title": f"A live {kind} over y-websocket",
+            "description": f"The y-websocket endpoint of one {kind} (the npm y-websocket "
+            "WebsocketProvider with serverUrl <origin>/ws and roomname "
+            f"{kind}:<id>); credentials as query parameters token or shareToken, or a first "
+            "auth message. Refusals close the socket with a code (docs/y-websocket.md)",
+            "parameters": {"id": {"description": f"the {kind}'s id, a lowercase UUID"}},
+            "messages": {name: {"$ref": f"#/components/messages/{name}"} for name in YWS_MESSAGES},
+            "x-websocket-close-codes": {str(int(code)): meaning for code, meaning in CLOSE_MEANINGS.items()},
+        }
+        for name in YWS_SERVER_SENDS:
+            operations[f"{channel}Send{name[3:]}"] = {
+                "action": "send",
+                "channel": {"$ref": f"#/channels/{channel}"},
+                "messages": [{"$ref": f"#/channels/{channel}/messages/{name}"}],
+            }
+        for name in YWS_CLIENT_SENDS:
+            operations[f"{channel}Receive{name[3:]}"] = {
+                "action": "receive",
+                "channel": {"$ref": f"#/channels/{channel}"},
+                "messages": [{"$ref": f"#/channels/{channel}/messages/{name}"}],
+            }
+    for kind in ("loop", "song"):
+        channels[kind]["servers"] = [{"$ref": "#/servers/api"}]
     return {
         "asyncapi": "3.0.0",
         "info": {
             "title": "Music Playground live documents",
             "version": version,
-            "description": "The y-socket.io wire of loops and songs, with the server's own events. "
-            "Client authors: docs/realtime.md; the JS client kit (@musicplayground/client) speaks it.",
+            "description": "The y-socket.io wire of loops and songs, with the server's own events "
+            "(client authors: docs/realtime.md; the JS client kit speaks it), and the y-websocket "
+            "wire of the same rooms (docs/y-websocket.md).",
         },
         "defaultContentType": "application/json",
         "servers": {
@@ -203,7 +287,13 @@ def build_asyncapi(*, version: str, server_url: str) -> dict[str, Any]:
                 "protocol": "wss" if url.scheme == "https" else "ws",
                 "pathname": "/socket.io",
                 "description": "Socket.IO v5 protocol (Engine.IO v4), WebSocket transport only",
-            }
+            },
+            "ywebsocket": {
+                "host": url.netloc,
+                "protocol": "wss" if url.scheme == "https" else "ws",
+                "pathname": "/ws",
+                "description": "The y-websocket protocol (y-protocols sync and awareness)",
+            },
         },
         "channels": channels,
         "operations": operations,

@@ -58,7 +58,8 @@ async def http_cache_middleware(request: web.Request, handler: Handler) -> web.S
         hdrs.CACHE_CONTROL, PRIVATE if hdrs.AUTHORIZATION in request.headers else PUBLIC
     )
     _add_vary(response, hdrs.AUTHORIZATION)
-    etag = body_etag(body)
+    # A handler's own ETag stands (the binary document API's names the state vector).
+    etag = response.etag.value if response.etag is not None else body_etag(body)
     response.etag = etag
     if not _matches(request, etag):
         return response

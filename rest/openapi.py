@@ -49,6 +49,8 @@ class Route:
     status: int = 200
     errors: tuple[int, ...] = field(default=())
     html: bool = False  # a page for people: success and errors are text/html
+    binary_body: bool = False  # the request body is application/octet-stream
+    binary_response: bool = False  # success is application/octet-stream, with an ETag (304 on a match)
 
 
 def build_openapi(routes: list[Route], *, title: str, version: str, server_url: str) -> dict[str, Any]:
@@ -105,15 +107,24 @@ def build_openapi(routes: list[Route], *, title: str, version: str, server_url: 
                 "required": True,
                 "content": {"multipart/form-data": {"schema": ref(route.form, "validation")}},
             }
+        if route.binary_body:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            }
         ok: dict[str, Any] = {"description": "Success"}
         html = {"text/html": {"schema": {"type": "string"}}}
         if route.response is not None:
             ok["content"] = {"application/json": {"schema": ref(route.response, "serialization")}}
         elif route.html:
             ok["content"] = html
+        elif route.binary_response:
+            ok["content"] = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
         operation["responses"][str(route.status)] = ok
+        if route.binary_response:
+            operation["responses"]["304"] = {"description": "Not modified: the If-None-Match ETag is current"}
         codes = set(route.errors) | {400}  # a URL with NUL, on any route (rest/url_text.py)
-        if route.body is not None:
+        if route.body is not None or route.binary_body:
             codes |= {400, 408, 413, 415}
         if route.form is not None:
             codes.add(408)

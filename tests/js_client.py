@@ -34,6 +34,12 @@ __all__ = [
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tests" / "js" / "ysio-client.mjs"
+# The stock client of each wire, and what Node needs to run it (Node 20 has WebSocket, the
+# y-websocket provider's default, behind a flag).
+WIRES: dict[str, tuple[Path, tuple[str, ...]]] = {
+    "socket.io": (SCRIPT, ()),
+    "y-websocket": (ROOT / "tests" / "js" / "yws-client.mjs", ("--experimental-websocket",)),
+}
 NODE_MODULES = ROOT / "node_modules"
 HARNESS_MISSING = "node and the npm packages are needed: run `npm ci` at the repository root"
 
@@ -43,7 +49,8 @@ Event = dict[str, Any]
 def _harness_ready() -> bool:
     """Whether ``node`` is on PATH and ``npm ci`` installed the pinned packages."""
     return shutil.which(os.environ.get("NODE", "node")) is not None and all(
-        (NODE_MODULES / name / "package.json").exists() for name in ("yjs", "y-socket.io", "socket.io-client")
+        (NODE_MODULES / name / "package.json").exists()
+        for name in ("yjs", "y-socket.io", "socket.io-client", "y-websocket")
     )
 
 
@@ -83,23 +90,34 @@ class JsClient:
         auto_connect: bool = True,
         node: str | None = None,
         startup_timeout: float = 20,
+        wire: str = "socket.io",
     ) -> _Starter:
         """Spawn the script. ``room`` is ``"loop:<uuid>"`` or ``"song:<uuid>"``; ``auth`` the
         handshake auth (``{"token": ...}`` or ``{"shareToken": ...}``); ``path`` the Engine.IO
-        path if not ``/socket.io``. Use as ``async with JsClient.start(...) as js`` or
+        path if not ``/socket.io``; ``wire`` the stock client: ``"socket.io"`` (y-socket.io's
+        ``SocketIOProvider``) or ``"y-websocket"`` (``WebsocketProvider`` on ``<url>/ws``, ``auth``
+        as its query ``params``). Use as ``async with JsClient.start(...) as js`` or
         ``js = await JsClient.start(...)`` (then ``await js.close()``)."""
         if not _harness_ready():  # a missing harness fails the test; it is never skipped
             raise JsClientError(HARNESS_MISSING)
-        config: dict[str, Any] = {"url": url, "room": room, "auth": auth or {}, "autoConnect": auto_connect}
+        config: dict[str, Any] = {
+            "url": url,
+            "room": room,
+            "auth": auth or {},
+            "autoConnect": auto_connect,
+            "wire": wire,
+        }
         if path is not None:
             config["path"] = path
         return _Starter(cls, config, node or os.environ.get("NODE", "node"), startup_timeout)
 
     @classmethod
     async def _spawn(cls, config: dict[str, Any], node: str, startup_timeout: float) -> JsClient:
+        script, flags = WIRES[config["wire"]]
         proc = await asyncio.create_subprocess_exec(
             node,
-            str(SCRIPT),
+            *flags,
+            str(script),
             json.dumps(config),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

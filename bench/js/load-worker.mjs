@@ -5,11 +5,13 @@
 //                     permessage-deflate), except disableBc: editors of one room share this
 //                     process, and BroadcastChannel would let them talk without the server.
 //   hocuspocus:       @hocuspocus/provider's HocuspocusProvider (ws as the WebSocket of Node 20).
+//   yws:              y-websocket's WebsocketProvider, default options but disableBc (as above)
+//                     and ws as the WebSocket of Node 20; auth as its query params.
 // Every editor has one awareness state. A room never spans two workers, so the send and the
 // receive time of an edit come from one clock (performance.now()).
 //
 // stdin, one JSON line each: first the configuration
-//   {"target": "ours"|"ysocketio"|"hocuspocus", "url": "...", "editors": M,
+//   {"target": "ours"|"ysocketio"|"hocuspocus"|"yws", "url": "...", "editors": M,
 //    "rooms": [{"name": "loop:<uuid>" | "room-3", "auth": {"token": "..."}}]}
 // then commands, each answered on stdout with one JSON line:
 //   {"cmd":"connect","timeout":s}  -> {"event":"connected","connect_ms":[...],"failed":n}
@@ -31,6 +33,7 @@ import { performance } from 'node:perf_hooks'
 import * as Y from 'yjs'
 import { SocketIOProvider } from 'y-socket.io'
 import { HocuspocusProvider } from '@hocuspocus/provider'
+import { WebsocketProvider } from 'y-websocket'
 import WebSocket from 'ws'
 
 const SLOTS = 64
@@ -67,6 +70,13 @@ function makeEditor (roomIndex, room, index) {
       WebSocketPolyfill: WebSocket,
       onSynced: () => { editor.synced = true; editor.onSynced && editor.onSynced() }
     })
+  } else if (config.target === 'yws') {
+    provider = new WebsocketProvider(config.url, room.name, doc, {
+      params: room.auth || {},
+      WebSocketPolyfill: WebSocket,
+      disableBc: true
+    })
+    provider.on('sync', (isSynced) => { if (isSynced) { editor.synced = true; editor.onSynced && editor.onSynced() } })
   } else {
     provider = new SocketIOProvider(config.url, room.name, doc, { disableBc: true }, { auth: room.auth || {} })
     provider.on('sync', (isSynced) => { if (isSynced) { editor.synced = true; editor.onSynced && editor.onSynced() } })

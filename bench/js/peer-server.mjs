@@ -2,6 +2,7 @@
 // A peer server for the stock-client benchmark (bench/stock.py), from npm, with its defaults:
 //   node bench/js/peer-server.mjs ysocketio <port>   the y-socket.io server (socket.io + YSocketIO)
 //   node bench/js/peer-server.mjs hocuspocus <port>  @hocuspocus/server
+//   node bench/js/peer-server.mjs ywebsocket <port>  @y/websocket-server (its utils' setupWSConnection)
 // Reads one JSON line on stdin first: {"<room name>": "<base64 Yjs update>", ...}, the
 // document each room starts from (the loops our server holds in the same run), loaded as a
 // persistence extension would load it when the room is first opened. Prints
@@ -46,6 +47,20 @@ if (kind === 'ysocketio') {
   })
   await server.listen()
   listening()
+} else if (kind === 'ywebsocket') {
+  const { WebSocketServer } = await import('ws')
+  const { setupWSConnection, setContentInitializor } = await import('@y/websocket-server/utils')
+  setContentInitializor(async (doc) => {
+    const stored = documents.get(doc.name)
+    if (stored) Y.applyUpdate(doc, stored)
+  })
+  const wss = new WebSocketServer({ noServer: true })
+  wss.on('connection', setupWSConnection)
+  const httpServer = http.createServer((req, res) => { res.writeHead(200); res.end('ok') })
+  httpServer.on('upgrade', (request, socket, head) => {
+    wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws, request))
+  })
+  httpServer.listen(port, '127.0.0.1', listening)
 } else {
   process.stderr.write(`unknown peer ${kind}\n`)
   process.exit(2)

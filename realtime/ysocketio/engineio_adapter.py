@@ -64,6 +64,7 @@ from engineio.async_drivers import aiohttp as eio_aiohttp
 from socketio import packet as sio_packet
 from wsproto.frame_protocol import FrameProtocol
 
+from realtime.wires import MAX_SEND_BACKLOG_BYTES
 from realtime.ysocketio.packet import PacketRefused
 
 log = logging.getLogger(__name__)
@@ -75,11 +76,6 @@ CHECKED_VERSIONS: Final = {"python-socketio": "5.18.1", "python-engineio": "4.15
 # change to it must be read before _serve is trusted again.
 CHECKED_WEBSOCKET_HANDLER_SHA256: Final = "27f120df4d717a24478b7b0f7389ce19eea8a881dd07e2c81fb1cf2493e006a5"
 
-# A socket whose unsent bytes (its queue, acks and emits included, and its transport's write
-# buffer) pass this is not reading (or cannot keep up): it is closed, and its client
-# reconnects and syncs only what it lacks. Well above the largest message (a whole document,
-# 8 MB at most, sent once on join).
-MAX_SEND_BACKLOG_BYTES: Final = 32 * 1024 * 1024
 # Malformed frames a connection may send before it is closed (the first is logged).
 MAX_MALFORMED_FRAMES: Final = 5
 # How long a dropped connection's close handshake may take before the transport is aborted.

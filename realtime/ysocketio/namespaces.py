@@ -3,14 +3,13 @@ the id in its canonical spelling only (``music.ids``)."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Final
 
-from music.ids import CANONICAL_UUID
 from music.kinds import DocKind
+from realtime.handshake import parse_document_name
 
-NAMESPACE: Final = re.compile(rf"/yjs\|({'|'.join(DocKind)}):({CANONICAL_UUID})")
+PREFIX: Final = "/yjs|"
 NAMESPACE_HELP: Final = (
     "unknown namespace; use /yjs|loop:<id> or /yjs|song:<id> with the id as a lowercase UUID "
     "(8-4-4-4-12 hex digits)"
@@ -19,7 +18,6 @@ NAMESPACE_HELP: Final = (
 
 def parse_namespace(namespace: str) -> tuple[DocKind, uuid.UUID] | None:
     """``(kind, id)`` of a canonical document namespace, None for anything else."""
-    match = NAMESPACE.fullmatch(namespace)
-    if match is None:
+    if not namespace.startswith(PREFIX):
         return None
-    return DocKind(match.group(1)), uuid.UUID(match.group(2))
+    return parse_document_name(namespace[len(PREFIX) :])

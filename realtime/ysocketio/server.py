@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -27,18 +26,15 @@ from aiohttp import web
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
 from identity.authenticator import Authenticator
-from identity.errors import ExpiredToken, InvalidToken
-from identity.firebase import FirebaseUnavailable
-from music.bounds import UNSTORABLE_TEXT
 from music.lib0 import MalformedPayload
 from music.yjs_checks import check_state_vector
 from realtime.errors import REFUSED_UPDATE_CODES, ErrorCode, RealtimeError
-from realtime.rooms import Room, Session, TokenBucket
+from realtime.handshake import Credentials, Refusal, admit
+from realtime.rooms import Room, Session
 from realtime.service import DocumentService
 from realtime.ysocketio import engineio_adapter, packet_json
 from realtime.ysocketio import packet as socketio_packet
 from realtime.ysocketio.namespaces import NAMESPACE_HELP, parse_namespace
-from storage.errors import NotFound
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +42,6 @@ EMPTY_UPDATE = b"\x00\x00"
 # Refused updates each cost a rebuild of the room's document (a rollback): a socket that
 # keeps sending them is hostile or broken, and is disconnected.
 MAX_REFUSED_UPDATES = 10
-MAX_SHARE_TOKEN_LEN = 256  # share tokens are short random strings
-GUEST_NAME = "Guest"  # how a share-link visitor without an account appears
-
-
-def token_refusal(exc: InvalidToken) -> SocketRefused:
-    """The refusal of a bad token: ``token expired: …`` (refresh it and reconnect) or
-    ``invalid token: …`` (sign in again), with the REST error's code as ``data.code``."""
-    prefix = "token expired" if isinstance(exc, ExpiredToken) else "invalid token"
-    return SocketRefused(f"{prefix}: {exc.reason}", {"code": exc.code})
 
 
 class CollabSocketServer:
@@ -158,47 +145,21 @@ class CollabSocketServer:
             raise SocketRefused(NAMESPACE_HELP)
         kind, doc_id = parsed
         auth = auth if isinstance(auth, dict) else {}
-        token, share_token = auth.get("token"), auth.get("shareToken")
-        if not isinstance(token, str | None) or not isinstance(share_token, str | None):
-            raise SocketRefused("auth.token and auth.shareToken must be strings")
-        if not token and not share_token:
-            raise SocketRefused("authentication required: connect with auth {token} or {shareToken}")
-        if share_token and (len(share_token) > MAX_SHARE_TOKEN_LEN or UNSTORABLE_TEXT.search(share_token)):
-            raise SocketRefused(f"{kind.value} not found")  # no such link (and no database query)
-        user_id = None
         try:
-            if token:
-                caller = await self.auth.authenticate(token)
-                user_id = caller.user_id
-            # The room (and the name) at once. The room's access rules answer the role without
-            # another query (a refused caller leaves at most an empty room, unloaded when idle).
-            opening = self.service.open_room(kind, doc_id)
-            if user_id is None:
-                room, display_name = await opening, GUEST_NAME
-            else:
-                room, display_name = await asyncio.gather(opening, self._display_name(user_id))
-            role = await self.service.role_of(kind, doc_id, user_id=user_id, share_token=share_token)
-        except InvalidToken as exc:
-            raise token_refusal(exc) from None
-        except FirebaseUnavailable:
-            raise SocketRefused("sign-in verification is temporarily unavailable") from None
-        except NotFound:
-            raise SocketRefused(f"{kind.value} not found") from None
-        if role is None:
-            raise SocketRefused(f"{kind.value} not found")  # private documents of others do not exist
-        session = Session(
-            sid=sid,
-            user_id=user_id,
-            display_name=display_name,
-            role=role,
-            share_token=share_token,
-            bucket=TokenBucket(self.service.limits.max_messages_per_second),
-            transport_id=engineio_adapter.engineio_sid(self.sio, sid, namespace),
-        )
-        try:
-            self.service.join(room, session)
-        except RealtimeError as exc:
-            raise SocketRefused(exc.message) from None
+            credentials = Credentials.read(auth.get("token"), auth.get("shareToken"), kind)
+            room, session = await admit(
+                self.service,
+                self.auth,
+                kind,
+                doc_id,
+                credentials,
+                sid=sid,
+                wire=self,
+                transport_id=engineio_adapter.engineio_sid(self.sio, sid, namespace),
+            )
+        except Refusal as refusal:
+            raise SocketRefused(refusal.message, *([refusal.data] if refusal.data else [])) from None
+        role = session.role
         self.sessions[sid] = (room, session)
         engineio_adapter.namespace_joined(self.sio, session.transport_id)
         request = environ.get("aiohttp.request")
@@ -215,12 +176,6 @@ class CollabSocketServer:
         awareness = room.awareness.encode_all()
         if awareness is not None:
             self.send(namespace, [session], "awareness-update", awareness)
-
-    async def _display_name(self, user_id: uuid.UUID) -> str:
-        name = await self.service.shown_name(user_id)
-        if name is None:
-            raise InvalidToken("this account no longer exists")
-        return name
 
     async def _on_disconnect(self, namespace: str, sid: str, reason: Any = None) -> None:
         entry = self.sessions.pop(sid, None)

@@ -12,13 +12,14 @@ from aiohttp import web
 from rest import system
 from rest.asyncapi import build_asyncapi
 from rest.openapi import Route, build_openapi
-from rest.routes import accounts, community, history, library, operations, samples, sharing
+from rest.routes import accounts, community, history, library, operations, samples, sharing, yjs_documents
 
 
 def api_routes() -> list[Route]:
     return [
         *accounts.routes(),
         *library.routes(),
+        *yjs_documents.routes(),
         *sharing.routes(),
         *samples.routes(),
         *community.routes(),

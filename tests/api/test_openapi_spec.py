@@ -74,6 +74,7 @@ def _input_models(spec: dict[str, Any]) -> set[str]:
         for ops in spec["paths"].values()
         for op in ops.values()
         for body in op.get("requestBody", {}).get("content", {}).values()
+        if "$ref" in body["schema"]  # not a binary body (the binary document API)
     ]
     seen: set[str] = set()
     while todo:

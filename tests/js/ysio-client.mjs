@@ -45,6 +45,7 @@
 import readline from 'node:readline'
 import * as Y from 'yjs'
 import { SocketIOProvider } from 'y-socket.io'
+import { dump, runDocCommand } from './doc-commands.mjs'
 
 const PROTOCOL_EVENTS = new Set(['sync-step-1', 'sync-update', 'awareness-update'])
 const CUSTOM_EVENTS = new Set(['error', 'presence', 'role-changed', 'server-shutdown'])
@@ -166,88 +167,12 @@ function statesObject () {
   return states
 }
 
-/** The steps map key (music/schema.py step_key). */
-function stepKey (c) {
-  return JSON.stringify([c.step, c.row ?? null, c.soundId, c.pitch ?? c.note ?? null])
-}
-
-function stepFields (c) {
-  const fields = { step: c.step, soundId: c.soundId, velocity: c.velocity ?? 0.8 }
-  for (const k of ['row', 'pitch', 'note', 'duration16']) {
-    if (c[k] !== undefined && c[k] !== null) fields[k] = c[k]
-  }
-  return fields
-}
-
-function dump () {
-  if (kind === 'song') {
-    return { meta: doc.getMap('meta').toJSON(), timeline: doc.getMap('timeline').toJSON() }
-  }
-  return {
-    meta: doc.getMap('meta').toJSON(),
-    chords: doc.getMap('chords').toJSON(),
-    steps: doc.getMap('steps').toJSON()
-  }
-}
-
 const ORIGIN = 'harness' // any origin but the provider: sent as sync-update
 
 function run (c) {
+  const edited = runDocCommand(doc, c, ORIGIN)
+  if (edited !== undefined) return edited
   switch (c.cmd) {
-    case 'set-meta': {
-      doc.transact(() => {
-        const meta = doc.getMap('meta')
-        if (c.value === null || c.value === undefined) meta.delete(c.key)
-        else meta.set(c.key, c.value)
-      }, ORIGIN)
-      return {}
-    }
-    case 'toggle-step': {
-      const key = stepKey(c)
-      const steps = doc.getMap('steps')
-      const on = c.on ?? !steps.has(key)
-      doc.transact(() => {
-        if (on) steps.set(key, new Y.Map(Object.entries(stepFields(c))))
-        else steps.delete(key)
-      }, ORIGIN)
-      return { key, on }
-    }
-    case 'set-step-attr': {
-      const key = stepKey(c)
-      const step = doc.getMap('steps').get(key)
-      if (!(step instanceof Y.Map)) throw new Error(`no step ${key}`)
-      doc.transact(() => {
-        if (c.value === null || c.value === undefined) step.delete(c.attr)
-        else step.set(c.attr, c.value)
-      }, ORIGIN)
-      return { key }
-    }
-    case 'set-chord': {
-      const key = String(c.bar)
-      doc.transact(() => {
-        const chords = doc.getMap('chords')
-        if (c.chord === null || c.chord === undefined) {
-          chords.delete(key)
-        } else {
-          const cell = { chord: c.chord }
-          for (const k of ['roman', 'root', 'quality']) if (c[k] != null) cell[k] = c[k]
-          chords.set(key, cell)
-        }
-      }, ORIGIN)
-      return { key }
-    }
-    case 'set-block': {
-      const fields = { loopId: c.loopId, startBar: c.startBar, duration: c.duration }
-      if (c.color != null) fields.color = c.color
-      doc.transact(() => {
-        doc.getMap('timeline').set(String(c.id), new Y.Map(Object.entries(fields)))
-      }, ORIGIN)
-      return {}
-    }
-    case 'delete-block': {
-      doc.transact(() => doc.getMap('timeline').delete(String(c.id)), ORIGIN)
-      return {}
-    }
     case 'awareness': {
       awareness.setLocalState(c.state ?? null)
       return {}
@@ -265,7 +190,7 @@ function run (c) {
       return {}
     }
     case 'dump': {
-      out({ event: 'dump', ref: c.ref, content: dump(), clientId: doc.clientID, states: statesObject() })
+      out({ event: 'dump', ref: c.ref, content: dump(doc, kind), clientId: doc.clientID, states: statesObject() })
       return {}
     }
     case 'emit': {

@@ -24,6 +24,7 @@ from referencing.jsonschema import DRAFT202012
 from loadtest.client import CollabClient
 from tests.helpers import bearer, eventually
 from tests.sharing_helpers import share
+from tests.ywebsocket_client import YwsClient
 
 EMPTY_UPDATE = b"\x00\x00"
 
@@ -145,6 +146,7 @@ async def test_the_document_describes_what_clients_may_send(client: TestClient) 
         document["components"]["messages"][ref["$ref"].rsplit("/", 1)[1]]["name"]
         for operation in document["operations"].values()
         if operation["action"] == "receive"
+        and operation["channel"]["$ref"] in ("#/channels/loop", "#/channels/song")
         for ref in operation["messages"]
     }
     assert received == {"sync-step-1", "sync-update", "awareness-update"}
@@ -166,3 +168,50 @@ def test_every_error_code_of_the_live_path_is_in_the_document() -> None:
 
     connect_only = {ErrorCode.ROOM_FULL}  # a refusal of the handshake, never an error event
     assert set(ERROR_CODES) == {code.value for code in ErrorCode} - connect_only
+
+
+async def test_every_y_websocket_message_and_close_code_the_server_sends_is_described(
+    client: TestClient, base_url: str, owner: dict[str, Any], loop: dict[str, Any]
+) -> None:
+    document = await (await client.get("/api/asyncapi.json")).json()
+    channel = document["channels"]["ywebsocketLoop"]
+    assert channel["address"] == "/ws/loop:{id}"
+    described = {
+        tuple(document["components"]["messages"][ref["$ref"].rsplit("/", 1)[1]]["x-ywebsocket-message"])
+        for operation in document["operations"].values()
+        if operation["action"] == "send" and operation["channel"]["$ref"] == "#/channels/ywebsocketLoop"
+        for ref in operation["messages"]
+    }
+    link = await share(client, "loops", loop["id"], owner["token"])
+    seen: set[tuple[int, ...]] = set()
+    editor = YwsClient(base_url, f"loop:{loop['id']}", token=owner["token"])
+    viewer = YwsClient(base_url, f"loop:{loop['id']}", shareToken=link["shareToken"])
+    for c in (editor, viewer):
+        c.frames = seen
+        await c.connect()
+    try:
+        with editor.doc.transaction():
+            editor.meta()["bpm"] = 99
+        await editor.send(bytes([1]) + _awareness(4321, {"user": {"name": "Ann"}}))
+        await eventually(lambda: viewer.meta().get("bpm") == 99 and viewer.awareness)
+        viewer.meta()["name"] = "not allowed"
+        code = await viewer.wait_closed()
+    finally:
+        await editor.close()
+        await viewer.close()
+    assert seen <= described and {(0, 0), (0, 1), (0, 2), (1,), (2,)} <= seen, seen
+    assert str(code) in channel["x-websocket-close-codes"]
+
+
+def _awareness(client_id: int, state: dict[str, Any]) -> bytes:
+    import json
+
+    from pycrdt import write_message, write_var_uint
+
+    update = (
+        write_var_uint(1)
+        + write_var_uint(client_id)
+        + write_var_uint(1)
+        + write_message(json.dumps(state).encode())
+    )
+    return write_message(update)
