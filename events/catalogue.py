@@ -31,6 +31,7 @@ class EventKind:
 
 
 _LOOP = {"id": "5f0c6f43-2f39-4a4e-a7b0-0d2bbd0d4a61", "name": "Sunday groove"}
+_FORK = "0e2f7c1a-6b0d-4d3e-8f21-5a9c3b7d1e44"
 _USER = "8c1d9a57-3c1a-4f7c-9a51-64a1a6b3d9e2"
 
 
@@ -52,6 +53,13 @@ def _doc(kind: str) -> list[EventKind]:
             {f"{kind}": doc, "isPublic": True},
         ),
         EventKind(f"{kind}.deleted", f"a {kind} was deleted", Audience.NOBODY, {f"{kind}": doc}),
+        EventKind(
+            f"{kind}.forked",
+            f"a {kind} was forked (``{kind}`` is the parent, ``fork`` the new private copy)",
+            Audience.OWNER,
+            {f"{kind}": doc, "fork": {"kind": kind, "id": _FORK, "name": _LOOP["name"]}},
+            group=True,
+        ),
         EventKind(
             f"{kind}.shared",
             f"a share link of a {kind} was created",
@@ -107,16 +115,6 @@ def _doc(kind: str) -> list[EventKind]:
 KINDS: tuple[EventKind, ...] = (
     *_doc("loop"),
     *_doc("song"),
-    EventKind(
-        "loop.forked",
-        "a loop was forked (``loop`` is the parent, ``fork`` the new copy)",
-        Audience.OWNER,
-        {
-            "loop": {"kind": "loop", **_LOOP},
-            "fork": {"kind": "loop", "id": "0e2f...", "name": "Sunday groove"},
-        },
-        group=True,
-    ),
     EventKind(
         "report.created",
         "a user reported a loop, song, user or comment",

@@ -17,6 +17,7 @@ from pycrdt import Doc
 from sqlalchemy import update
 from sqlalchemy.orm import defer
 
+from events import outbox
 from identity.authenticator import Caller
 from music.columns import content_columns
 from music.kinds import DocKind
@@ -169,6 +170,13 @@ class ShareHandlers:
                 created_by=caller.user_id,
                 expires_in=expires_in,
             )
+            await outbox.record(
+                session,
+                f"{self.kind.name}.shared",
+                {self.kind.name: outbox.document_ref(row), "role": "viewer"},
+                actor_id=caller.user_id,
+                document=row,
+            )
         return json_model(_share_public(ctx, link), status=201)
 
     async def list(self, request: web.Request) -> web.Response:
@@ -251,6 +259,13 @@ class ForkHandlers:
                 raise NotFound(f"{self.kind.name} not found")
             row = await stored_library.create_document(
                 session, model, user_id=caller.user_id, values=values, quota=self.kind.quota(ctx.settings)
+            )
+            await outbox.record(
+                session,
+                f"{self.kind.name}.forked",
+                {self.kind.name: outbox.document_ref(parent), "fork": outbox.document_ref(row)},
+                actor_id=caller.user_id,
+                document=parent,
             )
         ctx.documents.read_cache.invalidate(self.kind.name, parent.id)
         return json_response(
