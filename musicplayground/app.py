@@ -20,7 +20,6 @@ from aiohttp import web
 
 from bus import Bus, BusState
 from events.service import EventsConfig, EventsOut
-from events.webhook_urls import UrlRules
 from identity.authenticator import Authenticator
 from identity.firebase import FirebaseVerifier
 from identity.tokens import TokenIssuer
@@ -209,12 +208,6 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-def webhook_url_rules(settings: Settings) -> UrlRules:
-    """Only https:// in production (Postgres), no private addresses, unless the setting says."""
-    allow = settings.webhook_allow_private_addresses
-    return UrlRules(require_https=settings.is_postgres and not allow, allow_private=allow)
-
-
 def events_config(settings: Settings) -> EventsConfig:
     return EventsConfig(
         poll_interval=settings.events_poll_interval,
@@ -223,7 +216,7 @@ def events_config(settings: Settings) -> EventsConfig:
         retry_schedule=settings.webhook_retry_schedule,
         webhook_timeout=settings.webhook_timeout,
         disable_after=settings.webhook_disable_after,
-        rules=webhook_url_rules(settings),
+        rules=backends.webhook_url_rules(settings),
         admin_ids=settings.admin_user_ids,
     )
 

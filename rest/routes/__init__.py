@@ -12,7 +12,7 @@ from aiohttp import web
 from rest import system
 from rest.asyncapi import build_asyncapi
 from rest.openapi import Route, build_openapi
-from rest.routes import accounts, community, library, operations, samples, sharing
+from rest.routes import accounts, community, library, notifications, operations, samples, sharing
 
 
 def api_routes() -> list[Route]:
@@ -23,6 +23,7 @@ def api_routes() -> list[Route]:
         *samples.routes(),
         *community.routes(),
         *operations.routes(),
+        *notifications.routes(),
     ]
 
 
