@@ -99,8 +99,11 @@ async def _recipients(
         return set()
     found = {document.user_id}
     if audience is Audience.THREAD:
+        # Who had taken part when the event happened (it may be fanned out later).
         authors = await session.scalars(
-            select(Comment.author_id).where(Comment.resource_id == document.id).distinct()
+            select(Comment.author_id)
+            .where(Comment.resource_id == document.id, Comment.created_at <= event.occurred_at)
+            .distinct()
         )
         found.update(authors)
     elif audience is Audience.COLLABORATORS:

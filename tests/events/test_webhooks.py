@@ -32,7 +32,9 @@ async def test_events_arrive_signed_and_verifiable(client: TestClient, receiver:
     endpoint = await add_endpoint(client, receiver.url)
     owner = await sign_up(client)
     loop = await make_loop(client, owner["token"])
-    resp = await client.patch(f"/api/loops/{loop['id']}", json={"isPublic": True}, headers=bearer(owner["token"]))
+    resp = await client.patch(
+        f"/api/loops/{loop['id']}", json={"isPublic": True}, headers=bearer(owner["token"])
+    )
     assert resp.status == 200
     await eventually(lambda: len(receiver.received) >= 2, timeout=10)
     events = receiver.events(secret=endpoint.secret)  # verified by the reference library
@@ -130,7 +132,9 @@ async def test_replay_sends_a_time_range_again(client: TestClient, receiver: Rec
     from events import webhooks
 
     async with ctx.db.write_session() as session:
-        queued = await webhooks.replay(session, endpoint.id, started, datetime.now(UTC) + timedelta(seconds=1))
+        queued = await webhooks.replay(
+            session, endpoint.id, started, datetime.now(UTC) + timedelta(seconds=1)
+        )
     assert queued == 2
     await eventually(lambda: len(receiver.received) == 4, timeout=10)
     ids = receiver.ids()
