@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -17,6 +18,7 @@ from settings import Settings
 from storage.models import WebhookEndpoint
 from tests.events.receiver import Receiver
 
+T = TypeVar("T")
 # A retry schedule of seconds instead of hours: the same code path, a short test.
 FAST_SCHEDULE = (0.3, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
 
@@ -51,3 +53,15 @@ async def add_endpoint(client: TestClient, url: str, kinds: list[str] | None = N
         return await webhooks.add_endpoint(
             session, url=url, kinds=kinds or [], rules=backends.webhook_url_rules(ctx.settings)
         )
+
+
+async def until(check: Callable[[], Awaitable[T | None]], timeout: float = 10.0, interval: float = 0.1) -> T:
+    """Await ``check()`` until it is truthy; its value (TimeoutError after ``timeout``)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s (last: {value!r})")
+        await asyncio.sleep(interval)

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from rest.context import REST_CONTEXT
 from storage.models import Loop
-from tests.events.conftest import add_endpoint
+from tests.events.conftest import add_endpoint, until
 from tests.events.receiver import Receiver
 from tests.helpers import bearer, eventually, expect_error, sign_up
 from tests.sharing_helpers import add_collaborator, create_doc, named_user
@@ -26,13 +26,11 @@ async def inbox(client: TestClient, token: str, **query: Any) -> dict[str, Any]:
 
 
 async def wait_inbox(client: TestClient, token: str, predicate: Any, timeout: float = 10) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+    async def matching() -> dict[str, Any] | None:
         page = await inbox(client, token)
-        if predicate(page):
-            return page
-        assert asyncio.get_running_loop().time() < deadline, page
-        await asyncio.sleep(0.1)
+        return page if predicate(page) else None
+
+    return await until(matching, timeout=timeout)
 
 
 async def comment(client: TestClient, doc_id: str, token: str, body: str = "nice") -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,9 +18,13 @@ from musicplayground.app import create_app
 from rest.context import REST_CONTEXT
 from settings import Settings
 from storage.models import WebhookEndpoint
-from tests.events.conftest import add_endpoint
+from tests.events.conftest import add_endpoint, until
 from tests.events.receiver import Receiver
 from tests.helpers import LOOP, bearer, eventually, sign_up
+
+
+async def _at_least(count: Awaitable[int], minimum: int) -> bool:
+    return await count >= minimum
 
 
 async def make_loop(client: TestClient, token: str, **fields: Any) -> dict[str, Any]:
@@ -66,19 +71,18 @@ async def test_a_receiver_down_then_up_gets_everything(client: TestClient, recei
         rows = await _deliveries(client, endpoint.id)
         return sum(r["attempts"] for r in rows)
 
-    deadline = asyncio.get_running_loop().time() + 10
-    while await failed_attempts() < 10 and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.1)
-    assert await failed_attempts() >= 10  # each of the five tried at least twice while down
+    # Each of the five tried at least twice while the receiver is down.
+    await until(lambda: _at_least(failed_attempts(), 10))
     await receiver.up()
     await eventually(lambda: len(set(receiver.ids())) == 5, timeout=15)
     names = sorted(e["data"]["loop"]["name"] for e in receiver.events(secret=endpoint.secret))
     assert names == sorted(loop["name"] for loop in loops)
-    deadline = asyncio.get_running_loop().time() + 5
-    while {r["status"] for r in await _deliveries(client, endpoint.id)} != {"delivered"}:
-        assert asyncio.get_running_loop().time() < deadline  # the outcomes are recorded after the answers
-        await asyncio.sleep(0.1)
-    log = await _deliveries(client, endpoint.id)
+
+    async def all_delivered() -> list[dict[str, Any]] | None:  # outcomes are recorded after the answers
+        rows = await _deliveries(client, endpoint.id)
+        return rows if {r["status"] for r in rows} == {"delivered"} else None
+
+    log = await until(all_delivered)
     assert all(r["attempts"] >= 2 and r["lastStatusCode"] == 200 for r in log)
     async with ctx.db.session() as session:
         assert (await session.get(WebhookEndpoint, endpoint.id)).failing_since is None  # type: ignore[union-attr]
@@ -156,10 +160,7 @@ async def test_an_endpoint_failing_too_long_is_disabled(
             row = await session.scalar(select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint.id))
         return row if row is not None and row.disabled_at is not None else None
 
-    deadline = asyncio.get_running_loop().time() + 15
-    while await disabled() is None and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.2)
-    row = await disabled()
+    row = await until(disabled, timeout=15)
     assert row is not None and row.disabled_reason and "failing since" in row.disabled_reason
     metrics = await (await client.get("/metrics")).text()
     assert "musicplayground_webhook_endpoints_disabled_total 1.0" in metrics
@@ -193,10 +194,7 @@ async def test_redirects_are_not_followed(client: TestClient, receiver: Receiver
         async def attempted() -> list[dict[str, Any]]:
             return [r for r in await _deliveries(client, bouncing.id) if r["lastStatusCode"] is not None]
 
-        deadline = asyncio.get_running_loop().time() + 10
-        while not await attempted() and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.1)
-        [row] = await attempted()
+        [row] = await until(attempted)
         assert row["lastStatusCode"] == 307 and row["status"] == "pending"
         assert len(receiver.received) == 1  # the redirect was not followed
     finally:
