@@ -32,8 +32,9 @@ from storage.models import OutboxEvent, WebhookDelivery, WebhookEndpoint, utcnow
 
 log = logging.getLogger(__name__)
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
-CLAIM_BATCH = 256
-CONCURRENCY = 64  # requests in flight per instance
+CLAIM_BATCH = 128
+ROUNDS_IN_FLIGHT = 4
+CONCURRENCY = 64  # connections per instance
 LEASE_MARGIN = timedelta(seconds=30)  # beyond the request timeout: a claim's lease
 MAX_ERROR = 500
 
@@ -264,30 +265,50 @@ class WebhookSender:
         self._wake.set()
 
     async def _loop(self) -> None:
-        while True:
-            try:
-                sent = await self.send_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("webhook deliveries: a round failed; retrying")
-                sent = 0
-            if sent:
-                continue  # more may be due
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+        # Up to ROUNDS_IN_FLIGHT claimed batches are sent at once, so one slow receiver
+        # does not hold back the next batch.
+        rounds: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                while len(rounds) < ROUNDS_IN_FLIGHT:
+                    claimed = await self._claim_safely()
+                    if not claimed:
+                        break
+                    task = asyncio.create_task(self._deliver(claimed), name="events: webhook round")
+                    rounds.add(task)
+                    task.add_done_callback(rounds.discard)
+                if len(rounds) >= ROUNDS_IN_FLIGHT:
+                    await asyncio.wait(rounds, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                waking = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait(
+                    [waking, *rounds], timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
+                )
+                waking.cancel()
+                self._wake.clear()
+        finally:
+            for task in rounds:
+                task.cancel()
+            await asyncio.gather(*rounds, return_exceptions=True)
 
-    async def send_due(self) -> int:
-        """Claim what is due, send it, record the outcomes; how many were attempted."""
-        claimed = await self._claim()
-        if not claimed:
-            return 0
+    async def _claim_safely(self) -> list[_Claimed]:
+        try:
+            return await self._claim()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("webhook deliveries: claiming failed; retrying")
+            return []
+
+    async def _deliver(self, claimed: list[_Claimed]) -> None:
         outcomes = await asyncio.gather(*(self._send(c) for c in claimed))
-        await self._record(outcomes)
-        return len(claimed)
+        for attempt in range(3):  # the outcome of a sent request is worth a retry
+            try:
+                await self._record(outcomes)
+                return
+            except Exception:
+                log.exception("webhook deliveries: recording outcomes failed (attempt %d)", attempt + 1)
+                await asyncio.sleep(0.5)
 
     async def _claim(self) -> list[_Claimed]:
         now = utcnow()

@@ -47,6 +47,13 @@ def account(url: str) -> dict[str, Any]:
     }
 
 
+async def http_json(method: str, url: str, **kwargs: Any) -> Any:
+    """A request from a thread (the test's clients keep running meanwhile); its JSON."""
+    resp = await asyncio.to_thread(requests.request, method, url, timeout=5, **kwargs)
+    assert resp.ok, resp.text
+    return resp.json()
+
+
 def new_loop(url: str, who: dict[str, Any], **fields: Any) -> str:
     resp = requests.post(f"{url}/api/loops", json={**LOOP, **fields}, headers=who["headers"], timeout=5)
     assert resp.status_code == 201, resp.text
@@ -79,9 +86,7 @@ def test_sigkill_between_the_change_and_the_delivery_loses_nothing(tmp_path: Pat
             with ServerProcess(env, log_path=tmp_path / "server2.log") as again:
                 await eventually(lambda: len(receiver.received) >= 2, timeout=20)
                 await asyncio.sleep(1.0)  # nothing more arrives
-                inbox = requests.get(
-                    f"{again.url}/api/notifications", headers=owner["headers"], timeout=5
-                ).json()
+                inbox = await http_json("GET", f"{again.url}/api/notifications", headers=owner["headers"])
                 assert [e["kind"] for e in inbox["notifications"]] == ["loop.comment_created"]
             return receiver.events(secret=secret)  # every one verified
         finally:
@@ -172,16 +177,12 @@ def test_notifications_across_two_instances(cluster_env: dict[str, str], tmp_pat
                 await sio.disconnect()
             assert [p["count"] for p in pushed] == [1, 2]
             for server in (one, two):
-                inbox = requests.get(
-                    f"{server.url}/api/notifications", headers=owner["headers"], timeout=5
-                ).json()
+                inbox = await http_json("GET", f"{server.url}/api/notifications", headers=owner["headers"])
                 [entry] = inbox["notifications"]
                 assert entry["id"] == pushed[1]["id"] and entry["count"] == 2 and inbox["unreadCount"] == 1
-            done = requests.post(
-                f"{two.url}/api/notifications/read", headers=owner["headers"], timeout=5
-            ).json()
+            done = await http_json("POST", f"{two.url}/api/notifications/read", headers=owner["headers"])
             assert done == {"marked": 1}
-            inbox = requests.get(f"{one.url}/api/notifications", headers=owner["headers"], timeout=5).json()
+            inbox = await http_json("GET", f"{one.url}/api/notifications", headers=owner["headers"])
             assert inbox["unreadCount"] == 0
 
     asyncio.run(run())

@@ -35,11 +35,21 @@ def upgrade() -> None:
         sa.Column("available_at", TIME, nullable=False),
         sa.Column("dispatched_at", TIME, nullable=True),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_event_outbox")),
-        sa.UniqueConstraint("id", name=op.f("uq_event_outbox_id")),
-        sa.UniqueConstraint("coalesce_key", name=op.f("uq_event_outbox_coalesce_key")),
     )
     op.create_index(
-        "ix_event_outbox_dispatched_at_available_at", "event_outbox", ["dispatched_at", "available_at"]
+        "ix_event_outbox_pending",
+        "event_outbox",
+        ["available_at"],
+        sqlite_where=sa.text("dispatched_at IS NULL"),
+        postgresql_where=sa.text("dispatched_at IS NULL"),
+    )
+    op.create_index(
+        "uq_event_outbox_coalesce_key",
+        "event_outbox",
+        ["coalesce_key"],
+        unique=True,
+        sqlite_where=sa.text("coalesce_key IS NOT NULL"),
+        postgresql_where=sa.text("coalesce_key IS NOT NULL"),
     )
     op.create_index(op.f("ix_event_outbox_occurred_at"), "event_outbox", ["occurred_at"])
 
