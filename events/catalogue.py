@@ -31,6 +31,7 @@ class EventKind:
 
 
 _LOOP = {"id": "5f0c6f43-2f39-4a4e-a7b0-0d2bbd0d4a61", "name": "Sunday groove"}
+_COMMENT = {"id": "0b8f2d5e-8f7e-4a3b-9c51-1f1c0e7a3b22", "authorId": "8c1d9a57-3c1a-4f7c-9a51-64a1a6b3d9e2"}
 _FORK = "0e2f7c1a-6b0d-4d3e-8f21-5a9c3b7d1e44"
 _USER = "8c1d9a57-3c1a-4f7c-9a51-64a1a6b3d9e2"
 
@@ -55,7 +56,7 @@ def _doc(kind: str) -> list[EventKind]:
         EventKind(f"{kind}.deleted", f"a {kind} was deleted", Audience.NOBODY, {f"{kind}": doc}),
         EventKind(
             f"{kind}.forked",
-            f"a {kind} was forked (``{kind}`` is the parent, ``fork`` the new private copy)",
+            f"a {kind} was forked (`{kind}` is the parent, `fork` the new private copy)",
             Audience.OWNER,
             {f"{kind}": doc, "fork": {"kind": kind, "id": _FORK, "name": _LOOP["name"]}},
             group=True,
@@ -90,7 +91,7 @@ def _doc(kind: str) -> list[EventKind]:
             Audience.THREAD,
             {
                 f"{kind}": doc,
-                "comment": {"id": "0b8f2d5e-8f7e-4a3b-9c51-1f1c0e7a3b22", "body": "Love the bass"},
+                "comment": {**_COMMENT, "body": "Love the bass"},
             },
             group=True,
         ),
@@ -100,14 +101,14 @@ def _doc(kind: str) -> list[EventKind]:
             Audience.NOBODY,
             {
                 f"{kind}": doc,
-                "comment": {"id": "0b8f2d5e-8f7e-4a3b-9c51-1f1c0e7a3b22", "body": "Love the bassline"},
+                "comment": {**_COMMENT, "body": "Love the bassline"},
             },
         ),
         EventKind(
             f"{kind}.comment_deleted",
             f"a comment on a {kind} was deleted",
             Audience.NOBODY,
-            {f"{kind}": doc, "comment": {"id": "0b8f2d5e-8f7e-4a3b-9c51-1f1c0e7a3b22"}},
+            {f"{kind}": doc, "comment": _COMMENT},
         ),
     ]
 
@@ -129,7 +130,7 @@ KINDS: tuple[EventKind, ...] = (
     ),
     EventKind(
         "report.resolved",
-        "a moderator handled a report (``resolution``: hide or dismiss)",
+        "a moderator handled a report (`resolution`: hide or dismiss)",
         Audience.REPORTER,
         {
             "report": {

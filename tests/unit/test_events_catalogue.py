@@ -1,0 +1,37 @@
+"""docs/events.md says what the catalogue and the settings say."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from events.catalogue import KINDS, MAX_KIND_LENGTH
+from settings import Settings
+
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text()
+
+
+def test_every_kind_is_in_the_table_with_its_meaning() -> None:
+    rows = re.findall(r"^\| `([a-z_.]+)` \| (.+?) \| (.+?) \|$", DOC, re.MULTILINE)
+    assert [name for name, _, _ in rows] == [k.name for k in KINDS]
+    for (_name, summary, audience), kind in zip(rows, KINDS, strict=True):
+        assert summary == kind.summary
+        assert audience.startswith(kind.audience.value)
+
+
+def test_every_loop_and_other_example_body_is_the_catalogue_s() -> None:
+    bodies = [json.loads(b) for b in re.findall(r"```json\n(\{\"id\".+?)\n```", DOC)]
+    expected = [k for k in KINDS if not k.name.startswith("song.")]
+    assert [b["type"] for b in bodies] == [k.name for k in expected]
+    assert [b["data"] for b in bodies] == [k.example for k in expected]
+
+
+def test_the_documented_retry_schedule_is_the_default() -> None:
+    assert Settings().webhook_retry_schedule == (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+    assert "5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h" in DOC
+    assert sum(Settings().webhook_retry_schedule) > 24 * 3600  # at least a day of retries
+
+
+def test_kind_names_fit_their_column() -> None:
+    assert all(len(k.name) <= MAX_KIND_LENGTH for k in KINDS)
