@@ -98,7 +98,7 @@ def _doc(kind: str) -> list[EventKind]:
         EventKind(
             f"{kind}.comment_edited",
             f"a comment on a {kind} was edited",
-            Audience.NOBODY,
+            Audience.THREAD,
             {
                 f"{kind}": doc,
                 "comment": {**_COMMENT, "body": "Love the bassline"},
@@ -107,7 +107,7 @@ def _doc(kind: str) -> list[EventKind]:
         EventKind(
             f"{kind}.comment_deleted",
             f"a comment on a {kind} was deleted",
-            Audience.NOBODY,
+            Audience.THREAD,
             {f"{kind}": doc, "comment": _COMMENT},
         ),
     ]

@@ -35,3 +35,20 @@ def test_the_documented_retry_schedule_is_the_default() -> None:
 
 def test_kind_names_fit_their_column() -> None:
     assert all(len(k.name) <= MAX_KIND_LENGTH for k in KINDS)
+
+
+def test_the_documented_python_verification_accepts_ours_and_refuses_a_change() -> None:
+    import time
+
+    from events import signing
+
+    [code] = re.findall(r"```python\n(.+?)```", DOC, re.DOTALL)
+    namespace: dict[str, object] = {}
+    exec(code, namespace)  # the doc's own snippet
+    verify = namespace["verify"]
+    secret, body = signing.new_secret(), b'{"id":"x","type":"loop.created","data":{}}'
+    headers = signing.headers(secret, "evt_x", int(time.time()), body)
+    assert verify(secret, headers, body) is True  # type: ignore[operator]
+    assert verify(secret, headers, body + b" ") is False  # type: ignore[operator]
+    stale = signing.headers(secret, "evt_x", int(time.time()) - 3600, body)
+    assert verify(secret, stale, body) is False  # type: ignore[operator]
