@@ -20,6 +20,7 @@ import aiohttp_cors
 from aiohttp import web
 
 from bus import Bus, BusState
+from events.service import EventsConfig, EventsOut
 from identity.authenticator import Authenticator
 from identity.firebase import FirebaseVerifier
 from identity.tokens import TokenIssuer
@@ -132,6 +133,11 @@ def create_app(settings: Settings) -> web.Application:
     )
     _watch(metrics, documents, sockets, update_log, limiter)
     metrics.components.ywebsockets = ywebsockets
+    events_out = EventsOut(
+        db, bus, sockets.sio, auth, events_config(settings), channel_prefix=settings.redis_prefix
+    )
+    documents.on_edit = events_out.content.edited
+    metrics.components.events = events_out
     views = ViewCounter(
         db,
         period_seconds=settings.view_count_window,
@@ -155,6 +161,7 @@ def create_app(settings: Settings) -> web.Application:
             await stack.enter_async_context(update_log)
             await stack.enter_async_context(bus)
             await stack.enter_async_context(documents)
+            await stack.enter_async_context(events_out)
             if settings.anonymous_purge:
                 await stack.enter_async_context(
                     DailyPurge(db, inactive_days=settings.anonymous_retention_days, on_purged=forget)
@@ -211,6 +218,19 @@ def create_app(settings: Settings) -> web.Application:
     add_routes(app, public_base_url=settings.public_base_url, version=version("musicplayground-server"))
     _allow_cors(app, settings.cors_origins)
     return app
+
+
+def events_config(settings: Settings) -> EventsConfig:
+    return EventsConfig(
+        poll_interval=settings.events_poll_interval,
+        content_debounce=settings.content_event_debounce,
+        retention_days=settings.events_retention_days,
+        retry_schedule=settings.webhook_retry_schedule,
+        webhook_timeout=settings.webhook_timeout,
+        disable_after=settings.webhook_disable_after,
+        rules=backends.webhook_url_rules(settings),
+        admin_ids=settings.admin_user_ids,
+    )
 
 
 def purge_files_hook(blobs: BlobStore) -> PurgeHook:

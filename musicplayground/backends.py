@@ -5,6 +5,7 @@ storage or bus factory takes (the factories themselves live with their backends 
 from __future__ import annotations
 
 from bus import Bus, open_bus
+from events.webhook_urls import UrlRules
 from settings import Settings
 from storage.blobs import BlobStore, S3Config, open_blobs
 from storage.counters import Counters, open_counters
@@ -43,3 +44,10 @@ def sample_blobs(settings: Settings) -> BlobStore:
     return open_blobs(
         s3=s3, local_root=settings.data_dir / "samples", local_base_url=f"{settings.public_base_url}/files"
     )
+
+
+def webhook_url_rules(settings: Settings) -> UrlRules:
+    """Only https:// in production (Postgres), no private addresses, unless
+    ``WEBHOOK_ALLOW_PRIVATE_ADDRESSES`` says otherwise."""
+    allow = settings.webhook_allow_private_addresses
+    return UrlRules(require_https=settings.is_postgres and not allow, allow_private=allow)

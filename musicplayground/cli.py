@@ -15,6 +15,7 @@ from aiohttp import web
 from loadtest.command import loadtest
 from musicplayground import backends
 from musicplayground.observability import configure_logging
+from musicplayground.webhooks_cli import webhooks_group
 from settings import ConfigError, Settings, mask_url
 from storage.errors import NotFound
 from storage.moderation import set_admin
@@ -216,6 +217,7 @@ def purge_anonymous(inactive_days: int | None, dry_run: bool) -> None:
 
 
 main.add_command(loadtest)
+main.add_command(webhooks_group, name="webhooks")
 
 
 @main.group(help="Moderators: grant or revoke admin rights (effective at once, no restart).")

@@ -122,6 +122,7 @@ class ComponentCollector(Collector):
         self.sockets: Any = None  # realtime.ysocketio.server.CollabSocketServer
         self.ywebsockets: Any = None  # realtime.ywebsocket.server.YWebSocketServer
         self.update_log: Any = None  # storage.update_log.UpdateLog
+        self.events: Any = None  # events.service.EventsOut
         self.bus: Callable[[], BusCounters] | None = None
         self.rate_limits: Callable[[], Mapping[str, int]] | None = None
         self.caches: dict[str, Callable[[], CacheCounters]] = {}
@@ -133,6 +134,7 @@ class ComponentCollector(Collector):
         yield from self._realtime()
         yield from self._event_loop()
         yield from self._update_log()
+        yield from self._events()
         yield from self._bus()
         refused = CounterMetricFamily(
             f"{PREFIX}_rate_limit_refusals", "Requests refused by a rate limit", labels=["limit"]
@@ -196,6 +198,51 @@ class ComponentCollector(Collector):
         # With process_open_fds, what a soak watches: both come back to their baseline once
         # every socket has left and every room has unloaded.
         yield GaugeMetricFamily(f"{PREFIX}_asyncio_tasks", "Tasks alive on the server's event loop", tasks)
+
+    def _events(self) -> Iterator[Metric]:
+        events = self.events
+        if events is None:
+            return
+        dispatcher, sent = events.dispatcher, events.sender.counters
+        yield GaugeMetricFamily(
+            f"{PREFIX}_events_queued", "Events written and due, not yet fanned out", dispatcher.pending
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_events_dispatched", "Events fanned out by this instance", dispatcher.dispatched
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_notifications_written",
+            "In-app notifications written or counted up",
+            dispatcher.notified,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_events_oldest_pending_seconds",
+            "Age of the oldest event or webhook delivery not yet done",
+            max(dispatcher.oldest_pending_seconds, sent.oldest_pending_seconds),
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_webhook_deliveries_queued", "Webhook deliveries pending", sent.pending
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_webhook_deliveries_delivered",
+            "Webhook deliveries acknowledged with 2xx",
+            sent.delivered,
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_webhook_attempts_failed",
+            "Webhook attempts that failed (retried)",
+            sent.failed_attempts,
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_webhook_deliveries_failed",
+            "Webhook deliveries given up after the last retry",
+            sent.gave_up,
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_webhook_endpoints_disabled",
+            "Webhook endpoints disabled for failing",
+            sent.disabled_endpoints,
+        )
 
     def _update_log(self) -> Iterator[Metric]:
         log = self.update_log

@@ -154,6 +154,8 @@ class DocumentService:
         self._queue_awareness = self.cluster_presence.queue_awareness
         self.deliveries = 0  # sync-update messages handed to a recipient's transport (the transport counts)
         self.updates_applied = 0  # client updates that changed a document
+        # Told of every applied edit (kind, id, editor; None for a share link): events/.
+        self.on_edit: Callable[[DocKind, uuid.UUID, uuid.UUID | None], None] | None = None
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -294,6 +296,8 @@ class DocumentService:
         if delta is None:
             return None
         self.updates_applied += 1
+        if self.on_edit is not None:
+            self.on_edit(room.kind, room.doc_id, session.user_id)
         try:
             return self._persist_then_relay(room, delta, session)
         except UpdateLogFull:  # checked above; only a race with another room could get here
@@ -371,6 +375,8 @@ class DocumentService:
         delta = room.apply_content(content, fields, max_growth=room_left)
         row = None
         if delta is not None:
+            if self.on_edit is not None:
+                self.on_edit(kind, doc_id, user_id)
             row = await self.persistence.write_through(room, delta, user_id)
             if row is None:
                 raise NotFound(f"{kind.value} not found")  # deleted meanwhile

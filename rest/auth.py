@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from events import outbox
 from identity.tokens import hash_refresh_token, new_refresh_token
 from rest.context import RestContext, context, json_model, read_json, require_caller
 from rest.profiles import user_public
@@ -100,6 +101,7 @@ async def link(request: web.Request) -> web.Response:
             avatar_url=identity.avatar_url,
         )
         result = await _new_session(ctx, session, account)
+        await outbox.record(session, "account.linked", {"userId": str(account.id)}, actor_id=account.id)
     ctx.auth.remember(identity.uid, account.id)
     if account.id != caller.user_id:  # the anonymous account was merged in and deleted
         ctx.documents.user_changed(caller.user_id)

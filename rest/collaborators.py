@@ -7,9 +7,14 @@ removed collaborator is disconnected with ``access_revoked``, a downgraded one g
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from events import outbox
 from music.roles import Role
 from rest.context import context, json_model, path_uuid, read_json, require_caller
 from rest.errors import BadRequest
@@ -25,6 +30,7 @@ from rest.schemas import (
 from rest.sharing import document_with_role, owned_document
 from storage import collaborators
 from storage.errors import Forbidden
+from storage.models import Loop, Song
 
 _USERNAME = TypeAdapter(Username)
 
@@ -80,6 +86,7 @@ class CollaboratorHandlers:
                 username=payload.username,
                 role=payload.role,
             )
+            await _record(session, "added", row, entry.user_id, _caller.user_id, role=entry.role)
         await ctx.documents.access_changed(self.kind.doc_kind, row.id)
         return json_model(_public(entry), status=201)
 
@@ -89,11 +96,12 @@ class CollaboratorHandlers:
         username = _path_username(request)
         await require_caller(request)
         payload = await read_json(request, CollaboratorUpdate)
-        row, _caller = await owned_document(request, self.kind, "manage the collaborators of")
+        row, caller = await owned_document(request, self.kind, "manage the collaborators of")
         async with ctx.db.write_session() as session:
             entry = await collaborators.set_role(
                 session, resource_id=row.id, username=username, role=payload.role
             )
+            await _record(session, "role_changed", row, entry.user_id, caller.user_id, role=entry.role)
         await ctx.documents.access_changed(self.kind.doc_kind, row.id)
         return json_model(_public(entry))
 
@@ -101,8 +109,26 @@ class CollaboratorHandlers:
         ctx = context(request)
         path_uuid(request)
         username = _path_username(request)
-        row, _caller = await owned_document(request, self.kind, "manage the collaborators of")
+        row, caller = await owned_document(request, self.kind, "manage the collaborators of")
         async with ctx.db.write_session() as session:
-            await collaborators.remove_collaborator(session, resource_id=row.id, username=username)
+            removed = await collaborators.remove_collaborator(session, resource_id=row.id, username=username)
+            await _record(session, "removed", row, removed, caller.user_id)
         await ctx.documents.access_changed(self.kind.doc_kind, row.id)
         return json_model(Success())
+
+
+async def _record(
+    session: AsyncSession,
+    change: str,
+    document: Loop | Song,
+    user_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    *,
+    role: str | None = None,
+) -> None:
+    """The outbox event of a collaborator change, told to that collaborator."""
+    kind = "loop" if isinstance(document, Loop) else "song"
+    data: dict[str, Any] = {kind: outbox.document_ref(document), "userId": str(user_id)}
+    if role is not None:
+        data["role"] = role
+    await outbox.record(session, f"{kind}.collaborator_{change}", data, actor_id=actor_id, document=document)

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from events import outbox
 from music.kinds import DocKind
 from music.roles import Role
 from realtime.rooms import EVERYONE, Audience
@@ -134,6 +135,27 @@ async def document_access(
     return document, role, admin
 
 
+async def record_comment(
+    session: AsyncSession,
+    action: str,
+    comment: Comment,
+    document: Loop | Song,
+    *,
+    actor_id: uuid.UUID | None = None,
+) -> None:
+    """The outbox event of a comment created, edited or deleted (in the same transaction)."""
+    shown: dict[str, Any] = {"id": str(comment.id), "authorId": str(comment.author_id)}
+    if action != "deleted":
+        shown["body"] = comment.body
+    await outbox.record(
+        session,
+        f"{comment.resource_type}.comment_{action}",
+        {comment.resource_type: outbox.document_ref(document), "comment": shown},
+        actor_id=actor_id or comment.author_id,
+        document=document,
+    )
+
+
 class CommentHandlers:
     """The comment routes of one kind of document (loops or songs)."""
 
@@ -177,7 +199,7 @@ class CommentHandlers:
         caller = await require_caller(request)
         payload = await read_json(request, CommentCreate)
         async with ctx.db.write_session() as session:
-            await document_access(
+            document, _role, _admin = await document_access(
                 ctx,
                 session,
                 self.kind.name,
@@ -196,6 +218,7 @@ class CommentHandlers:
                 body=payload.body,
                 anchor=payload.anchor.model_dump(exclude_none=True) if payload.anchor else None,
             )
+            await record_comment(session, "created", comment, document)
         await push(ctx, comment, author, "created")
         return web.json_response(comment_json(comment, author), status=201)
 
@@ -224,7 +247,7 @@ async def edit_comment(request: web.Request) -> web.Response:
     path_uuid(request)
     await require_caller(request)
     payload = await read_json(request, CommentUpdate)
-    ctx, user_id, comment, author, _document, _admin = await _own_comment(request)
+    ctx, user_id, comment, author, document, _admin = await _own_comment(request)
     if comment.author_id != user_id:
         raise Forbidden("only the author may edit a comment")
     async with ctx.db.write_session() as session:
@@ -232,6 +255,7 @@ async def edit_comment(request: web.Request) -> web.Response:
         if fresh is None:
             raise NotFound("comment not found")
         await stored.edit_comment(session, fresh, payload.body)
+        await record_comment(session, "edited", fresh, document)
     await push(ctx, fresh, author, "edited")
     return web.json_response(comment_json(fresh, author))
 
@@ -244,6 +268,7 @@ async def delete_comment(request: web.Request) -> web.Response:
         fresh = await session.get(Comment, comment.id)
         if fresh is None:
             raise NotFound("comment not found")
+        await record_comment(session, "deleted", fresh, document, actor_id=user_id)
         await stored.delete_comment(session, fresh)
     await push(ctx, comment, author, "deleted")
     return json_model(Success())

@@ -21,6 +21,8 @@ from pycrdt import Doc
 from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 
+from events import outbox
+from events.outbox import document_ref
 from music.columns import content_columns
 from music.ids import parse_canonical_uuid
 from music.kinds import DocKind
@@ -276,6 +278,13 @@ class DocumentHandlers:
                 values=values,
                 quota=self.kind.quota(ctx.settings),
             )
+            await outbox.record(
+                session,
+                f"{self.kind.name}.created",
+                {self.kind.name: document_ref(row)},
+                actor_id=caller.user_id,
+                document=row,
+            )
         data = self.kind.public.model_validate(row).model_dump(mode="json", by_alias=True)
         if isinstance(payload, SongCreate):
             data["warnings"] = await self._timeline_warnings(request, data["timeline"])
@@ -493,6 +502,14 @@ class DocumentHandlers:
             was_public = row.is_public
             if visibility:
                 await library.update_document(session, row, visibility)
+                if row.is_public != was_public:
+                    await outbox.record(
+                        session,
+                        f"{self.kind.name}.visibility_changed",
+                        {self.kind.name: document_ref(row), "isPublic": row.is_public},
+                        actor_id=user_id,
+                        document=row,
+                    )
         return row, was_public
 
     async def delete(self, request: web.Request) -> web.Response:
@@ -502,6 +519,12 @@ class DocumentHandlers:
             fresh = await library.get_document(session, self.kind.model, row.id)
             if fresh is None:
                 raise self._not_found()
+            await outbox.record(
+                session,
+                f"{self.kind.name}.deleted",
+                {self.kind.name: document_ref(fresh)},
+                actor_id=fresh.user_id,
+            )
             await library.delete_document(session, fresh)
             await stored.delete_document_log(session, resource_type=self.kind.name, resource_id=row.id)
         await ctx.documents.document_deleted(self.kind.doc_kind, row.id)

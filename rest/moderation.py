@@ -4,9 +4,11 @@ admins (the rule: storage.access.is_visible); live rooms drop the others at once
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from aiohttp import web
 
+from events import outbox
 from music.kinds import DocKind
 from rest.comments import push_moderation
 from rest.community_schemas import (
@@ -22,7 +24,7 @@ from rest.context import RestContext, context, json_model, path_uuid, read_json,
 from rest.openapi import Handler
 from storage import moderation
 from storage.errors import Forbidden
-from storage.models import Comment, Loop, Song, User
+from storage.models import Comment, Loop, Report, Song, User
 
 # URL segment -> resource type.
 ADMIN_RESOURCES = {"loops": "loop", "songs": "song", "users": "user", "comments": "comment"}
@@ -60,6 +62,10 @@ def _state(resource_type: str, resource: Loop | Song | User | Comment) -> Modera
     )
 
 
+def _report_ref(report: Report) -> dict[str, Any]:
+    return {"id": str(report.id), "resourceType": report.resource_type, "resourceId": str(report.resource_id)}
+
+
 async def create_report(request: web.Request) -> web.Response:
     ctx = context(request)
     caller = await require_caller(request)
@@ -71,6 +77,9 @@ async def create_report(request: web.Request) -> web.Response:
             resource_type=payload.resource_type,
             resource_id=payload.resource_id,
             reason=payload.reason,
+        )
+        await outbox.record(
+            session, "report.created", {"report": _report_ref(report)}, actor_id=caller.user_id
         )
     return json_model(ReportPublic.model_validate(report), status=201)
 
@@ -101,6 +110,16 @@ async def resolve_report(request: web.Request) -> web.Response:
     async with ctx.db.write_session() as session:
         report, hidden = await moderation.resolve_report(
             session, report_id=report_id, action=payload.action, admin_id=admin_id, reason=payload.reason
+        )
+        await outbox.record(
+            session,
+            "report.resolved",
+            {
+                "report": _report_ref(report),
+                "resolution": report.resolution,
+                "userId": str(report.reporter_id),
+            },
+            actor_id=admin_id,
         )
     if hidden is not None:
         await _visibility_changed(ctx, hidden)

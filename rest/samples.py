@@ -20,6 +20,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import ContentLengthError, HttpProcessingError, TransferEncodingError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from events import outbox
 from rest.body_pace import BodyPace
 from rest.context import context, json_model, optional_caller, path_uuid, read_query, require_caller
 from rest.errors import BadRequest, UnsupportedMediaType
@@ -193,6 +194,14 @@ async def upload(request: web.Request) -> web.Response:
             quota=samples.quota,
             scanner=samples.scanner,
         )
+        # storage.samples commits the row itself: the event follows in a transaction of its own.
+        async with ctx.db.write_session() as session:
+            await outbox.record(
+                session,
+                "sample.uploaded",
+                {"sample": {"id": str(sample.id), "name": sample.name, "bytes": sample.file_size}},
+                actor_id=caller.user_id,
+            )
     finally:
         await asyncio.to_thread(spool.close)
     return json_response(await sample_json(samples.blobs, sample), status=201)

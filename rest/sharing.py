@@ -17,6 +17,7 @@ from pycrdt import Doc
 from sqlalchemy import update
 from sqlalchemy.orm import defer
 
+from events import outbox
 from identity.authenticator import Caller
 from music.columns import content_columns
 from music.ids import parse_canonical_uuid
@@ -182,6 +183,13 @@ class ShareHandlers:
                 created_by=caller.user_id,
                 expires_in=expires_in,
             )
+            await outbox.record(
+                session,
+                f"{self.kind.name}.shared",
+                {self.kind.name: outbox.document_ref(row), "role": "viewer"},
+                actor_id=caller.user_id,
+                document=row,
+            )
         return json_model(_share_public(ctx, link), status=201)
 
     async def list(self, request: web.Request) -> web.Response:
@@ -279,6 +287,16 @@ async def create_fork(
             raise NotFound(f"{kind.name} not found")
         row = await stored_library.create_document(
             session, model, user_id=user_id, values=values, quota=kind.quota(ctx.settings)
+        )
+        parent = await session.get(model, parent_id)
+        # Its fork count was just raised in this transaction; a loop's or a song's row.
+        assert isinstance(parent, Loop | Song)
+        await outbox.record(
+            session,
+            f"{kind.name}.forked",
+            {kind.name: outbox.document_ref(parent), "fork": outbox.document_ref(row)},
+            actor_id=user_id,
+            document=parent,
         )
     ctx.documents.read_cache.invalidate(kind.name, parent_id)
     return row

@@ -31,6 +31,7 @@ from settings.values import (
     path,
     plain,
     seconds,
+    seconds_list,
     stripped,
     switch,
     text,
@@ -51,8 +52,11 @@ LIVE = "Live collaboration"
 RATE_LIMITS = "Rate limits"
 SAMPLES = "Samples"
 COMMUNITY = "Sharing and community"
+EVENTS = "Notifications and webhooks"
 OPERATIONS = "Operations"
-SECTIONS = (CORE, CLUSTER, LIVE, RATE_LIMITS, SAMPLES, COMMUNITY, OPERATIONS)
+SECTIONS = (CORE, CLUSTER, LIVE, RATE_LIMITS, SAMPLES, COMMUNITY, EVENTS, OPERATIONS)
+# Standard Webhooks' (Svix's) schedule: a failing delivery is retried for about 27 hours.
+WEBHOOK_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 
 @dataclass(frozen=True)
@@ -480,6 +484,54 @@ class Settings:
         COMMUNITY,
         "comma-separated user ids that are moderators, besides those granted with "
         "`musicplayground admin grant`",
+    )
+    # Notifications and webhooks (events/, docs/events.md).
+    events_poll_interval: float = setting(
+        "EVENTS_POLL_SECONDS",
+        1.0,
+        seconds,
+        EVENTS,
+        "how often each instance looks for events and webhook deliveries written by others",
+    )
+    content_event_debounce: float = setting(
+        "CONTENT_EVENT_DEBOUNCE_SECONDS",
+        5.0,
+        seconds,
+        EVENTS,
+        "at most one `loop.content_changed` / `song.content_changed` event per document per this window",
+    )
+    events_retention_days: int = setting(
+        "EVENTS_RETENTION_DAYS",
+        30,
+        integer(1),
+        EVENTS,
+        "dispatched events and webhook delivery logs older than this are deleted (replay reaches this far)",
+    )
+    webhook_retry_schedule: tuple[float, ...] = setting(
+        "WEBHOOK_RETRY_SCHEDULE",
+        WEBHOOK_RETRY_SCHEDULE,
+        seconds_list,
+        EVENTS,
+        "comma-separated seconds between a webhook's failed attempt and the next; after the last, it fails",
+        shown="`5,300,1800,7200,18000,36000,36000` (~27 h)",
+    )
+    webhook_timeout: float = setting(
+        "WEBHOOK_TIMEOUT_SECONDS", 10.0, seconds, EVENTS, "how long a webhook receiver may take to answer"
+    )
+    webhook_disable_after: float = setting(
+        "WEBHOOK_DISABLE_AFTER_SECONDS",
+        5 * 24 * 3600.0,
+        seconds,
+        EVENTS,
+        "a webhook endpoint that has failed for this long, with no success, is disabled",
+        shown="`432000` (5 days)",
+    )
+    webhook_allow_private_addresses: bool = setting(
+        "WEBHOOK_ALLOW_PRIVATE_ADDRESSES",
+        False,
+        switch,
+        EVENTS,
+        "allow webhook URLs on loopback and private networks, and `http://` with Postgres (tests)",
     )
     # Operations: logs, metrics, retention of anonymous accounts.
     log_level: str = setting(

@@ -68,6 +68,14 @@ def seconds(raw: str) -> float:
     return value
 
 
+def seconds_list(raw: str) -> tuple[float, ...]:
+    """Comma-separated positive numbers of seconds (a retry schedule)."""
+    parts = [part.strip() for part in raw.split(",") if part.strip()]
+    if not parts:
+        raise ConfigError("must list at least one number of seconds")
+    return tuple(seconds(part) for part in parts)
+
+
 def choice(choices: tuple[str, ...]) -> Parser:
     def parse(raw: str) -> str:
         for choice in choices:
@@ -165,6 +173,8 @@ def plain(value: object) -> str:
         return "on" if value else "off"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, tuple) and all(isinstance(v, float) for v in value):
+        return ",".join(plain(v) for v in value)  # a schedule: in its order
     if isinstance(value, tuple | frozenset):
         return ",".join(sorted(str(v) for v in value)) or "(none)"
     return str(value)

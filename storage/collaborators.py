@@ -123,7 +123,9 @@ async def set_role(
     return CollaboratorEntry(user.id, user.username, user.display_name, user.avatar_url, role)
 
 
-async def remove_collaborator(session: AsyncSession, *, resource_id: uuid.UUID, username: str) -> None:
-    _user, row = await _membership(session, resource_id, username)
+async def remove_collaborator(session: AsyncSession, *, resource_id: uuid.UUID, username: str) -> uuid.UUID:
+    """Remove ``username``'s role; their user id."""
+    user, row = await _membership(session, resource_id, username)
     await session.delete(row)
     await session.flush()
+    return user.id

@@ -25,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     false,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -386,3 +387,128 @@ for _model in (Loop, Song):
     Index(f"ix_{_table}_public_created_at_id", _model.is_public, _model.created_at, _model.id)
     Index(f"ix_{_table}_public_view_count_id", _model.is_public, _model.view_count, _model.id)
     Index(f"ix_{_table}_public_fork_count_id", _model.is_public, _model.fork_count, _model.id)
+
+
+# --- events out: the outbox, in-app notifications, operator webhooks (events/) -------------
+
+
+class OutboxEvent(Base):
+    """A domain event, written in the transaction of the change that caused it and fanned
+    out (notifications, webhook deliveries) once by whichever instance claims it.
+
+    Content changes are coalesced: a row whose ``coalesce_key`` is set gathers the editors of
+    one document while ``available_at`` is ahead (the debounce window)."""
+
+    __tablename__ = "event_outbox"
+    # Few indexes, each small: every REST mutation writes a row (bench/events.py). Pending
+    # rows only in the dispatcher's index; coalescing keys only where set.
+    __table_args__ = (
+        Index(
+            "ix_event_outbox_pending",
+            "available_at",
+            sqlite_where=text("dispatched_at IS NULL"),
+            postgresql_where=text("dispatched_at IS NULL"),
+        ),
+        Index(
+            "uq_event_outbox_coalesce_key",
+            "coalesce_key",
+            unique=True,
+            sqlite_where=text("coalesce_key IS NOT NULL"),
+            postgresql_where=text("coalesce_key IS NOT NULL"),
+        ),
+    )
+
+    seq: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID]  # the stable event id (random: unique without an index)
+    kind: Mapped[str] = mapped_column(String(40))
+    occurred_at: Mapped[datetime] = mapped_column(index=True)
+    actor_id: Mapped[uuid.UUID | None]
+    resource_type: Mapped[str | None] = mapped_column(String(8))
+    resource_id: Mapped[uuid.UUID | None]
+    data: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    coalesce_key: Mapped[str | None] = mapped_column(String(120))
+    available_at: Mapped[datetime]
+    dispatched_at: Mapped[datetime | None]
+
+
+class Notification(Base):
+    """One entry of a user's inbox; events of one group (comments on one loop) while it is
+    unread are one entry with a count."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ix_notifications_user_id_updated_at", "user_id", "updated_at"),
+        Index(
+            "uq_notifications_unread_group",
+            "user_id",
+            "group_key",
+            unique=True,
+            sqlite_where=text("read_at IS NULL"),
+            postgresql_where=text("read_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(40))
+    group_key: Mapped[str] = mapped_column(String(120))
+    resource_type: Mapped[str | None] = mapped_column(String(8))
+    resource_id: Mapped[uuid.UUID | None]
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    actor_ids: Mapped[list[Any]] = mapped_column(JSONDocument)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    event_id: Mapped[uuid.UUID]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    read_at: Mapped[datetime | None]
+
+
+class NotificationSetting(Base):
+    """The kinds of notifications a user turned off (every kind is on by default)."""
+
+    __tablename__ = "notification_settings"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    muted_kinds: Mapped[list[Any]] = mapped_column(JSONDocument)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookEndpoint(Base):
+    """An operator's webhook receiver: URL, signing secret, which event kinds it wants."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    url: Mapped[str] = mapped_column(String(2048))
+    secret: Mapped[str] = mapped_column(String(100))
+    event_kinds: Mapped[list[Any]] = mapped_column(JSONDocument)  # empty: every kind
+    description: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    failing_since: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class WebhookDelivery(Base):
+    """One event owed to one endpoint: pending until delivered or out of attempts; the
+    delivery log of an endpoint."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    event_seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("event_outbox.seq", ondelete="CASCADE")
+    )
+    status: Mapped[str] = mapped_column(String(10))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_attempt_at: Mapped[datetime | None]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    delivered_at: Mapped[datetime | None]

@@ -12,7 +12,17 @@ from aiohttp import web
 from rest import system
 from rest.asyncapi import build_asyncapi
 from rest.openapi import Route, build_openapi
-from rest.routes import accounts, community, history, library, operations, samples, sharing, yjs_documents
+from rest.routes import (
+    accounts,
+    community,
+    history,
+    library,
+    notifications,
+    operations,
+    samples,
+    sharing,
+    yjs_documents,
+)
 
 
 def api_routes() -> list[Route]:
@@ -25,6 +35,7 @@ def api_routes() -> list[Route]:
         *community.routes(),
         *operations.routes(),
         *history.routes(),
+        *notifications.routes(),
     ]
 
 

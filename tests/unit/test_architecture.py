@@ -24,6 +24,7 @@ INTERNAL = {
     "pages",
     "music",
     "loadtest",
+    "events",
 }
 
 # package -> internal packages it may import (besides itself)
@@ -35,7 +36,9 @@ ALLOWED = {
     "identity": {"storage"},  # the authenticator reads accounts
     "presence": {"bus", "music"},
     "realtime": {"bus", "presence", "storage", "identity", "music"},
-    "rest": {"realtime", "presence", "storage", "identity", "settings", "music", "pages"},
+    "rest": {"realtime", "presence", "storage", "identity", "settings", "music", "pages", "events"},
+    # events out: the outbox, notifications (live through the Socket.IO server), webhooks
+    "events": {"realtime", "storage", "identity", "bus", "music"},
     "pages": {"storage", "music"},  # the public pages' player and preview; their handlers are rest's
     "loadtest": {"music"},  # client code: speaks the wire, knows the document's layout
     "musicplayground": INTERNAL - {"musicplayground"},

@@ -1,0 +1,188 @@
+"""Events out with real server processes: a SIGKILL between the change and the delivery loses
+nothing; two instances on one Postgres deliver each event once; the inbox works across
+instances (REST on one, the live socket on the other)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import socketio
+
+from tests.conftest import TEST_SECRET, _truncate_postgres
+from tests.events.receiver import Receiver
+from tests.helpers import LOOP, eventually
+from tests.server_process import ServerProcess, run_cli
+
+pytestmark = pytest.mark.timeout(240)
+
+FAST_EVENTS = {
+    "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "on",
+    "WEBHOOK_RETRY_SCHEDULE": "0.3,0.5,1,1,1,1,1,1,1,1",
+    "EVENTS_POLL_SECONDS": "0.2",
+    "LOG_LEVEL": "INFO",
+}
+
+
+def add_endpoint(env: dict[str, str], url: str) -> tuple[str, str]:
+    """``musicplayground webhooks add``: the endpoint's id and secret."""
+    done = run_cli("webhooks", "add", url, env=env)
+    assert done.returncode == 0, done.stderr
+    fields = dict(line.split(": ", 1) for line in done.stdout.strip().splitlines())
+    return fields["id"], fields["secret"]
+
+
+def account(url: str) -> dict[str, Any]:
+    session = requests.post(f"{url}/api/auth/anonymous", timeout=5).json()
+    return {
+        "id": session["user"]["id"],
+        "token": session["token"],
+        "headers": {"Authorization": f"Bearer {session['token']}"},
+    }
+
+
+async def http_json(method: str, url: str, **kwargs: Any) -> Any:
+    """A request from a thread (the test's clients keep running meanwhile); its JSON."""
+    resp = await asyncio.to_thread(requests.request, method, url, timeout=5, **kwargs)
+    assert resp.ok, resp.text
+    return resp.json()
+
+
+def new_loop(url: str, who: dict[str, Any], **fields: Any) -> str:
+    resp = requests.post(f"{url}/api/loops", json={**LOOP, **fields}, headers=who["headers"], timeout=5)
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["id"])
+
+
+def test_sigkill_between_the_change_and_the_delivery_loses_nothing(tmp_path: Path) -> None:
+    env = {**FAST_EVENTS, "DATA_DIR": str(tmp_path / "data"), "SECRET_KEY": TEST_SECRET}
+    receiver = Receiver()  # not listening yet: every attempt fails
+    server = ServerProcess(env, log_path=tmp_path / "server.log").start()
+    try:
+        _endpoint_id, secret = add_endpoint(env, receiver.url)
+        owner, fan = account(server.url), account(server.url)
+        loop_id = new_loop(server.url, owner, isPublic=True)
+        resp = requests.post(
+            f"{server.url}/api/loops/{loop_id}/comments",
+            json={"body": "first!"},
+            headers=fan["headers"],
+            timeout=5,
+        )
+        assert resp.status_code == 201
+        assert server.kill() == -9  # right after the changes were answered
+    finally:
+        if server.proc is not None and server.proc.poll() is None:
+            server.kill()
+
+    async def deliver_after_restart() -> list[dict[str, Any]]:
+        await receiver.up()
+        try:
+            with ServerProcess(env, log_path=tmp_path / "server2.log") as again:
+                await eventually(lambda: len(receiver.received) >= 2, timeout=20)
+                await asyncio.sleep(1.0)  # nothing more arrives
+                inbox = await http_json("GET", f"{again.url}/api/notifications", headers=owner["headers"])
+                assert [e["kind"] for e in inbox["notifications"]] == ["loop.comment_created"]
+            return receiver.events(secret=secret)  # every one verified
+        finally:
+            await receiver.down()
+
+    events = asyncio.run(deliver_after_restart())
+    assert {e["type"] for e in events} == {"loop.created", "loop.comment_created"}
+    assert len(events) == 2  # each once
+
+
+@contextlib.contextmanager
+def instances(env: dict[str, str], tmp_path: Path, count: int = 2) -> Iterator[list[ServerProcess]]:
+    servers = [
+        ServerProcess({**env, "DATA_DIR": str(tmp_path / f"data{i}")}, log_path=tmp_path / f"server{i}.log")
+        for i in range(count)
+    ]
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            if server.proc is not None and server.proc.poll() is None:
+                server.terminate()
+
+
+@pytest.fixture
+def cluster_env(postgres_url: str, redis_url: str) -> dict[str, str]:
+    asyncio.run(_truncate_postgres(postgres_url))  # no endpoint or event of another test
+    return {
+        **FAST_EVENTS,
+        "DATABASE_URL": postgres_url,
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": f"test-{uuid.uuid4().hex[:12]}:",
+        "SECRET_KEY": TEST_SECRET,
+    }
+
+
+def test_two_instances_deliver_each_event_once(cluster_env: dict[str, str], tmp_path: Path) -> None:
+    async def run() -> None:
+        receiver = await Receiver().up()
+        try:
+            _endpoint_id, secret = add_endpoint(cluster_env, receiver.url)
+            with instances(cluster_env, tmp_path) as servers:
+                owner = account(servers[0].url)
+                made = [
+                    await asyncio.to_thread(new_loop, servers[i % 2].url, owner, name=f"loop {i}")
+                    for i in range(40)
+                ]
+                await eventually(lambda: len(receiver.received) >= 40, timeout=30)
+                await asyncio.sleep(1.5)  # time for a duplicate to show up
+            events = receiver.events(secret=secret)
+            created = [e for e in events if e["type"] == "loop.created"]
+            assert sorted(e["data"]["loop"]["id"] for e in created) == sorted(made)
+            assert len(receiver.received) == 40  # none twice
+        finally:
+            await receiver.down()
+
+    asyncio.run(run())
+
+
+def test_notifications_across_two_instances(cluster_env: dict[str, str], tmp_path: Path) -> None:
+    async def run() -> None:
+        with instances(cluster_env, tmp_path) as (one, two):
+            owner, fan = account(one.url), account(two.url)
+            loop_id = new_loop(one.url, owner, isPublic=True)
+            pushed: list[dict[str, Any]] = []
+            sio = socketio.AsyncClient(reconnection=False)
+            sio.on("notification", pushed.append, namespace="/notifications")
+            await sio.connect(
+                one.url,
+                namespaces=["/notifications"],
+                transports=["websocket"],
+                auth={"token": owner["token"]},
+            )
+            try:
+                for body in ("from the other instance", "and again"):
+                    resp = await asyncio.to_thread(
+                        requests.post,
+                        f"{two.url}/api/loops/{loop_id}/comments",
+                        json={"body": body},
+                        headers=fan["headers"],
+                        timeout=5,
+                    )
+                    assert resp.status_code == 201
+                await eventually(lambda: len(pushed) == 2, timeout=15)
+            finally:
+                await sio.disconnect()
+            assert [p["count"] for p in pushed] == [1, 2]
+            for server in (one, two):
+                inbox = await http_json("GET", f"{server.url}/api/notifications", headers=owner["headers"])
+                [entry] = inbox["notifications"]
+                assert entry["id"] == pushed[1]["id"] and entry["count"] == 2 and inbox["unreadCount"] == 1
+            done = await http_json("POST", f"{two.url}/api/notifications/read", headers=owner["headers"])
+            assert done == {"marked": 1}
+            inbox = await http_json("GET", f"{one.url}/api/notifications", headers=owner["headers"])
+            assert inbox["unreadCount"] == 0
+
+    asyncio.run(run())
