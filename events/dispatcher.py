@@ -95,6 +95,10 @@ class Dispatcher:
 
     async def dispatch_due(self) -> int:
         """Fan out one batch of due events; how many."""
+        due = OutboxEvent.dispatched_at.is_(None), OutboxEvent.available_at <= utcnow()
+        async with self.db.session() as session:  # a read first: no write lock while idle
+            if await session.scalar(select(OutboxEvent.seq).where(*due).limit(1)) is None:
+                return 0
         async with self.db.write_session() as session:
             query = (
                 select(OutboxEvent)

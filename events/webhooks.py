@@ -312,6 +312,10 @@ class WebhookSender:
 
     async def _claim(self) -> list[_Claimed]:
         now = utcnow()
+        due = WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= now
+        async with self.db.session() as session:  # a read first: no write lock while idle
+            if await session.scalar(select(WebhookDelivery.id).where(*due).limit(1)) is None:
+                return []
         async with self.db.write_session() as session:
             query = (
                 select(WebhookDelivery, WebhookEndpoint.url, WebhookEndpoint.secret, OutboxEvent)
