@@ -1,4 +1,16 @@
 # syntax=docker/dockerfile:1
+# The public pages' browser scripts: Tone.js and tonal from npm (pinned in package.json), and
+# the client kit's browser bundle (clients/js), which pages/assets.py serves.
+FROM node:20-slim AS browser
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+COPY clients/js/package.json clients/js/package-lock.json clients/js/
+RUN cd clients/js && npm ci --ignore-scripts --no-audit --no-fund
+COPY clients/js/src clients/js/src
+COPY clients/js/scripts clients/js/scripts
+RUN cd clients/js && node scripts/build-browser.mjs
+
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy
 RUN pip install --no-cache-dir uv==0.13.9
@@ -7,6 +19,9 @@ WORKDIR /app
 COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev --no-install-project
 COPY . .
+COPY --from=browser /src/node_modules/tone/build/Tone.js node_modules/tone/build/Tone.js
+COPY --from=browser /src/node_modules/tonal/browser/tonal.min.js node_modules/tonal/browser/tonal.min.js
+COPY --from=browser /src/clients/js/dist/browser/kit.js clients/js/dist/browser/kit.js
 RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev
 # Run unprivileged; the embedded default's data directory is the only place it writes.
 RUN useradd --system --uid 10001 --no-create-home --home-dir /app app \

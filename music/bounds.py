@@ -2,7 +2,8 @@
 
 The REST input models (``rest/schemas.py``), the collaborative document schema
 (``music/schema.py``) and the SQL columns all read these, so whatever a document
-yields also passes REST validation (GET -> PUT works) and fits its row. DESIGN.md "Data
+yields also passes REST validation (GET -> PUT works) and fits its row; positions inside the
+loop's length are ``music.positions``' rule (loops stored before it may hold some outside). DESIGN.md "Data
 model" names the main ones; the rest are generous caps so that every string and list is bounded.
 """
 

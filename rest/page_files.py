@@ -18,9 +18,9 @@ from pages.preview import preview_etag, render_preview
 from rest.context import context
 from rest.cpu_worker import CPU_WORKER
 from rest.page_cache import PAGE_CACHE
-from rest.pages import COMMON_HEADERS, etag_matches, open_page, owner_name, song_loop_names
+from rest.pages import COMMON_HEADERS, etag_matches, owner_name, song_loop_names
 from rest.samples import loop_samples
-from rest.sharing import live_public
+from rest.sharing import live_public, open_share
 from storage.errors import NotFound
 from storage.models import Loop
 
@@ -49,9 +49,7 @@ async def preview_image(request: web.Request) -> web.Response:
     """``GET /preview/{token}.png``: the shared loop's or song's 1200 x 630 PNG picture."""
     ctx = context(request)
     headers = dict(_PREVIEW_HEADERS)
-    resource = await open_page(request, kind=None, headers=headers)
-    if isinstance(resource, web.Response):
-        return resource
+    resource = await open_share(ctx, request.match_info["token"])  # 404 / 410 as JSON errors
     data = await live_public(ctx, resource.kind, resource.row)
     title, author = str(data.get("name") or "Untitled"), owner_name(resource)
     loop_names: dict[str, str] = {}

@@ -484,8 +484,8 @@ def junk_loop_doc() -> Doc:
         chords["20"] = 3
         chords["21"] = {"chord": 7}
         chords["22"] = Text("C")
-        chords["23"] = {"chord": "Dm", "roman": 12, "evil": [1, 2]}  # kept, bad bits dropped
-        chords["24"] = Map({"chord": "Em"})  # a nested map instead of a JSON object: readable
+        chords["13"] = {"chord": "Dm", "roman": 12, "evil": [1, 2]}  # kept, bad bits dropped
+        chords["14"] = Map({"chord": "Em"})  # a nested map instead of a JSON object: readable
         steps = doc.get(STEPS, type=Map)
         steps["s1"] = "not a step"
         steps["s2"] = Map({"step": 3})  # no soundId
@@ -508,8 +508,8 @@ def test_loop_doc_with_junk_reads_without_raising_and_repairs() -> None:
     assert content["bpm"] is None and content["schemaVersion"] is None
     assert content["color"] == "#FFD11A"
     bars = [c["bar"] for c in content["chordProgression"]]
-    assert bars == [0, 4, 8, 12, 23, 24]
-    assert content["chordProgression"][-2] == {"bar": 23, "chord": "Dm"}
+    assert bars == [0, 4, 8, 12, 13, 14]
+    assert content["chordProgression"][-2] == {"bar": 13, "chord": "Dm"}
     steps = content["iconSequence"]
     kicks = [s for s in steps if s["step"] == 0 and s["soundId"] == "drum-kick"]
     assert kicks == [{"step": 0, "soundId": "drum-kick", "velocity": 1.0}]  # canonical key wins
