@@ -49,7 +49,10 @@ from bench.common import (
 from loadtest.client import CollabClient
 from music.schema import step_key
 
-SOUNDS = ("drum-kick", "drum-snare", "drum-hihat", "drum-clap", "synth-lead", "pad-warm")
+# The composer's sequencer (tests/fixtures/composer-localstorage.json): four rows, one sound
+# and pitch each; a 2-bar loop has 32 sixteenth steps, so at most 128 cells.
+ROWS = (("drum-kick", 36), ("drum-snare", 38), ("synth-pluck", 70), ("pad-warm", 60))
+STEPS = 32
 CHORDS = ("C", "G", "Am", "F", "Dm", "Em", "E7", "Bb")
 TARGETS_MS = {"list versions": 50, "time travel": 200, "compare": 200, "restore": 300}
 
@@ -67,15 +70,16 @@ def edit(client: CollabClient, rng: random.Random) -> None:
     roll = rng.random()
     if roll < 0.75:
         steps = client.doc.get("steps", type=Map)
-        sound = rng.choice(SOUNDS)
-        step = {"step": rng.randrange(64), "soundId": sound, "velocity": 0.8, "row": rng.randrange(4)}
+        row = rng.randrange(len(ROWS))
+        sound, pitch = ROWS[row]
+        step = {"step": rng.randrange(STEPS), "soundId": sound, "velocity": 0.8, "row": row, "pitch": pitch}
         key = step_key(step)
         if key in steps:
             del steps[key]
         else:
             steps[key] = Map(step)
     elif roll < 0.95:
-        client.doc.get("chords", type=Map)[str(rng.randrange(16))] = {"chord": rng.choice(CHORDS)}
+        client.doc.get("chords", type=Map)[str(rng.randrange(8))] = {"chord": rng.choice(CHORDS)}
     else:
         meta = client.doc.get("meta", type=Map)
         field = rng.choice(("bpm", "name", "color"))

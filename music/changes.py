@@ -19,8 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from pycrdt import Doc, Map
+
 from music.kinds import DocKind
-from music.schema import step_key, step_sort_key
+from music.reading import touched_keys
+from music.schema import CHORDS, META, STEPS, TIMELINE, root_map, step_key, step_sort_key
 
 # The collections of each kind: content key -> cell prefix, and the identity of an element.
 _COLLECTIONS: Final = {
@@ -162,3 +165,38 @@ def _moved(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
 def changed_fields(changes: list[Change]) -> list[str]:
     """The names of the meta fields among ``changes`` (name, bpm, color, length...)."""
     return [change.cell.partition(":")[2] for change in changes if change.kind == "field"]
+
+
+# The document's roots (music/schema.py) and the cells their keys are.
+_ROOT_CELLS: Final = {
+    DocKind.LOOP: ((META, "field"), (CHORDS, "chord"), (STEPS, "step")),
+    DocKind.SONG: ((META, "field"), (TIMELINE, "block")),
+}
+
+
+class CellWatcher:
+    """The cells that updates applied to ``doc`` touch, without reading the whole content:
+    ``take()`` returns those touched since the last call (a cell's key in the document is
+    its identity, as in :func:`cells`). ``close()`` stops watching."""
+
+    def __init__(self, kind: DocKind | str, doc: Doc) -> None:
+        self._touched: set[str] = set()
+        self._subscriptions: list[tuple[Map, Any]] = []
+        for name, prefix in _ROOT_CELLS[DocKind(kind)]:
+            root = root_map(doc, name)
+            self._subscriptions.append((root, root.observe_deep(self._collect(prefix))))
+
+    def _collect(self, prefix: str) -> Any:
+        def collect(events: Any) -> None:
+            self._touched.update(f"{prefix}:{key}" for key in touched_keys(events))
+
+        return collect
+
+    def take(self) -> set[str]:
+        touched, self._touched = self._touched, set()
+        return touched
+
+    def close(self) -> None:
+        for root, subscription in self._subscriptions:
+            root.unobserve(subscription)
+        self._subscriptions.clear()

@@ -21,13 +21,13 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pycrdt import Doc
 
-from music.changes import Change, cells, content_of_cells, diff, diff_cells, summarize
+from music.changes import CellWatcher, Change, cells, changed_fields, content_of_cells, diff, summarize
 from music.kinds import DocKind
 from music.reading import doc_to_content
 from storage import history as kept
@@ -75,25 +75,50 @@ class HistoryPolicy:
 
 
 @dataclass
-class Session:
-    """One person's coalesced edits, for the activity feed."""
+class _Session:
+    """One person's coalesced edits (entries ``first``..``last`` of the replay, by index)."""
 
     author_id: uuid.UUID | None
     started_at: datetime
     ended_at: datetime
-    edits: int
-    changes: dict[str, Change]
+    first: int
+    last: int
+    edits: int = 0
+    touched: set[str] = field(default_factory=set)
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        changes = [c for c in self.changes.values() if c.before != c.after]
+        changes = [
+            Change(cell, self.before.get(cell), self.after.get(cell))
+            for cell in sorted(self.touched)
+            if self.before.get(cell) != self.after.get(cell)
+        ]
         return {
             "userId": None if self.author_id is None else str(self.author_id),
             "startedAt": self.started_at.isoformat(),
             "endedAt": self.ended_at.isoformat(),
             "edits": self.edits,
             "summary": summarize(changes),
-            "fields": sorted({c.cell.partition(":")[2] for c in changes if c.kind == "field"}),
+            "fields": changed_fields(changes),
         }
+
+
+def _sessions(found: list[kept.Entry]) -> list[_Session]:
+    """The session of each entry: entries grouped per author, a new session after
+    ``ACTIVITY_SESSION_GAP`` of quiet."""
+    owners: list[_Session] = []
+    open_by_author: dict[uuid.UUID | None, _Session] = {}
+    for index, entry in enumerate(found):
+        when = _utc(entry.created_at)
+        current = open_by_author.get(entry.author_id)
+        if current is None or when - current.ended_at > ACTIVITY_SESSION_GAP:
+            current = _Session(entry.author_id, when, when, index, index)
+            open_by_author[entry.author_id] = current
+        current.ended_at, current.last = when, index
+        current.edits += 1
+        owners.append(current)
+    return owners
 
 
 def content_of_state(kind: DocKind, state: bytes) -> dict[str, Any]:
@@ -279,7 +304,8 @@ class VersionHistory:
         self, kind: DocKind, doc_id: uuid.UUID, *, since: datetime | None = None
     ) -> list[dict[str, Any]]:
         """Who edited and when, newest session first: each person's edits less than
-        ``ACTIVITY_SESSION_GAP`` apart are one session, with what they changed."""
+        ``ACTIVITY_SESSION_GAP`` apart are one session, whose summary is the net change of the
+        cells they touched in it. The content is read only at the sessions' edges."""
         async with self.db.session() as session:
             base = await kept.base_of(session, kind.value, doc_id)
         if base is None:
@@ -288,29 +314,27 @@ class VersionHistory:
         doc, position = await self._replay_to(kind, doc_id, start)
         async with self.db.session() as session:
             found = await kept.entries(session, kind.value, doc_id, after=position)
-        sessions: list[Session] = []
-        open_by_author: dict[uuid.UUID | None, Session] = {}
-        for author, run in _runs(found):
-            before = cells(kind, doc_to_content(kind, doc))
-            with doc.transaction():
-                for entry in run:
-                    doc.apply_update(entry.data)
-            after = cells(kind, doc_to_content(kind, doc))
-            current = open_by_author.get(author)
-            began, ended = _utc(run[0].created_at), _utc(run[-1].created_at)
-            if current is None or began - current.ended_at > ACTIVITY_SESSION_GAP:
-                current = Session(author, began, ended, 0, {})
-                open_by_author[author] = current
-                sessions.append(current)
-            current.ended_at = ended
-            current.edits += len(run)
-            for change in diff_cells(before, after).changes:
-                earlier = current.changes.get(change.cell)
-                current.changes[change.cell] = (
-                    Change(change.cell, earlier.before, change.after) if earlier else change
-                )
+        owners = _sessions(found)
+        sessions = list({id(s): s for s in owners}.values())
+        firsts = {s.first: s for s in sessions}
+        lasts: dict[int, list[_Session]] = {}
+        for s in sessions:
+            lasts.setdefault(s.last, []).append(s)
+        watcher = CellWatcher(kind, doc)
+        try:
+            for index, entry in enumerate(found):
+                opening = firsts.get(index)
+                if opening is not None:
+                    opening.before = cells(kind, doc_to_content(kind, doc))
+                doc.apply_update(entry.data)
+                touched = watcher.take()
+                for closing in lasts.get(index, ()):
+                    closing.after = cells(kind, doc_to_content(kind, doc))
+                owners[index].touched |= touched
+        finally:
+            watcher.close()
         sessions.sort(key=lambda s: s.ended_at, reverse=True)
-        return [s.as_json() for s in sessions if s.edits]
+        return [s.as_json() for s in sessions]
 
     # --- writing --------------------------------------------------------------------------
 
@@ -333,13 +357,14 @@ class VersionHistory:
         async with self.db.session() as session:
             found = await kept.entries(session, kind.value, doc_id, after=position)
         last_writer: dict[str, uuid.UUID | None] = {}
-        for author, run in _runs(found):
-            before = cells(kind, doc_to_content(kind, doc))
-            with doc.transaction():
-                for entry in run:
-                    doc.apply_update(entry.data)
-            for change in diff_cells(before, cells(kind, doc_to_content(kind, doc))).changes:
-                last_writer[change.cell] = author
+        watcher = CellWatcher(kind, doc)
+        try:
+            for entry in found:
+                doc.apply_update(entry.data)
+                for cell in watcher.take():
+                    last_writer[cell] = entry.author_id
+        finally:
+            watcher.close()
         wanted = cells(kind, await self.live_content(kind, doc_id))
         for cell, author in last_writer.items():
             if author != person:
@@ -415,17 +440,6 @@ class VersionHistory:
         for handle in self._settle.values():
             handle.cancel()
         self._settle.clear()
-
-
-def _runs(found: list[kept.Entry]) -> list[tuple[uuid.UUID | None, list[kept.Entry]]]:
-    """Consecutive entries by one author, as ``(author, entries)``."""
-    runs: list[tuple[uuid.UUID | None, list[kept.Entry]]] = []
-    for entry in found:
-        if runs and runs[-1][0] == entry.author_id:
-            runs[-1][1].append(entry)
-        else:
-            runs.append((entry.author_id, [entry]))
-    return runs
 
 
 def parse_when(value: str) -> datetime:

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from music.changes import cells, content_of_cells, diff
+from pycrdt import Doc, Map
+
+from music.changes import CellWatcher, cells, content_of_cells, diff
 from music.kinds import DocKind
+from music.reading import doc_to_content
+from music.schema import step_key
+from music.writing import content_to_update
 
 LOOP: dict[str, Any] = {
     "name": "Loop",
@@ -105,3 +110,24 @@ def test_cells_round_trip_to_the_same_content() -> None:
 
 def test_derived_fields_are_not_cells() -> None:
     assert "field:totalBars" not in cells(DocKind.SONG, SONG)
+
+
+def test_the_cell_watcher_names_the_cells_an_update_touched() -> None:
+    source: Doc[Any] = Doc()
+    source.apply_update(content_to_update(DocKind.LOOP, LOOP))
+    replica: Doc[Any] = Doc()
+    replica.apply_update(source.get_update())
+    watcher = CellWatcher(DocKind.LOOP, replica)
+    try:
+        before = source.get_state()
+        snare = {"step": 8, "soundId": "drum-snare", "velocity": 0.8}
+        source.get("steps", type=Map)[step_key(snare)] = Map(snare)
+        source.get("chords", type=Map)["0"] = {"chord": "Am"}
+        source.get("meta", type=Map)["bpm"] = 99
+        replica.apply_update(source.get_update(before))
+        touched = watcher.take()
+        assert touched == {f"step:{step_key(snare)}", "chord:0", "field:bpm"}
+        assert touched <= set(cells(DocKind.LOOP, doc_to_content(DocKind.LOOP, replica)))
+        assert watcher.take() == set()
+    finally:
+        watcher.close()
