@@ -477,6 +477,7 @@ class Plan:
     procs: int
     py_spy: str | None = None
     scale_rooms: int | None = None
+    server_env: dict[str, str] = field(default_factory=dict)  # more settings for our servers
 
 
 async def scenario(
@@ -485,7 +486,7 @@ async def scenario(
     work = WORKLOADS[name]
     if name == "scale" and plan.scale_rooms is not None:
         work = replace(work, rooms=plan.scale_rooms, workers=min(work.workers or 1, plan.scale_rooms))
-    target = await start_target(target_name, work.rooms, pg, baseline)
+    target = await start_target(target_name, work.rooms, pg, baseline, plan.server_env)
     try:
         rss_before = proc_status_kb(target.pid, "VmRSS") or 0
         spy = plan.py_spy if is_ours(target_name) else None
@@ -603,6 +604,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"comma-separated of {tuple(WORKLOADS)} (default: all but scale)",
     )
     p.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for our servers (repeatable), e.g. SNAPSHOT_INTERVAL_SECONDS=60",
+    )
+    p.add_argument(
         "--scale-rooms",
         type=int,
         help="scale: rooms of 4 sockets (default 2,500: 10,000 sockets), for a machine that cannot hold it",
@@ -653,6 +661,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         procs=args.client_procs,
         py_spy=args.py_spy,
         scale_rooms=args.scale_rooms,
+        server_env=dict(pair.split("=", 1) for pair in args.server_env),
     )
 
 

@@ -145,6 +145,7 @@ def build_figure(report: dict[str, Any]) -> Any:
     err_ax.step(
         t, [s.get("disconnects", 0) for s in timeline], where="post", label="disconnects/s", color="purple"
     )
+    err_ax.set_ylim(0, max(1, *(s["errors"] for s in timeline), *(s.get("disconnects", 0) for s in timeline)))
     err_ax.set_ylabel("errors")
     err_ax.set_xlabel("seconds since start")
     err_ax.legend(loc="upper left", fontsize=8)

@@ -45,6 +45,12 @@ from storage.database import AnySelect, Database, Steps, run_steps
 from storage.kinds import RESOURCE_MODELS, document_model
 from storage.models import Collaborator, DocumentUpdate, Loop, Song, utcnow
 
+# The update log's Core table. A room's snapshot (every SNAPSHOT_INTERVAL_SECONDS while it is
+# edited) reads and trims the log through it, and locks the row through the document's table:
+# the same SQL without the ORM's statement compilation, which made a large share of a
+# snapshot's CPU under many quiet rooms (issue 31's S3, py-spy).
+_LOG = cast(Table, DocumentUpdate.__table__)
+
 # Key of the Postgres advisory lock that orders log appends (any fixed 64-bit value).
 _APPEND_LOCK_KEY = 0x6D705F646F636C67  # "mp_doclg"
 _SQLITE_INSERT = (
@@ -229,9 +235,9 @@ def lock_document_state(
     Postgres; on SQLite the caller's write transaction (``BEGIN IMMEDIATE``) already
     excludes every other writer. None if the row is gone.
     """
-    model = document_model(resource_type)
+    rows = cast(Table, document_model(resource_type).__table__).c  # Core columns: see _LOG
     row = (
-        yield select(model.doc_state, model.doc_log_position).where(model.id == resource_id).with_for_update()
+        yield select(rows.doc_state, rows.doc_log_position).where(rows.id == resource_id).with_for_update()
     ).one_or_none()
     if row is None:
         return None
@@ -370,11 +376,12 @@ def log_after(*, resource_type: str, resource_id: uuid.UUID, position: int) -> S
     """How many log entries one document has with id > ``position``, and the newest id
     (``position`` if none): what a snapshot checks against the entries its room holds."""
     document_model(resource_type)
+    log = _LOG.c  # Core columns: see _LOG
     count, newest = (
-        yield select(func.count(), func.max(DocumentUpdate.id)).where(
-            DocumentUpdate.resource_id == resource_id,
-            DocumentUpdate.resource_type == resource_type,
-            DocumentUpdate.id > position,
+        yield select(func.count(), func.max(log.id)).where(
+            log.resource_id == resource_id,
+            log.resource_type == resource_type,
+            log.id > position,
         )
     ).one()
     return int(count), position if newest is None else int(newest)
@@ -387,15 +394,12 @@ def trim_document_log(
     in), at most ``limit`` of them, the oldest first; how many. With a limit, call it until it
     deletes fewer."""
     document_model(resource_type)
-    folded = [
-        DocumentUpdate.resource_id == resource_id,
-        DocumentUpdate.resource_type == resource_type,
-        DocumentUpdate.id <= up_to,
-    ]
+    log = _LOG.c  # Core columns: see _LOG
+    folded = [log.resource_id == resource_id, log.resource_type == resource_type, log.id <= up_to]
     if limit is not None:
-        oldest = select(DocumentUpdate.id).where(*folded).order_by(DocumentUpdate.id).limit(limit)
-        folded = [DocumentUpdate.id.in_(oldest)]
-    deleted = yield delete(DocumentUpdate).where(*folded)
+        oldest = select(log.id).where(*folded).order_by(log.id).limit(limit)
+        folded = [log.id.in_(oldest)]
+    deleted = yield delete(_LOG).where(*folded)
     return int(cast(CursorResult[Any], deleted).rowcount)
 
 
@@ -477,6 +481,8 @@ def _snapshot_update(
     where = [model.id == resource_id, model.doc_log_position <= position]
     if only_if_no_state:
         where.append(model.doc_state.is_(None))
+    # The ORM entity, not its table: the ORM also updates a row object a caller's session
+    # holds (tests/storage: test_snapshot_updates_an_object_loaded_in_the_same_session).
     return update(model).where(*where).values(**columns, doc_state=bytes(state), doc_log_position=position)
 
 
