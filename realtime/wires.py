@@ -34,6 +34,11 @@ class Wires:
     def __bool__(self) -> bool:
         return bool(self._wires)
 
+    @property
+    def wires(self) -> tuple[RoomTransport, ...]:
+        """The wires attached, in order."""
+        return tuple(self._wires)
+
     def _wire_of(self, session: Session) -> RoomTransport:
         return session.wire if session.wire is not None else self._wires[0]
 

@@ -19,7 +19,9 @@ from socketio import packet as sio_packet
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from loadtest.client import CollabClient, namespace_for
+from realtime.wires import Wires
 from realtime.ysocketio import engineio_adapter
+from realtime.ysocketio.server import CollabSocketServer
 from rest.context import REST_CONTEXT
 from tests.helpers import eventually
 from tests.hostile.wire import RawSocket
@@ -107,8 +109,7 @@ async def test_a_silent_client_is_closed_by_the_ping_timeout(client: TestClient)
     """The driver's read loop has no timeout of its own (engineio's made a task and a
     wait_for per frame): a client that stops answering pings is closed by Engine.IO's ping
     timeout, and its WebSocket ends."""
-    sockets = client.app[REST_CONTEXT].documents.transport
-    engine = sockets.sio.eio  # type: ignore[attr-defined]
+    engine = socketio_wire(client).sio.eio
     engine.ping_interval, engine.ping_timeout = 0.2, 0.2
     url = client.make_url("/socket.io/?EIO=4&transport=websocket")
     async with aiohttp.ClientSession() as http, http.ws_connect(url, autoping=True) as ws:
@@ -125,8 +126,7 @@ async def test_a_silent_client_is_closed_by_the_ping_timeout(client: TestClient)
 
 
 async def test_a_session_ends_when_the_client_closes(client: TestClient) -> None:
-    sockets = client.app[REST_CONTEXT].documents.transport
-    engine = sockets.sio.eio  # type: ignore[attr-defined]
+    engine = socketio_wire(client).sio.eio
     url = client.make_url("/socket.io/?EIO=4&transport=websocket")
     async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
         assert (await ws.receive_str()).startswith("0{")
@@ -162,7 +162,7 @@ def test_every_send_queue_counts_its_bytes_and_overflows_past_the_bound() -> Non
 async def test_a_failing_handler_is_logged_once_with_its_traceback_then_the_socket_closed(
     client: TestClient, owner: dict[str, Any], loop: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    sio = client.app[REST_CONTEXT].documents.transport.sio  # type: ignore[attr-defined]
+    sio = socketio_wire(client).sio
 
     async def broken(namespace: str, sid: str, *args: Any) -> None:
         raise KeyError("a server bug")
@@ -179,3 +179,10 @@ async def test_a_failing_handler_is_logged_once_with_its_traceback_then_the_sock
     failures = [r for r in caplog.records if "a handler failed" in r.getMessage()]
     assert len(failures) == 1
     assert failures[0].exc_info is not None and isinstance(failures[0].exc_info[1], KeyError)
+
+
+def socketio_wire(client: TestClient) -> CollabSocketServer:
+    """The app's Socket.IO wire (one of the document service's wires)."""
+    transport = client.app[REST_CONTEXT].documents.transport
+    assert isinstance(transport, Wires)
+    return next(w for w in transport.wires if isinstance(w, CollabSocketServer))
