@@ -153,7 +153,10 @@ class VersionHistory:
         interval (editing goes on); otherwise one follows once editing settles."""
         key = (room.kind, room.doc_id)
         interval = self.policy.version_interval
-        if time.monotonic() - self._last_version.get(key, 0.0) >= interval:
+        now = time.monotonic()
+        # The first fold seen here starts the clock: a lone REST write makes its version once
+        # it settles, not in the middle of its request's work.
+        if now - self._last_version.setdefault(key, now) >= interval:
             self._spawn_version(room.kind, room.doc_id, min_age=interval)
         previous = self._settle.pop(key, None)
         if previous is not None:
@@ -168,10 +171,12 @@ class VersionHistory:
         if previous is not None:
             previous.cancel()
         self._spawn_version(room.kind, room.doc_id, min_age=0.0)
+        self._last_version.pop((room.kind, room.doc_id), None)  # the next fold starts anew
 
     def _settled(self, kind: DocKind, doc_id: uuid.UUID) -> None:
         self._settle.pop((kind, doc_id), None)
         self._spawn_version(kind, doc_id, min_age=0.0)
+        self._last_version.pop((kind, doc_id), None)  # bounded by the documents being edited
 
     def _spawn_version(self, kind: DocKind, doc_id: uuid.UUID, *, min_age: float) -> None:
         self._last_version[(kind, doc_id)] = time.monotonic()

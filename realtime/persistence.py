@@ -139,6 +139,7 @@ class RoomPersistence:
         else:
             doc.apply_update(found.state)
             room.stored_bytes = len(found.state)
+        room.folded_bytes = room.stored_bytes
         if found.updates:
             # One transaction for the whole log: half the cost of one per update (and far
             # cheaper than merge_updates, which grows superlinearly with the log).
@@ -148,8 +149,10 @@ class RoomPersistence:
             room.stored_bytes += sum(len(update) for _, update in found.updates)
             room.position = max(room.position, found.updates[-1][0])
         room.persisted_version = room.version
+        room.listing_changed = False  # the meta observer saw the document being built
         if found.updates:
             room.dirty_since = time.monotonic()  # fold the replayed log into a snapshot soon
+            room.listing_changed = True  # whatever the replayed entries changed
         return room
 
     def room_closed(self, room: Room) -> None:
@@ -261,6 +264,7 @@ class RoomPersistence:
             if room.closed:
                 return SnapshotOutcome.DELETED, None
             trim = _Trim(FOLD_TRIM_BATCH if self.db.dialect == "sqlite" else None)
+            room.listing_changed = False  # a change from here on is seen by the next snapshot
             try:
                 outcome, version, stored_bytes, row = await self.db.write_steps(
                     self._fold_log_into_row(room, returning_row=returning_row, trim=trim)
@@ -296,7 +300,7 @@ class RoomPersistence:
             if outcome is SnapshotOutcome.MERGED:
                 log.info("%s: the row had moved (another instance stored it); merged it", room.namespace)
             room.persisted_version = version
-            room.stored_bytes = stored_bytes
+            room.stored_bytes = room.folded_bytes = stored_bytes
             # The next periodic snapshot is due one interval after this one, even if edits
             # kept arriving meanwhile (otherwise sustained editing snapshots every tick).
             room.dirty_since = None if room.version == version else time.monotonic()

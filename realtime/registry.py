@@ -4,7 +4,14 @@ A document is loaded when the first caller asks for it, however many ask at once
 loads it once); it stays loaded while sockets are in it, and is unloaded once it has been
 empty for ``idle_seconds`` with everything stored. The maintenance tick, once a second at
 most, keeps presence up to date (heartbeats, expiry of silent instances), snapshots rooms
-that have been dirty for ``snapshot_interval``, and unloads idle ones.
+that are due, and unloads idle ones.
+
+A snapshot folds the update log into the document's row: durability never waits for it (every
+edit is in the log before it is relayed); it compacts the log and refreshes the columns
+listings read. A room is due ``snapshot_interval`` after its first unfolded edit when that
+edit changed what listings show (name, tempo, colour, length) or the log's tail has grown past
+``QUIET_TAIL_BYTES``; otherwise, in a quiet room of small edits, ``quiet_interval`` after it.
+Quiet rooms were most of the server's CPU in many-room workloads (bench/results/2026-12-07-s3-profile.md).
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ from realtime.rooms import Room, RoomKey, RoomTransport
 from realtime.wires import Wires
 
 log = logging.getLogger(__name__)
+# Past this much unfolded log, a room is folded at the regular interval: a cold open replays
+# the tail, and the document-size bound counts it.
+QUIET_TAIL_BYTES = 64 * 1024
 
 
 class RoomRegistry:
@@ -36,9 +46,11 @@ class RoomRegistry:
         presence: ClusterPresence[Room],
         *,
         snapshot_interval: float,
+        quiet_interval: float,
         idle_seconds: float,
     ) -> None:
         self.snapshot_interval = snapshot_interval
+        self.quiet_interval = max(quiet_interval, snapshot_interval)
         self.idle_seconds = idle_seconds
         self._persistence = persistence
         self._relay = relay
@@ -136,6 +148,16 @@ class RoomRegistry:
 
     # --- maintenance ----------------------------------------------------------------
 
+    def _snapshot_due(self, room: Room, now: float) -> bool:
+        if room.dirty_since is None:
+            return False
+        waited = now - room.dirty_since
+        if waited >= self.quiet_interval:
+            return True
+        return waited >= self.snapshot_interval and (
+            room.listing_changed or room.unfolded_bytes() >= QUIET_TAIL_BYTES
+        )
+
     async def _maintain(self) -> None:
         """Presence upkeep, periodic snapshots of dirty rooms, unloading of idle ones. Logs
         and keeps going."""
@@ -150,7 +172,7 @@ class RoomRegistry:
                 except Exception:
                     log.exception("presence upkeep of %s failed; will retry", room.namespace)
                 try:
-                    if room.dirty_since is not None and now - room.dirty_since >= self.snapshot_interval:
+                    if self._snapshot_due(room, now):
                         await self._persistence.snapshot(room)
                     if (
                         not room.sessions

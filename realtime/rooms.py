@@ -147,6 +147,11 @@ class Room:
     version: int = 0
     persisted_version: int = 0
     dirty_since: float | None = None
+    # What the last snapshot stored (``stored_bytes`` then): the log's tail is the rest.
+    folded_bytes: int = 0
+    # Since the last snapshot, something listings show (name, tempo, colour, length: the
+    # meta map) changed, so the row's columns are worth refreshing at the regular interval.
+    listing_changed: bool = False
     empty_since: float | None = None
     last_edit_at: float | None = None  # wall-clock time of the last edit made while loaded
     snapshot_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -175,6 +180,7 @@ class Room:
         self._touched_subscriptions: list[Any] = []
         self._reader: ContentReader | None = None  # made on the first read
         self._subscription = self.doc.observe(self._on_transaction)
+        self._meta_subscription = self._observe_meta()
 
     # --- the document ---------------------------------------------------------------
 
@@ -182,6 +188,16 @@ class Room:
         self._delta = event.update
         self.version += 1
         self._forget_encodings()
+
+    def _observe_meta(self) -> Any:
+        return self.doc.get(META, type=Map).observe(self._on_meta)
+
+    def _on_meta(self, _event: object) -> None:
+        self.listing_changed = True
+
+    def unfolded_bytes(self) -> int:
+        """How much of the document is in the update log's tail, not yet in the row."""
+        return self.stored_bytes - self.folded_bytes
 
     def _forget_encodings(self) -> None:
         """Drop what was derived from the document as it was (it changed)."""
@@ -235,6 +251,7 @@ class Room:
                     doc.apply_update(update)
         self.doc = doc
         self._subscription = doc.observe(self._on_transaction)
+        self._meta_subscription = self._observe_meta()
         self._observe_touched()
         if self._reader is not None:
             self._reader.rebind(doc)  # its cache still holds for every entry it is not re-reading

@@ -55,8 +55,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RealtimeLimits:
-    """Bounds and timings of live documents. The first ten are settings of the same name (no
-    defaults here: the composition root builds them from ``Settings``, tests too)."""
+    """Bounds and timings of live documents. Those without a default are settings of the same
+    name (their defaults are the settings': the composition root builds them from ``Settings``,
+    tests too)."""
 
     max_update_bytes: int
     max_document_bytes: int
@@ -64,16 +65,17 @@ class RealtimeLimits:
     max_connections_per_user: int
     max_messages_per_second: int
     snapshot_interval: float
+    snapshot_quiet_interval: float
     room_idle_seconds: float
     presence_timeout: float  # a silent instance's members and cursors vanish after it
     read_cache_ttl: float
     socket_connect_timeout: float  # seconds an Engine.IO session may go without a namespace
+    # The version history (see realtime/history.py).
+    history_version_interval_seconds: float
+    history_retention_days: int
+    history_max_versions: int
     awareness_interval: float = 0.05  # at most one awareness message a client per this, on the bus
     presence_roll_call: float = 0.2  # how long REST presence waits for other instances' answers
-    # The version history (settings of the same name; see realtime/history.py).
-    history_version_interval_seconds: float = 300.0
-    history_retention_days: int = 30
-    history_max_versions: int = 200
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class DocumentService:
             self.relay,
             self.cluster_presence,
             snapshot_interval=limits.snapshot_interval,
+            quiet_interval=limits.snapshot_quiet_interval,
             idle_seconds=limits.room_idle_seconds,
         )
         self.access = AccessControl(db, self.bus, self.registry, self.cluster_presence)

@@ -261,6 +261,14 @@ class Settings:
         LIVE,
         "how often a document being edited is folded from the update log into its row",
     )
+    snapshot_quiet_interval: float = setting(
+        "SNAPSHOT_QUIET_INTERVAL_SECONDS",
+        60.0,
+        seconds,
+        LIVE,
+        "how often instead when its edits since the last fold are small and left what listings show"
+        " (name, tempo, colour, length) unchanged",
+    )
     room_idle_seconds: float = setting(
         "ROOM_IDLE_SECONDS", 30.0, seconds, LIVE, "how long a document nobody is connected to stays in memory"
     )

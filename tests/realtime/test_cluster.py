@@ -369,7 +369,8 @@ async def test_an_edit_the_database_refuses_is_retried_until_durable_never_half_
 async def test_sustained_editing_snapshots_once_per_interval(database_url: str) -> None:
     doc_id = await new_loop(database_url)
     interval = 0.6
-    limits = realtime_limits(Settings(snapshot_interval=interval))
+    # Small edits of a non-listing field: the quiet cadence, here the same interval.
+    limits = realtime_limits(Settings(snapshot_interval=interval, snapshot_quiet_interval=interval))
     async with instance(database_url, None, limits=limits) as a:
         room, alice = await a.join(doc_id, "alice")
         started = time.monotonic()

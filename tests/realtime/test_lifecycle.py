@@ -12,6 +12,7 @@ from pycrdt import Map
 from loadtest.client import CollabClient
 from music.kinds import DocKind
 from music.reading import loop_doc_to_content
+from music.schema import STEPS, step_key
 from rest.context import REST_CONTEXT
 from settings import Settings
 from storage import document_store as stored
@@ -22,7 +23,15 @@ from tests.realtime.conftest import ClientFactory
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     # The join storm opens 25 sockets with one account.
-    return settings.replace(snapshot_interval=0.3, room_idle_seconds=0.5, max_connections_per_user=32)
+    return settings.replace(
+        snapshot_interval=0.3,
+        snapshot_quiet_interval=QUIET_INTERVAL,
+        room_idle_seconds=0.5,
+        max_connections_per_user=32,
+    )
+
+
+QUIET_INTERVAL = 5.0
 
 
 async def test_join_storm_loads_and_encodes_once(
@@ -74,6 +83,40 @@ async def test_snapshots_fold_the_log_and_idle_rooms_unload(
     await eventually(lambda: ctx.documents.loaded(DocKind.LOOP, doc_id) is None, timeout=5)
     got = await (await client.get(f"/api/loops/{loop['id']}", headers=bearer(owner["token"]))).json()
     assert got["name"] == "Snapshotted"
+
+
+async def test_a_quiet_room_of_small_edits_is_folded_later_than_a_renamed_one(
+    client: TestClient, connect: ClientFactory, owner: dict[str, Any], loop: dict[str, Any]
+) -> None:
+    import time
+    import uuid
+
+    ctx = client.app[REST_CONTEXT]
+    key = (DocKind.LOOP, uuid.UUID(loop["id"]))
+    snapshots = ctx.documents.persistence.snapshots
+
+    def folds() -> int:
+        return sum(1 for room_key, _, _ in snapshots if room_key == key)
+
+    c = await connect(loop["id"], token=owner["token"])
+    await asyncio.sleep(1.0)  # the join's own folds, if any, are done
+    before = folds()
+    step = {"step": 3, "soundId": "drum-kick", "velocity": 0.8}
+    c.doc.get(STEPS, type=Map)[step_key(step)] = Map(step)
+    edited = time.monotonic()
+    # Only a sequencer cell changed, and little: the regular interval (0.3 s) passes unfolded.
+    await asyncio.sleep(2.0)
+    assert folds() == before
+    await eventually(lambda: folds() > before, timeout=QUIET_INTERVAL + 10)
+    assert time.monotonic() - edited >= QUIET_INTERVAL - 0.5
+    # A rename changes what listings show: folded at the regular interval.
+    before = folds()
+    c.doc.get("meta", type=Map)["name"] = "Renamed"
+    renamed = time.monotonic()
+    await eventually(lambda: folds() > before, timeout=QUIET_INTERVAL + 10)
+    assert time.monotonic() - renamed < QUIET_INTERVAL - 1.0
+    row = await (await client.get(f"/api/loops/{loop['id']}", headers=bearer(owner["token"]))).json()
+    assert row["name"] == "Renamed" and len(row["iconSequence"]) >= 1
 
 
 async def test_row_without_crdt_state_gets_its_first_update_once(

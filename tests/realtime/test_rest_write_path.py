@@ -67,10 +67,13 @@ class TransactionLog:
 
     def since(self, start: int) -> list[list[str]]:
         """Transactions ended since ``start``, except the share-expiry watcher's look at the
-        share links (once a second while any room is loaded, whatever the request)."""
+        share links (once a second while any room is loaded, whatever the request) and the
+        events subsystem's own work (``events/``: its dispatcher's polls, and the debounced
+        ``content_changed`` event, written beside the document path, at most once per document
+        per window, and recovered from the update log if lost: docs/events.md)."""
         with self._lock:
             ended = self.transactions[start:]
-        return [t for t in ended if not _only_reads_share_links(t)]
+        return [t for t in ended if not _only_reads_share_links(t) and not _only_events_out(t)]
 
     def mark(self) -> int:
         with self._lock:
@@ -82,6 +85,24 @@ def _only_reads_share_links(transaction: list[str]) -> bool:
         s for s in transaction if s.split(None, 1)[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK", "END")
     ]
     return bool(body) and all(s.lstrip().upper().startswith("SELECT") and "shared_links" in s for s in body)
+
+
+EVENTS_TABLES = (
+    "event_outbox",
+    "notifications",
+    "notification_settings",
+    "webhook_endpoints",
+    "webhook_deliveries",
+)
+
+
+def _only_events_out(transaction: list[str]) -> bool:
+    body = [
+        s for s in transaction if s.split(None, 1)[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK", "END")
+    ]
+    writes = [s for s in body if not s.lstrip().upper().startswith("SELECT")]
+    about_events = [s for s in body if any(table in s for table in EVENTS_TABLES)]
+    return bool(about_events) and all(any(table in s for table in EVENTS_TABLES) for s in writes)
 
 
 @pytest.fixture
