@@ -1,6 +1,7 @@
 """Events out with real server processes: a SIGKILL between the change and the delivery loses
-nothing; two instances on one Postgres deliver each event once; the inbox works across
-instances (REST on one, the live socket on the other)."""
+nothing (an edit whose content event was never written included: it is told from the update
+log); two instances on one Postgres deliver each event once; the inbox works across instances
+(REST on one, the live socket on the other)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from typing import Any
 import pytest
 import requests
 import socketio
+from pycrdt import Doc
+from sqlalchemy import func, select
 
+from music.kinds import DocKind
+from music.writing import apply_content
+from storage.database import Database
+from storage.document_store import append_updates
+from storage.models import Loop, OutboxEvent
 from tests.conftest import TEST_SECRET, _truncate_postgres
 from tests.events.receiver import Receiver
 from tests.helpers import LOOP, eventually
@@ -30,9 +38,9 @@ FAST_EVENTS = {
 }
 
 
-def add_endpoint(env: dict[str, str], url: str) -> tuple[str, str]:
-    """``musicplayground webhooks add``: the endpoint's id and secret."""
-    done = run_cli("webhooks", "add", url, env=env)
+def add_endpoint(env: dict[str, str], url: str, *kinds: str) -> tuple[str, str]:
+    """``musicplayground webhooks add`` (of ``kinds``; none: all): the endpoint's id and secret."""
+    done = run_cli("webhooks", "add", url, *(f"--event={k}" for k in kinds), env=env)
     assert done.returncode == 0, done.stderr
     fields = dict(line.split(": ", 1) for line in done.stdout.strip().splitlines())
     return fields["id"], fields["secret"]
@@ -184,5 +192,80 @@ def test_notifications_across_two_instances(cluster_env: dict[str, str], tmp_pat
             assert done == {"marked": 1}
             inbox = await http_json("GET", f"{one.url}/api/notifications", headers=owner["headers"])
             assert inbox["unreadCount"] == 0
+
+    asyncio.run(run())
+
+
+# --- content events told from the update log -----------------------------------------------
+
+CONTENT = "loop.content_changed"
+
+
+def content_events(receiver: Receiver, secret: str, loop_id: str) -> list[dict[str, Any]]:
+    return [e for e in receiver.events(secret=secret) if e["data"]["loop"]["id"] == loop_id]
+
+
+async def edit_into_the_log(database_url: str, loop_id: str, author: str, bpm: int) -> None:
+    """A REST edit as the server commits it to the update log (the document's state, changed,
+    appended with its author), written while no server runs: its event was never written."""
+    async with Database(database_url) as db:
+        async with db.session() as session:
+            state = await session.scalar(select(Loop.doc_state).where(Loop.id == uuid.UUID(loop_id)))
+        assert state is not None
+        doc: Doc[Any] = Doc()
+        doc.apply_update(state)
+        before = doc.get_state()
+        apply_content(DocKind.LOOP, doc, {"bpm": bpm}, fields={"bpm"})
+        async with db.write_session() as session:
+            await append_updates(
+                session, [("loop", uuid.UUID(loop_id), doc.get_update(before), uuid.UUID(author))]
+            )
+        async with db.session() as session:
+            written = await session.scalar(
+                select(func.count()).select_from(OutboxEvent).where(OutboxEvent.kind == CONTENT)
+            )
+        assert written == 1  # the live edit's only
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_env(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, str], str]:
+    """The servers' environment and the database's URL, on each database."""
+    if request.param == "sqlite":
+        data = tmp_path / "data"
+        env = {**FAST_EVENTS, "DATA_DIR": str(data), "SECRET_KEY": TEST_SECRET}
+        return env, f"sqlite+aiosqlite:///{data / 'musicplayground.sqlite3'}"
+    env = request.getfixturevalue("cluster_env")
+    return {**env, "DATA_DIR": str(tmp_path / "data")}, env["DATABASE_URL"]
+
+
+def test_an_edit_whose_event_was_never_written_is_told_after_a_restart(
+    database_env: tuple[dict[str, str], str], tmp_path: Path
+) -> None:
+    env, database_url = database_env
+    env = {**env, "CONTENT_EVENT_DEBOUNCE_SECONDS": "1"}
+
+    async def run() -> None:
+        receiver = await Receiver().up()
+        try:
+            with ServerProcess(env, log_path=tmp_path / "server1.log") as server:
+                _endpoint_id, secret = add_endpoint(env, receiver.url, CONTENT)
+                owner = account(server.url)
+                told, lost = new_loop(server.url, owner), new_loop(server.url, owner)
+                await http_json(
+                    "PATCH", f"{server.url}/api/loops/{told}", json={"bpm": 99}, headers=owner["headers"]
+                )
+                await eventually(lambda: content_events(receiver, secret, told), timeout=15)
+            await edit_into_the_log(database_url, lost, owner["id"], bpm=141)
+            with ServerProcess(env, log_path=tmp_path / "server2.log") as again:
+                await eventually(lambda: content_events(receiver, secret, lost), timeout=30)
+                await asyncio.sleep(2.5)  # two more recovery passes: nothing told twice
+                fresh = await http_json("GET", f"{again.url}/api/loops/{lost}", headers=owner["headers"])
+                assert fresh["bpm"] == 141  # the logged edit is the document's
+            [recovered] = content_events(receiver, secret, lost)
+            assert recovered["data"]["editorIds"] == [owner["id"]]
+            assert len(content_events(receiver, secret, told)) == 1  # its live event only
+            assert {e["type"] for e in receiver.events()} == {CONTENT}
+        finally:
+            await receiver.down()
 
     asyncio.run(run())
