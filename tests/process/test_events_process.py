@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import requests
 import socketio
@@ -265,6 +266,59 @@ def test_an_edit_whose_event_was_never_written_is_told_after_a_restart(
             assert recovered["data"]["editorIds"] == [owner["id"]]
             assert len(content_events(receiver, secret, told)) == 1  # its live event only
             assert {e["type"] for e in receiver.events()} == {CONTENT}
+        finally:
+            await receiver.down()
+
+    asyncio.run(run())
+
+
+def test_sigkill_after_an_edit_before_its_event_is_written(
+    cluster_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Postgres: the outbox is locked by the test, so the edit is committed and answered while
+    its event waits; the server is then killed. Two instances come back: one event, once."""
+    env = {**cluster_env, "CONTENT_EVENT_DEBOUNCE_SECONDS": "1"}
+    plain_url = env["DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    async def run() -> None:
+        receiver = await Receiver().up()
+        try:
+            server = ServerProcess(
+                {**env, "DATA_DIR": str(tmp_path / "data")}, log_path=tmp_path / "server.log"
+            )
+            server.start()
+            try:
+                _endpoint_id, secret = add_endpoint(env, receiver.url, CONTENT)
+                owner = account(server.url)
+                loop_id = new_loop(server.url, owner)
+                holder = await asyncpg.connect(plain_url)
+                try:
+                    async with holder.transaction():
+                        await holder.execute("LOCK TABLE event_outbox IN EXCLUSIVE MODE")
+                        await http_json(
+                            "PATCH",
+                            f"{server.url}/api/loops/{loop_id}",
+                            json={"bpm": 77},
+                            headers=owner["headers"],
+                        )
+                        assert server.kill() == -9  # right after the edit was answered
+                        written = await holder.fetchval(
+                            "SELECT count(*) FROM event_outbox WHERE kind = $1", CONTENT
+                        )
+                        assert written == 0  # the live path never wrote it
+                finally:
+                    await holder.close()
+            finally:
+                if server.proc is not None and server.proc.poll() is None:
+                    server.kill()
+            with instances(env, tmp_path) as (one, _two):
+                await eventually(lambda: content_events(receiver, secret, loop_id), timeout=30)
+                await asyncio.sleep(2.5)  # more recovery passes on both: nothing told twice
+                fresh = await http_json("GET", f"{one.url}/api/loops/{loop_id}", headers=owner["headers"])
+                assert fresh["bpm"] == 77
+            [event] = content_events(receiver, secret, loop_id)
+            assert event["data"]["editorIds"] == [owner["id"]]
+            assert len(receiver.received) == 1
         finally:
             await receiver.down()
 
