@@ -4,7 +4,8 @@ which kinds each user turned off.
 An event of a grouped kind (comments, forks) joins the recipient's unread entry for the same
 kind and document, counting up, so twenty comments on one loop are one entry. Nobody is
 notified of their own action, nor about a document they cannot read; and an entry stops being
-listed when its document is deleted, hidden by a moderator, or no longer readable by them.
+listed when its document is deleted, hidden by a moderator, or no longer readable by them, or
+when the comment it names was hidden by a moderator.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, String, and_, cast, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from events.catalogue import BY_NAME, Audience
@@ -221,11 +222,27 @@ def _readable(user_id: uuid.UUID) -> ColumnElement[bool]:
             ),
         )
 
-    return or_(
-        Notification.resource_id.is_(None),
-        Notification.resource_type.not_in(("loop", "song")),
-        document_readable(Loop, "loop"),
-        document_readable(Song, "song"),
+    return and_(
+        or_(
+            Notification.resource_id.is_(None),
+            Notification.resource_type.not_in(("loop", "song")),
+            document_readable(Loop, "loop"),
+            document_readable(Song, "song"),
+        ),
+        ~_names_a_hidden_comment(),
+    )
+
+
+def _names_a_hidden_comment() -> ColumnElement[bool]:
+    """SQL: the entry's event names a comment (``data.comment.id``) a moderator has hidden since.
+
+    Compared as text without dashes, the one form both databases give (SQLite keeps a UUID as
+    32 hex digits, Postgres prints it with dashes); few comments are hidden, so it is cheap.
+    """
+    named = Notification.data[("comment", "id")].as_string()
+    return exists().where(
+        Comment.hidden_at.is_not(None),
+        func.replace(cast(Comment.id, String), "-", "") == func.replace(named, "-", ""),
     )
 
 
