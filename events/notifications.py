@@ -16,7 +16,7 @@ import json
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, String, and_, cast, exists, func, or_, select, update
@@ -72,10 +72,17 @@ def as_json(n: Notification) -> dict[str, Any]:
         "resource": {"type": n.resource_type, "id": str(n.resource_id)} if n.resource_id else None,
         "data": n.data,
         "eventId": str(n.event_id),
-        "createdAt": n.created_at.isoformat(),
-        "updatedAt": n.updated_at.isoformat(),
+        "createdAt": _utc_text(n.created_at),
+        "updatedAt": _utc_text(n.updated_at),
         "read": n.read_at is not None,
     }
+
+
+def _utc_text(when: datetime) -> str:
+    """As the REST routes write a time (``2026-12-07T15:19:24.892233Z``), so a live push and
+    ``GET /api/notifications`` give an entry alike (SQLite hands back naive UTC times)."""
+    aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # --- fan-out --------------------------------------------------------------------------------
