@@ -262,6 +262,8 @@ def test_an_edit_whose_event_was_never_written_is_told_after_a_restart(
                 await asyncio.sleep(2.5)  # two more recovery passes: nothing told twice
                 fresh = await http_json("GET", f"{again.url}/api/loops/{lost}", headers=owner["headers"])
                 assert fresh["bpm"] == 141  # the logged edit is the document's
+                metrics = await asyncio.to_thread(requests.get, f"{again.url}/metrics", timeout=5)
+                assert "musicplayground_content_events_recovered_total 1.0" in metrics.text
             [recovered] = content_events(receiver, secret, lost)
             assert recovered["data"]["editorIds"] == [owner["id"]]
             assert len(content_events(receiver, secret, told)) == 1  # its live event only
