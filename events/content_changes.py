@@ -2,10 +2,13 @@
 (``CONTENT_EVENT_DEBOUNCE_SECONDS``), naming everyone who edited in it.
 
 The first edit of a document in a window writes the event at once (right after the edit is
-applied, in its own transaction, not the update log's group commit), due at the window's
-end; a new editor in the same window adds their id to it. Windows are aligned on the clock
-and the row is keyed by document and window (``coalesce_key``), so two instances editing one
-document fill one event. Nothing is written for an editor already recorded in the window.
+applied, in its own transaction, not the update log's group commit, so the live edit path
+never waits for it), due at the window's end; a new editor in the same window adds their id
+to it. Windows are aligned on the clock and the row is keyed by document and window
+(``coalesce_key``), so two instances editing one document fill one event. Nothing is written
+for an editor already recorded in the window. An event lost because the server died between
+the edit's commit and this write is written later from the update log
+(:mod:`events.content_recovery`), under the same key.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from events.outbox import document_ref
 from music.kinds import DocKind
@@ -96,32 +100,55 @@ class ContentChanges:
 
     async def _write(self, key: tuple[DocKind, uuid.UUID, int], editors: set[uuid.UUID | None]) -> None:
         kind, doc_id, window = key
-        coalesce_key = f"{kind.value}.content_changed:{doc_id}:{window}"
-        named = sorted(str(e) for e in editors if e is not None)
         async with self.db.write_session() as session:
-            row = await session.scalar(
-                select(OutboxEvent).where(OutboxEvent.coalesce_key == coalesce_key).with_for_update()
-            )
-            if row is not None:
-                if row.dispatched_at is None:
-                    merged = sorted(set(row.data.get("editorIds", [])) | set(named))
-                    row.data = {**row.data, "editorIds": merged}
-                return
-            document: Loop | Song | None = await session.get(document_model(kind.value), doc_id)  # type: ignore[assignment]
-            if document is None:
-                return  # deleted meanwhile
-            now = datetime.now(UTC)
-            session.add(
-                OutboxEvent(
-                    id=uuid.uuid4(),
-                    kind=f"{kind.value}.content_changed",
-                    occurred_at=now,
-                    actor_id=uuid.UUID(named[0]) if named else None,
-                    resource_type=kind.value,
-                    resource_id=doc_id,
-                    data={kind.value: document_ref(document), "editorIds": named},
-                    coalesce_key=coalesce_key,
-                    available_at=datetime.fromtimestamp((window + 1) * self.window, UTC),
-                )
-            )
-        self.written += 1
+            if await write_content_event(
+                session, kind, doc_id, window, self.window, editors, occurred_at=datetime.now(UTC)
+            ):
+                self.written += 1
+
+
+def coalesce_key(kind: DocKind, doc_id: uuid.UUID, window: int) -> str:
+    """The outbox key of ``doc_id``'s content event for the ``window``-th window."""
+    return f"{kind.value}.content_changed:{doc_id}:{window}"
+
+
+async def write_content_event(
+    session: AsyncSession,
+    kind: DocKind,
+    doc_id: uuid.UUID,
+    window: int,
+    window_seconds: float,
+    editors: set[uuid.UUID | None],
+    *,
+    occurred_at: datetime,
+) -> bool:
+    """Add ``editors`` to the document's event for ``window`` (still undispatched), or write it,
+    due at the window's end; whether a row was inserted. Raises IntegrityError when another
+    transaction inserted it meanwhile (then call again: it updates)."""
+    key = coalesce_key(kind, doc_id, window)
+    named = sorted(str(e) for e in editors if e is not None)
+    row = await session.scalar(select(OutboxEvent).where(OutboxEvent.coalesce_key == key).with_for_update())
+    if row is not None:
+        if row.dispatched_at is None:
+            merged = sorted(set(row.data.get("editorIds", [])) | set(named))
+            if merged != row.data.get("editorIds"):
+                row.data = {**row.data, "editorIds": merged}
+        return False
+    document: Loop | Song | None = await session.get(document_model(kind.value), doc_id)  # type: ignore[assignment]
+    if document is None:
+        return False  # deleted meanwhile
+    session.add(
+        OutboxEvent(
+            id=uuid.uuid4(),
+            kind=f"{kind.value}.content_changed",
+            occurred_at=occurred_at,
+            actor_id=uuid.UUID(named[0]) if named else None,
+            resource_type=kind.value,
+            resource_id=doc_id,
+            data={kind.value: document_ref(document), "editorIds": named},
+            coalesce_key=key,
+            available_at=datetime.fromtimestamp((window + 1) * window_seconds, UTC),
+        )
+    )
+    await session.flush()  # a concurrent insert shows here, as IntegrityError
+    return True

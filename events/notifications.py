@@ -4,7 +4,8 @@ which kinds each user turned off.
 An event of a grouped kind (comments, forks) joins the recipient's unread entry for the same
 kind and document, counting up, so twenty comments on one loop are one entry. Nobody is
 notified of their own action, nor about a document they cannot read; and an entry stops being
-listed when its document is deleted, hidden by a moderator, or no longer readable by them.
+listed when its document is deleted, hidden by a moderator, or no longer readable by them, or
+when the comment it names was hidden by a moderator.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import json
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, String, and_, cast, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from events.catalogue import BY_NAME, Audience
@@ -71,10 +72,17 @@ def as_json(n: Notification) -> dict[str, Any]:
         "resource": {"type": n.resource_type, "id": str(n.resource_id)} if n.resource_id else None,
         "data": n.data,
         "eventId": str(n.event_id),
-        "createdAt": n.created_at.isoformat(),
-        "updatedAt": n.updated_at.isoformat(),
+        "createdAt": _utc_text(n.created_at),
+        "updatedAt": _utc_text(n.updated_at),
         "read": n.read_at is not None,
     }
+
+
+def _utc_text(when: datetime) -> str:
+    """As the REST routes write a time (``2026-12-07T15:19:24.892233Z``), so a live push and
+    ``GET /api/notifications`` give an entry alike (SQLite hands back naive UTC times)."""
+    aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # --- fan-out --------------------------------------------------------------------------------
@@ -221,11 +229,27 @@ def _readable(user_id: uuid.UUID) -> ColumnElement[bool]:
             ),
         )
 
-    return or_(
-        Notification.resource_id.is_(None),
-        Notification.resource_type.not_in(("loop", "song")),
-        document_readable(Loop, "loop"),
-        document_readable(Song, "song"),
+    return and_(
+        or_(
+            Notification.resource_id.is_(None),
+            Notification.resource_type.not_in(("loop", "song")),
+            document_readable(Loop, "loop"),
+            document_readable(Song, "song"),
+        ),
+        ~_names_a_hidden_comment(),
+    )
+
+
+def _names_a_hidden_comment() -> ColumnElement[bool]:
+    """SQL: the entry's event names a comment (``data.comment.id``) a moderator has hidden since.
+
+    Compared as text without dashes, the one form both databases give (SQLite keeps a UUID as
+    32 hex digits, Postgres prints it with dashes); few comments are hidden, so it is cheap.
+    """
+    named = Notification.data[("comment", "id")].as_string()
+    return exists().where(
+        Comment.hidden_at.is_not(None),
+        func.replace(cast(Comment.id, String), "-", "") == func.replace(named, "-", ""),
     )
 
 

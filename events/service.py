@@ -1,5 +1,6 @@
-"""Events out, assembled: the content-edit debouncer, the webhook sender, the live inbox and
-the dispatcher, started and stopped together (``async with``)."""
+"""Events out, assembled: the content-edit debouncer and its recovery from the update log,
+the webhook sender, the live inbox and the dispatcher, started and stopped together
+(``async with``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import socketio
 
 from bus import Bus
 from events.content_changes import ContentChanges
+from events.content_recovery import ContentRecovery
 from events.dispatcher import Dispatcher
 from events.inbox_sockets import InboxSockets
 from events.webhook_urls import UrlRules
@@ -23,6 +25,7 @@ from storage.database import Database
 class EventsConfig:
     poll_interval: float
     content_debounce: float
+    content_lookback: float  # no further than the events kept (a pruned event is not missing)
     retention_days: int
     retry_schedule: tuple[float, ...]
     webhook_timeout: float
@@ -43,6 +46,7 @@ class EventsOut:
         channel_prefix: str,
     ) -> None:
         self.content = ContentChanges(db, window=config.content_debounce)
+        self.recovery = ContentRecovery(db, window=config.content_debounce, lookback=config.content_lookback)
         self.sender = WebhookSender(
             db,
             rules=config.rules,
@@ -68,6 +72,7 @@ class EventsOut:
             await stack.enter_async_context(self.sender)
             await stack.enter_async_context(self.dispatcher)
             await stack.enter_async_context(self.content)
+            await stack.enter_async_context(self.recovery)
             self._stack = stack.pop_all()
         return self
 

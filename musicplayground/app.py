@@ -224,6 +224,7 @@ def events_config(settings: Settings) -> EventsConfig:
     return EventsConfig(
         poll_interval=settings.events_poll_interval,
         content_debounce=settings.content_event_debounce,
+        content_lookback=min(settings.content_event_lookback, settings.events_retention_days * 86400.0),
         retention_days=settings.events_retention_days,
         retry_schedule=settings.webhook_retry_schedule,
         webhook_timeout=settings.webhook_timeout,

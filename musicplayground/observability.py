@@ -211,6 +211,11 @@ class ComponentCollector(Collector):
             f"{PREFIX}_events_dispatched", "Events fanned out by this instance", dispatcher.dispatched
         )
         yield CounterMetricFamily(
+            f"{PREFIX}_content_events_recovered",
+            "Content events written from the update log because the live path had not (a crash)",
+            events.recovery.recovered,
+        )
+        yield CounterMetricFamily(
             f"{PREFIX}_notifications_written",
             "In-app notifications written or counted up",
             dispatcher.notified,

@@ -1,5 +1,6 @@
 """The AsyncAPI document of the live wire (``/api/asyncapi.json``): what a Socket.IO client of a
-loop or song sends and receives (docs/realtime.md tells the same in prose).
+loop or song sends and receives (docs/realtime.md tells the same in prose), and the live inbox
+(the ``/notifications`` namespace, docs/events.md).
 
 AsyncAPI 3.0 describes the application, so ``send`` operations are the server's events (a
 client receives them) and ``receive`` operations are what a client may send. Socket.IO
@@ -17,10 +18,12 @@ from urllib.parse import urlsplit
 
 from pydantic.json_schema import models_json_schema
 
+from events import inbox_sockets
 from identity.errors import ExpiredToken, InvalidToken
 from realtime.errors import MEANINGS, ErrorCode
 from realtime.ywebsocket.close_codes import MEANINGS as CLOSE_MEANINGS
 from rest.community_schemas import CommentPublic
+from rest.event_schemas import NotificationPublic
 from rest.schemas import PresenceMember
 
 BINARY: Final = {"type": "string", "format": "binary"}
@@ -190,10 +193,49 @@ YWS_CLIENT_SENDS: Final = (
 )
 
 
+# The live inbox: the server only sends; a refused handshake is a ``connect_error``.
+INBOX_REFUSALS: Final = {
+    "sign in first": "no auth {token}",
+    "invalid token": "data.code token_expired or invalid_token: refresh the token or sign in again",
+}
+
+
+def _inbox(messages: dict[str, Any], channels: dict[str, Any], operations: dict[str, Any]) -> None:
+    """The ``/notifications`` namespace: its one message, channel and operation."""
+    messages["notification"] = {
+        "name": inbox_sockets.EVENT,
+        "summary": "A new or updated entry of your inbox (as GET /api/notifications lists it), "
+        "from whichever instance wrote it",
+        "payload": {"$ref": "#/components/schemas/NotificationPublic"},
+    }
+    channels["notifications"] = {
+        "address": inbox_sockets.NAMESPACE,
+        "servers": [{"$ref": "#/servers/api"}],
+        "title": "Your live inbox",
+        "description": "The Socket.IO namespace of the signed-in user's notifications "
+        "(docs/events.md). Engine.IO path /socket.io, WebSocket transport only",
+        "messages": {"notification": {"$ref": "#/components/messages/notification"}},
+        "x-socketio-handshake": {
+            "auth": {"$ref": "#/components/schemas/InboxAuth"},
+            "refusals": INBOX_REFUSALS,
+            "refusalData": _object({"code": {"type": "string", "enum": list(TOKEN_REFUSAL_CODES)}}),
+        },
+    }
+    operations["notificationsSendNotification"] = {
+        "action": "send",
+        "channel": {"$ref": "#/channels/notifications"},
+        "messages": [{"$ref": "#/channels/notifications/messages/notification"}],
+    }
+
+
 def build_asyncapi(*, version: str, server_url: str) -> dict[str, Any]:
     """The AsyncAPI 3.0 document of the live wire of the server at ``server_url``."""
     _, schema = models_json_schema(
-        [(PresenceMember, "serialization"), (CommentPublic, "serialization")],
+        [
+            (PresenceMember, "serialization"),
+            (CommentPublic, "serialization"),
+            (NotificationPublic, "serialization"),
+        ],
         ref_template="#/components/schemas/{model}",
     )
     schemas: dict[str, Any] = schema.get("$defs", {})
@@ -203,6 +245,9 @@ def build_asyncapi(*, version: str, server_url: str) -> dict[str, Any]:
             "shareToken": {"type": "string", "description": "the token of a share link (read-only)"},
         },
         required=[],
+    )
+    schemas["InboxAuth"] = _object(
+        {"token": {"type": "string", "description": "an access token, or a Firebase ID token"}}
     )
     messages = _messages("#/components/schemas/")
     url = urlsplit(server_url)
@@ -271,14 +316,16 @@ def build_asyncapi(*, version: str, server_url: str) -> dict[str, Any]:
             }
     for kind in ("loop", "song"):
         channels[kind]["servers"] = [{"$ref": "#/servers/api"}]
+    _inbox(messages, channels, operations)
     return {
         "asyncapi": "3.0.0",
         "info": {
             "title": "Music Playground live documents",
             "version": version,
             "description": "The y-socket.io wire of loops and songs, with the server's own events "
-            "(client authors: docs/realtime.md; the JS client kit speaks it), and the y-websocket "
-            "wire of the same rooms (docs/y-websocket.md).",
+            "(client authors: docs/realtime.md; the JS client kit speaks it), the y-websocket "
+            "wire of the same rooms (docs/y-websocket.md), and the live inbox of notifications "
+            "(docs/events.md).",
         },
         "defaultContentType": "application/json",
         "servers": {

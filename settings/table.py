@@ -508,6 +508,14 @@ class Settings:
         EVENTS,
         "at most one `loop.content_changed` / `song.content_changed` event per document per this window",
     )
+    content_event_lookback: float = setting(
+        "CONTENT_EVENT_LOOKBACK_SECONDS",
+        24 * 3600.0,
+        seconds,
+        EVENTS,
+        "at startup, content events lost in a crash are written again from the update log this far back",
+        shown="`86400` (24 h)",
+    )
     events_retention_days: int = setting(
         "EVENTS_RETENTION_DAYS",
         30,

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from rest.context import REST_CONTEXT
 from storage.models import Loop
+from tests.community import make_admin
 from tests.events.conftest import add_endpoint, until
 from tests.events.receiver import Receiver
 from tests.helpers import bearer, eventually, expect_error, sign_up
@@ -166,6 +167,27 @@ async def test_nothing_about_a_document_you_can_no_longer_read(client: TestClien
         await session.execute(update(Loop).where(Loop.id == uuid.UUID(loop["id"])).values(hidden_at=utcnow()))
     assert (await inbox(client, fan["token"]))["notifications"] == []
     assert (await inbox(client, owner["token"]))["unreadCount"] == 1
+
+
+async def test_nothing_about_a_comment_hidden_after_it_was_told(client: TestClient) -> None:
+    owner, troll, fan, admin = [await sign_up(client) for _ in range(4)]
+    await make_admin(client, admin["user"]["id"])
+    loop = await create_doc(client, "loops", owner["token"], isPublic=True)
+    await comment(client, loop["id"], fan["token"], "kind words")
+    other = await create_doc(client, "loops", owner["token"], isPublic=True)
+    bad = await comment(client, other["id"], troll["token"], "bad words")
+    page = await wait_inbox(client, owner["token"], lambda p: p["unreadCount"] == 2)
+    assert {e["data"]["comment"]["body"] for e in page["notifications"]} == {"kind words", "bad words"}
+    resp = await client.post(
+        f"/api/admin/comments/{bad['id']}/hide", json={"reason": "abuse"}, headers=bearer(admin["token"])
+    )
+    assert resp.status == 200, await resp.text()
+    page = await inbox(client, owner["token"])
+    assert [e["data"]["comment"]["body"] for e in page["notifications"]] == ["kind words"]
+    assert page["unreadCount"] == 1
+    resp = await client.post(f"/api/admin/comments/{bad['id']}/unhide", headers=bearer(admin["token"]))
+    assert resp.status == 200, await resp.text()
+    assert (await inbox(client, owner["token"]))["unreadCount"] == 2  # shown again once unhidden
 
 
 async def test_pushed_live_on_the_notifications_socket(client: TestClient) -> None:

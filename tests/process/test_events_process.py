@@ -1,6 +1,7 @@
 """Events out with real server processes: a SIGKILL between the change and the delivery loses
-nothing; two instances on one Postgres deliver each event once; the inbox works across
-instances (REST on one, the live socket on the other)."""
+nothing (an edit whose content event was never written included: it is told from the update
+log); two instances on one Postgres deliver each event once; the inbox works across instances
+(REST on one, the live socket on the other)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import requests
 import socketio
+from pycrdt import Doc
+from sqlalchemy import func, select
 
+from events.webhooks import LEASE_MARGIN
+from music.kinds import DocKind
+from music.writing import apply_content
+from storage.database import Database
+from storage.document_store import append_updates
+from storage.models import Loop, OutboxEvent
 from tests.conftest import TEST_SECRET, _truncate_postgres
 from tests.events.receiver import Receiver
 from tests.helpers import LOOP, eventually
@@ -22,17 +32,19 @@ from tests.server_process import ServerProcess, run_cli
 
 pytestmark = pytest.mark.timeout(240)
 
+WEBHOOK_TIMEOUT = "10"  # the default: a loaded machine's receiver may be slow to answer
 FAST_EVENTS = {
     "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "on",
     "WEBHOOK_RETRY_SCHEDULE": "0.3,0.5,1,1,1,1,1,1,1,1",
     "EVENTS_POLL_SECONDS": "0.2",
+    "WEBHOOK_TIMEOUT_SECONDS": WEBHOOK_TIMEOUT,
     "LOG_LEVEL": "INFO",
 }
 
 
-def add_endpoint(env: dict[str, str], url: str) -> tuple[str, str]:
-    """``musicplayground webhooks add``: the endpoint's id and secret."""
-    done = run_cli("webhooks", "add", url, env=env)
+def add_endpoint(env: dict[str, str], url: str, *kinds: str) -> tuple[str, str]:
+    """``musicplayground webhooks add`` (of ``kinds``; none: all): the endpoint's id and secret."""
+    done = run_cli("webhooks", "add", url, *(f"--event={k}" for k in kinds), env=env)
     assert done.returncode == 0, done.stderr
     fields = dict(line.split(": ", 1) for line in done.stdout.strip().splitlines())
     return fields["id"], fields["secret"]
@@ -84,7 +96,9 @@ def test_sigkill_between_the_change_and_the_delivery_loses_nothing(tmp_path: Pat
         await receiver.up()
         try:
             with ServerProcess(env, log_path=tmp_path / "server2.log") as again:
-                await eventually(lambda: len(receiver.received) >= 2, timeout=20)
+                # An attempt cut short by the kill is sent again once its claim's lease ends.
+                lease = float(WEBHOOK_TIMEOUT) + LEASE_MARGIN.total_seconds()
+                await eventually(lambda: len(receiver.received) >= 2, timeout=lease + 20)
                 await asyncio.sleep(1.0)  # nothing more arrives
                 inbox = await http_json("GET", f"{again.url}/api/notifications", headers=owner["headers"])
                 assert [e["kind"] for e in inbox["notifications"]] == ["loop.comment_created"]
@@ -184,5 +198,140 @@ def test_notifications_across_two_instances(cluster_env: dict[str, str], tmp_pat
             assert done == {"marked": 1}
             inbox = await http_json("GET", f"{one.url}/api/notifications", headers=owner["headers"])
             assert inbox["unreadCount"] == 0
+
+    asyncio.run(run())
+
+
+# --- content events told from the update log -----------------------------------------------
+
+CONTENT = "loop.content_changed"
+
+
+def content_events(receiver: Receiver, secret: str, loop_id: str) -> list[dict[str, Any]]:
+    """The distinct events about ``loop_id``, as a receiver deduplicating on ``webhook-id`` sees
+    them. (A server starting blocks this test's loop, and with it the receiver: an attempt may
+    time out and be sent again, with the same id; that is at-least-once delivery, not a
+    second event.)"""
+    distinct = {e["id"]: e for e in receiver.events(secret=secret) if e["data"]["loop"]["id"] == loop_id}
+    return list(distinct.values())
+
+
+async def edit_into_the_log(database_url: str, loop_id: str, author: str, bpm: int) -> None:
+    """A REST edit as the server commits it to the update log (the document's state, changed,
+    appended with its author), written while no server runs: its event was never written."""
+    async with Database(database_url) as db:
+        async with db.session() as session:
+            state = await session.scalar(select(Loop.doc_state).where(Loop.id == uuid.UUID(loop_id)))
+        assert state is not None
+        doc: Doc[Any] = Doc()
+        doc.apply_update(state)
+        before = doc.get_state()
+        apply_content(DocKind.LOOP, doc, {"bpm": bpm}, fields={"bpm"})
+        async with db.write_session() as session:
+            await append_updates(
+                session, [("loop", uuid.UUID(loop_id), doc.get_update(before), uuid.UUID(author))]
+            )
+        async with db.session() as session:
+            written = await session.scalar(
+                select(func.count()).select_from(OutboxEvent).where(OutboxEvent.kind == CONTENT)
+            )
+        assert written == 1  # the live edit's only
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_env(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, str], str]:
+    """The servers' environment and the database's URL, on each database."""
+    if request.param == "sqlite":
+        data = tmp_path / "data"
+        env = {**FAST_EVENTS, "DATA_DIR": str(data), "SECRET_KEY": TEST_SECRET}
+        return env, f"sqlite+aiosqlite:///{data / 'musicplayground.sqlite3'}"
+    env = request.getfixturevalue("cluster_env")
+    return {**env, "DATA_DIR": str(tmp_path / "data")}, env["DATABASE_URL"]
+
+
+def test_an_edit_whose_event_was_never_written_is_told_after_a_restart(
+    database_env: tuple[dict[str, str], str], tmp_path: Path
+) -> None:
+    env, database_url = database_env
+    env = {**env, "CONTENT_EVENT_DEBOUNCE_SECONDS": "1"}
+
+    async def run() -> None:
+        receiver = await Receiver().up()
+        try:
+            with ServerProcess(env, log_path=tmp_path / "server1.log") as server:
+                _endpoint_id, secret = add_endpoint(env, receiver.url, CONTENT)
+                owner = account(server.url)
+                told, lost = new_loop(server.url, owner), new_loop(server.url, owner)
+                await http_json(
+                    "PATCH", f"{server.url}/api/loops/{told}", json={"bpm": 99}, headers=owner["headers"]
+                )
+                await eventually(lambda: content_events(receiver, secret, told), timeout=15)
+            await edit_into_the_log(database_url, lost, owner["id"], bpm=141)
+            with ServerProcess(env, log_path=tmp_path / "server2.log") as again:
+                await eventually(lambda: content_events(receiver, secret, lost), timeout=30)
+                await asyncio.sleep(2.5)  # two more recovery passes: nothing told twice
+                fresh = await http_json("GET", f"{again.url}/api/loops/{lost}", headers=owner["headers"])
+                assert fresh["bpm"] == 141  # the logged edit is the document's
+                metrics = await asyncio.to_thread(requests.get, f"{again.url}/metrics", timeout=5)
+                assert "musicplayground_content_events_recovered_total 1.0" in metrics.text
+            [recovered] = content_events(receiver, secret, lost)
+            assert recovered["data"]["editorIds"] == [owner["id"]]
+            assert len(content_events(receiver, secret, told)) == 1  # its live event only
+            assert {e["type"] for e in receiver.events()} == {CONTENT}
+        finally:
+            await receiver.down()
+
+    asyncio.run(run())
+
+
+def test_sigkill_after_an_edit_before_its_event_is_written(
+    cluster_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Postgres: the outbox is locked by the test, so the edit is committed and answered while
+    its event waits; the server is then killed. Two instances come back: one event, once."""
+    env = {**cluster_env, "CONTENT_EVENT_DEBOUNCE_SECONDS": "1"}
+    plain_url = env["DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    async def run() -> None:
+        receiver = await Receiver().up()
+        try:
+            server = ServerProcess(
+                {**env, "DATA_DIR": str(tmp_path / "data")}, log_path=tmp_path / "server.log"
+            )
+            server.start()
+            try:
+                _endpoint_id, secret = add_endpoint(env, receiver.url, CONTENT)
+                owner = account(server.url)
+                loop_id = new_loop(server.url, owner)
+                holder = await asyncpg.connect(plain_url)
+                try:
+                    async with holder.transaction():
+                        await holder.execute("LOCK TABLE event_outbox IN EXCLUSIVE MODE")
+                        await http_json(
+                            "PATCH",
+                            f"{server.url}/api/loops/{loop_id}",
+                            json={"bpm": 77},
+                            headers=owner["headers"],
+                        )
+                        assert server.kill() == -9  # right after the edit was answered
+                        written = await holder.fetchval(
+                            "SELECT count(*) FROM event_outbox WHERE kind = $1", CONTENT
+                        )
+                        assert written == 0  # the live path never wrote it
+                finally:
+                    await holder.close()
+            finally:
+                if server.proc is not None and server.proc.poll() is None:
+                    server.kill()
+            with instances(env, tmp_path) as (one, _two):
+                await eventually(lambda: content_events(receiver, secret, loop_id), timeout=30)
+                await asyncio.sleep(2.5)  # more recovery passes on both: nothing told twice
+                fresh = await http_json("GET", f"{one.url}/api/loops/{loop_id}", headers=owner["headers"])
+                assert fresh["bpm"] == 77
+            [event] = content_events(receiver, secret, loop_id)
+            assert event["data"]["editorIds"] == [owner["id"]]
+            assert {e["type"] for e in receiver.events()} == {CONTENT}
+        finally:
+            await receiver.down()
 
     asyncio.run(run())

@@ -22,7 +22,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from loadtest.client import CollabClient
-from tests.helpers import bearer, eventually
+from tests.helpers import bearer, eventually, sign_up
 from tests.sharing_helpers import share
 from tests.ywebsocket_client import YwsClient
 
@@ -215,3 +215,44 @@ def _awareness(client_id: int, state: dict[str, Any]) -> bytes:
         + write_message(json.dumps(state).encode())
     )
     return write_message(update)
+
+
+async def test_the_live_inbox_emits_what_the_document_describes(
+    client: TestClient, base_url: str, owner: dict[str, Any], loop: dict[str, Any], recorders: list[Recorder]
+) -> None:
+    document = await (await client.get("/api/asyncapi.json")).json()
+    assert document["channels"]["notifications"]["address"] == "/notifications"
+    described = _sent_by_server(document, "notifications")
+    assert set(described) == {"notification"}
+    inbox = Recorder()
+    recorders.append(inbox)
+    await inbox.connect(base_url, "/notifications", {"token": owner["token"]})
+    public = await client.patch(
+        f"/api/loops/{loop['id']}", json={"isPublic": True}, headers=bearer(owner["token"])
+    )
+    assert public.status == 200
+    fan = await sign_up(client)
+    for body in ("nice", "again"):
+        posted = await client.post(
+            f"/api/loops/{loop['id']}/comments", json={"body": body}, headers=bearer(fan["token"])
+        )
+        assert posted.status == 201
+    await eventually(lambda: len(inbox.seen) == 2, timeout=10)
+    for name, payload in inbox.seen:
+        assert name in described, f"the inbox emitted {name!r}, which /api/asyncapi.json does not describe"
+        errors = [e.message for e in _validator(document, described[name] + "/payload").iter_errors(payload)]
+        assert errors == [], f"{name} {payload!r}: {errors}"
+    assert [p["count"] for _, p in inbox.seen] == [1, 2]  # one entry, counting up
+    listed = await (await client.get("/api/notifications", headers=bearer(owner["token"]))).json()
+    pushed = inbox.seen[1][1]
+    assert {k: (v, pushed[k]) for k, v in listed["notifications"][0].items() if v != pushed[k]} == {}
+    assert listed["notifications"] == [pushed]  # the push is the entry as listed
+
+    refused = socketio.AsyncClient(reconnection=False)
+    why: list[Any] = []
+    refused.on("connect_error", why.append, namespace="/notifications")
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await refused.connect(base_url, namespaces=["/notifications"], transports=["websocket"], auth={})
+    refusals = document["channels"]["notifications"]["x-socketio-handshake"]["refusals"]
+    [message] = [w["message"] if isinstance(w, dict) else w for w in why]
+    assert any(message.startswith(prefix) for prefix in refusals), message
