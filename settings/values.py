@@ -173,7 +173,7 @@ def plain(value: object) -> str:
         return "on" if value else "off"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    if isinstance(value, tuple) and all(isinstance(v, float) for v in value):
+    if isinstance(value, tuple) and value and all(isinstance(v, float) for v in value):
         return ",".join(plain(v) for v in value)  # a schedule: in its order
     if isinstance(value, tuple | frozenset):
         return ",".join(sorted(str(v) for v in value)) or "(none)"

@@ -4,6 +4,7 @@ restore and undo one person as new edits, activity, the rights matrix, retention
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -176,11 +177,13 @@ async def test_songs_have_history_too(client: TestClient) -> None:
 
 async def test_automatic_versions_and_their_retention(client: TestClient) -> None:
     documents = client.app[REST_CONTEXT].documents
+    # HISTORY_VERSION_INTERVAL_SECONDS, shortened for this test.
+    documents.history.policy = dataclasses.replace(documents.history.policy, version_interval=0.3)
     doc, owner, _editor, _viewer = await team(client)
     base = f"/api/loops/{doc['id']}"
     await patch(client, "loops", doc["id"], owner["token"], {"bpm": 100})
 
-    # The first fold of an edited document makes an automatic version (none was made yet).
+    # Once the edit has settled for the interval, an automatic version is made.
     async def automatic() -> list[dict[str, Any]]:
         listed = await get(client, f"{base}/versions", owner["token"])
         return [v for v in listed["versions"] if v["automatic"]]

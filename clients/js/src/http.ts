@@ -13,7 +13,9 @@ type PathOf<K extends OperationId> = Params<K> extends { path: infer P } ? P : n
 type QueryOf<K extends OperationId> = Params<K> extends { query?: infer Q } ? Q : never
 type BodyOf<K extends OperationId> = operations[K] extends { requestBody: { content: { 'application/json': infer B } } }
   ? B
-  : operations[K] extends { requestBody: { content: { 'multipart/form-data': unknown } } } ? FormData : never
+  : operations[K] extends { requestBody: { content: { 'multipart/form-data': unknown } } }
+    ? FormData
+    : operations[K] extends { requestBody: { content: { 'application/octet-stream': unknown } } } ? Uint8Array : never
 
 /** What a call takes: path parameters, query string and body, as the spec types them. */
 export interface CallArgs<K extends OperationId> {
@@ -72,6 +74,10 @@ export class ApiClient {
     if (token !== null) headers.Authorization = `Bearer ${token}`
     let body: BodyInit | undefined
     if (typeof FormData !== 'undefined' && (args.body as unknown) instanceof FormData) {
+      body = args.body
+    } else if ((args.body as unknown) instanceof Uint8Array) {
+      // A Yjs update for the binary document API.
+      headers['Content-Type'] = 'application/octet-stream'
       body = args.body
     } else if (args.body !== undefined) {
       headers['Content-Type'] = 'application/json'

@@ -6,7 +6,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import { ApiError, OPERATIONS, type MusicPlaygroundClient, type OperationId } from '../../src/index.js'
-import { SERVER, control, needServer, newClient, wav } from '../helpers.js'
+import * as Y from 'yjs'
+
+import { SERVER, control, needServer, newClient, waitFor, wav } from '../helpers.js'
 
 const hit = new Set<string>()
 // Literal paths first: /api/users/me before /api/users/{username}.
@@ -191,6 +193,106 @@ describe('moderation', () => {
     await admin.api.admin.hideUser(friendId, { reason: 'spam' })
     await admin.api.admin.unhideUser(friendId)
     expect((await friend.api.loops.get(loop.id)).name).toBe('Reported')
+  })
+})
+
+describe('history, notifications, the binary document API, pages', () => {
+  it('versions, time travel, compare, restore, undo, fork from a version, settings, activity', async () => {
+    const loop = await owner.api.loops.create({ name: 'History', length: 4, bpm: 100 })
+    const path = { id: loop.id }
+    const first = await owner.api.call('post_create_version_loop_history', { path, body: { name: 'first cut' } })
+    await owner.api.loops.update(loop.id, { bpm: 140 })
+    expect((await owner.api.call('get_list_versions_loop_history', { path })).versions.map((v) => v.id)).toContain(first.id)
+    expect((await owner.api.call('get_read_version_loop_history', { path: { ...path, versionId: first.id } })).content.bpm).toBe(100)
+    const now = await owner.api.call('get_at_loop_history', { path, query: { t: new Date().toISOString() } })
+    expect(now.content.bpm).toBe(140)
+    const compared = await owner.api.call('get_compare_loop_history', { path, query: { from: first.id } })
+    expect(compared.summary).toEqual({ fieldsChanged: 1 })
+    const activity = await owner.api.call('get_activity_loop_history', { path })
+    expect(activity.activity.length).toBeGreaterThan(0)
+    const restored = await owner.api.call('post_restore_loop_history', { path: { ...path, versionId: first.id } })
+    expect(restored.content.bpm).toBe(100)
+    const me = await owner.api.users.me()
+    const undone = await owner.api.call('post_revert_loop_history', { path, body: { userId: me.id, since: loop.createdAt } })
+    expect(undone.content).toBeDefined()
+    const fork = await owner.api.call('post_fork_version_loop_history', { path: { ...path, versionId: first.id } })
+    expect(fork.forkedFrom).toBe(loop.id)
+    expect((await owner.api.call('get_settings_loop_history', { path })).viewersMayRead).toBe(false)
+    expect((await owner.api.call('patch_update_settings_loop_history', { path, body: { viewersMayRead: true } })).viewersMayRead).toBe(true)
+    await owner.api.call('delete_delete_version_loop_history', { path: { ...path, versionId: first.id } })
+    await expect(owner.api.call('get_read_version_loop_history', { path: { ...path, versionId: first.id } })).rejects.toMatchObject({ status: 404 })
+
+    const song = await owner.api.songs.create({ name: 'History song' })
+    const spath = { id: song.id }
+    const named = await owner.api.call('post_create_version_song_history', { path: spath, body: { name: 'v1' } })
+    await owner.api.songs.update(song.id, { bpm: 90 })
+    expect((await owner.api.call('get_list_versions_song_history', { path: spath })).versions).toHaveLength(1)
+    expect((await owner.api.call('get_read_version_song_history', { path: { ...spath, versionId: named.id } })).content.bpm).toBe(120)
+    expect((await owner.api.call('get_at_song_history', { path: spath, query: { t: new Date().toISOString() } })).content.bpm).toBe(90)
+    expect((await owner.api.call('get_compare_song_history', { path: spath, query: { from: named.id } })).summary).toEqual({ fieldsChanged: 1 })
+    expect((await owner.api.call('get_activity_song_history', { path: spath })).activity.length).toBeGreaterThan(0)
+    expect((await owner.api.call('post_restore_song_history', { path: { ...spath, versionId: named.id } })).content.bpm).toBe(120)
+    expect((await owner.api.call('post_revert_song_history', { path: spath, body: { userId: me.id, since: song.createdAt } })).content).toBeDefined()
+    expect((await owner.api.call('post_fork_version_song_history', { path: { ...spath, versionId: named.id } })).forkedFrom).toBe(song.id)
+    expect((await owner.api.call('get_settings_song_history', { path: spath })).viewersMayRead).toBe(false)
+    expect((await owner.api.call('patch_update_settings_song_history', { path: spath, body: { viewersMayRead: true } })).viewersMayRead).toBe(true)
+    await owner.api.call('delete_delete_version_song_history', { path: { ...spath, versionId: named.id } })
+  })
+
+  it('notifications: a comment reaches the owner, marked read, kinds turned off', async () => {
+    const reader = client()
+    const loop = await reader.api.loops.create({ name: 'Notify me', length: 1, isPublic: true })
+    await friend.api.loops.comment(loop.id, { body: 'nice groove' })
+    const listed = await waitFor(async () => {
+      const page = await reader.api.call('get_list_notifications_notifications', {})
+      return page.notifications.length > 0 ? page : null
+    }, 15_000, 'a notification') as NonNullable<Awaited<ReturnType<typeof reader.api.call<'get_list_notifications_notifications'>>>>
+    expect(listed.notifications[0]?.kind).toBe('loop.comment_created')
+    expect(listed.unreadCount).toBe(1)
+    const entry = listed.notifications[0]!
+    await reader.api.call('post_mark_read_notifications', { path: { id: entry.id } })
+    expect((await reader.api.call('get_list_notifications_notifications', {})).unreadCount).toBe(0)
+    expect((await reader.api.call('post_mark_all_read_notifications', {})).marked).toBe(0)
+    const kinds = await reader.api.call('get_get_settings_notifications', {})
+    expect(kinds.kinds['loop.comment_created']).toBe(true)
+    const off = await reader.api.call('patch_update_settings_notifications', { body: { kinds: { 'loop.comment_created': false } } })
+    expect(off.kinds['loop.comment_created']).toBe(false)
+    const admin = client()
+    await control('admin-grant', { userId: (await admin.api.users.me()).id })
+    await expect(admin.api.call('get_webhook_deliveries_moderation', { path: { id: crypto.randomUUID() } })).rejects.toMatchObject({ status: 404 })
+  })
+
+  it('the binary document API: a Yjs update read and written back', async () => {
+    const loop = await owner.api.loops.create({ name: 'Binary', length: 2 })
+    const state = await owner.api.call('get_get_yjs_loops', { path: { id: loop.id } }) as unknown as Blob
+    const doc = new Y.Doc()
+    Y.applyUpdate(doc, new Uint8Array(await state.arrayBuffer()))
+    const before = Y.encodeStateVector(doc)
+    doc.getMap('meta').set('name', 'Written as Yjs')
+    await owner.api.call('post_post_yjs_loops', { path: { id: loop.id }, body: Y.encodeStateAsUpdate(doc, before) })
+    expect((await owner.api.loops.get(loop.id)).name).toBe('Written as Yjs')
+    const song = await owner.api.songs.create({ name: 'Binary song' })
+    const songState = await owner.api.call('get_get_yjs_songs', { path: { id: song.id } }) as unknown as Blob
+    const songDoc = new Y.Doc()
+    Y.applyUpdate(songDoc, new Uint8Array(await songState.arrayBuffer()))
+    const songBefore = Y.encodeStateVector(songDoc)
+    songDoc.getMap('meta').set('bpm', 96)
+    await owner.api.call('post_post_yjs_songs', { path: { id: song.id }, body: Y.encodeStateAsUpdate(songDoc, songBefore) })
+    expect((await owner.api.songs.get(song.id)).bpm).toBe(96)
+  })
+
+  it('the preview image of a shared loop and the static files of its page', async () => {
+    const loop = await owner.api.loops.create({ name: 'Preview', length: 1 })
+    const link = await owner.api.loops.share(loop.id)
+    const guest = client()
+    const png = await guest.api.call('get_preview_image_pages', { path: { token: link.shareToken } }) as unknown as Blob
+    expect(png.type).toBe('image/png')
+    const html = await guest.api.pages.loop(link.shareToken)
+    const asset = /\/static\/([^/"]+)\/([^/"]+)\/([^/"?]+\.js)/.exec(html)
+    expect(asset).not.toBeNull()
+    const [, group, digest, file] = asset!
+    const script = await guest.api.call('get_static_file_pages', { path: { group: group!, digest: digest!, file: file! } })
+    expect(String(script).length + ((script as Blob).size ?? 0)).toBeGreaterThan(0)
   })
 })
 
