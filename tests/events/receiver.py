@@ -46,7 +46,9 @@ class Receiver:
     async def up(self) -> Receiver:
         app = web.Application()
         app.router.add_post("/hook", self._hook)
-        self._runner = web.AppRunner(app)
+        # Going down must not wait out the server's keep-alive connection to us (aiohttp's
+        # graceful shutdown waits up to 60 s by default, the tests' whole time limit).
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
         return self
