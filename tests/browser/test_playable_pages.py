@@ -328,7 +328,9 @@ async def test_playback_picks_a_live_edit_up_at_the_next_loop_cycle(
     await until(page, "Number.isFinite(window.musicPage.state.startedAt)")
     start = float(await page.evaluate("window.musicPage.state.startedAt"))
     async with CollabClient(base_url, "loop", loop["id"], token=owner["token"]) as editor:
-        # A kick on step 16 (2 s into the cycle), added while the first cycle plays.
+        # A kick on step 16 (2 s into the cycle), added while the first cycle plays: after its
+        # first step has sounded (an edit that arrives before Play's first step is heard at once).
+        await audio_time(page, start + 0.5)
         apply_loop_content(editor.doc, kicks_loop(0, 16, length=2), fields=["iconSequence"])
         await editor.flush()
         await until(page, "window.musicPage.state.content.iconSequence.length === 2", timeout=1)
