@@ -1,19 +1,21 @@
 """Content edits become at most one ``<kind>.content_changed`` event per document per window
 (``CONTENT_EVENT_DEBOUNCE_SECONDS``), naming everyone who edited in it.
 
-The first edit of a document in a window writes the event at once (right after the edit is
-applied, in its own transaction, not the update log's group commit, so the live edit path
-never waits for it), due at the window's end; a new editor in the same window adds their id
-to it. Windows are aligned on the clock and the row is keyed by document and window
-(``coalesce_key``), so two instances editing one document fill one event. Nothing is written
-for an editor already recorded in the window. An event lost because the server died between
-the edit's commit and this write is written later from the update log
-(:mod:`events.content_recovery`), under the same key.
+The first edit of a document in a window is remembered in memory; a moment later
+(:func:`write_delay`) the events of every document edited meanwhile are written together, in
+one transaction of their own (not the update log's group commit, so the live edit path never
+waits for it). A new editor in the same window adds their id to the event. Windows are aligned
+on the clock and each row is keyed by document and window (``coalesce_key``), so two instances
+editing one document fill one event; an event is due :func:`due_after` its window's end, later
+than any write of that window. Nothing is written for an editor already recorded in the
+window. An event lost because the server died before this write is written later from the
+update log (:mod:`events.content_recovery`), under the same key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import time
@@ -24,15 +26,33 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from events.outbox import document_ref
+from events.outbox import named_ref
 from music.kinds import DocKind
 from storage.database import Database
 from storage.kinds import document_model
-from storage.models import Loop, OutboxEvent, Song
+from storage.models import OutboxEvent
 
 log = logging.getLogger(__name__)
 # How many (document, window) entries the in-memory "already recorded" memo keeps.
 MAX_REMEMBERED = 10_000
+
+
+Key = tuple[DocKind, uuid.UUID, int]
+# How many documents' events one transaction writes at most.
+BATCH_SIZE = 500
+
+
+def write_delay(window: float) -> float:
+    """How long an edit's event waits for the other edits of the moment, to be written with
+    them: a fifth of the window, at most a second."""
+    return min(1.0, window / 5)
+
+
+def due_after(window: float) -> float:
+    """How long after its window's end an event is dispatched: past every write of the window
+    (an edit in its last instant is written :func:`write_delay` later), so no editor is added
+    to an event already told."""
+    return 2 * write_delay(window)
 
 
 class ContentChanges:
@@ -41,8 +61,8 @@ class ContentChanges:
     def __init__(self, db: Database, *, window: float, wake: asyncio.Event | None = None) -> None:
         self.db = db
         self.window = window
-        self._recorded: dict[tuple[DocKind, uuid.UUID, int], set[uuid.UUID | None]] = {}
-        self._pending: dict[tuple[DocKind, uuid.UUID, int], set[uuid.UUID | None]] = {}
+        self._recorded: dict[Key, set[uuid.UUID | None]] = {}
+        self._pending: dict[Key, set[uuid.UUID | None]] = {}
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.written = 0
@@ -53,10 +73,9 @@ class ContentChanges:
 
     async def __aexit__(self, *exc: object) -> None:
         if self._task is not None:
-            self._ready.set()
-            await self._flush()  # what was edited before the shutdown
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+            await self._flush()  # what was edited before the shutdown
 
     def edited(self, kind: DocKind, doc_id: uuid.UUID, user_id: uuid.UUID | None) -> None:
         """An edit of ``doc_id`` by ``user_id`` (None: a share link) was applied."""
@@ -70,6 +89,7 @@ class ContentChanges:
     async def _write_loop(self) -> None:
         while True:
             await self._ready.wait()
+            await asyncio.sleep(write_delay(self.window))  # the other edits of the moment
             self._ready.clear()
             try:
                 await self._flush()
@@ -82,29 +102,29 @@ class ContentChanges:
 
     async def _flush(self) -> None:
         while self._pending:
-            key, waiting = next(iter(self._pending.items()))
-            editors = set(waiting)  # edited() may add to ``waiting`` while this writes
+            batch = dict(itertools.islice(self._pending.items(), BATCH_SIZE))
+            editors = {key: set(waiting) for key, waiting in batch.items()}  # edited() may add meanwhile
             for attempt in range(2):  # a concurrent insert by another instance: update it then
                 try:
-                    await self._write(key, editors)
+                    async with self.db.write_session() as session:
+                        inserted = await write_content_events(
+                            session,
+                            {key: (names, datetime.now(UTC)) for key, names in editors.items()},
+                            self.window,
+                        )
                     break
                 except IntegrityError:
                     if attempt:
                         raise
+            self.written += inserted
             if len(self._recorded) >= MAX_REMEMBERED:
                 self._recorded.clear()
-            self._recorded.setdefault(key, set()).update(editors)
-            waiting -= editors
-            if not waiting:
-                del self._pending[key]
-
-    async def _write(self, key: tuple[DocKind, uuid.UUID, int], editors: set[uuid.UUID | None]) -> None:
-        kind, doc_id, window = key
-        async with self.db.write_session() as session:
-            if await write_content_event(
-                session, kind, doc_id, window, self.window, editors, occurred_at=datetime.now(UTC)
-            ):
-                self.written += 1
+            for key, names in editors.items():
+                self._recorded.setdefault(key, set()).update(names)
+                waiting = batch[key]
+                waiting -= names
+                if not waiting:
+                    del self._pending[key]
 
 
 def coalesce_key(kind: DocKind, doc_id: uuid.UUID, window: int) -> str:
@@ -112,43 +132,57 @@ def coalesce_key(kind: DocKind, doc_id: uuid.UUID, window: int) -> str:
     return f"{kind.value}.content_changed:{doc_id}:{window}"
 
 
-async def write_content_event(
+async def write_content_events(
     session: AsyncSession,
-    kind: DocKind,
-    doc_id: uuid.UUID,
-    window: int,
+    events: dict[Key, tuple[set[uuid.UUID | None], datetime]],
     window_seconds: float,
-    editors: set[uuid.UUID | None],
-    *,
-    occurred_at: datetime,
-) -> bool:
-    """Add ``editors`` to the document's event for ``window`` (still undispatched), or write it,
-    due at the window's end; whether a row was inserted. Raises IntegrityError when another
-    transaction inserted it meanwhile (then call again: it updates)."""
-    key = coalesce_key(kind, doc_id, window)
-    named = sorted(str(e) for e in editors if e is not None)
-    row = await session.scalar(select(OutboxEvent).where(OutboxEvent.coalesce_key == key).with_for_update())
-    if row is not None:
-        if row.dispatched_at is None:
+) -> int:
+    """For each (document, window) key, add its editors to the document's event for that window
+    (still undispatched), or write that event, occurred at the given time and due
+    :func:`due_after` the window's end; how many rows were inserted. Raises IntegrityError when
+    another transaction inserted one of them meanwhile (then call again: it updates)."""
+    keys = {coalesce_key(*key): key for key in events}
+    rows = {
+        row.coalesce_key: row
+        for row in await session.scalars(
+            select(OutboxEvent).where(OutboxEvent.coalesce_key.in_(list(keys))).with_for_update()
+        )
+    }
+    new: dict[str, Key] = {}
+    for name, key in keys.items():
+        named = sorted(str(e) for e in events[key][0] if e is not None)
+        row = rows.get(name)
+        if row is None:
+            new[name] = key
+        elif row.dispatched_at is None:
             merged = sorted(set(row.data.get("editorIds", [])) | set(named))
             if merged != row.data.get("editorIds"):
                 row.data = {**row.data, "editorIds": merged}
-        return False
-    document: Loop | Song | None = await session.get(document_model(kind.value), doc_id)  # type: ignore[assignment]
-    if document is None:
-        return False  # deleted meanwhile
-    session.add(
-        OutboxEvent(
-            id=uuid.uuid4(),
-            kind=f"{kind.value}.content_changed",
-            occurred_at=occurred_at,
-            actor_id=uuid.UUID(named[0]) if named else None,
-            resource_type=kind.value,
-            resource_id=doc_id,
-            data={kind.value: document_ref(document), "editorIds": named},
-            coalesce_key=key,
-            available_at=datetime.fromtimestamp((window + 1) * window_seconds, UTC),
+    names: dict[tuple[DocKind, uuid.UUID], str] = {}  # the documents not deleted meanwhile
+    for kind in {kind for kind, _, _ in new.values()}:
+        model = document_model(kind.value)
+        ids = [doc_id for k, doc_id, _ in new.values() if k is kind]
+        for doc_id, doc_name in await session.execute(select(model.id, model.name).where(model.id.in_(ids))):
+            names[(kind, doc_id)] = doc_name
+    grace = due_after(window_seconds)
+    for name, key in new.items():
+        kind, doc_id, window = key
+        if (kind, doc_id) not in names:
+            continue  # deleted meanwhile
+        editors, occurred_at = events[key]
+        named = sorted(str(e) for e in editors if e is not None)
+        session.add(
+            OutboxEvent(
+                id=uuid.uuid4(),
+                kind=f"{kind.value}.content_changed",
+                occurred_at=occurred_at,
+                actor_id=uuid.UUID(named[0]) if named else None,
+                resource_type=kind.value,
+                resource_id=doc_id,
+                data={kind.value: named_ref(kind.value, doc_id, names[(kind, doc_id)]), "editorIds": named},
+                coalesce_key=name,
+                available_at=datetime.fromtimestamp((window + 1) * window_seconds + grace, UTC),
+            )
         )
-    )
     await session.flush()  # a concurrent insert shows here, as IntegrityError
-    return True
+    return sum(1 for kind, doc_id, _ in new.values() if (kind, doc_id) in names)

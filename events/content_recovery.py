@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from events.content_changes import coalesce_key, write_content_event
+from events.content_changes import BATCH_SIZE, coalesce_key, write_content_events
 from music.kinds import DocKind
 from storage.database import Database
 from storage.models import DocumentHistory, DocumentUpdate, OutboxEvent, utcnow
@@ -100,8 +100,8 @@ class ContentRecovery:
         windows = await self._read_log(since, until)
         missing = await self._missing(windows)
         written = 0
-        for key in missing:
-            written += await self._write(key, windows[key])
+        for start in range(0, len(missing), BATCH_SIZE):
+            written += await self._write({key: windows[key] for key in missing[start : start + BATCH_SIZE]})
         self._since = until
         if written:
             log.warning("events: %d content event(s) recovered from the update log", written)
@@ -149,16 +149,12 @@ class ContentRecovery:
             missing.append((kind, doc, w))
         return missing
 
-    async def _write(self, key: Key, entries: _Window) -> int:
-        kind, doc_id, window = key
-        assert entries.last is not None
-        for attempt in range(2):  # another instance's pass or the live path inserted it: update
+    async def _write(self, windows: dict[Key, _Window]) -> int:
+        events = {key: (entries.editors, entries.last or utcnow()) for key, entries in windows.items()}
+        for attempt in range(2):  # another instance's pass or the live path inserted one: update
             try:
                 async with self.db.write_session() as session:
-                    inserted = await write_content_event(
-                        session, kind, doc_id, window, self.window, entries.editors, occurred_at=entries.last
-                    )
-                return int(inserted)
+                    return await write_content_events(session, events, self.window)
             except IntegrityError:
                 if attempt:
                     raise

@@ -21,11 +21,12 @@ _WROTE_EVENTS = "events_written"
 
 def document_ref(document: Loop | Song) -> dict[str, Any]:
     """How an event names a loop or song."""
-    return {
-        "kind": "loop" if isinstance(document, Loop) else "song",
-        "id": str(document.id),
-        "name": document.name,
-    }
+    return named_ref("loop" if isinstance(document, Loop) else "song", document.id, document.name)
+
+
+def named_ref(kind: str, doc_id: uuid.UUID, name: str) -> dict[str, Any]:
+    """:func:`document_ref` from the row's kind, id and name alone."""
+    return {"kind": kind, "id": str(doc_id), "name": name}
 
 
 async def record(

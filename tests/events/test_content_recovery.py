@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
 
-from events.content_changes import write_content_event
+from events.content_changes import write_content_events
 from events.content_recovery import LOG_LAG_SECONDS, ContentRecovery
 from music.kinds import DocKind
 from rest.context import REST_CONTEXT
@@ -39,8 +39,8 @@ async def log_edit(db: Database, doc_id: uuid.UUID, author: uuid.UUID | None, at
 async def live_event(db: Database, doc_id: uuid.UUID, author: uuid.UUID, window: int) -> None:
     """The event the live path writes for an edit of ``window``."""
     async with db.write_session() as session:
-        await write_content_event(
-            session, DocKind.LOOP, doc_id, window, WINDOW, {author}, occurred_at=datetime.now(UTC)
+        await write_content_events(
+            session, {(DocKind.LOOP, doc_id, window): ({author}, datetime.now(UTC))}, WINDOW
         )
 
 
