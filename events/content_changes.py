@@ -22,7 +22,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,8 +38,9 @@ MAX_REMEMBERED = 10_000
 
 
 Key = tuple[DocKind, uuid.UUID, int]
-# How many documents' events one transaction writes at most.
-BATCH_SIZE = 500
+# How many documents' events one transaction writes at most: small enough that a burst of
+# them (every document's first edit in a new window) never holds the event loop for long.
+BATCH_SIZE = 64
 
 
 def write_delay(window: float) -> float:
@@ -142,7 +143,7 @@ async def write_content_events(
     :func:`due_after` the window's end; how many rows were inserted. Raises IntegrityError when
     another transaction inserted one of them meanwhile (then call again: it updates)."""
     keys = {coalesce_key(*key): key for key in events}
-    rows = {
+    existing = {
         row.coalesce_key: row
         for row in await session.scalars(
             select(OutboxEvent).where(OutboxEvent.coalesce_key.in_(list(keys))).with_for_update()
@@ -151,7 +152,7 @@ async def write_content_events(
     new: dict[str, Key] = {}
     for name, key in keys.items():
         named = sorted(str(e) for e in events[key][0] if e is not None)
-        row = rows.get(name)
+        row = existing.get(name)
         if row is None:
             new[name] = key
         elif row.dispatched_at is None:
@@ -165,24 +166,27 @@ async def write_content_events(
         for doc_id, doc_name in await session.execute(select(model.id, model.name).where(model.id.in_(ids))):
             names[(kind, doc_id)] = doc_name
     grace = due_after(window_seconds)
+    rows = []
     for name, key in new.items():
         kind, doc_id, window = key
         if (kind, doc_id) not in names:
             continue  # deleted meanwhile
         editors, occurred_at = events[key]
         named = sorted(str(e) for e in editors if e is not None)
-        session.add(
-            OutboxEvent(
-                id=uuid.uuid4(),
-                kind=f"{kind.value}.content_changed",
-                occurred_at=occurred_at,
-                actor_id=uuid.UUID(named[0]) if named else None,
-                resource_type=kind.value,
-                resource_id=doc_id,
-                data={kind.value: named_ref(kind.value, doc_id, names[(kind, doc_id)]), "editorIds": named},
-                coalesce_key=name,
-                available_at=datetime.fromtimestamp((window + 1) * window_seconds + grace, UTC),
-            )
+        ref = named_ref(kind.value, doc_id, names[(kind, doc_id)])
+        rows.append(
+            {
+                "id": uuid.uuid4(),
+                "kind": f"{kind.value}.content_changed",
+                "occurred_at": occurred_at,
+                "actor_id": uuid.UUID(named[0]) if named else None,
+                "resource_type": kind.value,
+                "resource_id": doc_id,
+                "data": {kind.value: ref, "editorIds": named},
+                "coalesce_key": name,
+                "available_at": datetime.fromtimestamp((window + 1) * window_seconds + grace, UTC),
+            }
         )
-    await session.flush()  # a concurrent insert shows here, as IntegrityError
-    return sum(1 for kind, doc_id, _ in new.values() if (kind, doc_id) in names)
+    if rows:  # a bulk insert, not ORM objects: a burst of windows must not stall the loop
+        await session.execute(insert(OutboxEvent), rows)  # a concurrent insert raises IntegrityError
+    return len(rows)

@@ -24,7 +24,9 @@ from storage.database import Database
 from storage.models import OutboxEvent, utcnow
 
 log = logging.getLogger(__name__)
-BATCH = 256
+# Events fanned out per transaction: every document's content event comes due at once at the
+# end of a window, and a smaller batch holds the event loop for less time in one go.
+BATCH = 64
 PRUNE_EVERY_SECONDS = 3600.0
 
 
