@@ -1,21 +1,20 @@
 """Content edits become at most one ``<kind>.content_changed`` event per document per window
 (``CONTENT_EVENT_DEBOUNCE_SECONDS``), naming everyone who edited in it.
 
-The first edit of a document in a window is remembered in memory; a moment later
-(:func:`write_delay`) the events of every document edited meanwhile are written together, in
-one transaction of their own (not the update log's group commit, so the live edit path never
-waits for it). A new editor in the same window adds their id to the event. Windows are aligned
-on the clock and each row is keyed by document and window (``coalesce_key``), so two instances
-editing one document fill one event; an event is due :func:`due_after` its window's end, later
-than any write of that window. Nothing is written for an editor already recorded in the
-window. An event lost because the server died before this write is written later from the
-update log (:mod:`events.content_recovery`), under the same key.
+An edit only adds its editor to an in-memory set for its document and window. When a window
+ends, the events of every document edited in it are written together, in batches of
+:data:`BATCH_SIZE` per transaction of their own (not the update log's group commit, so the
+live edit path never waits for it): one row per document and window, however many edits and
+editors it had. Windows are aligned on the clock and each row is keyed by document and window
+(``coalesce_key``), so two instances editing one document fill one event (the second adds its
+editors to the first's row). An event is due :func:`due_after` its window's end, after every
+instance has written it. An event lost because the server died before its window ended is
+written later from the update log (:mod:`events.content_recovery`), under the same key.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import math
 import time
@@ -33,37 +32,29 @@ from storage.kinds import document_model
 from storage.models import OutboxEvent
 
 log = logging.getLogger(__name__)
-# How many (document, window) entries the in-memory "already recorded" memo keeps.
-MAX_REMEMBERED = 10_000
-
-
 Key = tuple[DocKind, uuid.UUID, int]
-# How many documents' events one transaction writes at most: small enough that a burst of
-# them (every document's first edit in a new window) never holds the event loop for long.
+# How many documents' events one transaction writes at most: small enough that a window's
+# burst (every document edited in it) never holds the event loop for long.
 BATCH_SIZE = 64
-
-
-def write_delay(window: float) -> float:
-    """How long an edit's event waits for the other edits of the moment, to be written with
-    them: a fifth of the window, at most a second."""
-    return min(1.0, window / 5)
+# How long after a window's end its events are written: edits stamped in its last instant
+# have been seen by then.
+WRITE_AFTER_SECONDS = 0.05
 
 
 def due_after(window: float) -> float:
-    """How long after its window's end an event is dispatched: past every write of the window
-    (an edit in its last instant is written :func:`write_delay` later), so no editor is added
-    to an event already told."""
-    return 2 * write_delay(window)
+    """How long after its window's end an event is dispatched: time for every instance to
+    write its editors of the window (a busy database may take a while), at most 2 s."""
+    return min(2.0, window / 2)
 
 
 class ContentChanges:
     """Hooked into the document service (``DocumentService.on_edit``); ``async with``."""
 
-    def __init__(self, db: Database, *, window: float, wake: asyncio.Event | None = None) -> None:
+    def __init__(self, db: Database, *, window: float) -> None:
         self.db = db
         self.window = window
-        self._recorded: dict[Key, set[uuid.UUID | None]] = {}
-        self._pending: dict[Key, set[uuid.UUID | None]] = {}
+        self._pending: dict[Key, set[uuid.UUID | None]] = {}  # the editors of each window
+        self._first_edit: dict[Key, datetime] = {}  # when each window's first edit was applied
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.written = 0
@@ -76,56 +67,56 @@ class ContentChanges:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-            await self._flush()  # what was edited before the shutdown
+            await self._flush(before=None)  # what was edited before the shutdown
+
+    def _window_now(self) -> int:
+        return math.floor(time.time() / self.window)
 
     def edited(self, kind: DocKind, doc_id: uuid.UUID, user_id: uuid.UUID | None) -> None:
         """An edit of ``doc_id`` by ``user_id`` (None: a share link) was applied."""
-        key = (kind, doc_id, math.floor(time.time() / self.window))
-        recorded = self._recorded.get(key)
-        if recorded is not None and user_id in recorded:
-            return
-        self._pending.setdefault(key, set()).add(user_id)
-        self._ready.set()
+        key = (kind, doc_id, self._window_now())
+        editors = self._pending.get(key)
+        if editors is None:
+            self._pending[key] = {user_id}
+            self._first_edit[key] = datetime.now(UTC)
+            self._ready.set()
+        else:
+            editors.add(user_id)
 
     async def _write_loop(self) -> None:
         while True:
             await self._ready.wait()
-            await asyncio.sleep(write_delay(self.window))  # the other edits of the moment
             self._ready.clear()
+            if not self._pending:
+                continue
+            oldest = min(window for _, _, window in self._pending)
+            await asyncio.sleep(max(0.0, (oldest + 1) * self.window - time.time()) + WRITE_AFTER_SECONDS)
             try:
-                await self._flush()
+                await self._flush(before=self._window_now())
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("content events could not be written; retrying")
                 await asyncio.sleep(1.0)
+            if self._pending:
                 self._ready.set()
 
-    async def _flush(self) -> None:
-        while self._pending:
-            batch = dict(itertools.islice(self._pending.items(), BATCH_SIZE))
-            editors = {key: set(waiting) for key, waiting in batch.items()}  # edited() may add meanwhile
+    async def _flush(self, *, before: int | None) -> None:
+        """Write the events of the windows before ``before`` (None: all of them)."""
+        ended = [key for key in self._pending if before is None or key[2] < before]
+        for start in range(0, len(ended), BATCH_SIZE):
+            keys = ended[start : start + BATCH_SIZE]
+            batch = {key: (self._pending[key], self._first_edit[key]) for key in keys}
             for attempt in range(2):  # a concurrent insert by another instance: update it then
                 try:
                     async with self.db.write_session() as session:
-                        inserted = await write_content_events(
-                            session,
-                            {key: (names, datetime.now(UTC)) for key, names in editors.items()},
-                            self.window,
-                        )
+                        self.written += await write_content_events(session, batch, self.window)
                     break
                 except IntegrityError:
                     if attempt:
                         raise
-            self.written += inserted
-            if len(self._recorded) >= MAX_REMEMBERED:
-                self._recorded.clear()
-            for key, names in editors.items():
-                self._recorded.setdefault(key, set()).update(names)
-                waiting = batch[key]
-                waiting -= names
-                if not waiting:
-                    del self._pending[key]
+            for key in batch:
+                del self._pending[key], self._first_edit[key]
 
 
 def coalesce_key(kind: DocKind, doc_id: uuid.UUID, window: int) -> str:

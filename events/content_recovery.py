@@ -10,9 +10,9 @@ has none, with the logged authors as its editors, through the same ``coalesce_ke
 instances, or a pass and the live path, fill one row).
 
 The first pass, at startup, looks back ``CONTENT_EVENT_LOOKBACK_SECONDS``; later passes, each
-``window`` seconds, read only the slice since the previous one (plus :data:`SETTLE_SECONDS`
-of overlap, for an entry committed late). An entry is read once it is :data:`SETTLE_SECONDS`
-old: by then the live path has written its event.
+``window`` seconds, read only the slice since the previous one (plus the settling time as
+overlap, for an entry committed late). An entry is read once it is a window and
+:data:`SETTLE_SECONDS` old: by then the live path has written its event (as its window ended).
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from storage.database import Database
 from storage.models import DocumentHistory, DocumentUpdate, OutboxEvent, utcnow
 
 log = logging.getLogger(__name__)
-# How old a log entry is before a pass reads it (the live path wrote its event by then), and
-# the overlap between slices (an entry stamped before a pass's end but committed after it).
+# How long after its window a log entry is read by a pass (the live path wrote its event by
+# then), and the overlap between slices (an entry stamped before a pass's end but committed
+# after it).
 SETTLE_SECONDS = 5.0
 # The live path keys an edit on the time it was applied, the log on the time it was
 # committed, a little later: entries this early in a window count as the previous
@@ -92,11 +93,12 @@ class ContentRecovery:
 
     async def run_pass(self) -> int:
         """Write the missing events of the slice since the previous pass; how many."""
-        until = utcnow() - timedelta(seconds=SETTLE_SECONDS)
+        settle = timedelta(seconds=self.window + SETTLE_SECONDS)
+        until = utcnow() - settle
         if self._since is None:
             since = until - timedelta(seconds=self.lookback)
         else:
-            since = self._since - timedelta(seconds=SETTLE_SECONDS)
+            since = self._since - settle
         windows = await self._read_log(since, until)
         missing = await self._missing(windows)
         written = 0
