@@ -10,8 +10,8 @@ has none, with the logged authors as its editors, through the same ``coalesce_ke
 instances, or a pass and the live path, fill one row).
 
 The first pass, at startup, looks back ``CONTENT_EVENT_LOOKBACK_SECONDS``; later passes, each
-``window`` seconds, read only the slice since the previous one (plus the settling time as
-overlap, for an entry committed late). An entry is read once it is a window and
+``window`` seconds, read only the slice since the previous one (plus :data:`SETTLE_SECONDS`
+of overlap, for an entry committed late). An entry is read once it is a window and
 :data:`SETTLE_SECONDS` old: by then the live path has written its event (as its window ended).
 """
 
@@ -93,12 +93,11 @@ class ContentRecovery:
 
     async def run_pass(self) -> int:
         """Write the missing events of the slice since the previous pass; how many."""
-        settle = timedelta(seconds=self.window + SETTLE_SECONDS)
-        until = utcnow() - settle
+        until = utcnow() - timedelta(seconds=self.window + SETTLE_SECONDS)
         if self._since is None:
             since = until - timedelta(seconds=self.lookback)
         else:
-            since = self._since - settle
+            since = self._since - timedelta(seconds=SETTLE_SECONDS)
         windows = await self._read_log(since, until)
         missing = await self._missing(windows)
         written = 0
