@@ -142,12 +142,12 @@ async def write_content_events(
     }
     new: dict[str, Key] = {}
     for name, key in keys.items():
-        named = sorted(str(e) for e in events[key][0] if e is not None)
         row = existing.get(name)
         if row is None:
             new[name] = key
         elif row.dispatched_at is None:
-            merged = sorted(set(row.data.get("editorIds", [])) | set(named))
+            added = {str(e) for e in events[key][0] if e is not None}
+            merged = sorted(set(row.data.get("editorIds", [])) | added)
             if merged != row.data.get("editorIds"):
                 row.data = {**row.data, "editorIds": merged}
     names: dict[tuple[DocKind, uuid.UUID], str] = {}  # the documents not deleted meanwhile
