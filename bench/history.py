@@ -4,10 +4,12 @@ Per backend (a real ``musicplayground serve``): three accounts (the owner and tw
 edit one loop of the composer's shapes live (the Python Yjs client of ``loadtest``), each
 edit one step toggled, one chord set or one field changed, with automatic versions made
 about every ``--version-every`` seconds of editing (``HISTORY_VERSION_INTERVAL_SECONDS``,
-compressed from a day's 300 s). Then it measures:
+compressed from a day's 300 s), and kept edits packed into compressed chunks once older than
+that interval too (``HISTORY_PACK_AFTER_SECONDS``, compressed from a day's hour). Then it
+measures:
 
-- bytes: the snapshot (the row's Yjs state) against the kept history (updates), the versions
-  (count, bytes each) and the base;
+- bytes: the snapshot (the row's Yjs state) against the kept history (updates, one row each
+  or packed), the versions (count, bytes each) and the base;
 - REST latency, sequential requests: list versions, time travel to a random instant, compare
   a random version with now, restore a random version (each a real new edit).
 
@@ -127,6 +129,11 @@ class Sizes:
             "SELECT count(*), coalesce(sum(length(data)), 0) FROM document_updates WHERE resource_id = ?",
             doc_id,
         )
+        packed_n, packed_b = await self.one(
+            "SELECT coalesce(sum(entries), 0), coalesce(sum(length(data)), 0)"
+            " FROM document_history_chunks WHERE resource_id = ?",
+            doc_id,
+        )
         versions_n, versions_b = await self.one(
             "SELECT count(*), coalesce(sum(length(content) + coalesce(length(state), 0)), 0)"
             " FROM document_versions WHERE resource_id = ?",
@@ -136,11 +143,13 @@ class Sizes:
             "SELECT coalesce(length(base_state), 0) FROM document_history_settings WHERE resource_id = ?",
             doc_id,
         )
-        total = int(kept_b) + int(log_b) + int(versions_b) + int(base or 0)
+        total = int(kept_b) + int(log_b) + int(packed_b) + int(versions_b) + int(base or 0)
         return {
             "snapshot_bytes": int(snapshot),
-            "kept_updates": int(kept_n) + int(log_n),
-            "kept_update_bytes": int(kept_b) + int(log_b),
+            "kept_updates": int(kept_n) + int(log_n) + int(packed_n),
+            "kept_update_bytes": int(kept_b) + int(log_b) + int(packed_b),
+            "packed_updates": int(packed_n),
+            "packed_bytes": int(packed_b),
             "versions": int(versions_n),
             "version_bytes_total": int(versions_b),
             "bytes_per_version": round(int(versions_b) / int(versions_n)) if versions_n else None,
@@ -171,6 +180,7 @@ async def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             "SNAPSHOT_INTERVAL_SECONDS": str(args.version_every / 2),
             "HISTORY_VERSION_INTERVAL_SECONDS": str(args.version_every),
             "HISTORY_MAX_VERSIONS": "1000",
+            "HISTORY_PACK_AFTER_SECONDS": str(args.version_every),
             "RT_MAX_CLIENTS_PER_ROOM": "64",
         },
     )
@@ -278,15 +288,16 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## Bytes",
         "",
-        "| backend | snapshot | kept updates (count / bytes) | versions (count / bytes each) | base "
-        "| history total | x snapshot |",
-        "|---|---|---|---|---|---|---|",
+        "| backend | snapshot | kept updates (count / bytes) | of which packed (count / bytes) "
+        "| versions (count / bytes each) | base | history total | x snapshot |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for run in report["runs"]:
         s = run["sizes"]
         lines.append(
             f"| {run['backend']} | {s['snapshot_bytes']:,} "
             f"| {s['kept_updates']:,} / {s['kept_update_bytes']:,} "
+            f"| {s['packed_updates']:,} / {s['packed_bytes']:,} "
             f"| {s['versions']} / {s['bytes_per_version'] or 0:,} | {s['base_bytes']:,} "
             f"| {s['history_bytes_total']:,} | {s['history_vs_snapshot']} |"
         )

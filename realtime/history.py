@@ -72,6 +72,7 @@ class HistoryPolicy:
     version_interval: float  # HISTORY_VERSION_INTERVAL_SECONDS
     retention_days: int  # HISTORY_RETENTION_DAYS
     max_versions: int  # HISTORY_MAX_VERSIONS (automatic ones; named versions are kept)
+    pack_after: float  # HISTORY_PACK_AFTER_SECONDS
 
 
 @dataclass
@@ -186,6 +187,7 @@ class VersionHistory:
         made = await self.make_version(kind, doc_id, min_age=min_age)
         if made is not None:
             await self.prune(kind, doc_id)
+            await self.pack(kind, doc_id, at_least=kept.CHUNK_ENTRIES)
 
     async def make_version(
         self,
@@ -417,15 +419,36 @@ class VersionHistory:
             new_base = kept.Base(doc.get_update(), old[-1].id, cutoff)
             return await kept.prune_before(session, doc_id, cutoff=cutoff, new_base=new_base)
 
+    async def pack(self, kind: DocKind, doc_id: uuid.UUID, *, at_least: int = 1) -> int:
+        """Pack the document's kept entries older than ``pack_after`` into compressed chunks of
+        ``CHUNK_ENTRIES`` (none while fewer than ``at_least`` are due); how many were packed."""
+        before = utcnow() - timedelta(seconds=self.policy.pack_after)
+        packed = 0
+        while True:
+            async with self.db.write_session() as session:
+                moved = await kept.pack_kept(session, kind.value, doc_id, before=before, at_least=at_least)
+            packed += moved
+            if moved < kept.CHUNK_ENTRIES:
+                return packed
+
     async def sweep(self) -> int:
-        """Apply the retention window to every document holding older history; how many."""
+        """Apply the retention window to every document holding older history, and pack every
+        document's entries due to be packed; how many documents were pruned."""
         async with self.db.session() as session:
             due = await kept.documents_with_history_before(session, self.cutoff())
+            unpacked = await kept.documents_with_unpacked_before(
+                session, utcnow() - timedelta(seconds=self.policy.pack_after)
+            )
         for resource_type, doc_id in due:
             try:
                 await self.prune(DocKind(resource_type), doc_id)
             except Exception:
                 log.exception("history retention of %s:%s failed", resource_type, doc_id)
+        for resource_type, doc_id in unpacked:
+            try:
+                await self.pack(DocKind(resource_type), doc_id)
+            except Exception:
+                log.exception("packing the history of %s:%s failed", resource_type, doc_id)
         return len(due)
 
     def start(self, *, every: float = 24 * 3600, first_delay: float = 300) -> None:

@@ -74,6 +74,7 @@ class RealtimeLimits:
     history_version_interval_seconds: float
     history_retention_days: int
     history_max_versions: int
+    history_pack_after_seconds: float
     awareness_interval: float = 0.05  # at most one awareness message a client per this, on the bus
     presence_roll_call: float = 0.2  # how long REST presence waits for other instances' answers
 
@@ -138,6 +139,7 @@ class DocumentService:
                 limits.history_version_interval_seconds,
                 limits.history_retention_days,
                 limits.history_max_versions,
+                limits.history_pack_after_seconds,
             ),
         )
         self.persistence.on_folded = self.history.folded

@@ -122,9 +122,20 @@ class HistoryHandlers:
     async def list_versions(self, request: web.Request) -> web.Response:
         query = read_query(request, HistoryQuery)
         doc_id = await self._reader(request, query.share_token)
-        async with context(request).db.session() as session:
-            versions = await kept.list_versions(session, doc_id)
-        return json_model(VersionList.model_validate({"versions": [_summary(v) for v in versions]}))
+        rows = await kept.list_versions(context(request).db, doc_id)
+        versions = [
+            {
+                "id": version_id,
+                "name": name,
+                "automatic": name is None,
+                "created_at": created_at,
+                "created_by": created_by,
+                "authors": authors,
+                "summary": summary,
+            }
+            for version_id, name, created_at, created_by, authors, summary in rows
+        ]
+        return json_model(VersionList.model_validate({"versions": versions}))
 
     async def read_version(self, request: web.Request) -> web.Response:
         query = read_query(request, HistoryQuery)

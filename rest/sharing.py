@@ -68,9 +68,10 @@ async def document_with_role(
     user_id: uuid.UUID | None,
     share_token: str | None = None,
 ) -> tuple[Loop | Song, Role]:
-    """The document and the caller's role; 404 when the caller may not even read it."""
+    """The document (without its Yjs state) and the caller's role; 404 when the caller may not
+    even read it."""
     async with ctx.db.session() as session:
-        row = await stored_library.get_document(session, kind.model, document_id)
+        row = await stored_library.get_document(session, kind.model, document_id, with_state=False)
         role = (
             await resolve_role(session, row, user_id=user_id, share_token=share_token)
             if row is not None

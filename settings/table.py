@@ -289,6 +289,13 @@ class Settings:
     history_max_versions: int = setting(
         "HISTORY_MAX_VERSIONS", 200, integer(1), LIVE, "version history: automatic versions kept per document"
     )
+    history_pack_after_seconds: float = setting(
+        "HISTORY_PACK_AFTER_SECONDS",
+        3600.0,
+        seconds,
+        LIVE,
+        "version history: kept edits older than this are packed into compressed chunks of 500",
+    )
     max_update_bytes: int = setting(
         "RT_MAX_UPDATE_BYTES", 256 * 1024, integer(1024), LIVE, "largest single Yjs update a client may send"
     )

@@ -12,6 +12,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import ColumnElement, DateTime, String, Uuid, bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import defer
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlalchemy.sql.functions import FunctionElement
@@ -130,9 +131,12 @@ async def create_document(
 
 
 async def get_document(
-    session: AsyncSession, model: type[Document], document_id: uuid.UUID
+    session: AsyncSession, model: type[Document], document_id: uuid.UUID, *, with_state: bool = True
 ) -> Document | None:
-    return await session.get(model, document_id)
+    """The row; ``with_state=False``: without its Yjs state (up to RT_MAX_DOCUMENT_BYTES), for
+    a caller that only checks who may do what (loading it is half of such a read's time)."""
+    options = [] if with_state else [defer(model.doc_state)]
+    return await session.get(model, document_id, options=options)
 
 
 def _page_filter(

@@ -227,6 +227,29 @@ class DocumentHistory(Base):
     author_id: Mapped[uuid.UUID | None]
 
 
+class DocumentHistoryChunk(Base):
+    """Kept log entries packed together once older than ``HISTORY_PACK_AFTER_SECONDS``: ids
+    ``first_id``..``last_id`` (``entries`` of them) made ``first_at``..``last_at``, their ids,
+    authors, times and bytes compressed in ``data`` (storage/history.py: pack_entries)."""
+
+    __tablename__ = "document_history_chunks"
+    __table_args__ = (
+        Index("ix_document_history_chunks_resource_id_last_id", "resource_id", "last_id"),
+        Index("ix_document_history_chunks_first_at", "first_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
+    resource_type: Mapped[str] = mapped_column(String(8))
+    resource_id: Mapped[uuid.UUID]
+    first_id: Mapped[int] = mapped_column(BigInteger)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    first_at: Mapped[datetime]
+    last_at: Mapped[datetime]
+    entries: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class DocumentVersion(Base):
     """A version of a loop or song: its whole Yjs state at a log position, named or automatic."""
 

@@ -13,8 +13,19 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select, update
 
+from music.kinds import DocKind
+from musicplayground.app import create_app
 from rest.context import REST_CONTEXT
-from storage.models import DocumentHistory, DocumentHistorySettings, DocumentUpdate, DocumentVersion, User
+from settings import Settings
+from storage import history as kept
+from storage.models import (
+    DocumentHistory,
+    DocumentHistoryChunk,
+    DocumentHistorySettings,
+    DocumentUpdate,
+    DocumentVersion,
+    User,
+)
 from storage.purge import purge_anonymous_accounts
 from tests.helpers import bearer, expect_error, sign_up
 from tests.sharing_helpers import add_collaborator, app_db, create_doc, named_user, share
@@ -379,17 +390,126 @@ async def test_rights_to_change_the_history(client: TestClient, actor: str) -> N
 
 async def _log_entries(client: TestClient, doc_id: str) -> int:
     async with app_db(client).session() as session:
-        ids = set(
-            await session.scalars(
-                select(DocumentUpdate.id).where(DocumentUpdate.resource_id == uuid.UUID(doc_id))
+        found = await kept.entries(session, "loop", uuid.UUID(doc_id), after=0, with_data=False)
+    return len(found)
+
+
+async def _row_counts(client: TestClient, doc_id: str) -> tuple[int, int]:
+    """Entries kept one row each, and entries packed in chunks (their sum over the chunks)."""
+    async with app_db(client).session() as session:
+        rows = await session.scalar(
+            select(func.count())
+            .select_from(DocumentHistory)
+            .where(DocumentHistory.resource_id == uuid.UUID(doc_id))
+        )
+        packed = await session.scalar(
+            select(func.coalesce(func.sum(DocumentHistoryChunk.entries), 0)).where(
+                DocumentHistoryChunk.resource_id == uuid.UUID(doc_id)
             )
         )
-        ids |= set(
-            await session.scalars(
-                select(DocumentHistory.id).where(DocumentHistory.resource_id == uuid.UUID(doc_id))
+    return int(rows or 0), int(packed or 0)
+
+
+async def test_packed_history_reads_as_before_and_survives_a_restart(
+    client: TestClient, aiohttp_client: Any, settings: Settings
+) -> None:
+    documents = client.app[REST_CONTEXT].documents
+    doc, owner, editor, _viewer = await team(client)
+    base = f"/api/loops/{doc['id']}"
+    doc_id = uuid.UUID(doc["id"])
+    moments: list[tuple[str, int]] = []
+    for i, bpm in enumerate(range(100, 112)):
+        await patch(client, "loops", doc["id"], (owner, editor)[i % 2]["token"], {"bpm": bpm})
+        await tick()
+        moments.append((now(), bpm))
+        await tick()
+    named = await post(client, f"{base}/versions", owner["token"], {"name": "all in"}, status=201)
+    rows, packed = await _row_counts(client, doc["id"])
+    assert rows >= 12 and packed == 0
+    entries_before = await _log_entries(client, doc["id"])
+
+    # HISTORY_PACK_AFTER_SECONDS, shortened: every kept entry is due.
+    documents.history.policy = dataclasses.replace(documents.history.policy, pack_after=0.0)
+    assert await documents.history.pack(DocKind.LOOP, doc_id) == rows
+    assert await _row_counts(client, doc["id"]) == (0, rows)
+    assert await _log_entries(client, doc["id"]) == entries_before
+
+    # Time travel, compare, activity, restore and undo read the packed entries as before.
+    for when, bpm in moments:
+        assert (await get(client, f"{base}/versions/at", owner["token"], t=when))["content"]["bpm"] == bpm
+    compared = await get(client, f"{base}/compare", owner["token"], **{"from": moments[2][0], "to": "now"})
+    assert compared["summary"] == {"fieldsChanged": 1}
+    activity = (await get(client, f"{base}/activity", owner["token"]))["activity"]
+    assert {entry["userId"] for entry in activity} >= {owner["user"]["id"], editor["user"]["id"]}
+    reverted = await post(
+        client, f"{base}/revert", owner["token"], {"userId": owner["user"]["id"], "since": moments[-3][0]}
+    )
+    assert reverted["content"]["bpm"] == 111  # the editor's last change stays
+    restored = await post(client, f"{base}/versions/{named['id']}/restore", owner["token"])
+    assert restored["content"]["bpm"] == 111
+
+    # Another server on the same database (a restart, or a second instance) reads the same,
+    # and two packers at once pack every entry exactly once.
+    other = await aiohttp_client(create_app(settings))
+    other_history = other.app[REST_CONTEXT].documents.history
+    other_history.policy = documents.history.policy
+    when, bpm = moments[4]
+    assert (await get(other, f"{base}/versions/at", owner["token"], t=when))["content"]["bpm"] == bpm
+    for bpm in range(120, 130):
+        await patch(other, "loops", doc["id"], owner["token"], {"bpm": bpm})
+    await post(other, f"{base}/versions", owner["token"], {"name": "more"}, status=201)
+    await post(client, f"{base}/versions", owner["token"], {"name": "more, here too"}, status=201)
+    rows, packed = await _row_counts(client, doc["id"])
+    assert rows >= 10
+    moved = await asyncio.gather(
+        documents.history.pack(DocKind.LOOP, doc_id), other_history.pack(DocKind.LOOP, doc_id)
+    )
+    assert sum(moved) == rows and await _row_counts(client, doc["id"]) == (0, packed + rows)
+    assert await _log_entries(client, doc["id"]) == await _log_entries(other, doc["id"])
+    for reader in (client, other):
+        assert (await get(reader, f"{base}/versions/at", owner["token"], t=now()))["content"]["bpm"] == 129
+
+
+async def test_retention_folds_packed_entries_into_where_history_starts(client: TestClient) -> None:
+    documents = client.app[REST_CONTEXT].documents
+    documents.history.policy = dataclasses.replace(documents.history.policy, pack_after=0.0)
+    doc, owner, _editor, _viewer = await team(client)
+    base = f"/api/loops/{doc['id']}"
+    doc_id = uuid.UUID(doc["id"])
+    for bpm in (101, 102, 103):
+        await patch(client, "loops", doc["id"], owner["token"], {"bpm": bpm})
+    await post(client, f"{base}/versions", owner["token"], {"name": "old"}, status=201)
+    # Made 40 days ago, then packed (the times travel inside the chunk).
+    old = datetime.now(UTC) - timedelta(days=40)
+    async with app_db(client).write_session() as session:
+        await session.execute(
+            update(DocumentHistory).where(DocumentHistory.resource_id == doc_id).values(created_at=old)
+        )
+    rows, _ = await _row_counts(client, doc["id"])
+    assert await documents.history.pack(DocKind.LOOP, doc_id) == rows
+
+    await patch(client, "loops", doc["id"], owner["token"], {"bpm": 122})
+    assert await documents.history.sweep() >= 1
+    resp = await client.get(
+        f"{base}/versions/at",
+        params={"t": (datetime.now(UTC) - timedelta(days=35)).isoformat()},
+        headers=bearer(owner["token"]),
+    )
+    await expect_error(resp, 410, "history_not_kept")
+    # What the window folded is where the history starts: a day ago reads as the last old edit.
+    a_day_ago = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    assert (await get(client, f"{base}/versions/at", owner["token"], t=a_day_ago))["content"]["bpm"] == 103
+    assert (await get(client, f"{base}/versions/at", owner["token"], t=now()))["content"]["bpm"] == 122
+    async with app_db(client).session() as session:  # the old chunk folded into the base
+        old_chunks = await session.scalar(
+            select(func.count())
+            .select_from(DocumentHistoryChunk)
+            .where(
+                DocumentHistoryChunk.resource_id == doc_id,
+                DocumentHistoryChunk.first_at < old + timedelta(days=1),
             )
         )
-    return len(ids)
+    assert old_chunks == 0
 
 
 async def _newest_author(client: TestClient, doc_id: str) -> uuid.UUID | None:
@@ -412,7 +532,7 @@ async def _newest_author(client: TestClient, doc_id: str) -> uuid.UUID | None:
 async def _history_rows(client: TestClient, doc_id: str) -> int:
     total = 0
     async with app_db(client).session() as session:
-        for model in (DocumentHistory, DocumentVersion, DocumentHistorySettings):
+        for model in (DocumentHistory, DocumentHistoryChunk, DocumentVersion, DocumentHistorySettings):
             total += (
                 await session.scalar(
                     select(func.count()).select_from(model).where(model.resource_id == uuid.UUID(doc_id))

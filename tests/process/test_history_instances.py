@@ -1,13 +1,16 @@
 """Undo one person and restore a version, on two real instances on one Postgres and one Redis:
-each is a new edit that the clients of both instances see live, and the REST reads agree."""
+each is a new edit that the clients of both instances see live, and the REST reads agree. And
+the history packed into compressed chunks reads the same after both instances restart."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from pycrdt import Map
 
@@ -105,6 +108,74 @@ async def test_undo_and_restore_are_seen_live_on_both_instances(
         finally:
             for client in clients:
                 await client.close()
+        for server in (a, b):
+            assert server.terminate() == 0
+            assert "Traceback" not in server.log(), server.log()
+
+
+async def test_packed_history_reads_the_same_after_both_instances_restart(
+    cluster_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Versions and packing compressed from minutes and an hour to fractions of a second.
+    env = {
+        **cluster_env,
+        "SNAPSHOT_INTERVAL_SECONDS": "0.2",
+        "HISTORY_VERSION_INTERVAL_SECONDS": "0.5",
+        "HISTORY_PACK_AFTER_SECONDS": "0.2",
+    }
+    moments: list[tuple[str, int]] = []
+    with instances(env, tmp_path) as (a, b):
+        owner_token, owner = account(a.url)
+        loop_id = new_loop(a.url, owner)
+        on_a = await connected(a.url, loop_id, owner_token)
+        on_b = await connected(b.url, loop_id, owner_token)
+        try:
+            for i in range(700):  # more than one chunk's worth, from both instances
+                bpm = 80 + i % 60
+                (on_a, on_b)[i % 2].doc.get("meta", type=Map)["bpm"] = bpm
+                await asyncio.sleep(0.015)  # within RT_MAX_MESSAGES_PER_SECOND
+                if i % 100 == 99:
+                    await eventually(
+                        lambda b=bpm: content(on_a)["bpm"] == content(on_b)["bpm"] == b, timeout=10
+                    )
+                    await asyncio.sleep(0.05)
+                    moments.append((datetime.now(UTC).isoformat(), bpm))
+                    await asyncio.sleep(0.05)
+        finally:
+            for client in (on_a, on_b):
+                await client.close()
+
+        # The last person left: a version, then every entry due is packed, on one instance.
+        async def packed() -> int:
+            conn = await asyncpg.connect(env["DATABASE_URL"].replace("+asyncpg", ""))
+            try:
+                return int(
+                    await conn.fetchval(
+                        "SELECT coalesce(sum(entries), 0) FROM document_history_chunks"
+                        " WHERE resource_id = $1",
+                        uuid.UUID(loop_id),
+                    )
+                )
+            finally:
+                await conn.close()
+
+        for _ in range(200):
+            if await packed() >= 500:
+                break
+            await asyncio.sleep(0.05)
+        assert await packed() >= 500
+        for server in (a, b):
+            assert server.terminate() == 0
+            assert "Traceback" not in server.log(), server.log()
+
+    with instances(env, tmp_path) as (a, b):
+        for server in (a, b):
+            for when, bpm in moments:
+                resp = await http(
+                    "GET", f"{server.url}/api/loops/{loop_id}/versions/at", params={"t": when}, headers=owner
+                )
+                assert resp.status_code == 200, resp.text
+                assert resp.json()["content"]["bpm"] == bpm
         for server in (a, b):
             assert server.terminate() == 0
             assert "Traceback" not in server.log(), server.log()
