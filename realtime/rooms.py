@@ -189,6 +189,11 @@ class Room:
         self.version += 1
         self._forget_encodings()
 
+    def loaded(self) -> None:
+        """The stored document is in: building it is nobody's delta (else a whole copy of the
+        document stays in memory until the first edit)."""
+        self._delta = None
+
     def _observe_meta(self) -> Any:
         return self.doc.get(META, type=Map).observe(self._on_meta)
 

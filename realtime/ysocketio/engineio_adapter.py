@@ -11,8 +11,8 @@ driver (:class:`FramedWebSocket`). Either way these frames never overtake or spl
 Engine.IO itself sends (pings, acks).
 
 That needs what neither library documents: the manager's ``eio_sid_from_sid``, the server's
-``sockets`` map and driver table (``_async``), each socket's ``queue`` (and asyncio's
-``Queue._getters``, to see the writer parked on it), and the driver being handed the socket's
+``sockets`` map and driver table (``_async``), each socket's ``queue`` (ours: :class:`SendQueue`,
+which sees the writer parked on it), and the driver being handed the socket's
 bound ``_websocket_handler``. The driver runs the socket's WebSocket session itself
 (:func:`_serve`, in place of that handler, whose source is checked by hash): engineio's
 makes a task and a ``wait_for`` for every frame it reads. The versions this was checked
@@ -50,6 +50,7 @@ import functools
 import hashlib
 import inspect
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -137,7 +138,7 @@ class FramedPacket(eio_packet.Packet):
         return self.encode_cache  # type: ignore[no-any-return]
 
 
-class SendQueue(asyncio.Queue[Any]):
+class SendQueue:
     """An Engine.IO socket's send queue that knows how many bytes wait on it.
 
     :func:`install` has the engine make every socket's queue with this class (its
@@ -146,18 +147,93 @@ class SendQueue(asyncio.Queue[Any]):
     takes it down as it writes); past :data:`MAX_SEND_BACKLOG_BYTES`, with the transport's
     write buffer, the socket is dropped at once, before another reply is even encoded (the
     read loop stops at its next frame).
+
+    It does what engineio asks of an ``asyncio.Queue`` (unbounded ``put``/``put_nowait``,
+    ``get``/``get_nowait``, ``task_done``, ``join``: :func:`self_check`), for one reader, the
+    writer (:func:`_write_queued`). Unlike ``asyncio.Queue``, which makes three deques and an
+    Event for every socket up front (about 3 KB), it holds nothing while idle: its deque
+    exists only while items wait, its getter only while the writer waits.
     """
 
-    transport: asyncio.Transport | None = None  # set when the WebSocket is served
-    sid = "-"  # the Engine.IO session's, for the log
-    backlog = 0
-    overflowed = False
+    __slots__ = ("_all_done", "_getter", "_items", "_unfinished", "backlog", "overflowed", "sid", "transport")
 
-    def _put(self, item: Any) -> None:
-        super()._put(item)
+    def __init__(self) -> None:
+        self._items: collections.deque[Any] | None = None
+        self._getter: asyncio.Future[None] | None = None  # the writer, parked on an empty queue
+        self._unfinished = 0  # items put and not yet marked done (join)
+        self._all_done: asyncio.Event | None = None  # made by a join that has to wait
+        self.transport: asyncio.Transport | None = None  # set when the WebSocket is served
+        self.sid = "-"  # the Engine.IO session's, for the log
+        self.backlog = 0
+        self.overflowed = False
+
+    def qsize(self) -> int:
+        return len(self._items) if self._items is not None else 0
+
+    def empty(self) -> bool:
+        return not self._items
+
+    @property
+    def writer_waiting(self) -> bool:
+        """The writer is parked on this (empty) queue: everything put before was sent."""
+        return self._getter is not None
+
+    def put_nowait(self, item: Any) -> None:
+        if self._items is None:
+            self._items = collections.deque()
+        self._items.append(item)
+        self._unfinished += 1
+        getter = self._getter
+        if getter is not None and not getter.done():
+            getter.set_result(None)
         if item is not None:
             self.backlog += _size(item)
             self.check_backlog()
+
+    async def put(self, item: Any) -> None:
+        self.put_nowait(item)  # unbounded: the backlog bound drops the socket instead
+
+    def get_nowait(self) -> Any:
+        items = self._items
+        if not items:
+            raise asyncio.QueueEmpty
+        item = items.popleft()
+        if not items:
+            self._items = None
+        return item
+
+    async def get(self) -> Any:
+        while not self._items:
+            await self.wait(None)
+        return self.get_nowait()
+
+    async def wait(self, timeout: float | None) -> bool:
+        """Wait until an item is queued; False if ``timeout`` seconds pass first."""
+        if self._items:
+            return True
+        loop = asyncio.get_running_loop()
+        getter = self._getter = loop.create_future()
+        timer = loop.call_later(timeout, _time_out, getter) if timeout is not None else None
+        try:
+            await getter
+        finally:
+            self._getter = None
+            if timer is not None:
+                timer.cancel()
+        return bool(self._items)
+
+    def task_done(self) -> None:
+        if self._unfinished <= 0:
+            raise ValueError("task_done() called too many times")
+        self._unfinished -= 1
+        if self._unfinished == 0 and self._all_done is not None:
+            self._all_done.set()
+
+    async def join(self) -> None:
+        if self._unfinished:
+            if self._all_done is None or self._all_done.is_set():
+                self._all_done = asyncio.Event()
+            await self._all_done.wait()
 
     def check_backlog(self) -> None:
         """Drop the connection if what waits to be sent is over the bound."""
@@ -173,6 +249,17 @@ class SendQueue(asyncio.Queue[Any]):
             )
             if transport is not None:
                 transport.abort()  # the read loop ends and the socket is disconnected
+
+
+# What engineio's sockets may call on their queue (self_check reads engineio's source).
+_QUEUE_CALLS: Final = frozenset(
+    {"put", "put_nowait", "get", "get_nowait", "task_done", "join", "empty", "qsize"}
+)
+
+
+def _time_out(getter: asyncio.Future[None]) -> None:
+    if not getter.done():
+        getter.set_result(None)
 
 
 def _size(pkt: Any) -> int:
@@ -341,20 +428,34 @@ async def _close(sock: web.WebSocketResponse, transport: Any, code: int, reason:
 
 
 async def _write_queued(socket: Any, ws: FramedWebSocket) -> None:
-    """Engine.IO's writer: drain the socket's send queue until it ends (None) or times out."""
+    """Engine.IO's writer: drain the socket's send queue until it ends (None) or stays empty
+    for ``ping_interval + ping_timeout`` (what engineio's ``poll`` does, without its
+    ``wait_for``, which makes a task per wait)."""
     queue: SendQueue = socket.queue
+    server = socket.server
+    idle_timeout = server.ping_interval + server.ping_timeout
     while True:
         try:
-            packets = await socket.poll()
-        except eio_exceptions.QueueEmpty:
-            break
-        if not packets:
-            break
+            if not await queue.wait(idle_timeout):
+                break
+        except asyncio.CancelledError:
+            break  # as engineio's poll: the WebSocket is closed below
+        packets = []
+        ended = False
+        while not queue.empty():
+            pkt = queue.get_nowait()
+            queue.task_done()
+            if pkt is None:
+                ended = True
+                break
+            packets.append(pkt)
         try:
             for pkt in packets:
                 queue.backlog -= _size(pkt)  # from here on it is in the transport's buffer
                 await ws.send(pkt.encode())
         except Exception:
+            break
+        if ended:
             break
     await ws.close()
 
@@ -412,8 +513,10 @@ def self_check(sio: socketio.AsyncServer) -> None:
     eio_message = inspect.getsource(socketio.AsyncServer._handle_eio_message)
     if not all(f in eio_message for f in ("if eio_sid in self._binary_packet:", "pkt.add_attachment(data)")):
         problems.append("python-socketio no longer hands frames to the binary packet kept in _binary_packet")
-    if "self.queue.get" not in inspect.getsource(engineio.async_socket.AsyncSocket.poll):
-        problems.append("engineio AsyncSocket.poll no longer drains self.queue")
+    queue_calls = set(re.findall(r"self\.queue\.(\w+)", inspect.getsource(engineio.async_socket)))
+    if not queue_calls <= _QUEUE_CALLS:
+        lacking = sorted(queue_calls - _QUEUE_CALLS)
+        problems.append(f"engineio's sockets call queue methods SendQueue lacks: {lacking}")
     handler = inspect.getsource(engineio.async_socket.AsyncSocket._websocket_handler).encode()
     if hashlib.sha256(handler).hexdigest() != CHECKED_WEBSOCKET_HANDLER_SHA256:
         problems.append("engineio's AsyncSocket._websocket_handler changed: re-read it against _serve")
@@ -429,12 +532,6 @@ def self_check(sio: socketio.AsyncServer) -> None:
     upgrade = inspect.getsource(engineio.async_socket.AsyncSocket._upgrade_websocket)
     if "self.server._async['websocket'](\n            self._websocket_handler" not in upgrade:
         problems.append("engineio no longer makes its websocket driver with the socket's bound handler")
-    if not isinstance(getattr(asyncio.Queue(), "_getters", None), collections.deque):
-        problems.append("asyncio.Queue no longer keeps its waiting getters in _getters")
-    probe = SendQueue()
-    probe.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, "counted"))
-    if probe.backlog != len("counted"):
-        problems.append("asyncio.Queue no longer stores items through _put: SendQueue cannot count them")
     if problems:
         raise EngineIOAdapterError("; ".join(problems))
 
@@ -502,7 +599,7 @@ def queue_frames(sio: socketio.AsyncServer, eio_sids: Iterable[str], packet: Fra
         if socket is None or socket.closed:
             continue
         queue: SendQueue = socket.queue
-        if queue.empty() and queue._getters and _write_frames(queue, frames):  # type: ignore[attr-defined]
+        if queue.empty() and queue.writer_waiting and _write_frames(queue, frames):
             delivered += 1
             continue
         queue.put_nowait(packet)  # counted, and bounded (SendQueue)
