@@ -15,7 +15,10 @@ That needs what neither library documents: the manager's ``eio_sid_from_sid``, t
 which sees the writer parked on it), and the driver being handed the socket's
 bound ``_websocket_handler``. The driver runs the socket's WebSocket session itself
 (:func:`_serve`, in place of that handler, whose source is checked by hash): engineio's
-makes a task and a ``wait_for`` for every frame it reads. The versions this was checked
+makes a task and a ``wait_for`` for every frame it reads. An idle connection holds no task of
+engineio's either: its pings are scheduled on a timer (:func:`_schedule_ping`, in place of
+``AsyncSocket.schedule_ping``, checked by hash), and its queue (:class:`SendQueue`) holds
+nothing while empty. The versions this was checked
 against are pinned exactly in ``pyproject.toml`` (:data:`CHECKED_VERSIONS`); :func:`install`
 runs :func:`self_check` at start-up and ``tests/realtime/test_engineio_adapter.py`` fails
 loudly when an upgrade moves them.
@@ -51,6 +54,7 @@ import hashlib
 import inspect
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -90,6 +94,11 @@ _MAX_CLOSE_REASON: Final = 123  # bytes: the WebSocket limit for a close reason
 # The source of engineio's AsyncSocket.receive: _serve hands MESSAGE packets to the server's
 # "message" handler as receive does; a change to receive must be read first.
 CHECKED_RECEIVE_SHA256: Final = "a91ae36ec2fb5340713ec03be88b1ece9887d2f3116ff09f24dda3a6d965db28"
+
+# The sources of engineio's AsyncSocket.schedule_ping and _send_ping, which _schedule_ping
+# and _send_ping stand in for (a timer instead of a sleeping task per socket).
+CHECKED_SCHEDULE_PING_SHA256: Final = "fe316639159cd70d34cdb911a055fc1a0056ff15615b8460a1ab6593c95e9372"
+CHECKED_SEND_PING_SHA256: Final = "67db82a704ea49d0ad34e967728cec06020d036431d67c1612162a907526cb43"
 
 # Server-side frame encoder: unmasked frames, no extensions (compression is declined).
 _FRAMES = FrameProtocol(client=False, extensions=[])
@@ -268,7 +277,7 @@ def _size(pkt: Any) -> int:
     return len(data) if isinstance(data, str | bytes) else 0
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Wire:
     """What the read loop knows of its connection besides the engine's socket."""
 
@@ -529,6 +538,15 @@ def self_check(sio: socketio.AsyncServer) -> None:
     for name in ("poll", "receive", "close"):
         if not inspect.iscoroutinefunction(getattr(engineio.async_socket.AsyncSocket, name, None)):
             problems.append(f"engineio AsyncSocket.{name} is no longer a coroutine function")
+    for name, checked in (
+        ("schedule_ping", CHECKED_SCHEDULE_PING_SHA256),
+        ("_send_ping", CHECKED_SEND_PING_SHA256),
+    ):
+        method = getattr(engineio.async_socket.AsyncSocket, name)
+        if method is _schedule_ping:
+            continue  # already replaced by install()
+        if hashlib.sha256(inspect.getsource(method).encode()).hexdigest() != checked:
+            problems.append(f"engineio's AsyncSocket.{name} changed: re-read it against _{name.lstrip('_')}")
     upgrade = inspect.getsource(engineio.async_socket.AsyncSocket._upgrade_websocket)
     if "self.server._async['websocket'](\n            self._websocket_handler" not in upgrade:
         problems.append("engineio no longer makes its websocket driver with the socket's bound handler")
@@ -544,6 +562,26 @@ def install(sio: socketio.AsyncServer, *, connect_timeout: float) -> None:
     driver = functools.partial(FramedWebSocket, policy=WirePolicy(connect_timeout=connect_timeout))
     sio.eio._async = {**sio.eio._async, "websocket": driver}
     sio.eio.create_queue = SendQueue
+    # Engine.IO's own pings: a timer per socket instead of a task that sleeps ping_interval
+    # (engineio's AsyncSocket is the only class it has, so this holds for every engine in
+    # the process; the server never runs another, and the pings sent are the same).
+    engineio.async_socket.AsyncSocket.schedule_ping = _schedule_ping
+
+
+def _schedule_ping(socket: Any) -> None:
+    """engineio's ``AsyncSocket.schedule_ping``: the next PING ``ping_interval`` seconds
+    after the previous one was answered (or after the connect)."""
+    if socket.last_ping:  # only once the previous ping's wait is over
+        socket.last_ping = None
+        asyncio.get_running_loop().call_later(socket.server.ping_interval, _send_ping, socket)
+
+
+def _send_ping(socket: Any) -> None:
+    """engineio's ``AsyncSocket._send_ping`` after its sleep: its ``send`` finds no ping
+    timeout (``last_ping`` was just set) and puts the PING on the queue, as here."""
+    if not socket.closing and not socket.closed:
+        socket.last_ping = time.time()
+        socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
 
 
 def encode_event(sio: socketio.AsyncServer, namespace: str, event: str, data: Any) -> FramedPacket:

@@ -125,6 +125,19 @@ async def test_a_silent_client_is_closed_by_the_ping_timeout(client: TestClient)
     await eventually(lambda: not engine.sockets)
 
 
+async def test_an_answered_ping_is_followed_by_the_next(client: TestClient) -> None:
+    """Pings run on a timer per socket (no task): each PONG schedules the next PING."""
+    engine = socketio_wire(client).sio.eio
+    engine.ping_interval, engine.ping_timeout = 0.1, 5
+    url = client.make_url("/socket.io/?EIO=4&transport=websocket")
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        assert (await ws.receive_str()).startswith("0{")
+        for _ in range(3):
+            assert await asyncio.wait_for(ws.receive_str(), 5) == "2"
+            await ws.send_str("3")
+        assert len(engine.sockets) == 1
+
+
 async def test_a_session_ends_when_the_client_closes(client: TestClient) -> None:
     engine = socketio_wire(client).sio.eio
     url = client.make_url("/socket.io/?EIO=4&transport=websocket")
