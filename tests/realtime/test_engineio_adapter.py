@@ -172,6 +172,33 @@ def test_every_send_queue_counts_its_bytes_and_overflows_past_the_bound() -> Non
     assert queue.overflowed
 
 
+async def test_the_send_queue_hands_over_in_order_times_out_and_joins() -> None:
+    """What engineio's sockets and the writer ask of the queue (it is no asyncio.Queue)."""
+    queue = engineio_adapter.SendQueue()
+    assert not await queue.wait(0.01)  # nothing came: the writer's idle timeout
+    ping, ack = eio_packet.Packet(eio_packet.PING), eio_packet.Packet(eio_packet.MESSAGE, "ack")
+    getter = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    assert queue.writer_waiting  # the fan-out may write straight to the transport
+    await queue.put(ping)
+    queue.put_nowait(ack)
+    queue.put_nowait(None)
+    assert await getter is ping
+    assert not queue.writer_waiting and queue.qsize() == 2 and queue.backlog == len("ack")
+    joined = asyncio.ensure_future(queue.join())
+    queue.task_done()
+    assert queue.get_nowait() is ack
+    queue.task_done()
+    await asyncio.sleep(0)
+    assert not joined.done()  # None is still queued
+    assert queue.get_nowait() is None
+    queue.task_done()
+    await asyncio.wait_for(joined, 1)
+    assert queue.empty()
+    with pytest.raises(asyncio.QueueEmpty):
+        queue.get_nowait()
+
+
 async def test_a_failing_handler_is_logged_once_with_its_traceback_then_the_socket_closed(
     client: TestClient, owner: dict[str, Any], loop: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
