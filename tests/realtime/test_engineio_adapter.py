@@ -21,6 +21,7 @@ from wsproto.frame_protocol import FrameProtocol, Opcode
 from loadtest.client import CollabClient, namespace_for
 from realtime.wires import Wires
 from realtime.ysocketio import engineio_adapter
+from realtime.ysocketio.send_queue import SendQueue
 from realtime.ysocketio.server import CollabSocketServer
 from rest.context import REST_CONTEXT
 from tests.helpers import eventually
@@ -160,7 +161,7 @@ def test_every_send_queue_counts_its_bytes_and_overflows_past_the_bound() -> Non
     sio = socketio.AsyncServer(async_mode="aiohttp", transports=["websocket"])
     engineio_adapter.install(sio, connect_timeout=5)
     queue = sio.eio.create_queue()  # what the engine gives every socket
-    assert isinstance(queue, engineio_adapter.SendQueue)
+    assert isinstance(queue, SendQueue)
     update = engineio_adapter.encode_event(sio, "/yjs|loop:x", "sync-update", b"u" * (1024 * 1024))
     ack = eio_packet.Packet(eio_packet.MESSAGE, b"a" * (1024 * 1024))  # what python-socketio queues
     while queue.backlog + 2 * 1024 * 1024 <= engineio_adapter.MAX_SEND_BACKLOG_BYTES:
@@ -174,7 +175,7 @@ def test_every_send_queue_counts_its_bytes_and_overflows_past_the_bound() -> Non
 
 async def test_the_send_queue_hands_over_in_order_times_out_and_joins() -> None:
     """What engineio's sockets and the writer ask of the queue (it is no asyncio.Queue)."""
-    queue = engineio_adapter.SendQueue()
+    queue = SendQueue()
     assert not await queue.wait(0.01)  # nothing came: the writer's idle timeout
     ping, ack = eio_packet.Packet(eio_packet.PING), eio_packet.Packet(eio_packet.MESSAGE, "ack")
     getter = asyncio.ensure_future(queue.get())
