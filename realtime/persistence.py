@@ -148,6 +148,7 @@ class RoomPersistence:
                     doc.apply_update(update)
             room.stored_bytes += sum(len(update) for _, update in found.updates)
             room.position = max(room.position, found.updates[-1][0])
+        room.loaded()
         room.persisted_version = room.version
         room.listing_changed = False  # the meta observer saw the document being built
         if found.updates:

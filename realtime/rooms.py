@@ -40,6 +40,8 @@ RoomKey = tuple[DocKind, uuid.UUID]  # how the document service finds a room
 class TokenBucket:
     """Messages per second for one connection, with a burst of twice the rate."""
 
+    __slots__ = ("capacity", "rate", "tokens", "updated")  # one per socket
+
     def __init__(self, rate: float) -> None:
         self.rate = rate
         self.capacity = rate * 2
@@ -56,7 +58,7 @@ class TokenBucket:
         return True
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # one per socket
 class Session:
     """One socket connected to one document."""
 
@@ -188,6 +190,11 @@ class Room:
         self._delta = event.update
         self.version += 1
         self._forget_encodings()
+
+    def loaded(self) -> None:
+        """The stored document is in: building it is nobody's delta (else a whole copy of the
+        document stays in memory until the first edit)."""
+        self._delta = None
 
     def _observe_meta(self) -> Any:
         return self.doc.get(META, type=Map).observe(self._on_meta)

@@ -11,11 +11,14 @@ driver (:class:`FramedWebSocket`). Either way these frames never overtake or spl
 Engine.IO itself sends (pings, acks).
 
 That needs what neither library documents: the manager's ``eio_sid_from_sid``, the server's
-``sockets`` map and driver table (``_async``), each socket's ``queue`` (and asyncio's
-``Queue._getters``, to see the writer parked on it), and the driver being handed the socket's
+``sockets`` map and driver table (``_async``), each socket's ``queue`` (ours: :class:`SendQueue`,
+which sees the writer parked on it), and the driver being handed the socket's
 bound ``_websocket_handler``. The driver runs the socket's WebSocket session itself
 (:func:`_serve`, in place of that handler, whose source is checked by hash): engineio's
-makes a task and a ``wait_for`` for every frame it reads. The versions this was checked
+makes a task and a ``wait_for`` for every frame it reads. An idle connection holds no task of
+engineio's either: its pings are scheduled on a timer (:func:`_schedule_ping`, in place of
+``AsyncSocket.schedule_ping``, checked by hash), and its queue (:class:`SendQueue`) holds
+nothing while empty. The versions this was checked
 against are pinned exactly in ``pyproject.toml`` (:data:`CHECKED_VERSIONS`); :func:`install`
 runs :func:`self_check` at start-up and ``tests/realtime/test_engineio_adapter.py`` fails
 loudly when an upgrade moves them.
@@ -45,11 +48,12 @@ is aborted: it would not read a close frame either).
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import hashlib
 import inspect
 import logging
+import re
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -66,6 +70,7 @@ from wsproto.frame_protocol import FrameProtocol
 
 from realtime.wires import MAX_SEND_BACKLOG_BYTES
 from realtime.ysocketio.packet import PacketRefused
+from realtime.ysocketio.send_queue import QUEUE_CALLS, SendQueue, packet_size
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +94,11 @@ _MAX_CLOSE_REASON: Final = 123  # bytes: the WebSocket limit for a close reason
 # The source of engineio's AsyncSocket.receive: _serve hands MESSAGE packets to the server's
 # "message" handler as receive does; a change to receive must be read first.
 CHECKED_RECEIVE_SHA256: Final = "a91ae36ec2fb5340713ec03be88b1ece9887d2f3116ff09f24dda3a6d965db28"
+
+# The sources of engineio's AsyncSocket.schedule_ping and _send_ping, which _schedule_ping
+# and _send_ping stand in for (a timer instead of a sleeping task per socket).
+CHECKED_SCHEDULE_PING_SHA256: Final = "fe316639159cd70d34cdb911a055fc1a0056ff15615b8460a1ab6593c95e9372"
+CHECKED_SEND_PING_SHA256: Final = "67db82a704ea49d0ad34e967728cec06020d036431d67c1612162a907526cb43"
 
 # Server-side frame encoder: unmasked frames, no extensions (compression is declined).
 _FRAMES = FrameProtocol(client=False, extensions=[])
@@ -137,51 +147,7 @@ class FramedPacket(eio_packet.Packet):
         return self.encode_cache  # type: ignore[no-any-return]
 
 
-class SendQueue(asyncio.Queue[Any]):
-    """An Engine.IO socket's send queue that knows how many bytes wait on it.
-
-    :func:`install` has the engine make every socket's queue with this class (its
-    ``create_queue``), so every send is counted: our fan-out and python-socketio's emits and
-    acks. ``backlog`` is what was queued and not yet handed to the transport (the writer
-    takes it down as it writes); past :data:`MAX_SEND_BACKLOG_BYTES`, with the transport's
-    write buffer, the socket is dropped at once, before another reply is even encoded (the
-    read loop stops at its next frame).
-    """
-
-    transport: asyncio.Transport | None = None  # set when the WebSocket is served
-    sid = "-"  # the Engine.IO session's, for the log
-    backlog = 0
-    overflowed = False
-
-    def _put(self, item: Any) -> None:
-        super()._put(item)
-        if item is not None:
-            self.backlog += _size(item)
-            self.check_backlog()
-
-    def check_backlog(self) -> None:
-        """Drop the connection if what waits to be sent is over the bound."""
-        transport = self.transport
-        buffered = transport.get_write_buffer_size() if transport is not None else 0
-        if self.backlog + buffered > MAX_SEND_BACKLOG_BYTES and not self.overflowed:
-            self.overflowed = True
-            log.warning(
-                "socket %s: closed, %d bytes waiting to be sent (over %d): the client does not read",
-                self.sid,
-                self.backlog + buffered,
-                MAX_SEND_BACKLOG_BYTES,
-            )
-            if transport is not None:
-                transport.abort()  # the read loop ends and the socket is disconnected
-
-
-def _size(pkt: Any) -> int:
-    """Bytes of an Engine.IO packet on the queue (its data; a framed packet's are its frames)."""
-    data = pkt.data
-    return len(data) if isinstance(data, str | bytes) else 0
-
-
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Wire:
     """What the read loop knows of its connection besides the engine's socket."""
 
@@ -341,20 +307,34 @@ async def _close(sock: web.WebSocketResponse, transport: Any, code: int, reason:
 
 
 async def _write_queued(socket: Any, ws: FramedWebSocket) -> None:
-    """Engine.IO's writer: drain the socket's send queue until it ends (None) or times out."""
+    """Engine.IO's writer: drain the socket's send queue until it ends (None) or stays empty
+    for ``ping_interval + ping_timeout`` (what engineio's ``poll`` does, without its
+    ``wait_for``, which makes a task per wait)."""
     queue: SendQueue = socket.queue
+    server = socket.server
+    idle_timeout = server.ping_interval + server.ping_timeout
     while True:
         try:
-            packets = await socket.poll()
-        except eio_exceptions.QueueEmpty:
-            break
-        if not packets:
-            break
+            if not await queue.wait(idle_timeout):
+                break
+        except asyncio.CancelledError:
+            break  # as engineio's poll: the WebSocket is closed below
+        packets = []
+        ended = False
+        while not queue.empty():
+            pkt = queue.get_nowait()
+            queue.task_done()
+            if pkt is None:
+                ended = True
+                break
+            packets.append(pkt)
         try:
             for pkt in packets:
-                queue.backlog -= _size(pkt)  # from here on it is in the transport's buffer
+                queue.backlog -= packet_size(pkt)  # from here on it is in the transport's buffer
                 await ws.send(pkt.encode())
         except Exception:
+            break
+        if ended:
             break
     await ws.close()
 
@@ -412,8 +392,10 @@ def self_check(sio: socketio.AsyncServer) -> None:
     eio_message = inspect.getsource(socketio.AsyncServer._handle_eio_message)
     if not all(f in eio_message for f in ("if eio_sid in self._binary_packet:", "pkt.add_attachment(data)")):
         problems.append("python-socketio no longer hands frames to the binary packet kept in _binary_packet")
-    if "self.queue.get" not in inspect.getsource(engineio.async_socket.AsyncSocket.poll):
-        problems.append("engineio AsyncSocket.poll no longer drains self.queue")
+    queue_calls = set(re.findall(r"self\.queue\.(\w+)", inspect.getsource(engineio.async_socket)))
+    if not queue_calls <= QUEUE_CALLS:
+        lacking = sorted(queue_calls - QUEUE_CALLS)
+        problems.append(f"engineio's sockets call queue methods SendQueue lacks: {lacking}")
     handler = inspect.getsource(engineio.async_socket.AsyncSocket._websocket_handler).encode()
     if hashlib.sha256(handler).hexdigest() != CHECKED_WEBSOCKET_HANDLER_SHA256:
         problems.append("engineio's AsyncSocket._websocket_handler changed: re-read it against _serve")
@@ -426,15 +408,18 @@ def self_check(sio: socketio.AsyncServer) -> None:
     for name in ("poll", "receive", "close"):
         if not inspect.iscoroutinefunction(getattr(engineio.async_socket.AsyncSocket, name, None)):
             problems.append(f"engineio AsyncSocket.{name} is no longer a coroutine function")
+    for name, checked in (
+        ("schedule_ping", CHECKED_SCHEDULE_PING_SHA256),
+        ("_send_ping", CHECKED_SEND_PING_SHA256),
+    ):
+        method = getattr(engineio.async_socket.AsyncSocket, name)
+        if method is _schedule_ping:
+            continue  # already replaced by install()
+        if hashlib.sha256(inspect.getsource(method).encode()).hexdigest() != checked:
+            problems.append(f"engineio's AsyncSocket.{name} changed: re-read it against _{name.lstrip('_')}")
     upgrade = inspect.getsource(engineio.async_socket.AsyncSocket._upgrade_websocket)
     if "self.server._async['websocket'](\n            self._websocket_handler" not in upgrade:
         problems.append("engineio no longer makes its websocket driver with the socket's bound handler")
-    if not isinstance(getattr(asyncio.Queue(), "_getters", None), collections.deque):
-        problems.append("asyncio.Queue no longer keeps its waiting getters in _getters")
-    probe = SendQueue()
-    probe.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, "counted"))
-    if probe.backlog != len("counted"):
-        problems.append("asyncio.Queue no longer stores items through _put: SendQueue cannot count them")
     if problems:
         raise EngineIOAdapterError("; ".join(problems))
 
@@ -447,6 +432,26 @@ def install(sio: socketio.AsyncServer, *, connect_timeout: float) -> None:
     driver = functools.partial(FramedWebSocket, policy=WirePolicy(connect_timeout=connect_timeout))
     sio.eio._async = {**sio.eio._async, "websocket": driver}
     sio.eio.create_queue = SendQueue
+    # Engine.IO's own pings: a timer per socket instead of a task that sleeps ping_interval
+    # (engineio's AsyncSocket is the only class it has, so this holds for every engine in
+    # the process; the server never runs another, and the pings sent are the same).
+    engineio.async_socket.AsyncSocket.schedule_ping = _schedule_ping
+
+
+def _schedule_ping(socket: Any) -> None:
+    """engineio's ``AsyncSocket.schedule_ping``: the next PING ``ping_interval`` seconds
+    after the previous one was answered (or after the connect)."""
+    if socket.last_ping:  # only once the previous ping's wait is over
+        socket.last_ping = None
+        asyncio.get_running_loop().call_later(socket.server.ping_interval, _send_ping, socket)
+
+
+def _send_ping(socket: Any) -> None:
+    """engineio's ``AsyncSocket._send_ping`` after its sleep: its ``send`` finds no ping
+    timeout (``last_ping`` was just set) and puts the PING on the queue, as here."""
+    if not socket.closing and not socket.closed:
+        socket.last_ping = time.time()
+        socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
 
 
 def encode_event(sio: socketio.AsyncServer, namespace: str, event: str, data: Any) -> FramedPacket:
@@ -502,7 +507,7 @@ def queue_frames(sio: socketio.AsyncServer, eio_sids: Iterable[str], packet: Fra
         if socket is None or socket.closed:
             continue
         queue: SendQueue = socket.queue
-        if queue.empty() and queue._getters and _write_frames(queue, frames):  # type: ignore[attr-defined]
+        if queue.empty() and queue.writer_waiting and _write_frames(queue, frames):
             delivered += 1
             continue
         queue.put_nowait(packet)  # counted, and bounded (SendQueue)

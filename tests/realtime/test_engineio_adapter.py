@@ -21,6 +21,7 @@ from wsproto.frame_protocol import FrameProtocol, Opcode
 from loadtest.client import CollabClient, namespace_for
 from realtime.wires import Wires
 from realtime.ysocketio import engineio_adapter
+from realtime.ysocketio.send_queue import SendQueue
 from realtime.ysocketio.server import CollabSocketServer
 from rest.context import REST_CONTEXT
 from tests.helpers import eventually
@@ -125,6 +126,19 @@ async def test_a_silent_client_is_closed_by_the_ping_timeout(client: TestClient)
     await eventually(lambda: not engine.sockets)
 
 
+async def test_an_answered_ping_is_followed_by_the_next(client: TestClient) -> None:
+    """Pings run on a timer per socket (no task): each PONG schedules the next PING."""
+    engine = socketio_wire(client).sio.eio
+    engine.ping_interval, engine.ping_timeout = 0.1, 5
+    url = client.make_url("/socket.io/?EIO=4&transport=websocket")
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        assert (await ws.receive_str()).startswith("0{")
+        for _ in range(3):
+            assert await asyncio.wait_for(ws.receive_str(), 5) == "2"
+            await ws.send_str("3")
+        assert len(engine.sockets) == 1
+
+
 async def test_a_session_ends_when_the_client_closes(client: TestClient) -> None:
     engine = socketio_wire(client).sio.eio
     url = client.make_url("/socket.io/?EIO=4&transport=websocket")
@@ -147,7 +161,7 @@ def test_every_send_queue_counts_its_bytes_and_overflows_past_the_bound() -> Non
     sio = socketio.AsyncServer(async_mode="aiohttp", transports=["websocket"])
     engineio_adapter.install(sio, connect_timeout=5)
     queue = sio.eio.create_queue()  # what the engine gives every socket
-    assert isinstance(queue, engineio_adapter.SendQueue)
+    assert isinstance(queue, SendQueue)
     update = engineio_adapter.encode_event(sio, "/yjs|loop:x", "sync-update", b"u" * (1024 * 1024))
     ack = eio_packet.Packet(eio_packet.MESSAGE, b"a" * (1024 * 1024))  # what python-socketio queues
     while queue.backlog + 2 * 1024 * 1024 <= engineio_adapter.MAX_SEND_BACKLOG_BYTES:
@@ -157,6 +171,33 @@ def test_every_send_queue_counts_its_bytes_and_overflows_past_the_bound() -> Non
     queue.put_nowait(ack)
     queue.put_nowait(ack)
     assert queue.overflowed
+
+
+async def test_the_send_queue_hands_over_in_order_times_out_and_joins() -> None:
+    """What engineio's sockets and the writer ask of the queue (it is no asyncio.Queue)."""
+    queue = SendQueue()
+    assert not await queue.wait(0.01)  # nothing came: the writer's idle timeout
+    ping, ack = eio_packet.Packet(eio_packet.PING), eio_packet.Packet(eio_packet.MESSAGE, "ack")
+    getter = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    assert queue.writer_waiting  # the fan-out may write straight to the transport
+    await queue.put(ping)
+    queue.put_nowait(ack)
+    queue.put_nowait(None)
+    assert await getter is ping
+    assert not queue.writer_waiting and queue.qsize() == 2 and queue.backlog == len("ack")
+    joined = asyncio.ensure_future(queue.join())
+    queue.task_done()
+    assert queue.get_nowait() is ack
+    queue.task_done()
+    await asyncio.sleep(0)
+    assert not joined.done()  # None is still queued
+    assert queue.get_nowait() is None
+    queue.task_done()
+    await asyncio.wait_for(joined, 1)
+    assert queue.empty()
+    with pytest.raises(asyncio.QueueEmpty):
+        queue.get_nowait()
 
 
 async def test_a_failing_handler_is_logged_once_with_its_traceback_then_the_socket_closed(
