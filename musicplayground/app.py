@@ -138,6 +138,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     documents.on_edit = events_out.content.edited
     metrics.components.events = events_out
+    metrics.components.database = db
     views = ViewCounter(
         db,
         period_seconds=settings.view_count_window,

@@ -123,6 +123,7 @@ class ComponentCollector(Collector):
         self.ywebsockets: Any = None  # realtime.ywebsocket.server.YWebSocketServer
         self.update_log: Any = None  # storage.update_log.UpdateLog
         self.events: Any = None  # events.service.EventsOut
+        self.database: Any = None  # storage.database.Database
         self.bus: Callable[[], BusCounters] | None = None
         self.rate_limits: Callable[[], Mapping[str, int]] | None = None
         self.caches: dict[str, Callable[[], CacheCounters]] = {}
@@ -136,6 +137,12 @@ class ComponentCollector(Collector):
         yield from self._update_log()
         yield from self._events()
         yield from self._bus()
+        if self.database is not None:
+            yield GaugeMetricFamily(
+                f"{PREFIX}_database_pool_connections",
+                "Database connections the ORM engine's pool holds open (bounded by its size)",
+                self.database.pooled_connections(),
+            )
         refused = CounterMetricFamily(
             f"{PREFIX}_rate_limit_refusals", "Requests refused by a rate limit", labels=["limit"]
         )

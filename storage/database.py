@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import QueuePool, StaticPool
 
 log = logging.getLogger(__name__)
 # A SELECT of any columns (SQLAlchemy 2.1 types a Select by the types of its columns).
@@ -209,6 +209,16 @@ class Database:
         if self._engine is None:
             raise RuntimeError("Database is not started")
         return self._engine
+
+    def pooled_connections(self) -> int:
+        """Connections the engine's pool holds open (in use or idle): opened as concurrent
+        sessions need them, kept up to the pool's size."""
+        if self._engine is None:
+            return 0
+        pool = self._engine.sync_engine.pool
+        if not isinstance(pool, QueuePool):
+            return 0
+        return pool.checkedin() + pool.checkedout()
 
     async def start(self) -> None:
         url = make_url(self.url)
