@@ -42,6 +42,8 @@ SETTLE_SECONDS = 5.0
 # committed, a little later: entries this early in a window count as the previous
 # window's when that one has an event (no second event for one burst of editing).
 LOG_LAG_SECONDS = 1.0
+# How many log rows a pass reads between two turns of the event loop (the edits go on meanwhile).
+YIELD_EVERY_ROWS = 200
 
 
 @dataclass
@@ -118,7 +120,9 @@ class ContentRecovery:
                     .where(model.created_at > since, model.created_at <= until)
                     .group_by(model.resource_type, model.resource_id, model.author_id, model.created_at)
                 )
-                for resource_type, resource_id, author_id, created_at in rows:
+                for i, (resource_type, resource_id, author_id, created_at) in enumerate(rows):
+                    if i % YIELD_EVERY_ROWS == YIELD_EVERY_ROWS - 1:
+                        await asyncio.sleep(0)  # a busy log's slice is thousands of rows
                     at = created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC)
                     index = math.floor(at.timestamp() / self.window)
                     windows[(DocKind(resource_type), resource_id, index)].add(author_id, at)
