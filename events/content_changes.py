@@ -39,6 +39,8 @@ BATCH_SIZE = 64
 # How long after a window's end its events are written: edits stamped in its last instant
 # have been seen by then.
 WRITE_AFTER_SECONDS = 0.05
+# The most a window's writes wait between two batches.
+MAX_BATCH_PAUSE_SECONDS = 0.1
 
 
 def due_after(window: float) -> float:
@@ -104,7 +106,17 @@ class ContentChanges:
     async def _flush(self, *, before: int | None) -> None:
         """Write the events of the windows before ``before`` (None: all of them)."""
         ended = [key for key in self._pending if before is None or key[2] < before]
-        for start in range(0, len(ended), BATCH_SIZE):
+        batches = range(0, len(ended), BATCH_SIZE)
+        # Spread over half the time before they are due, not back to back: each batch holds
+        # SQLite's write lock, which the edits' own commits wait for (none at shutdown).
+        pause = (
+            0.0
+            if before is None
+            else min(MAX_BATCH_PAUSE_SECONDS, due_after(self.window) / 2 / max(1, len(batches)))
+        )
+        for start in batches:
+            if start and pause:
+                await asyncio.sleep(pause)
             keys = ended[start : start + BATCH_SIZE]
             batch = {key: (self._pending[key], self._first_edit[key]) for key in keys}
             for attempt in range(2):  # a concurrent insert by another instance: update it then
