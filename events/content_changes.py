@@ -55,8 +55,8 @@ class ContentChanges:
     def __init__(self, db: Database, *, window: float) -> None:
         self.db = db
         self.window = window
-        self._pending: dict[Key, set[uuid.UUID | None]] = {}  # the editors of each window
-        self._first_edit: dict[Key, datetime] = {}  # when each window's first edit was applied
+        # Each window's editors, and when its first edit was applied.
+        self._pending: dict[Key, tuple[set[uuid.UUID | None], datetime]] = {}
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.written = 0
@@ -77,13 +77,12 @@ class ContentChanges:
     def edited(self, kind: DocKind, doc_id: uuid.UUID, user_id: uuid.UUID | None) -> None:
         """An edit of ``doc_id`` by ``user_id`` (None: a share link) was applied."""
         key = (kind, doc_id, self._window_now())
-        editors = self._pending.get(key)
-        if editors is None:
-            self._pending[key] = {user_id}
-            self._first_edit[key] = datetime.now(UTC)
+        pending = self._pending.get(key)
+        if pending is None:
+            self._pending[key] = ({user_id}, datetime.now(UTC))
             self._ready.set()
         else:
-            editors.add(user_id)
+            pending[0].add(user_id)
 
     async def _write_loop(self) -> None:
         while True:
@@ -118,7 +117,7 @@ class ContentChanges:
             if start and pause:
                 await asyncio.sleep(pause)
             keys = ended[start : start + BATCH_SIZE]
-            batch = {key: (self._pending[key], self._first_edit[key]) for key in keys}
+            batch = {key: self._pending[key] for key in keys}
             for attempt in range(2):  # a concurrent insert by another instance: update it then
                 try:
                     async with self.db.write_session() as session:
@@ -128,7 +127,7 @@ class ContentChanges:
                     if attempt:
                         raise
             for key in batch:
-                del self._pending[key], self._first_edit[key]
+                del self._pending[key]
 
 
 def coalesce_key(kind: DocKind, doc_id: uuid.UUID, window: int) -> str:
