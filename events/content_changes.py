@@ -59,6 +59,7 @@ class ContentChanges:
         self._pending: dict[Key, tuple[set[uuid.UUID | None], datetime]] = {}
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._writing: asyncio.Future[None] | None = None  # the last write begun
         self.written = 0
 
     async def __aenter__(self) -> ContentChanges:
@@ -69,6 +70,8 @@ class ContentChanges:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+            if self._writing is not None:  # a write under way finishes, it is not cut off
+                await asyncio.gather(self._writing, return_exceptions=True)
             await self._flush(before=None)  # what was edited before the shutdown
 
     def _window_now(self) -> int:
@@ -92,8 +95,11 @@ class ContentChanges:
                 continue
             oldest = min(window for _, _, window in self._pending)
             await asyncio.sleep(max(0.0, (oldest + 1) * self.window - time.time()) + WRITE_AFTER_SECONDS)
+            # Shielded: stopping waits for a write under way instead of cancelling it inside
+            # a statement, which on SQLite would leave the write lock with a dead connection.
+            self._writing = asyncio.ensure_future(self._flush(before=self._window_now()))
             try:
-                await self._flush(before=self._window_now())
+                await asyncio.shield(self._writing)
             except asyncio.CancelledError:
                 raise
             except Exception:

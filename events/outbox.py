@@ -76,7 +76,10 @@ def on_commit_of_events(engine: AsyncEngine, wake: Callable[[], None]) -> Callab
             wake()
 
     def rolled_back(connection: Connection) -> None:
-        connection.info.pop(_WROTE_EVENTS, None)
+        # An invalidated connection (a statement cancelled mid-way) has no info left to
+        # clear, and reading it would raise, replacing the error that ended the transaction.
+        if not connection.invalidated:
+            connection.info.pop(_WROTE_EVENTS, None)
 
     sync_engine = engine.sync_engine
     event.listen(sync_engine, "commit", committed)
