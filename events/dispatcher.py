@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, select, update
 
 from events import notifications, webhooks
 from events.notifications import Delivered
-from events.outbox import on_commit_of_events
+from events.outbox import Claimed, on_commit_of_events
 from events.webhooks import WebhookSender
 from storage.database import Database
 from storage.models import OutboxEvent, utcnow
@@ -102,20 +102,22 @@ class Dispatcher:
             if await session.scalar(select(OutboxEvent.seq).where(*due).limit(1)) is None:
                 return 0
         async with self.db.write_session() as session:
+            # Claimed as plain rows; only the events someone is told of are loaded as objects
+            # (most are content events, told to nobody: a window's end brings one per document).
             query = (
-                select(OutboxEvent)
-                .where(OutboxEvent.dispatched_at.is_(None), OutboxEvent.available_at <= utcnow())
-                .order_by(OutboxEvent.seq)
-                .limit(BATCH)
+                select(OutboxEvent.seq, OutboxEvent.kind).where(*due).order_by(OutboxEvent.seq).limit(BATCH)
             )
             if self.db.dialect == "postgresql":
                 query = query.with_for_update(skip_locked=True)
-            events = list(await session.scalars(query))
+            events = [Claimed(seq, kind) for seq, kind in await session.execute(query)]
             if not events:
                 return 0
+            told = [e.seq for e in events if notifications.tells_someone(e.kind)]
             delivered: list[Delivered] = []
-            for event in events:
-                delivered += await notifications.fan_out(session, event, admin_ids=self.admin_ids)
+            if told:
+                loaded = select(OutboxEvent).where(OutboxEvent.seq.in_(told)).order_by(OutboxEvent.seq)
+                for event in await session.scalars(loaded):
+                    delivered += await notifications.fan_out(session, event, admin_ids=self.admin_ids)
             queued = await webhooks.enqueue(session, events)
             await session.execute(
                 update(OutboxEvent)

@@ -130,11 +130,16 @@ async def _muted(session: AsyncSession, users: Collection[uuid.UUID], kind: str)
     return {user_id for user_id, muted in rows if kind in muted}
 
 
+def tells_someone(kind: str) -> bool:
+    """Whether events of ``kind`` may notify anyone (else :func:`fan_out` has nothing to do)."""
+    return BY_NAME[kind].audience is not Audience.NOBODY
+
+
 async def fan_out(
     session: AsyncSession, event: OutboxEvent, *, admin_ids: Collection[uuid.UUID]
 ) -> list[Delivered]:
     """Write (or count into) the notifications of ``event``, in the dispatcher's transaction."""
-    if BY_NAME[event.kind].audience is Audience.NOBODY:
+    if not tells_someone(event.kind):
         return []
     document = await _document(session, event)
     if event.resource_id is not None and event.resource_type in ("loop", "song") and document is None:

@@ -1,11 +1,12 @@
 """Writing events: :func:`record` adds one to the outbox inside the caller's transaction, so
-the event exists exactly when the change it tells about was committed."""
+the event exists exactly when the change it tells about was committed. :class:`Claimed` is an
+outbox row as the dispatcher claims it."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import event, insert
 from sqlalchemy.engine import Connection
@@ -15,6 +16,15 @@ from events.catalogue import kind as catalogue_kind
 from storage.models import Loop, OutboxEvent, Song, utcnow
 
 _INSERT = insert(OutboxEvent)
+
+
+class Claimed(NamedTuple):
+    """An outbox row claimed for dispatch: its place in the outbox and its kind."""
+
+    seq: int
+    kind: str
+
+
 # Marks a connection whose transaction wrote an event: its commit wakes the dispatcher.
 _WROTE_EVENTS = "events_written"
 

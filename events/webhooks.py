@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from events import signing
 from events.catalogue import BY_NAME
+from events.outbox import Claimed
 from events.webhook_urls import PublicOnlyResolver, UnsafeUrl, UrlRules
 from storage.database import Database
 from storage.errors import DomainError, NotFound
@@ -163,7 +164,7 @@ async def deliveries(
 # --- fan-out (in the dispatcher's transaction) ---------------------------------------------
 
 
-async def enqueue(session: AsyncSession, events: list[OutboxEvent]) -> int:
+async def enqueue(session: AsyncSession, events: list[Claimed]) -> int:
     """One pending delivery per event and enabled endpoint that wants its kind."""
     endpoints = list(
         await session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.disabled_at.is_(None)))
