@@ -2,9 +2,9 @@
 
 Drawn as compact inline SVG so the page shows the music before any script runs (the player
 then moves the ``#playhead`` rectangle over it). Everything here is sized by the content's
-bounds: a loop at its bounds (8 bars, 2,048 steps over 2,048 sounds, 64 chords) draws at most
-128 columns, ``MAX_LANES`` lanes (later sounds share the last one) and one short ``<rect>`` per
-step, so its page stays far under 300 KB.
+bounds: a loop at its bounds (8 bars, 2,048 steps over 2,048 sounds, 32 chords: one per beat,
+the most 8 bars hold) draws at most 128 columns, ``MAX_LANES`` lanes (later sounds share the
+last one) and one short ``<rect>`` per step, so its page stays far under 300 KB.
 
 Musical time is ``pages.timing``'s (the twin of ``static/time.js``): columns are sixteenths,
 chords sit on beats, and positions past the loop's end are not drawn.

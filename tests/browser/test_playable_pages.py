@@ -2,9 +2,9 @@
 
 The app runs on a real socket whose port is known before it starts, so ``PUBLIC_BASE_URL``
 (and with it local sample URLs and ``og:image``) is an address the browser can reach. The
-page's audio output is tapped after Tone's destination (a ScriptProcessor: the page's CSP
-allows no script from elsewhere, so no AudioWorklet module can be added to it); the tests
-read onsets and levels from those samples.
+page's audio output is tapped after Tone's destination by an AudioWorklet (``RECORDER``,
+player_harness/recorder.js, answered on the page's own origin by Playwright at ``TAP_PATH``,
+so the page's CSP allows it); the tests read onsets and levels from those samples.
 """
 
 from __future__ import annotations
