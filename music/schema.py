@@ -18,6 +18,12 @@ Song document::
     meta     : Y.Map  name: str, bpm: int, timeSignature: "4/4"|"3/4", schemaVersion?: int
     timeline : Y.Map  key block id -> Y.Map {loopId, startBar, duration, color?}
 
+Units (``music.positions`` defines them, docs/musical-time.md explains them): ``length`` is
+in bars of 4/4; a step's ``step`` and ``duration16`` in sixteenths (``step`` from the loop's
+start); a chord's ``bar`` (its key) in **beats** from the loop's start, despite its name;
+``pitch`` is a MIDI note number and ``note`` a note name ("C4" is 60); ``bpm`` beats per
+minute; a block's ``startBar`` and ``duration`` bars of 16 steps.
+
 Why this shape:
 
 * Scalars live in one ``meta`` map, so editing the name and the tempo concurrently merges

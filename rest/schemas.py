@@ -26,18 +26,39 @@ from pydantic.alias_generators import to_camel
 
 from music import bounds  # every content bound is defined once, there
 from music.bounds import DEFAULT_LOOP_COLOR, DEFAULT_SONG_BPM, DEFAULT_TIME_SIGNATURE
+from music.positions import BEATS_PER_BAR, STEPS_PER_BAR
 from music.schema import storable_text
 
 # Text that both databases can store (no NUL, no lone surrogate); every input string uses it.
 Text = Annotated[str, AfterValidator(storable_text)]
 Color = Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$", examples=["#FFD11A"])]
 Name = Annotated[Text, Field(min_length=1, max_length=bounds.MAX_NAME_LEN)]
-Bpm = Annotated[int, Field(ge=bounds.MIN_BPM, le=bounds.MAX_BPM)]
 SchemaVersion = Annotated[int, Field(ge=bounds.MIN_SCHEMA_VERSION, le=bounds.MAX_SCHEMA_VERSION)]
 ShortText = Annotated[Text, Field(min_length=1, max_length=bounds.MAX_SHORT_TEXT)]
 Identifier = Annotated[Text, Field(min_length=1, max_length=bounds.MAX_ID_LEN)]
+# The unit of each position, as music/positions.py defines them (docs/musical-time.md).
+TIME = "docs/musical-time.md"
+LOOP_LENGTH_UNIT = (
+    f"bars of 4/4 ({STEPS_PER_BAR} steps, {BEATS_PER_BAR} beats each): a loop has length x "
+    f"{STEPS_PER_BAR} steps and length x {BEATS_PER_BAR} beats (the composer's `bars`; {TIME})"
+)
+STEP_UNIT = (
+    f"sixteenths from the loop's start, 0 <= step < length x {STEPS_PER_BAR} "
+    f"(the composer writes `bar`, despite the name; {TIME})"
+)
+CHORD_UNIT = (
+    f"**beats** (quarter notes) from the loop's start, despite the name: "
+    f"0 <= bar < length x {BEATS_PER_BAR} ({TIME})"
+)
+DURATION16_UNIT = "sixteenths the step sounds for (absent: 1); the player cuts it at the loop's end"
+PITCH_UNIT = "MIDI note number (60 is C4); wins over `note`; drums ignore it"
+NOTE_UNIT = 'note name ("C4" is MIDI 60, "F#3", "Bb-1"); `pitch` wins when both are given'
+BPM_UNIT = "beats (quarter notes) per minute; a step lasts 60 / bpm / 4 s"
+BLOCK_BARS_UNIT = f"bars of {STEPS_PER_BAR} steps, whatever the song's `timeSignature` ({TIME})"
+
 # Literal[(a, b)] is Literal[a, b]: the choices come from the one tuple.
 LoopLength = Literal[bounds.LOOP_LENGTHS]  # type: ignore[valid-type]
+Bpm = Annotated[int, Field(ge=bounds.MIN_BPM, le=bounds.MAX_BPM, description=BPM_UNIT)]
 TimeSignature = Literal[bounds.TIME_SIGNATURES]  # type: ignore[valid-type]
 
 # Fields the server owns. A client that sends back what it fetched is not an error.
@@ -81,7 +102,7 @@ def _reject_both(data: Any, *names: str) -> Any:
 
 
 class ChordCell(InputModel):
-    bar: int = Field(ge=0, le=bounds.MAX_CHORD_BAR)
+    bar: int = Field(ge=0, le=bounds.MAX_CHORD_BAR, description=CHORD_UNIT)
     chord: ShortText
     roman: ShortText | None = None
     root: ShortText | None = None
@@ -89,13 +110,17 @@ class ChordCell(InputModel):
 
 
 class IconStep(InputModel):
-    step: int = Field(ge=0, le=bounds.MAX_STEP, validation_alias=AliasChoices("step", "bar"))
+    step: int = Field(
+        ge=0, le=bounds.MAX_STEP, validation_alias=AliasChoices("step", "bar"), description=STEP_UNIT
+    )
     sound_id: Text = Field(min_length=1, max_length=bounds.MAX_SOUND_ID_LEN)
     velocity: float = Field(default=bounds.DEFAULT_VELOCITY, ge=0, le=1)
-    note: str | None = Field(default=None, pattern=f"^{bounds.NOTE_PATTERN}$")
-    pitch: int | None = Field(default=None, ge=0, le=bounds.MAX_PITCH)
+    note: str | None = Field(default=None, pattern=f"^{bounds.NOTE_PATTERN}$", description=NOTE_UNIT)
+    pitch: int | None = Field(default=None, ge=0, le=bounds.MAX_PITCH, description=PITCH_UNIT)
     row: int | None = Field(default=None, ge=0, le=bounds.MAX_ROW)
-    duration16: int | None = Field(default=None, ge=bounds.MIN_DURATION16, le=bounds.MAX_DURATION16)
+    duration16: int | None = Field(
+        default=None, ge=bounds.MIN_DURATION16, le=bounds.MAX_DURATION16, description=DURATION16_UNIT
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -106,9 +131,12 @@ class IconStep(InputModel):
 class TimelineBlock(InputModel):
     id: Identifier
     loop_id: Identifier
-    start_bar: int = Field(ge=0, le=bounds.MAX_START_BAR)
+    start_bar: int = Field(ge=0, le=bounds.MAX_START_BAR, description=BLOCK_BARS_UNIT)
     duration: int = Field(
-        ge=1, le=bounds.MAX_BLOCK_DURATION, validation_alias=AliasChoices("duration", "bars")
+        ge=1,
+        le=bounds.MAX_BLOCK_DURATION,
+        validation_alias=AliasChoices("duration", "bars"),
+        description=f"{BLOCK_BARS_UNIT}; the composer writes `bars`",
     )
     color: Color | None = None
 
@@ -165,7 +193,7 @@ class _DocumentInput(InputModel):
 
 class LoopCreate(_DocumentInput):
     name: Name
-    length: LoopLength = Field(validation_alias=AliasChoices("length", "bars"))
+    length: LoopLength = Field(validation_alias=AliasChoices("length", "bars"), description=LOOP_LENGTH_UNIT)
     bpm: Bpm | None = None
     color: Color = DEFAULT_LOOP_COLOR
     schema_version: SchemaVersion | None = None
@@ -186,7 +214,7 @@ class LoopUpdate(_DocumentInput):
 
     name: Name = None  # type: ignore[assignment]  # absent = unchanged; null is refused
     length: LoopLength = Field(  # type: ignore[assignment]
-        default=None, validation_alias=AliasChoices("length", "bars")
+        default=None, validation_alias=AliasChoices("length", "bars"), description=LOOP_LENGTH_UNIT
     )
     bpm: Bpm | None = None
     color: Color = None  # type: ignore[assignment]
@@ -285,8 +313,8 @@ class LoopSummary(Moderated):
     id: uuid.UUID
     user_id: uuid.UUID
     name: str
-    length: int
-    bpm: int | None
+    length: int = Field(description=LOOP_LENGTH_UNIT)
+    bpm: int | None = Field(description=BPM_UNIT)
     color: str
     schema_version: int | None
     is_public: bool
@@ -306,10 +334,10 @@ class SongSummary(Moderated):
     id: uuid.UUID
     user_id: uuid.UUID
     name: str
-    bpm: int
+    bpm: int = Field(description=BPM_UNIT)
     time_signature: str
     schema_version: int | None
-    total_bars: int
+    total_bars: int = Field(description=f"the timeline's end: {BLOCK_BARS_UNIT}")
     is_public: bool
     view_count: int
     fork_count: int

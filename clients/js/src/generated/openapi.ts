@@ -1429,7 +1429,10 @@ export interface components {
         };
         /** ChordCell */
         ChordCell: {
-            /** Bar */
+            /**
+             * Bar
+             * @description **beats** (quarter notes) from the loop's start, despite the name: 0 <= bar < length x 4 (docs/musical-time.md)
+             */
             bar: number;
             /** Chord */
             chord: string;
@@ -1635,7 +1638,10 @@ export interface components {
         };
         /** ExploreLoop */
         ExploreLoop: {
-            /** Bpm */
+            /**
+             * Bpm
+             * @description beats (quarter notes) per minute; a step lasts 60 / bpm / 4 s
+             */
             bpm: number | null;
             /** Color */
             color: string;
@@ -1662,7 +1668,10 @@ export interface components {
             id: string;
             /** Ispublic */
             isPublic: boolean;
-            /** Length */
+            /**
+             * Length
+             * @description bars of 4/4 (16 steps, 4 beats each): a loop has length x 16 steps and length x 4 beats (the composer's `bars`; docs/musical-time.md)
+             */
             length: number;
             /** Name */
             name: string;
@@ -1684,7 +1693,10 @@ export interface components {
         };
         /** ExploreLoopContent */
         ExploreLoopContent: {
-            /** Bpm */
+            /**
+             * Bpm
+             * @description beats (quarter notes) per minute; a step lasts 60 / bpm / 4 s
+             */
             bpm: number | null;
             /** Chordprogression */
             chordProgression: {
@@ -1719,7 +1731,10 @@ export interface components {
             id: string;
             /** Ispublic */
             isPublic: boolean;
-            /** Length */
+            /**
+             * Length
+             * @description bars of 4/4 (16 steps, 4 beats each): a loop has length x 16 steps and length x 4 beats (the composer's `bars`; docs/musical-time.md)
+             */
             length: number;
             /** Name */
             name: string;
@@ -1741,7 +1756,10 @@ export interface components {
         };
         /** ExploreLoopContentOmitted */
         ExploreLoopContentOmitted: {
-            /** Bpm */
+            /**
+             * Bpm
+             * @description beats (quarter notes) per minute; a step lasts 60 / bpm / 4 s
+             */
             bpm: number | null;
             /** Color */
             color: string;
@@ -1774,7 +1792,10 @@ export interface components {
             id: string;
             /** Ispublic */
             isPublic: boolean;
-            /** Length */
+            /**
+             * Length
+             * @description bars of 4/4 (16 steps, 4 beats each): a loop has length x 16 steps and length x 4 beats (the composer's `bars`; docs/musical-time.md)
+             */
             length: number;
             /** Name */
             name: string;
@@ -1812,7 +1833,10 @@ export interface components {
         };
         /** ExploreSong */
         ExploreSong: {
-            /** Bpm */
+            /**
+             * Bpm
+             * @description beats (quarter notes) per minute; a step lasts 60 / bpm / 4 s
+             */
             bpm: number;
             /**
              * Createdat
@@ -1844,7 +1868,10 @@ export interface components {
             schemaVersion: number | null;
             /** Timesignature */
             timeSignature: string;
-            /** Totalbars */
+            /**
+             * Totalbars
+             * @description the timeline's end: bars of 16 steps, whatever the song's `timeSignature` (docs/musical-time.md)
+             */
             totalBars: number;
             /**
              * Updatedat
@@ -1861,7 +1888,10 @@ export interface components {
         };
         /** ExploreSongContent */
         ExploreSongContent: {
-            /** Bpm */
+            /**
+             * Bpm
+             * @description beats (quarter notes) per minute; a step lasts 60 / bpm / 4 s
+             */
             bpm: number;
             /**
              * Createdat
@@ -1897,7 +1927,10 @@ export interface components {
             }[];
             /** Timesignature */
             timeSignature: string;
-            /** Totalbars */
+            /**
+             * Totalbars
+             * @description the timeline's end: bars of 16 steps, whatever the song's `timeSignature` (docs/musical-time.md)
+             */
             totalBars: number;
             /**
              * Updatedat
@@ -1914,7 +1947,10 @@ export interface components {
         };
         /** ExploreSongContentOmitted */
         ExploreSongContentOmitted: {
-            /** Bpm */
+            /**
+             * Bpm
+             * @description beats (quarter notes) per minute; a step lasts 60 / bpm / 4 s
+             */
             bpm: number;
             /**
              * Contentomitted
@@ -1952,7 +1988,10 @@ export interface components {
             schemaVersion: number | null;
             /** Timesignature */
             timeSignature: string;
-            /** Totalbars */
+            /**
+             * Totalbars
+             * @description the timeline's end: bars of 16 steps, whatever the song's `timeSignature` (docs/musical-time.md)
+             */
             totalBars: number;
             /**
              * Updatedat
@@ -2006,16 +2045,19 @@ export interface components {
         IconStep: {
             /**
              * Duration16
+             * @description sixteenths the step sounds for (absent: 1); the player cuts it at the loop's end
              * @default null
              */
             duration16?: number | null;
             /**
              * Note
+             * @description note name ("C4" is MIDI 60, "F#3", "Bb-1"); `pitch` wins when both are given
              * @default null
              */
             note?: string | null;
             /**
              * Pitch
+             * @description MIDI note number (60 is C4); wins over `note`; drums ignore it
              * @default null
              */
             pitch?: number | null;
@@ -2026,7 +2068,10 @@ export interface components {
             row?: number | null;
             /** Soundid */
             soundId: string;
-            /** Step */
+            /**
+             * Step
+             * @description sixteenths from the loop's start, 0 <= step < length x 16 (the composer writes `bar`, despite the name; docs/musical-time.md)
+             */
             step: number;
             /**
              * Velocity
@@ -2058,7 +2103,10 @@ export interface components {
          * @description A loop of a page asked ``include=content`` for, past the page's content budget.
          */
         LoopContentOmitted: {
-            /** Bpm */
+            /**
+             * Bpm
+             * @description beats (quarter notes) per minute; a step lasts 60 / bpm / 4 s
+             */
             bpm: number | null;
             /** Color */
             color: string;
@@ -2091,7 +2139,10 @@ export interface components {
             id: string;
             /** Ispublic */
             isPublic: boolean;
-            /** Length */
+            /**
+             * Length
+             * @description bars of 4/4 (16 steps, 4 beats each): a loop has length x 16 steps and length x 4 beats (the composer's `bars`; docs/musical-time.md)
+             */
             length: number;
             /** Name */
             name: string;
@@ -2134,6 +2185,7 @@ export interface components {
             isPublic?: boolean;
             /**
              * Length
+             * @description bars of 4/4 (16 steps, 4 beats each): a loop has length x 16 steps and length x 4 beats (the composer's `bars`; docs/musical-time.md)
              * @enum {integer}
              */
             length: 1 | 2 | 4 | 8;
@@ -2147,7 +2199,10 @@ export interface components {
         };
         /** LoopDetail */
         LoopDetail: {
-            /** Bpm */
+            /**
+             * Bpm
+             * @description beats (quarter notes) per minute; a step lasts 60 / bpm / 4 s
+             */
             bpm: number | null;
             /** Chordprogression */
             chordProgression: {
@@ -2182,7 +2237,10 @@ export interface components {
             id: string;
             /** Ispublic */
             isPublic: boolean;
-            /** Length */
+            /**
+             * Length
+             * @description bars of 4/4 (16 steps, 4 beats each): a loop has length x 16 steps and length x 4 beats (the composer's `bars`; docs/musical-time.md)
+             */
             length: number;
             /** Name */
             name: string;
@@ -2219,7 +2277,10 @@ export interface components {
         };
         /** LoopPublic */
         LoopPublic: {
-            /** Bpm */
+            /**
+             * Bpm
+             * @description beats (quarter notes) per minute; a step lasts 60 / bpm / 4 s
+             */
             bpm: number | null;
             /** Chordprogression */
             chordProgression: {
@@ -2254,7 +2315,10 @@ export interface components {
             id: string;
             /** Ispublic */
             isPublic: boolean;
-            /** Length */
+            /**
+             * Length
+             * @description bars of 4/4 (16 steps, 4 beats each): a loop has length x 16 steps and length x 4 beats (the composer's `bars`; docs/musical-time.md)
+             */
             length: number;
             /** Name */
             name: string;
@@ -2291,7 +2355,10 @@ export interface components {
         };
         /** LoopSummary */
         LoopSummary: {
-            /** Bpm */
+            /**
+             * Bpm
+             * @description beats (quarter notes) per minute; a step lasts 60 / bpm / 4 s
+             */
             bpm: number | null;
             /** Color */
             color: string;
@@ -2318,7 +2385,10 @@ export interface components {
             id: string;
             /** Ispublic */
             isPublic: boolean;
-            /** Length */
+            /**
+             * Length
+             * @description bars of 4/4 (16 steps, 4 beats each): a loop has length x 16 steps and length x 4 beats (the composer's `bars`; docs/musical-time.md)
+             */
             length: number;
             /** Name */
             name: string;
@@ -2360,6 +2430,7 @@ export interface components {
             isPublic?: boolean;
             /**
              * Length
+             * @description bars of 4/4 (16 steps, 4 beats each): a loop has length x 16 steps and length x 4 beats (the composer's `bars`; docs/musical-time.md)
              * @enum {integer}
              */
             length?: 1 | 2 | 4 | 8;
@@ -2898,7 +2969,10 @@ export interface components {
          * @description A song of a page asked ``include=content`` for, past the page's content budget.
          */
         SongContentOmitted: {
-            /** Bpm */
+            /**
+             * Bpm
+             * @description beats (quarter notes) per minute; a step lasts 60 / bpm / 4 s
+             */
             bpm: number;
             /**
              * Contentomitted
@@ -2935,7 +3009,10 @@ export interface components {
             schemaVersion: number | null;
             /** Timesignature */
             timeSignature: string;
-            /** Totalbars */
+            /**
+             * Totalbars
+             * @description the timeline's end: bars of 16 steps, whatever the song's `timeSignature` (docs/musical-time.md)
+             */
             totalBars: number;
             /**
              * Updatedat
@@ -2954,6 +3031,7 @@ export interface components {
         SongCreate: {
             /**
              * Bpm
+             * @description beats (quarter notes) per minute; a step lasts 60 / bpm / 4 s
              * @default 120
              */
             bpm?: number;
@@ -2983,7 +3061,10 @@ export interface components {
          * @description A song as ``GET /api/songs/{id}`` answers it; ``?include=loops`` adds its loops.
          */
         SongDetail: {
-            /** Bpm */
+            /**
+             * Bpm
+             * @description beats (quarter notes) per minute; a step lasts 60 / bpm / 4 s
+             */
             bpm: number;
             /**
              * Createdat
@@ -3030,7 +3111,10 @@ export interface components {
             }[];
             /** Timesignature */
             timeSignature: string;
-            /** Totalbars */
+            /**
+             * Totalbars
+             * @description the timeline's end: bars of 16 steps, whatever the song's `timeSignature` (docs/musical-time.md)
+             */
             totalBars: number;
             /**
              * Updatedat
@@ -3058,7 +3142,10 @@ export interface components {
         };
         /** SongPublic */
         SongPublic: {
-            /** Bpm */
+            /**
+             * Bpm
+             * @description beats (quarter notes) per minute; a step lasts 60 / bpm / 4 s
+             */
             bpm: number;
             /**
              * Createdat
@@ -3093,7 +3180,10 @@ export interface components {
             }[];
             /** Timesignature */
             timeSignature: string;
-            /** Totalbars */
+            /**
+             * Totalbars
+             * @description the timeline's end: bars of 16 steps, whatever the song's `timeSignature` (docs/musical-time.md)
+             */
             totalBars: number;
             /**
              * Updatedat
@@ -3110,7 +3200,10 @@ export interface components {
         };
         /** SongSummary */
         SongSummary: {
-            /** Bpm */
+            /**
+             * Bpm
+             * @description beats (quarter notes) per minute; a step lasts 60 / bpm / 4 s
+             */
             bpm: number;
             /**
              * Createdat
@@ -3141,7 +3234,10 @@ export interface components {
             schemaVersion: number | null;
             /** Timesignature */
             timeSignature: string;
-            /** Totalbars */
+            /**
+             * Totalbars
+             * @description the timeline's end: bars of 16 steps, whatever the song's `timeSignature` (docs/musical-time.md)
+             */
             totalBars: number;
             /**
              * Updatedat
@@ -3161,7 +3257,10 @@ export interface components {
          * @description Partial update: only the fields present change.
          */
         SongUpdate: {
-            /** Bpm */
+            /**
+             * Bpm
+             * @description beats (quarter notes) per minute; a step lasts 60 / bpm / 4 s
+             */
             bpm?: number;
             /** Ispublic */
             isPublic?: boolean;
@@ -3205,7 +3304,10 @@ export interface components {
          * @description A song as ``POST`` / ``PATCH /api/songs`` answer it: with what the author should know.
          */
         SongWritten: {
-            /** Bpm */
+            /**
+             * Bpm
+             * @description beats (quarter notes) per minute; a step lasts 60 / bpm / 4 s
+             */
             bpm: number;
             /**
              * Createdat
@@ -3240,7 +3342,10 @@ export interface components {
             }[];
             /** Timesignature */
             timeSignature: string;
-            /** Totalbars */
+            /**
+             * Totalbars
+             * @description the timeline's end: bars of 16 steps, whatever the song's `timeSignature` (docs/musical-time.md)
+             */
             totalBars: number;
             /**
              * Updatedat
@@ -3276,13 +3381,19 @@ export interface components {
              * @default null
              */
             color?: string | null;
-            /** Duration */
+            /**
+             * Duration
+             * @description bars of 16 steps, whatever the song's `timeSignature` (docs/musical-time.md); the composer writes `bars`
+             */
             duration: number;
             /** Id */
             id: string;
             /** Loopid */
             loopId: string;
-            /** Startbar */
+            /**
+             * Startbar
+             * @description bars of 16 steps, whatever the song's `timeSignature` (docs/musical-time.md)
+             */
             startBar: number;
         };
         /** UserPublic */
