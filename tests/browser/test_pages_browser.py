@@ -175,3 +175,48 @@ async def test_embed_frames_on_another_site_and_the_full_page_refuses(
     # Chromium replaces a frame refused by X-Frame-Options / frame-ancestors with an error page.
     assert full.url.startswith("chrome-error://"), full.url
     assert loop["name"] not in await full.content()
+
+
+# Relative luminance (WCAG) of an element's computed colour property, 0 (black) to 1 (white).
+LUMINANCE = """([selector, property]) => {
+  const value = getComputedStyle(document.querySelector(selector))[property];
+  const [r, g, b] = value.match(/[\\d.]+/g).slice(0, 3).map((c) => {
+    const s = Number(c) / 255;
+    return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+  });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}"""
+
+
+async def test_loop_page_fits_a_320_px_screen(
+    client: TestClient, browser: BrowserContext, base_url: str
+) -> None:
+    # 8 bars: the grid (128 columns) is far wider than the screen, so only its own box scrolls.
+    _loop, link = await shared_loop(client, name="A long loop name that has to wrap on a phone", length=8)
+    page = await browser.new_page()
+    await page.set_viewport_size({"width": 320, "height": 640})
+    response = await page.goto(f"{base_url}/loop/{link['shareToken']}")
+    assert response is not None and response.status == 200
+    assert await page.evaluate("document.scrollingElement.scrollWidth") <= 320
+    grid = page.locator("svg.grid")
+    assert int(await grid.get_attribute("data-columns") or 0) == 128
+    assert await grid.is_visible()
+    box = await grid.bounding_box()
+    assert box is not None and box["height"] > 0 and 0 <= box["x"] < 320 and box["width"] > 320
+    assert await page.locator("#play").is_visible()
+
+
+async def test_loop_page_follows_the_dark_scheme(
+    client: TestClient, browser: BrowserContext, base_url: str
+) -> None:
+    _loop, link = await shared_loop(client)
+    page = await browser.new_page()
+    url = f"{base_url}/loop/{link['shareToken']}"
+    await page.goto(url)
+    assert await page.evaluate(LUMINANCE, ["body", "backgroundColor"]) > 0.8  # the light scheme first
+    await page.emulate_media(color_scheme="dark")
+    await page.goto(url)
+    assert await page.evaluate(LUMINANCE, ["body", "backgroundColor"]) < 0.05
+    for text in ("body", "h1"):
+        assert await page.evaluate(LUMINANCE, [text, "color"]) > 0.7, text
+    assert await page.locator("svg.grid").is_visible()
