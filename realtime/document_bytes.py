@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from music.kinds import DocKind
 from music.lib0 import MalformedPayload
+from music.roles import Role
 from music.yjs_checks import check_state_vector
 from realtime.errors import ErrorCode, RealtimeError
 from realtime.rooms import Room, Session, TokenBucket
@@ -32,11 +33,17 @@ class Caller:
 async def readable_room(service: DocumentService, kind: DocKind, doc_id: uuid.UUID, caller: Caller) -> Room:
     """The document's live room, if the caller may read it. Raises NotFound (no such
     document, or not the caller's to read: private documents of others do not exist)."""
-    room = await service.open_room(kind, doc_id)
+    await _role(service, kind, doc_id, caller)
+    return await service.open_room(kind, doc_id)
+
+
+async def _role(service: DocumentService, kind: DocKind, doc_id: uuid.UUID, caller: Caller) -> Role:
+    """The caller's role, checked before the room is opened: loading a document into memory
+    is not something a stranger may make the server do. Raises NotFound."""
     role = await service.role_of(kind, doc_id, user_id=caller.user_id, share_token=caller.share_token)
     if role is None:
         raise NotFound(f"{kind.value} not found")
-    return room
+    return role
 
 
 def read_update(service: DocumentService, room: Room, base: bytes | None) -> bytes:
@@ -61,10 +68,8 @@ async def apply_update(
     Raises NotFound and RealtimeError (``read_only``, ``update_too_large``,
     ``malformed_update``, ``missing_dependencies``, ``content_too_large``, ...).
     """
+    role = await _role(service, kind, doc_id, caller)
     room = await service.open_room(kind, doc_id)
-    role = await service.role_of(kind, doc_id, user_id=caller.user_id, share_token=caller.share_token)
-    if role is None:
-        raise NotFound(f"{kind.value} not found")
     session = Session(  # the caller for this one request: never joins the room
         sid=f"rest-{uuid.uuid4().hex}",
         user_id=caller.user_id,

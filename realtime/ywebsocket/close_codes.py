@@ -41,7 +41,8 @@ MEANINGS: Final[dict[CloseCode, str]] = {
     CloseCode.NOT_FOUND: "no such document (or not yours to see), or it was deleted",
     CloseCode.AUTH_TIMEOUT: "no auth message within RT_CONNECT_TIMEOUT_SECONDS",
     CloseCode.REVOKED: "your access was revoked while connected",
-    CloseCode.REFUSED_UPDATE: "an update the server refused (malformed, missing dependencies, too large)",
+    CloseCode.REFUSED_UPDATE: "an update the server refused (malformed, missing dependencies, too large, "
+    "a position past the loop's end)",
     CloseCode.TRY_AGAIN_LATER: "the room is full or the server cannot store edits now; reconnect later",
     CloseCode.TOO_BIG: "a frame larger than RT_MAX_UPDATE_BYTES allows",
     CloseCode.RESTART: "the server is restarting (or stopped before your last edit was stored); reconnect",
@@ -51,12 +52,14 @@ MEANINGS: Final[dict[CloseCode, str]] = {
 # A live error (``realtime.errors``) -> the code that closes the connection. Every code is
 # here (tests/unit/test_ywebsocket_protocol.py): y-websocket has no error message, so a
 # refused message always closes, and the client's reconnect (when the code allows one)
-# resyncs whatever was not taken.
+# resyncs whatever was not taken. A missing code would close with 1000 instead, and the stock
+# client would reconnect and resend the refused edit forever.
 FOR_ERROR: Final[dict[ErrorCode, CloseCode]] = {
     ErrorCode.READ_ONLY: CloseCode.FORBIDDEN,
     ErrorCode.UPDATE_TOO_LARGE: CloseCode.TOO_BIG,
     ErrorCode.DOCUMENT_TOO_LARGE: CloseCode.REFUSED_UPDATE,
     ErrorCode.CONTENT_TOO_LARGE: CloseCode.REFUSED_UPDATE,
+    ErrorCode.POSITION_OUT_OF_RANGE: CloseCode.REFUSED_UPDATE,
     ErrorCode.MALFORMED_UPDATE: CloseCode.REFUSED_UPDATE,
     ErrorCode.MISSING_DEPENDENCIES: CloseCode.REFUSED_UPDATE,
     ErrorCode.TOO_MANY_REFUSED_UPDATES: CloseCode.REFUSED_UPDATE,

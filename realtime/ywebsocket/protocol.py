@@ -1,5 +1,6 @@
-"""The y-websocket protocol's messages, one per binary frame, framed with pycrdt's lib0
-codecs (``Decoder``, ``write_message``; never hand-rolled).
+"""The y-websocket protocol's messages, one per binary frame, written with pycrdt's lib0
+codecs (``write_message``) and read with the project's bounded lib0 reader (``music.lib0``;
+never hand-rolled).
 
 A message is a varUint type, then:
 
@@ -17,7 +18,9 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
-from pycrdt import Decoder, YMessageType, YSyncMessageType, write_message
+from pycrdt import YMessageType, YSyncMessageType, write_message
+
+from music.lib0 import MalformedPayload, read_var_uint
 
 
 class MessageType(enum.IntEnum):
@@ -45,29 +48,30 @@ class Message:
 
 
 def parse(frame: bytes) -> Message:
-    """The message in ``frame``. Raises :class:`MalformedMessage`."""
-    decoder = Decoder(frame)
+    """The message in ``frame``. Raises :class:`MalformedMessage`.
+
+    Read with the bounded varint reader (``music.lib0``), not pycrdt's ``Decoder``: that one
+    builds an integer of any size from a run of 0xff bytes, in time quadratic in the run (a
+    full frame of them held the loop for seconds, before authentication).
+    """
     try:
-        raw_type = decoder.read_var_uint()
+        raw_type, pos = read_var_uint(frame, 0)
         sync_type = None
-        if raw_type == MessageType.QUERY_AWARENESS:
-            payload: bytes | None = b""
-        elif raw_type == MessageType.SYNC:
-            raw_sync = decoder.read_var_uint()
+        if raw_type == MessageType.SYNC:
+            raw_sync, pos = read_var_uint(frame, pos)
             if raw_sync not in _SYNC_TYPES:
                 raise MalformedMessage(f"unknown sync message type {raw_sync}")
             sync_type = YSyncMessageType(raw_sync)
-            payload = decoder.read_message()
-        elif raw_type in (MessageType.AWARENESS, MessageType.AUTH):
-            payload = decoder.read_message()
-        else:
+        elif raw_type not in (MessageType.AWARENESS, MessageType.AUTH, MessageType.QUERY_AWARENESS):
             raise MalformedMessage(f"unknown message type {raw_type}")
-    except (IndexError, RuntimeError):  # pycrdt's Decoder on a truncated varint
-        raise MalformedMessage("truncated message") from None
-    # The decoder counts down what is left: below zero, a payload longer than the frame.
-    if payload is None or decoder.length != 0:
+        length = 0  # query awareness: nothing follows
+        if raw_type != MessageType.QUERY_AWARENESS:
+            length, pos = read_var_uint(frame, pos)  # the payload, a varUint8Array
+    except MalformedPayload as exc:  # truncated, or a varint past 2^53 - 1
+        raise MalformedMessage(str(exc)) from None
+    if pos + length != len(frame):
         raise MalformedMessage("a payload's length does not match the frame")
-    return Message(MessageType(raw_type), bytes(payload), sync_type)
+    return Message(MessageType(raw_type), bytes(frame[pos:]), sync_type)
 
 
 def sync_message(sync_type: YSyncMessageType, payload: bytes) -> bytes:

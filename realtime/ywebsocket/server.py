@@ -285,10 +285,14 @@ class YWebSocketServer:
             return None if message.type in _GONE else Credentials.read(None, None, kind)
         try:
             parsed = protocol.parse(message.data)
+        except MalformedMessage as exc:
+            await self._refuse(connection, CloseCode.BAD_REQUEST, "bad_request", str(exc))
+            return None
+        try:
             if parsed.type is not MessageType.AUTH:
-                raise MalformedMessage("not an auth message")
+                raise ValueError("not an auth message")
             fields = json.loads(parsed.payload)
-        except (MalformedMessage, ValueError):
+        except ValueError:
             return Credentials.read(None, None, kind)  # authentication required
         if not isinstance(fields, dict):
             return Credentials.read(None, None, kind)
@@ -328,6 +332,10 @@ class YWebSocketServer:
                     self.service.client_awareness(room, session, message.payload)
                 except ValueError as exc:
                     raise RealtimeError(ErrorCode.MALFORMED_AWARENESS, str(exc)) from None
+                # Echoed to its sender as y-websocket-server does (the room relays to the
+                # others): the stock client drops a socket that hears nothing for 30 s and
+                # counts on this echo of its 15 s awareness renewal to stay connected.
+                connection.queue(frame)
             elif message.type is MessageType.QUERY_AWARENESS:
                 awareness = room.awareness.encode_all()
                 if awareness is not None:

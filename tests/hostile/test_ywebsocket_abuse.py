@@ -5,7 +5,9 @@ its code, the server's memory stays bounded, and well-behaved clients keep worki
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 import aiohttp
 import pytest
@@ -13,6 +15,7 @@ from pycrdt import YSyncMessageType, write_message, write_var_uint
 
 from realtime.ywebsocket import protocol
 from realtime.ywebsocket.close_codes import CloseCode
+from realtime.ywebsocket.server import FRAME_OVERHEAD
 from tests.helpers import eventually
 from tests.hostile.test_socket_bounds import (  # noqa: F401  (fixtures)
     MAX_RSS_GROWTH,
@@ -105,6 +108,37 @@ async def test_bogus_state_vectors_and_junk_messages_close_4400(
     ws = await raw(http, served.url, loop_id, token, address)
     await ws.send_str("text")
     assert (await closed_with(ws))[0] == CloseCode.BAD_REQUEST
+    await still_serves(served.url, token, loop_id)
+
+
+async def test_a_frame_of_0xff_before_auth_is_closed_4400_without_stalling_anyone(
+    served: ServerProcess,  # noqa: F811
+    http: aiohttp.ClientSession,  # noqa: F811
+) -> None:
+    # A varint that never ends, a whole frame long, as the first message (no token yet): read
+    # by an unbounded varint decoder it took seconds of the event loop per frame.
+    address = fresh_address()
+    token, loop_id = await account_and_loop(http, served.url, address)
+    frame = b"\xff" * (MAX_UPDATE_BYTES + FRAME_OVERHEAD - 1)  # the largest frame read (aiohttp: <)
+    sockets = [
+        await http.ws_connect(
+            f"{served.url}/ws/loop:{loop_id}", headers={"X-Forwarded-For": fresh_address()}, max_msg_size=0
+        )
+        for _ in range(3)
+    ]
+    closes = []
+    for ws in sockets:
+        await ws.send_bytes(frame)
+        closes.append(asyncio.ensure_future(closed_with(ws, timeout=30)))
+    # Meanwhile the server answers others at once (a latency a hostile client must not break).
+    for _ in range(5):
+        start = time.perf_counter()
+        async with http.get(f"{served.url}/healthz", headers={"X-Forwarded-For": address}) as resp:
+            assert resp.status == 200
+        assert time.perf_counter() - start < 1.0
+        await asyncio.sleep(0.1)
+    for code, reason in await asyncio.wait_for(asyncio.gather(*closes), timeout=2):
+        assert (code, reason) == (CloseCode.BAD_REQUEST, "bad_request")
     await still_serves(served.url, token, loop_id)
 
 

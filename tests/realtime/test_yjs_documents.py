@@ -8,12 +8,15 @@ import asyncio
 import base64
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 from pycrdt import Doc, Map
 
+from music.kinds import DocKind
+from rest.context import REST_CONTEXT
 from tests.helpers import SONG, bearer, eventually, expect_error, sign_up
 from tests.sharing_helpers import share
 from tests.ywebsocket_client import YwsClient
@@ -135,6 +138,28 @@ async def test_post_refusals(client: TestClient, owner: dict[str, Any], loop: di
         await client.post(path, data=small or b"\x00\x00", headers={**stranger, **OCTETS}), 404
     )
     await expect_error(await client.get(path), 404)
+
+
+async def test_a_stranger_cannot_make_the_server_load_a_document(
+    client: TestClient, owner: dict[str, Any], loop: dict[str, Any]
+) -> None:
+    documents = client.app[REST_CONTEXT].documents
+    doc_id = uuid.UUID(loop["id"])
+    assert documents.loaded(DocKind.LOOP, doc_id) is None  # created over REST: not in memory
+    path = f"/api/loops/{loop['id']}/yjs"
+    update = Doc().get_update()  # an empty update: would be applied if the caller could write
+    stranger = bearer((await sign_up(client))["token"])
+    for who in ({}, stranger, {"Authorization": "Bearer junk"}):
+        resp = await client.get(path, headers=who)
+        assert resp.status in (401, 404)
+        resp = await client.post(path, data=update, headers={**who, **OCTETS})
+        assert resp.status in (401, 404)
+    resp = await client.get(path, params={"shareToken": "no-such-link"})
+    assert resp.status == 404
+    assert documents.loaded(DocKind.LOOP, doc_id) is None and not documents.rooms
+    # The owner's read loads it (what the check above would see if a stranger's did).
+    assert (await client.get(path, headers=bearer(owner["token"]))).status == 200
+    assert documents.loaded(DocKind.LOOP, doc_id) is not None
 
 
 async def test_songs_too(client: TestClient, owner: dict[str, Any]) -> None:

@@ -14,7 +14,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pycrdt import Map, YSyncMessageType
 
-from loadtest.client import CollabClient
+from loadtest.client import AWARENESS_UPDATE, CollabClient
+from music.schema import step_key
 from musicplayground.app import create_app
 from realtime.ywebsocket import protocol
 from realtime.ywebsocket.close_codes import CloseCode
@@ -179,6 +180,57 @@ async def test_a_refused_update_is_rolled_back_and_closes_4422(
     finally:
         await c.close()
         await watcher.close()
+
+
+async def test_a_step_past_the_loop_end_closes_4422_not_1000(
+    client: TestClient, base_url: str, owner: dict[str, Any], loop: dict[str, Any]
+) -> None:
+    # A 1000 would have the stock client reconnect and resend the refused step forever.
+    c = await yws(base_url, f"loop:{loop['id']}", token=owner["token"])
+    try:
+        outside = {"step": loop["length"] * 16, "soundId": "drum-kick", "velocity": 0.8}
+        c.doc.get("steps", type=Map)[step_key(outside)] = Map(outside)
+        assert await c.wait_closed() == CloseCode.REFUSED_UPDATE
+        assert c.close_reason == "position_out_of_range"
+        resp = await client.get(f"/api/loops/{loop['id']}", headers=bearer(owner["token"]))
+        assert [s["step"] for s in (await resp.json())["iconSequence"]] == [0, 4]
+    finally:
+        await c.close()
+
+
+async def test_awareness_is_echoed_to_its_y_websocket_sender_only(
+    base_url: str, owner: dict[str, Any], loop: dict[str, Any]
+) -> None:
+    # The stock y-websocket client drops a socket that heard nothing for 30 s; alone in a room
+    # it hears the echo of its 15 s awareness renewal (the same state, the next clock), as
+    # y-websocket-server sends it. The Socket.IO wire does not echo (its clients do not need it).
+    sio = CollabClient(base_url, "loop", loop["id"], token=owner["token"], awareness_timer=False)
+    to_sio: list[bytes] = []
+
+    def on_sio_awareness(update: Any = None, *rest: Any) -> None:
+        to_sio.append(update)
+        sio._on_awareness_update(update, *rest)
+
+    sio.sio.on(AWARENESS_UPDATE, on_sio_awareness, namespace=sio.namespace)
+    await sio.connect()
+    a = await yws(base_url, f"loop:{loop['id']}", token=owner["token"])
+    try:
+        state = json.dumps({"user": {"name": "over-yws"}})
+        for clock in (1, 2):  # the first state, then its renewal
+            update = bytes([1]) + _var_uint(123457) + _var_uint(clock) + _var_string(state)
+            await a.send(protocol.awareness_message(update))
+            await eventually(lambda update=update: update in a.awareness)
+        sio.set_awareness({"user": {"name": "over-sio"}})
+        await eventually(lambda: any(b"over-sio" in u for u in a.awareness))
+        # Anything the server sent sio before this last update has reached it once this has.
+        last = bytes([1]) + _var_uint(123457) + _var_uint(3) + _var_string(json.dumps({"last": 1}))
+        await a.send(protocol.awareness_message(last))
+        await eventually(lambda: last in to_sio)
+        assert not any(b"over-sio" in u for u in to_sio)
+        assert a.close_code is None
+    finally:
+        await a.close()
+        await sio.close()
 
 
 async def test_sync_step_1_is_answered_with_what_the_client_lacks(

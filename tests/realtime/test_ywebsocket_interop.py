@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from pycrdt import Map
 
+from musicplayground.observability import METRICS
 from realtime.ywebsocket.close_codes import CloseCode
 from tests.helpers import bearer, eventually
 from tests.js_client import JsClient
@@ -109,3 +110,19 @@ async def test_stock_y_websocket_viewer_and_revocation(
 
         resp = await client.get(f"/api/loops/{loop['id']}", headers=bearer(owner["token"]))
         assert (await resp.json())["name"] == "By the editor"
+
+
+async def test_a_lone_idle_stock_client_stays_connected(
+    client: TestClient, base_url: str, owner: dict[str, Any], loop: dict[str, Any]
+) -> None:
+    # The provider drops a socket that heard nothing for 30 s (messageReconnectTimeout); alone
+    # and idle, it hears only the echo of its own awareness renewal (every 15 s).
+    ywebsockets = client.app[METRICS].components.ywebsockets
+    room, auth = f"loop:{loop['id']}", {"token": owner["token"]}
+    async with JsClient.start(base_url, room, auth=auth, wire="y-websocket") as yws:
+        await yws.wait_event("synced")
+        connections = set(ywebsockets.connections)  # by session id: a reconnect gets a new one
+        assert len(connections) == 1
+        await asyncio.sleep(35)
+        assert set(ywebsockets.connections) == connections
+        assert [e for e in yws.events if e["event"] in ("close", "disconnect")] == []
