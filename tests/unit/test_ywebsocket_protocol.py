@@ -95,12 +95,13 @@ def test_parse_refuses_what_is_not_one_message(frame: bytes) -> None:
 @pytest.mark.parametrize("prefix", [b"", bytes([0]), bytes([1]), bytes([2])])
 def test_a_full_frame_of_0xff_is_refused_at_once(prefix: bytes) -> None:
     # pycrdt's Decoder reads such a varint in quadratic time (seconds for one frame, on the
-    # event loop, before authentication); the bounded reader stops after 8 bytes.
+    # event loop, before authentication); the bounded reader stops after 8 bytes. The bound
+    # is loose on purpose (a busy CI machine): the unbounded read took ~7 s.
     frame = prefix + b"\xff" * (256 * 1024 + FRAME_OVERHEAD - 1 - len(prefix))
     start = time.perf_counter()
     with pytest.raises(MalformedMessage, match="out of range"):
         protocol.parse(frame)
-    assert time.perf_counter() - start < 0.1
+    assert time.perf_counter() - start < 1.0
 
 
 def _nginx_location(prefix: str) -> set[str]:
