@@ -5,9 +5,9 @@ event in a transaction of its own, right after the edit is applied, so the edit 
 for it. A server killed between the edit's commit and that write would lose the event; the
 update log (``document_updates``, and ``document_history`` once a snapshot folded the entries
 in) still holds the edit, its author and its time. Each pass reads the log entries of a time
-slice, groups them by document and debounce window, and writes the event of every window that
-has none, with the logged authors as its editors, through the same ``coalesce_key`` (so two
-instances, or a pass and the live path, fill one row).
+slice, grouped by the database by document, author and debounce window, and writes the event
+of every window that has none, with the logged authors as its editors, through the same
+``coalesce_key`` (so two instances, or a pass and the live path, fill one row).
 
 The first pass, at startup, looks back ``CONTENT_EVENT_LOOKBACK_SECONDS``; later passes, each
 ``window`` seconds, read only the slice since the previous one (plus :data:`SETTLE_SECONDS`
@@ -25,7 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Integer, SQLColumnExpression, cast, func, select
 from sqlalchemy.exc import IntegrityError
 
 from events.content_changes import BATCH_SIZE, coalesce_key, write_content_events
@@ -42,8 +42,10 @@ SETTLE_SECONDS = 5.0
 # committed, a little later: entries this early in a window count as the previous
 # window's when that one has an event (no second event for one burst of editing).
 LOG_LAG_SECONDS = 1.0
-# How many log rows a pass reads between two turns of the event loop (the edits go on meanwhile).
+# How many grouped log rows a pass reads between two turns of the event loop (the edits go on).
 YIELD_EVERY_ROWS = 200
+# How much of the log a pass reads and holds at once (rounded up to whole windows).
+SLICE_SECONDS = 300.0
 
 
 @dataclass
@@ -61,6 +63,19 @@ class _Window:
 
 
 Key = tuple[DocKind, uuid.UUID, int]
+
+
+def window_index(column: SQLColumnExpression[datetime], window: float, dialect: str) -> ColumnElement[int]:
+    """The debounce window a UTC timestamp column falls in, computed by the database:
+    ``floor(epoch seconds / window)``, as the live path computes it from the clock."""
+    if dialect == "sqlite":  # stored as UTC text; julianday() reads it, 2440587.5 is 1970-01-01
+        epoch = (func.julianday(column) - 2440587.5) * 86400.0
+        return cast(epoch / window, Integer)  # truncation is floor for times after 1970
+    return cast(func.floor(func.extract("epoch", column) / window), Integer)
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 class ContentRecovery:
@@ -100,32 +115,56 @@ class ContentRecovery:
             since = until - timedelta(seconds=self.lookback)
         else:
             since = self._since - timedelta(seconds=SETTLE_SECONDS)
-        windows = await self._read_log(since, until)
-        missing = await self._missing(windows)
         written = 0
-        for start in range(0, len(missing), BATCH_SIZE):
-            written += await self._write({key: windows[key] for key in missing[start : start + BATCH_SIZE]})
+        # The startup pass reads up to the whole lookback (hours of a busy log): one slice at a
+        # time, so memory holds one slice's windows, not the lookback's. Slices end on window
+        # boundaries: each window's entries are read together.
+        step = math.ceil(max(SLICE_SECONDS, self.window) / self.window) * self.window
+        start = since
+        while start < until:
+            end = min(until, datetime.fromtimestamp((math.floor(start.timestamp() / step) + 1) * step, UTC))
+            written += await self._recover(start, end)
+            start = end
         self._since = until
         if written:
             log.warning("events: %d content event(s) recovered from the update log", written)
         self.recovered += written
         return written
 
+    async def _recover(self, since: datetime, until: datetime) -> int:
+        """Write the missing events of the log entries in (``since``, ``until``]; how many."""
+        windows = await self._read_log(since, until)
+        missing = await self._missing(windows)
+        written = 0
+        for start in range(0, len(missing), BATCH_SIZE):
+            written += await self._write({key: windows[key] for key in missing[start : start + BATCH_SIZE]})
+        return written
+
     async def _read_log(self, since: datetime, until: datetime) -> dict[Key, _Window]:
         windows: dict[Key, _Window] = defaultdict(_Window)
         async with self.db.session() as session:
             for model in (DocumentUpdate, DocumentHistory):  # a snapshot moves entries from one to the other
+                # Grouped by the database: one row per document, author and window, not one per
+                # edit (a busy log's slice is thousands of edits).
+                index = window_index(model.created_at, self.window, self.db.dialect).label("window")
                 rows = await session.execute(
-                    select(model.resource_type, model.resource_id, model.author_id, model.created_at)
+                    select(
+                        model.resource_type,
+                        model.resource_id,
+                        model.author_id,
+                        index,
+                        func.min(model.created_at),
+                        func.max(model.created_at),
+                    )
                     .where(model.created_at > since, model.created_at <= until)
-                    .group_by(model.resource_type, model.resource_id, model.author_id, model.created_at)
+                    .group_by(model.resource_type, model.resource_id, model.author_id, index)
                 )
-                for i, (resource_type, resource_id, author_id, created_at) in enumerate(rows):
+                for i, (resource_type, resource_id, author_id, w, first, last) in enumerate(rows):
                     if i % YIELD_EVERY_ROWS == YIELD_EVERY_ROWS - 1:
-                        await asyncio.sleep(0)  # a busy log's slice is thousands of rows
-                    at = created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC)
-                    index = math.floor(at.timestamp() / self.window)
-                    windows[(DocKind(resource_type), resource_id, index)].add(author_id, at)
+                        await asyncio.sleep(0)
+                    entries = windows[(DocKind(resource_type), resource_id, int(w))]
+                    entries.add(author_id, _aware(first))
+                    entries.add(author_id, _aware(last))
         return windows
 
     async def _missing(self, windows: dict[Key, _Window]) -> list[Key]:

@@ -4,16 +4,18 @@ databases: log entries stamped at chosen times, then recovery passes, as a resta
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
 
 from events.content_changes import write_content_events
-from events.content_recovery import LOG_LAG_SECONDS, ContentRecovery
+from events.content_recovery import LOG_LAG_SECONDS, SLICE_SECONDS, ContentRecovery
 from music.kinds import DocKind
 from rest.context import REST_CONTEXT
 from storage.database import Database
@@ -89,3 +91,38 @@ async def test_recovery_writes_the_missing_windows_once(client: TestClient) -> N
     await one.run_pass()  # the next slice of the same instance
     await other.run_pass()  # another instance (or a restart) reading the whole lookback
     assert {doc: await events_of(db, doc) for doc in docs} == before
+
+
+async def test_a_long_lookback_is_read_slice_by_slice(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The startup pass over hours of log holds one slice's windows at a time, slices end on
+    window boundaries, and every slice's lost windows are written."""
+    db = client.app[REST_CONTEXT].db
+    ann = await sign_up(client)
+    ann_id = uuid.UUID(ann["user"]["id"])
+    doc = uuid.UUID((await create_doc(client, "loops", ann["token"]))["id"])
+    now = time.time()
+    windows = [math.floor((now - ago) / WINDOW) for ago in (3000, 1500, 400)]  # far apart
+    for w in windows:
+        await log_edit(db, doc, ann_id, w * WINDOW + 1)
+        await log_edit(db, doc, ann_id, w * WINDOW + WINDOW - 1)
+
+    recovery = ContentRecovery(db, window=WINDOW, lookback=3600.0)
+    read = recovery._read_log
+    spans: list[tuple[datetime, datetime]] = []
+
+    async def recorded(since: datetime, until: datetime):  # type: ignore[no-untyped-def]
+        spans.append((since, until))
+        return await read(since, until)
+
+    monkeypatch.setattr(recovery, "_read_log", recorded)
+    await recovery.run_pass()
+
+    assert await events_of(db, doc) == [(str(w), [str(ann_id)]) for w in windows]
+    step = math.ceil(SLICE_SECONDS / WINDOW) * WINDOW
+    assert len(spans) >= 3600 / step
+    for (since, until), (next_since, _) in itertools.pairwise(spans):
+        assert until == next_since  # contiguous, no gap, no overlap
+        assert (until - since).total_seconds() <= step
+        assert round(until.timestamp() / step) * step == pytest.approx(until.timestamp(), abs=1e-3)
