@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Collection
 from datetime import UTC, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, exists, func, select, update
 
 from events import notifications, webhooks
 from events.notifications import Delivered
@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 # end of a window, and a smaller batch holds the event loop for less time in one go.
 BATCH = 64
 PRUNE_EVERY_SECONDS = 3600.0
+# The polls' reads, built once (Database.read keeps each one's compiled form; every value
+# is a named parameter).
+_DUE = OutboxEvent.dispatched_at.is_(None), OutboxEvent.available_at <= bindparam("now")
+_ANY_DUE = select(exists().where(*_DUE))
+_DUE_BACKLOG = select(func.count(), func.min(OutboxEvent.available_at)).where(*_DUE)
 
 
 class Dispatcher:
@@ -97,10 +102,12 @@ class Dispatcher:
 
     async def dispatch_due(self) -> int:
         """Fan out one batch of due events; how many."""
-        due = OutboxEvent.dispatched_at.is_(None), OutboxEvent.available_at <= utcnow()
-        async with self.db.session() as session:  # a read first: no write lock while idle
-            if await session.scalar(select(OutboxEvent.seq).where(*due).limit(1)) is None:
-                return 0
+        now = utcnow()
+        # A plain read first (no session, no write lock): what an idle instance does every poll.
+        [(any_due,)] = await self.db.read(_ANY_DUE, {"now": now})
+        if not any_due:
+            return 0
+        due = OutboxEvent.dispatched_at.is_(None), OutboxEvent.available_at <= now
         async with self.db.write_session() as session:
             # Claimed as plain rows; only the events someone is told of are loaded as objects
             # (most are content events, told to nobody: a window's end brings one per document).
@@ -133,14 +140,7 @@ class Dispatcher:
         return len(events)
 
     async def _measure(self) -> None:
-        async with self.db.session() as session:
-            count, oldest = (
-                await session.execute(
-                    select(func.count(), func.min(OutboxEvent.available_at)).where(
-                        OutboxEvent.dispatched_at.is_(None), OutboxEvent.available_at <= utcnow()
-                    )
-                )
-            ).one()
+        [(count, oldest)] = await self.db.read(_DUE_BACKLOG, {"now": utcnow()})
         self.pending = int(count)
         if oldest is not None and oldest.tzinfo is None:
             oldest = oldest.replace(tzinfo=UTC)

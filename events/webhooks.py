@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from events import signing
@@ -34,6 +34,11 @@ from storage.models import OutboxEvent, WebhookDelivery, WebhookEndpoint, utcnow
 log = logging.getLogger(__name__)
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 CLAIM_BATCH = 128
+# The polls' reads, built once (Database.read keeps each one's compiled form; every value
+# is a named parameter).
+_PENDING = WebhookDelivery.status == bindparam("pending")
+_ANY_DUE = select(exists().where(_PENDING, WebhookDelivery.next_attempt_at <= bindparam("now")))
+_PENDING_BACKLOG = select(func.count(), func.min(WebhookDelivery.created_at)).where(_PENDING)
 ROUNDS_IN_FLIGHT = 4
 CONCURRENCY = 64  # connections per instance
 LEASE_MARGIN = timedelta(seconds=30)  # beyond the request timeout: a claim's lease
@@ -313,10 +318,10 @@ class WebhookSender:
 
     async def _claim(self) -> list[_Claimed]:
         now = utcnow()
-        due = WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= now
-        async with self.db.session() as session:  # a read first: no write lock while idle
-            if await session.scalar(select(WebhookDelivery.id).where(*due).limit(1)) is None:
-                return []
+        # A plain read first (no session, no write lock): what an idle instance does every poll.
+        [(any_due,)] = await self.db.read(_ANY_DUE, {"pending": PENDING, "now": now})
+        if not any_due:
+            return []
         async with self.db.write_session() as session:
             query = (
                 select(WebhookDelivery, WebhookEndpoint.url, WebhookEndpoint.secret, OutboxEvent)
@@ -428,14 +433,7 @@ class WebhookSender:
 
     async def measure_backlog(self) -> None:
         """Pending deliveries and the age of the oldest (the metrics read these)."""
-        async with self.db.session() as session:
-            count, oldest = (
-                await session.execute(
-                    select(func.count(), func.min(WebhookDelivery.created_at)).where(
-                        WebhookDelivery.status == PENDING
-                    )
-                )
-            ).one()
+        [(count, oldest)] = await self.db.read(_PENDING_BACKLOG, {"pending": PENDING})
         self.counters.pending = int(count)
         if oldest is not None and oldest.tzinfo is None:
             oldest = oldest.replace(tzinfo=UTC)
