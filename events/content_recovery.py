@@ -120,8 +120,8 @@ class ContentRecovery:
         # time, so memory holds one slice's windows, not the lookback's. Slices end on window
         # boundaries: each window's entries are read together.
         step = math.ceil(max(SLICE_SECONDS, self.window) / self.window) * self.window
-        start = since
-        while start < until:
+        start = await self._first_entry(since, until)  # no slices over an empty stretch
+        while start is not None and start < until:
             end = min(until, datetime.fromtimestamp((math.floor(start.timestamp() / step) + 1) * step, UTC))
             written += await self._recover(start, end)
             start = end
@@ -130,6 +130,20 @@ class ContentRecovery:
             log.warning("events: %d content event(s) recovered from the update log", written)
         self.recovered += written
         return written
+
+    async def _first_entry(self, since: datetime, until: datetime) -> datetime | None:
+        """Just before the earliest log entry in (``since``, ``until``] (None: there is none)."""
+        async with self.db.session() as session:
+            firsts = [
+                await session.scalar(
+                    select(func.min(model.created_at)).where(
+                        model.created_at > since, model.created_at <= until
+                    )
+                )
+                for model in (DocumentUpdate, DocumentHistory)
+            ]
+        found = [_aware(at) for at in firsts if at is not None]
+        return max(since, min(found) - timedelta(microseconds=1)) if found else None
 
     async def _recover(self, since: datetime, until: datetime) -> int:
         """Write the missing events of the log entries in (``since``, ``until``]; how many."""

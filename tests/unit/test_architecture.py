@@ -154,6 +154,8 @@ LONG_MODULES = {
     "loadtest/client.py": "one protocol client class (CollabClient): connect, sync, awareness and "
     "reconnect share one socket's state; its codec helpers are a few lines",
     "settings/table.py": "the settings table: one declarative row per setting, no logic to split",
+    "rest/schemas.py": "the request and response bodies: one declarative pydantic model per body, "
+    "each field with its bound and unit, no logic to split",
 }
 
 
