@@ -28,20 +28,11 @@ import requests
 from PIL import Image
 from playwright.async_api import Browser, async_playwright
 
+from tests.browser.chromium import CHROMIUM, FLAGS
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "composer-localstorage.json"
 OUT = ROOT / "docs" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"  # Debian's, as in tests/browser (never a downloaded browser)
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 MAX_BYTES = 300_000  # documentation pictures stay small in the repository
 START_TIMEOUT = 180  # a loaded 2-core machine can take half a minute just to import the server
 

@@ -18,21 +18,11 @@ from PIL import Image
 from playwright.async_api import BrowserContext, Page, async_playwright
 
 from pages.markup import CELL_GAP, CELL_HEIGHT, CELL_WIDTH, CHORD_ROW
+from tests.browser.chromium import CHROMIUM, FLAGS
 from tests.helpers import LOOP, sign_up
 from tests.sharing_helpers import create_doc, expire_share, share
 
-CHROMIUM = "/usr/bin/chromium"
 LIGHT_EMPTY_CELL = "#e4e4ee"  # rest/pages.py's --cell in the light scheme
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from musicplayground.app import create_app
 from settings import Settings
 from tests.audio_fixtures import wav_bytes
 from tests.browser.audio_signal import Recording, close_to
+from tests.browser.chromium import CHROMIUM, FLAGS
 from tests.community import account, make_admin
 from tests.conftest import S3_TEST_KEYS, create_s3_bucket
 from tests.helpers import bearer, sign_up
@@ -38,17 +39,6 @@ from tests.sharing_helpers import create_doc, share
 
 pytestmark = pytest.mark.timeout(240)
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ONSET_TOLERANCE = 0.020  # seconds, as issue 30 asks
 
 RECORDER = Path(__file__).resolve().parent / "player_harness" / "recorder.js"

@@ -23,6 +23,8 @@ from pages import timing
 from pages.sounds import KIT
 from tests.audio_fixtures import wav_bytes
 from tests.browser.audio_signal import Recording, close_to
+from tests.browser.chromium import CHROMIUM
+from tests.browser.chromium import FLAGS as CHROMIUM_FLAGS
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "pages" / "static"
@@ -33,18 +35,7 @@ VENDOR = {
 }
 FIXTURE = ROOT / "tests" / "fixtures" / "composer-localstorage.json"  # a copy of shared/fixtures
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
+FLAGS = [*CHROMIUM_FLAGS, "--autoplay-policy=no-user-gesture-required"]  # the harness plays unprompted
 
 ONSET_TOLERANCE = 0.020  # seconds, as issue 30 asks
 SAMPLE_SECONDS = 0.3
